@@ -1,0 +1,170 @@
+//! What the engine answers and what it reports: plain values, the
+//! vocabulary of the proxy's access log, the simulator's counters and the
+//! run directory's CSV.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::route::RouteId;
+
+/// Index of a cluster in the engine's current config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClusterId(pub u32);
+
+/// Index of an endpoint within its cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EndpointId(pub u32);
+
+/// The endpoint a request was sent to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Upstream {
+    /// The cluster.
+    pub cluster: ClusterId,
+    /// The endpoint in that cluster.
+    pub endpoint: EndpointId,
+}
+
+/// The engine's answer to a request. Never an error: every failure is a
+/// [`Reject`] with Envoy's status and response flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Decision {
+    /// Forward to an upstream endpoint (after `delay`, if a fault delay hit).
+    Forward(Forward),
+    /// Answer locally with an error.
+    Reject(Reject),
+    /// Answer locally as the route says (redirect or direct response); the
+    /// caller reads the details from [`crate::Engine::route`].
+    Respond(Respond),
+}
+
+/// Forward the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Forward {
+    /// The route that matched (header operations, rewrite, retry policy).
+    pub route: RouteId,
+    /// Where to send it.
+    pub upstream: Upstream,
+    /// Injected delay to wait first (response flag DI), if any.
+    pub delay: Option<Duration>,
+    /// Whole-request timeout, all retries included; `None` = disabled.
+    pub timeout: Option<Duration>,
+    /// The request hash used by a hash-based balancer, if any.
+    pub hash: Option<u64>,
+    /// A generated affinity cookie to set on the response, if any; format it
+    /// with [`crate::Engine::set_cookie_header`].
+    pub set_cookie: Option<u64>,
+}
+
+/// Answer locally with an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reject {
+    /// Why.
+    pub reason: RejectReason,
+    /// HTTP status of the local reply.
+    pub status: u16,
+    /// The route that matched, if one did.
+    pub route: Option<RouteId>,
+    /// Injected delay to wait before replying (a delay and an abort both hit).
+    pub delay: Option<Duration>,
+}
+
+impl Reject {
+    /// Envoy's response flag for this reply.
+    pub fn flag(&self) -> ResponseFlag {
+        self.reason.flag()
+    }
+}
+
+/// Answer locally with the route's redirect or direct response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Respond {
+    /// The route.
+    pub route: RouteId,
+    /// HTTP status.
+    pub status: u16,
+}
+
+/// Why a request was answered locally.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RejectReason {
+    /// No route matched (404, NR).
+    NoRoute,
+    /// The route's cluster does not exist (503, NC).
+    NoCluster,
+    /// No endpoint to send to (503, UH).
+    NoHealthyUpstream,
+    /// A fault abort hit (configured status, FI).
+    FaultAbort,
+}
+
+impl RejectReason {
+    /// Envoy's response flag.
+    pub fn flag(self) -> ResponseFlag {
+        match self {
+            Self::NoRoute => ResponseFlag::NoRouteFound,
+            Self::NoCluster => ResponseFlag::NoClusterFound,
+            Self::NoHealthyUpstream => ResponseFlag::NoHealthyUpstream,
+            Self::FaultAbort => ResponseFlag::FaultInjected,
+        }
+    }
+}
+
+/// Envoy's access-log response flags (the ones the engine produces).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResponseFlag {
+    /// NR.
+    NoRouteFound,
+    /// NC.
+    NoClusterFound,
+    /// UH.
+    NoHealthyUpstream,
+    /// FI.
+    FaultInjected,
+    /// DI.
+    DelayInjected,
+}
+
+impl ResponseFlag {
+    /// The short form Envoy logs (`NR`, `UH`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoRouteFound => "NR",
+            Self::NoClusterFound => "NC",
+            Self::NoHealthyUpstream => "UH",
+            Self::FaultInjected => "FI",
+            Self::DelayInjected => "DI",
+        }
+    }
+}
+
+impl fmt::Display for ResponseFlag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened to a forwarded request, reported back by the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Response headers with this status.
+    Status(u16),
+    /// The connection could not be established (refused, connect timeout).
+    ConnectFailure,
+    /// The upstream reset the stream.
+    Reset,
+    /// A route or per-try timeout fired.
+    Timeout,
+}
+
+/// Something that changed inside the engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// A new config took effect (`reconfigure`).
+    ConfigApplied {
+        /// Clusters in the new config.
+        clusters: u32,
+        /// Routes in this proxy's new route table.
+        routes: u32,
+    },
+}

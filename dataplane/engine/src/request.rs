@@ -1,0 +1,134 @@
+//! The request as the engine sees it: borrowed views, nothing owned, so
+//! asking for a decision allocates nothing.
+
+use std::net::SocketAddr;
+
+/// An HTTP request arriving at the proxy.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// `:method`, e.g. `GET`.
+    pub method: &'a str,
+    /// `:scheme`, `http` or `https`.
+    pub scheme: &'a str,
+    /// `:authority` / Host, maybe with `:port`.
+    pub authority: &'a str,
+    /// `:path`, with the query string if any.
+    pub path: &'a str,
+    /// Request headers (names in any case).
+    pub headers: &'a [(&'a str, &'a str)],
+    /// Destination port the caller used (the listener port); 0 = unknown.
+    pub port: u16,
+    /// Downstream remote address (the caller), for `useSourceIp` and cookies.
+    pub source: Option<SocketAddr>,
+    /// Downstream local address (the original destination), for generated
+    /// cookies and `PASSTHROUGH`.
+    pub destination: Option<SocketAddr>,
+}
+
+impl<'a> Request<'a> {
+    /// A plain `GET http://authority/path` with no headers.
+    pub fn get(authority: &'a str, path: &'a str) -> Self {
+        Self {
+            method: "GET",
+            scheme: "http",
+            authority,
+            path,
+            headers: &[],
+            port: 0,
+            source: None,
+            destination: None,
+        }
+    }
+
+    /// The same request with these headers.
+    #[must_use]
+    pub fn with_headers(mut self, headers: &'a [(&'a str, &'a str)]) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// The same request from this source address.
+    #[must_use]
+    pub fn with_source(mut self, source: SocketAddr) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// The first value of a header (name compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+
+    /// The path without its query string.
+    pub fn path_only(&self) -> &'a str {
+        match self.path.find(['?', '#']) {
+            Some(i) => &self.path[..i],
+            None => self.path,
+        }
+    }
+
+    /// The first value of a query parameter (raw, not percent-decoded).
+    pub fn query_param(&self, name: &str) -> Option<&'a str> {
+        let q = self.path.split_once('?')?.1;
+        let q = q.split('#').next().unwrap_or(q);
+        q.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then_some(v)
+        })
+    }
+
+    /// The value of a cookie, unquoted, from any `cookie` header.
+    pub fn cookie(&self, name: &str) -> Option<&'a str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+            .flat_map(|(_, v)| v.split(';'))
+            .find_map(|c| {
+                let (k, v) = c.trim().split_once('=')?;
+                (k.trim() == name).then(|| {
+                    let v = v.trim();
+                    v.strip_prefix('"')
+                        .and_then(|x| x.strip_suffix('"'))
+                        .unwrap_or(v)
+                })
+            })
+    }
+
+    /// The authority's host, without port.
+    pub fn host(&self) -> &'a str {
+        host_of(self.authority)
+    }
+}
+
+/// `host:port` → `host`, also for `[v6]:port`.
+pub(crate) fn host_of(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cookies_query_params_and_hosts() {
+        let headers = [("Cookie", "a=1; user=\"u42\""), ("x-id", "7")];
+        let r = Request::get("reviews:9080", "/p?x=1&y=two#frag").with_headers(&headers);
+        assert_eq!(r.cookie("user"), Some("u42"));
+        assert_eq!(r.cookie("b"), None);
+        assert_eq!(r.query_param("y"), Some("two"));
+        assert_eq!(r.query_param("z"), None);
+        assert_eq!(r.path_only(), "/p");
+        assert_eq!(r.host(), "reviews");
+        assert_eq!(r.header("X-ID"), Some("7"));
+        assert_eq!(host_of("[::1]:80"), "::1");
+    }
+}
