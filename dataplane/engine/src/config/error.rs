@@ -218,40 +218,56 @@ pub(crate) fn locate(doc: &DeTable<'_>, path: &FieldPath) -> Option<Range<usize>
     span
 }
 
-/// The path of the deepest value whose span contains `offset`.
+/// The path of the deepest key or value whose span contains `offset`.
+///
+/// Every node is visited: the span of an array of tables does not cover its
+/// sub-tables written as separate `[a.b]` headers, so a parent's span cannot
+/// be used to prune.
 pub(crate) fn path_at(doc: &DeTable<'_>, offset: usize) -> FieldPath {
-    fn walk_table(t: &DeTable<'_>, offset: usize, path: &mut FieldPath) {
-        for (k, v) in t.iter() {
-            let within = |r: Range<usize>| r.start <= offset && offset < r.end.max(r.start + 1);
-            if within(v.span()) || within(k.span()) {
-                path.0.push(Segment::Key(k.get_ref().to_string()));
-                walk_value(v.get_ref(), offset, path);
-                return;
-            }
-        }
+    fn within(r: Range<usize>, offset: usize) -> bool {
+        r.start <= offset && offset < r.end.max(r.start + 1)
     }
-    fn walk_value(v: &DeValue<'_>, offset: usize, path: &mut FieldPath) {
+    fn walk(v: &DeValue<'_>, offset: usize, path: &mut FieldPath, best: &mut FieldPath) {
         match v {
-            DeValue::Table(t) => walk_table(t, offset, path),
+            DeValue::Table(t) => {
+                for (k, child) in t.iter() {
+                    path.0.push(Segment::Key(k.get_ref().to_string()));
+                    if (within(k.span(), offset) || within(child.span(), offset))
+                        && path.0.len() > best.0.len()
+                    {
+                        *best = path.clone();
+                    }
+                    walk(child.get_ref(), offset, path, best);
+                    path.0.pop();
+                }
+            }
             DeValue::Array(a) => {
                 for (i, item) in a.iter().enumerate() {
-                    let r = item.span();
-                    if r.start <= offset && offset < r.end {
-                        path.0.push(Segment::Index {
-                            index: i,
-                            label: label_of(item.get_ref()),
-                        });
-                        walk_value(item.get_ref(), offset, path);
-                        return;
+                    path.0.push(Segment::Index {
+                        index: i,
+                        label: label_of(item.get_ref()),
+                    });
+                    if within(item.span(), offset) && path.0.len() > best.0.len() {
+                        *best = path.clone();
                     }
+                    walk(item.get_ref(), offset, path, best);
+                    path.0.pop();
                 }
             }
             _ => {}
         }
     }
+    let mut best = FieldPath::root();
     let mut path = FieldPath::root();
-    walk_table(doc, offset, &mut path);
-    path
+    for (k, child) in doc.iter() {
+        path.0.push(Segment::Key(k.get_ref().to_string()));
+        if within(k.span(), offset) || within(child.span(), offset) {
+            best = path.clone();
+        }
+        walk(child.get_ref(), offset, &mut path, &mut best);
+        path.0.pop();
+    }
+    best
 }
 
 fn label_of(v: &DeValue<'_>) -> Option<String> {
