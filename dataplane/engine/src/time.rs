@@ -79,8 +79,9 @@ impl MonotonicGuard {
     pub(crate) fn observe(&mut self, now: Time) {
         debug_assert!(
             now >= self.last,
-            "time went backwards: {now} after {}",
-            self.last
+            "time went backwards: {}ns after {}ns",
+            now.as_nanos(),
+            self.last.as_nanos()
         );
         if now > self.last {
             self.last = now;
