@@ -34,7 +34,7 @@ enum Command {
     },
     /// Ask the engine how one proxy routes a request, as Envoy configured by
     /// Istio would. With `-n N` sends N such requests and prints the split.
-    Route(RouteArgs),
+    Route(Box<RouteArgs>),
 }
 
 #[derive(Debug, clap::Args)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use mesh_engine::{Decision, Engine, Outcome, ProxySpec, Request, Time, config};
 
-#[path = "realistic.rs"]
+#[path = "support/realistic.rs"]
 mod realistic;
 
 fn engine(lb: &str) -> Engine {

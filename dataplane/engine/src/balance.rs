@@ -432,3 +432,310 @@ impl Maglev {
         c
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The balancers on their own, with exact expectations where Envoy's
+    //! algorithms are exact (reference §4).
+
+    use super::*;
+    use crate::rng::Component;
+
+    fn hosts(weights: &[u32]) -> Vec<Host> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| Host {
+                address: format!("10.0.0.{}:8080", i + 1).into_boxed_str(),
+                weight: w,
+                active_requests: 0,
+            })
+            .collect()
+    }
+
+    fn all(hosts: &[Host]) -> Vec<u32> {
+        (0..u32::try_from(hosts.len()).unwrap()).collect()
+    }
+
+    fn rng() -> Stream {
+        Stream::new(11, Component::LoadBalancer)
+    }
+
+    fn built(policy: LbPolicy, hosts: &[Host]) -> Balancer {
+        let mut b = Balancer::new(policy, &mut rng());
+        b.rebuild(hosts, &all(hosts));
+        b
+    }
+
+    /// How many of `picks` picks each endpoint gets, hashing `hash(i)`.
+    fn counts(b: &mut Balancer, hosts: &[Host], picks: u64, hash: impl Fn(u64) -> u64) -> Vec<u64> {
+        let candidates = all(hosts);
+        let mut r = rng();
+        let mut out = vec![0; hosts.len()];
+        for i in 0..picks {
+            let e = b
+                .pick(hosts, &candidates, hash(i), &mut r)
+                .expect("a candidate");
+            out[e as usize] += 1;
+        }
+        out
+    }
+
+    fn ring(b: &Balancer) -> &Ring {
+        match b {
+            Balancer::RingHash(r) => r,
+            other => panic!("not a ring: {other:?}"),
+        }
+    }
+
+    fn ring_counts(r: &Ring, n: usize) -> Vec<usize> {
+        let mut c = vec![0; n];
+        for &(_, e) in &r.entries {
+            c[e as usize] += 1;
+        }
+        c
+    }
+
+    const RING: LbPolicy = LbPolicy::RingHash {
+        minimum_ring_size: 1024,
+    };
+
+    #[test]
+    fn no_candidate_gives_no_endpoint_for_every_policy() {
+        let h = hosts(&[1, 1]);
+        for policy in [
+            LbPolicy::RoundRobin,
+            LbPolicy::LeastRequest,
+            LbPolicy::Random,
+            LbPolicy::Passthrough,
+            RING,
+            LbPolicy::Maglev { table_size: 7 },
+        ] {
+            let mut b = Balancer::new(policy, &mut rng());
+            b.rebuild(&h, &[]);
+            assert_eq!(b.pick(&h, &[], 1, &mut rng()), None, "{policy:?}");
+        }
+    }
+
+    #[test]
+    fn round_robin_gives_each_of_n_hosts_exactly_k_of_k_times_n_picks() {
+        let h = hosts(&[1, 1, 1, 1, 1]);
+        let mut b = built(LbPolicy::RoundRobin, &h);
+        for _ in 0..3 {
+            assert_eq!(counts(&mut b, &h, 5 * 40, |_| 0), [40; 5]);
+        }
+        // And over any window of n consecutive picks, each host exactly once.
+        let c = all(&h);
+        let mut r = rng();
+        let seq: Vec<u32> = (0..23)
+            .map(|_| b.pick(&h, &c, 0, &mut r).unwrap())
+            .collect();
+        for w in seq.windows(5) {
+            let mut sorted = w.to_vec();
+            sorted.sort_unstable();
+            assert_eq!(sorted, [0, 1, 2, 3, 4], "{seq:?}");
+        }
+    }
+
+    #[test]
+    fn round_robin_keeps_its_index_when_the_host_list_changes() {
+        let h = hosts(&[1, 1, 1, 1]);
+        let mut b = built(LbPolicy::RoundRobin, &h);
+        let Balancer::RoundRobin(rr) = &b else {
+            unreachable!()
+        };
+        let start = rr.index;
+        let c = all(&h);
+        let first = b.pick(&h, &c, 0, &mut rng()).unwrap();
+        assert_eq!(u64::from(first), start % 4);
+        // One host ejected: the index continues, modulo the new length.
+        let fewer = [0, 2, 3];
+        b.rebuild(&h, &fewer);
+        let next = b.pick(&h, &fewer, 0, &mut rng()).unwrap();
+        assert_eq!(next, fewer[usize::try_from((start + 1) % 3).unwrap()]);
+    }
+
+    #[test]
+    fn round_robin_with_unequal_weights_is_exactly_proportional_over_each_edf_cycle() {
+        let weights = [1, 2, 3, 4];
+        let h = hosts(&weights);
+        let mut b = built(LbPolicy::RoundRobin, &h);
+        let c = all(&h);
+        let mut r = rng();
+        let cycle: u32 = weights.iter().sum();
+        let mut got = [0u32; 4];
+        for cycles in 1..=50 {
+            for _ in 0..cycle {
+                got[b.pick(&h, &c, 0, &mut r).unwrap() as usize] += 1;
+            }
+            for (g, w) in got.iter().zip(weights) {
+                assert!(
+                    g.abs_diff(w * cycles) <= 1,
+                    "after {cycles} cycles: {got:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn least_request_prefers_the_less_loaded_of_two_draws() {
+        // Two draws with replacement; the second replaces the first only if
+        // strictly less loaded. With one busy host among n, the busy one is
+        // chosen only if both draws hit it: 1/n². Two hosts → 1/4; three → 1/9.
+        const DRAWS: u64 = 10_000;
+        for (n, want) in [(2usize, 0.25), (3, 1.0 / 9.0)] {
+            let mut h = hosts(&vec![1; n]);
+            h[0].active_requests = 5;
+            let mut b = built(LbPolicy::LeastRequest, &h);
+            let busy = counts(&mut b, &h, DRAWS, |_| 0)[0] as f64 / DRAWS as f64;
+            // σ = sqrt(p(1-p)/10,000) ≤ 0.0044; ±0.03 is about 7σ.
+            assert!((busy - want).abs() < 0.03, "{n} hosts: busy share {busy}");
+        }
+        // Equal loads: ties keep the first draw, so the pick is uniform.
+        let h = hosts(&[1, 1]);
+        let mut b = built(LbPolicy::LeastRequest, &h);
+        let c = counts(&mut b, &h, DRAWS, |_| 0);
+        assert!(c.iter().all(|&x| (4_700..=5_300).contains(&x)), "{c:?}");
+    }
+
+    #[test]
+    fn least_request_with_unequal_weights_divides_the_weight_by_active_plus_one() {
+        // Weights 1 and 3, with 2 requests active on the heavy host: dynamic
+        // weights 1/1 and 3/3, so the EDF alternates.
+        let mut h = hosts(&[1, 3]);
+        h[1].active_requests = 2;
+        let mut b = built(LbPolicy::LeastRequest, &h);
+        assert_eq!(counts(&mut b, &h, 1000, |_| 0), [500, 500]);
+        // Idle, the weights apply as they are.
+        let h = hosts(&[1, 3]);
+        let mut b = built(LbPolicy::LeastRequest, &h);
+        assert_eq!(counts(&mut b, &h, 1000, |_| 0), [250, 750]);
+    }
+
+    #[test]
+    fn random_spreads_uniformly() {
+        let h = hosts(&[1, 1, 1, 1]);
+        let mut b = built(LbPolicy::Random, &h);
+        let c = counts(&mut b, &h, 20_000, |_| 0);
+        assert!(c.iter().all(|&x| (4_600..=5_400).contains(&x)), "{c:?}");
+    }
+
+    #[test]
+    fn ring_of_three_equal_hosts_has_1026_entries_342_each() {
+        let h = hosts(&[1, 1, 1]);
+        let b = built(RING, &h);
+        assert_eq!(ring(&b).len(), 1026);
+        assert_eq!(ring_counts(ring(&b), 3), [342, 342, 342]);
+        // Two hosts: 512 each; one host: the minimum size.
+        let h2 = hosts(&[1, 1]);
+        assert_eq!(ring_counts(ring(&built(RING, &h2)), 2), [512, 512]);
+        assert_eq!(ring(&built(RING, &hosts(&[1]))).len(), 1024);
+        // Weights 1:2 → w_min = 1/3, scale = ceil(1024/3)·3 = 1026.
+        let h12 = hosts(&[1, 2]);
+        assert_eq!(ring_counts(ring(&built(RING, &h12)), 2), [342, 684]);
+    }
+
+    #[test]
+    fn ring_entries_are_xxhash_of_address_underscore_index_sorted() {
+        let h = hosts(&[1, 1, 1]);
+        let b = built(RING, &h);
+        let r = ring(&b);
+        assert!(r.entries.windows(2).all(|w| w[0].0 <= w[1].0));
+        for (e, host) in h.iter().enumerate() {
+            for j in [0, 1, 341] {
+                let hash = xxh64(format!("{}_{j}", host.address).as_bytes(), 0);
+                assert!(
+                    r.entries.contains(&(hash, u32::try_from(e).unwrap())),
+                    "{}_{j}",
+                    host.address
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ring_lookup_takes_the_first_entry_at_or_after_the_hash_and_wraps() {
+        let h = hosts(&[1, 1, 1]);
+        let b = built(RING, &h);
+        let r = ring(&b);
+        let (first, last) = (r.entries[0], r.entries[r.len() - 1]);
+        assert_eq!(r.pick(0), Some(first.1));
+        assert_eq!(r.pick(first.0), Some(first.1));
+        assert_eq!(r.pick(last.0), Some(last.1));
+        if last.0 < u64::MAX {
+            assert_eq!(r.pick(last.0 + 1), Some(first.1), "wraps to entry 0");
+        }
+        for w in r.entries.windows(2).take(100) {
+            if w[0].0 < w[1].0 {
+                assert_eq!(r.pick(w[0].0 + 1), Some(w[1].1));
+            }
+        }
+    }
+
+    #[test]
+    fn hashing_is_stable_the_same_key_hits_the_same_host() {
+        let h = hosts(&[1, 1, 1, 1, 1]);
+        for policy in [RING, LbPolicy::Maglev { table_size: 65_537 }] {
+            let mut b = built(policy, &h);
+            let c = all(&h);
+            let key = |i: u64| xxh64(format!("user-{i}").as_bytes(), 0);
+            let first: Vec<u32> = (0..500)
+                .map(|i| b.pick(&h, &c, key(i), &mut rng()).unwrap())
+                .collect();
+            let mut rebuilt = built(policy, &h);
+            for i in (0..500).rev() {
+                assert_eq!(b.pick(&h, &c, key(i), &mut rng()), Some(first[i as usize]));
+                assert_eq!(
+                    rebuilt.pick(&h, &c, key(i), &mut rng()),
+                    Some(first[i as usize])
+                );
+            }
+            let spread = counts(&mut b, &h, 10_000, key);
+            assert!(spread.iter().all(|&n| n > 1_000), "{policy:?}: {spread:?}");
+        }
+    }
+
+    #[test]
+    fn maglev_of_three_equal_hosts_fills_21846_21846_21845() {
+        let h = hosts(&[1, 1, 1]);
+        let Balancer::Maglev(m) = built(LbPolicy::Maglev { table_size: 65_537 }, &h) else {
+            unreachable!()
+        };
+        let mut c = m.counts(3);
+        c.sort_unstable();
+        assert_eq!(c, [21_845, 21_846, 21_846]);
+        assert!(m.table.iter().all(|&e| e < 3), "every slot filled");
+        // A small table: 7 slots for 3 hosts → 3/2/2.
+        let Balancer::Maglev(m) = built(LbPolicy::Maglev { table_size: 7 }, &h) else {
+            unreachable!()
+        };
+        let mut c = m.counts(3);
+        c.sort_unstable();
+        assert_eq!(c, [2, 2, 3]);
+    }
+
+    #[test]
+    fn maglev_with_unequal_weights_fills_the_table_in_proportion() {
+        let h = hosts(&[1, 2, 5]);
+        let Balancer::Maglev(m) = built(LbPolicy::Maglev { table_size: 65_537 }, &h) else {
+            unreachable!()
+        };
+        let c = m.counts(3);
+        for (got, w) in c.iter().zip([1.0, 2.0, 5.0]) {
+            let share = *got as f64 / 65_537.0;
+            assert!((share - w / 8.0).abs() < 0.001, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn maglev_looks_up_hash_modulo_table_size() {
+        let h = hosts(&[1, 1, 1]);
+        let Balancer::Maglev(m) = built(LbPolicy::Maglev { table_size: 65_537 }, &h) else {
+            unreachable!()
+        };
+        for hash in [0u64, 1, 65_536, 65_537, 65_538, u64::MAX] {
+            let slot = usize::try_from(hash % 65_537).unwrap();
+            assert_eq!(m.pick(hash), Some(m.table[slot]));
+        }
+    }
+}

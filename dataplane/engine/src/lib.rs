@@ -58,6 +58,9 @@ mod rng;
 mod route;
 mod time;
 
+#[cfg(test)]
+mod tests;
+
 pub use decision::{
     ClusterId, Decision, EndpointId, EngineEvent, Forward, Outcome, Reject, RejectReason, Respond,
     ResponseFlag, Upstream,

@@ -64,7 +64,7 @@ impl<'a> Request<'a> {
 
     /// The path without its query string.
     pub fn path_only(&self) -> &'a str {
-        match self.path.find(['?', '#']) {
+        match self.path.bytes().position(|b| b == b'?' || b == b'#') {
             Some(i) => &self.path[..i],
             None => self.path,
         }
@@ -108,8 +108,8 @@ pub(crate) fn host_of(authority: &str) -> &str {
     if let Some(rest) = authority.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }
-    match authority.rsplit_once(':') {
-        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+    match authority.bytes().rposition(|b| b == b':') {
+        Some(i) if authority.as_bytes()[i + 1..].iter().all(u8::is_ascii_digit) => &authority[..i],
         _ => authority,
     }
 }

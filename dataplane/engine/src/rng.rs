@@ -116,7 +116,7 @@ mod tests {
         assert_eq!(first, PINNED_FIRST_VALUE);
     }
 
-    const PINNED_FIRST_VALUE: u64 = 0;
+    const PINNED_FIRST_VALUE: u64 = 1_887_588_679_429_954_063;
 
     #[test]
     fn hit_ppm_respects_the_edges() {

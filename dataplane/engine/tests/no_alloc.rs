@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use mesh_engine::{Decision, Engine, Outcome, ProxySpec, Request, Time, config};
 
-#[path = "../benches/realistic.rs"]
+#[path = "../benches/support/realistic.rs"]
 mod realistic;
 
 struct Counting;

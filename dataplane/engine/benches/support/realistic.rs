@@ -3,7 +3,7 @@
 // with 10 http routes using header + prefix matches and 3 weighted subsets).
 
 /// The mesh config; `lb` is the DestinationRules' `loadBalancer` table body.
-pub fn realistic_config(lb: &str) -> String {
+pub(crate) fn realistic_config(lb: &str) -> String {
     let mut s = String::new();
     let services = ["reviews", "ratings", "details", "cart", "checkout"];
     for (i, name) in services.iter().enumerate() {
@@ -32,7 +32,7 @@ pub fn realistic_config(lb: &str) -> String {
 }
 
 /// Headers of a typical request that misses the header route.
-pub const HEADERS: [(&str, &str); 8] = [
+pub(crate) const HEADERS: [(&str, &str); 8] = [
     ("user-agent", "fortio.org/fortio-1.69.0"),
     ("accept", "*/*"),
     ("x-request-id", "4c0a5bd1-2d7c-4f5e-9b4e-3d2f1c0b9a87"),

@@ -1,0 +1,75 @@
+//! Test support shared by the unit tests of several modules, and the tests
+//! that span modules (the sticky-weights extension, end to end).
+
+mod sticky;
+
+use std::sync::Arc;
+
+use crate::config::{self, Config, Warning};
+use crate::{Decision, Engine, Forward, Outcome, ProxySpec, Request, Time};
+
+/// The file name test configs are read as; error messages start with it.
+pub(crate) const FILE: &str = "t.toml";
+
+/// The engine seed of every test engine (tests must not depend on its value).
+pub(crate) const SEED: u64 = 7;
+
+/// A validated config; panics with every error when it is invalid.
+pub(crate) fn config(toml: &str) -> Config {
+    match config::from_toml(toml, Some(FILE)) {
+        Ok((c, _)) => c,
+        Err(e) => panic!("invalid test config:\n{e}\n---\n{toml}"),
+    }
+}
+
+/// The warnings of a valid config.
+pub(crate) fn warnings(toml: &str) -> Vec<Warning> {
+    match config::from_toml(toml, Some(FILE)) {
+        Ok((_, w)) => w,
+        Err(e) => panic!("invalid test config:\n{e}\n---\n{toml}"),
+    }
+}
+
+/// A sidecar in namespace `default` without labels.
+pub(crate) fn sidecar() -> ProxySpec {
+    ProxySpec::sidecar("default", &[])
+}
+
+/// An engine for a default sidecar.
+pub(crate) fn engine(toml: &str) -> Engine {
+    engine_for(toml, sidecar())
+}
+
+/// An engine for `proxy`.
+pub(crate) fn engine_for(toml: &str, proxy: ProxySpec) -> Engine {
+    Engine::new(Arc::new(config(toml)), proxy, SEED)
+}
+
+/// The forward decided for `req`, left unanswered (its endpoint keeps one
+/// more active request). Panics on any other decision.
+pub(crate) fn forward(e: &mut Engine, req: &Request<'_>) -> Forward {
+    match e.handle_request(req, Time::ZERO) {
+        Decision::Forward(f) => f,
+        other => panic!("expected a forward, got {}", e.describe(&other)),
+    }
+}
+
+/// Forwards `req`, answers it with a 200, and returns the endpoint address.
+pub(crate) fn pick(e: &mut Engine, req: &Request<'_>) -> String {
+    let f = forward(e, req);
+    e.handle_response(f.upstream, Outcome::Status(200), Time::ZERO);
+    e.endpoint_address(f.upstream).to_owned()
+}
+
+/// Forwards `req`, answers it, and returns the subset of the chosen cluster
+/// (`""` for the cluster without subset).
+pub(crate) fn pick_subset(e: &mut Engine, req: &Request<'_>) -> String {
+    let f = forward(e, req);
+    e.handle_response(f.upstream, Outcome::Status(200), Time::ZERO);
+    subset_of(e.cluster_name(f.upstream.cluster)).to_owned()
+}
+
+/// `outbound|9080|v1|reviews...` → `v1`.
+pub(crate) fn subset_of(cluster_name: &str) -> &str {
+    cluster_name.split('|').nth(2).unwrap_or("")
+}
