@@ -211,13 +211,23 @@ fn route(args: &RouteArgs) -> Result<String, String> {
         let d = engine.handle_request(&req, Time::ZERO);
         let key = match d {
             Decision::Forward(f) => {
-                let key = format!(
-                    "{} {}",
-                    engine.cluster_name(f.upstream.cluster),
-                    engine.endpoint_address(f.upstream)
-                );
-                engine.handle_response(f.upstream, mesh_engine::Outcome::Status(200), Time::ZERO);
-                key
+                // Sequential requests: a connection is always ready.
+                match engine.admit(f.upstream, true, false, Time::ZERO) {
+                    mesh_engine::Admission::Attach => {
+                        let key = format!(
+                            "{} {}",
+                            engine.cluster_name(f.upstream.cluster),
+                            engine.endpoint_address(f.upstream)
+                        );
+                        engine.handle_response(
+                            f.upstream,
+                            mesh_engine::Outcome::Status(200),
+                            Time::ZERO,
+                        );
+                        key
+                    }
+                    _ => "reject 503 UO".to_owned(),
+                }
             }
             Decision::Reject(r) => format!("reject {} {}", r.status, r.flag()),
             Decision::Respond(r) => format!("respond {}", r.status),

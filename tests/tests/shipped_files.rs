@@ -91,6 +91,8 @@ fn sticky_canary_keeps_each_user_on_one_subset() {
             };
             let name = engine.cluster_name(f.upstream.cluster).to_owned();
             let addr = engine.endpoint_address(f.upstream).to_owned();
+            let admitted = engine.admit(f.upstream, true, false, Time::ZERO);
+            assert_eq!(admitted, mesh_engine::Admission::Attach);
             engine.handle_response(f.upstream, mesh_engine::Outcome::Status(200), Time::ZERO);
             match &first {
                 None => first = Some((name, addr)),

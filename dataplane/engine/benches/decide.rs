@@ -37,6 +37,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let d = e.handle_request(black_box(&req), Time::ZERO);
                 if let Decision::Forward(f) = d {
+                    let _ = e.admit(f.upstream, true, false, Time::ZERO);
                     e.handle_response(f.upstream, Outcome::Status(200), Time::ZERO);
                 }
                 black_box(d)

@@ -81,6 +81,7 @@ impl Balancer {
         hosts: &[Host],
         candidates: &[u32],
         hash: u64,
+        attempt: u32,
         rng: &mut Stream,
     ) -> Option<u32> {
         if candidates.is_empty() {
@@ -92,8 +93,14 @@ impl Balancer {
             Self::Random => Some(candidates[index(rng.modulo(len(candidates)))]),
             // Callers resolve passthrough by address before asking.
             Self::Passthrough => None,
-            Self::RingHash(r) => r.pick(hash),
-            Self::Maglev(m) => m.pick(hash),
+            // Retry attempt k: the k-th next ring entry (Envoy).
+            Self::RingHash(r) => r.pick(hash, attempt),
+            // Retry attempt k: the hash XOR (2^64 − k) (Envoy).
+            Self::Maglev(m) => m.pick(if attempt == 0 {
+                hash
+            } else {
+                hash ^ 0u64.wrapping_sub(u64::from(attempt))
+            }),
         }
     }
 }
@@ -302,12 +309,13 @@ impl Ring {
     }
 
     /// The first entry with hash ≥ `hash`, wrapping to the first entry.
-    fn pick(&self, hash: u64) -> Option<u32> {
+    fn pick(&self, hash: u64, attempt: u32) -> Option<u32> {
         if self.entries.is_empty() {
             return None;
         }
         let i = self.entries.partition_point(|e| e.0 < hash);
-        Some(self.entries[if i == self.entries.len() { 0 } else { i }].1)
+        let i = if i == self.entries.len() { 0 } else { i };
+        Some(self.entries[(i + attempt as usize) % self.entries.len()].1)
     }
 
     #[cfg(test)]
@@ -474,7 +482,7 @@ mod tests {
         let mut out = vec![0; hosts.len()];
         for i in 0..picks {
             let e = b
-                .pick(hosts, &candidates, hash(i), &mut r)
+                .pick(hosts, &candidates, hash(i), 0, &mut r)
                 .expect("a candidate");
             out[e as usize] += 1;
         }
@@ -513,7 +521,7 @@ mod tests {
         ] {
             let mut b = Balancer::new(policy, &mut rng());
             b.rebuild(&h, &[]);
-            assert_eq!(b.pick(&h, &[], 1, &mut rng()), None, "{policy:?}");
+            assert_eq!(b.pick(&h, &[], 1, 0, &mut rng()), None, "{policy:?}");
         }
     }
 
@@ -528,7 +536,7 @@ mod tests {
         let c = all(&h);
         let mut r = rng();
         let seq: Vec<u32> = (0..23)
-            .map(|_| b.pick(&h, &c, 0, &mut r).unwrap())
+            .map(|_| b.pick(&h, &c, 0, 0, &mut r).unwrap())
             .collect();
         for w in seq.windows(5) {
             let mut sorted = w.to_vec();
@@ -546,12 +554,12 @@ mod tests {
         };
         let start = rr.index;
         let c = all(&h);
-        let first = b.pick(&h, &c, 0, &mut rng()).unwrap();
+        let first = b.pick(&h, &c, 0, 0, &mut rng()).unwrap();
         assert_eq!(u64::from(first), start % 4);
         // One host ejected: the index continues, modulo the new length.
         let fewer = [0, 2, 3];
         b.rebuild(&h, &fewer);
-        let next = b.pick(&h, &fewer, 0, &mut rng()).unwrap();
+        let next = b.pick(&h, &fewer, 0, 0, &mut rng()).unwrap();
         assert_eq!(next, fewer[usize::try_from((start + 1) % 3).unwrap()]);
     }
 
@@ -566,7 +574,7 @@ mod tests {
         let mut got = [0u32; 4];
         for cycles in 1..=50 {
             for _ in 0..cycle {
-                got[b.pick(&h, &c, 0, &mut r).unwrap() as usize] += 1;
+                got[b.pick(&h, &c, 0, 0, &mut r).unwrap() as usize] += 1;
             }
             for (g, w) in got.iter().zip(weights) {
                 assert!(
@@ -659,15 +667,15 @@ mod tests {
         let b = built(RING, &h);
         let r = ring(&b);
         let (first, last) = (r.entries[0], r.entries[r.len() - 1]);
-        assert_eq!(r.pick(0), Some(first.1));
-        assert_eq!(r.pick(first.0), Some(first.1));
-        assert_eq!(r.pick(last.0), Some(last.1));
+        assert_eq!(r.pick(0, 0), Some(first.1));
+        assert_eq!(r.pick(first.0, 0), Some(first.1));
+        assert_eq!(r.pick(last.0, 0), Some(last.1));
         if last.0 < u64::MAX {
-            assert_eq!(r.pick(last.0 + 1), Some(first.1), "wraps to entry 0");
+            assert_eq!(r.pick(last.0 + 1, 0), Some(first.1), "wraps to entry 0");
         }
         for w in r.entries.windows(2).take(100) {
             if w[0].0 < w[1].0 {
-                assert_eq!(r.pick(w[0].0 + 1), Some(w[1].1));
+                assert_eq!(r.pick(w[0].0 + 1, 0), Some(w[1].1));
             }
         }
     }
@@ -680,13 +688,16 @@ mod tests {
             let c = all(&h);
             let key = |i: u64| xxh64(format!("user-{i}").as_bytes(), 0);
             let first: Vec<u32> = (0..500)
-                .map(|i| b.pick(&h, &c, key(i), &mut rng()).unwrap())
+                .map(|i| b.pick(&h, &c, key(i), 0, &mut rng()).unwrap())
                 .collect();
             let mut rebuilt = built(policy, &h);
             for i in (0..500).rev() {
-                assert_eq!(b.pick(&h, &c, key(i), &mut rng()), Some(first[i as usize]));
                 assert_eq!(
-                    rebuilt.pick(&h, &c, key(i), &mut rng()),
+                    b.pick(&h, &c, key(i), 0, &mut rng()),
+                    Some(first[i as usize])
+                );
+                assert_eq!(
+                    rebuilt.pick(&h, &c, key(i), 0, &mut rng()),
                     Some(first[i as usize])
                 );
             }

@@ -3,6 +3,7 @@
 //! run directory's CSV.
 
 use std::fmt;
+
 use std::time::Duration;
 
 use crate::route::RouteId;
@@ -15,13 +16,16 @@ pub struct ClusterId(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EndpointId(pub u32);
 
-/// The endpoint a request was sent to.
+/// The endpoint a request was sent to. It stays valid across
+/// `reconfigure`: the engine remaps it to the endpoint's new place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Upstream {
-    /// The cluster.
+    /// The cluster (in the config of `generation`).
     pub cluster: ClusterId,
     /// The endpoint in that cluster.
     pub endpoint: EndpointId,
+    /// The config generation it was handed out in.
+    pub(crate) generation: u32,
 }
 
 /// The engine's answer to a request. Never an error: every failure is a
@@ -123,6 +127,16 @@ pub enum ResponseFlag {
     FaultInjected,
     /// DI.
     DelayInjected,
+    /// UO: circuit-breaker overflow.
+    UpstreamOverflow,
+    /// URX: retries exhausted.
+    UpstreamRetryLimitExceeded,
+    /// UT: route timeout.
+    UpstreamRequestTimeout,
+    /// UF: upstream connection failure.
+    UpstreamConnectionFailure,
+    /// UR: upstream reset.
+    UpstreamRemoteReset,
 }
 
 impl ResponseFlag {
@@ -134,6 +148,11 @@ impl ResponseFlag {
             Self::NoHealthyUpstream => "UH",
             Self::FaultInjected => "FI",
             Self::DelayInjected => "DI",
+            Self::UpstreamOverflow => "UO",
+            Self::UpstreamRetryLimitExceeded => "URX",
+            Self::UpstreamRequestTimeout => "UT",
+            Self::UpstreamConnectionFailure => "UF",
+            Self::UpstreamRemoteReset => "UR",
         }
     }
 }
@@ -160,6 +179,33 @@ pub enum Outcome {
 /// Something that changed inside the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EngineEvent {
+    /// Outlier detection ejected a host (at the instant of the failing result).
+    Ejected {
+        /// The host.
+        upstream: Upstream,
+        /// The detector that fired.
+        reason: crate::outlier::EjectReason,
+        /// This ejection's time: `min(base × multiplier, max)`; the host
+        /// returns at the first interval tick at or after it has passed.
+        duration: Duration,
+    },
+    /// An ejected host returned (on an interval tick).
+    Returned {
+        /// The host.
+        upstream: Upstream,
+    },
+    /// A request overflowed the circuit breaker (503 `UO`).
+    Overflow {
+        /// The host it was meant for.
+        upstream: Upstream,
+    },
+    /// A cluster's load balancer entered or left panic (it then ignores health).
+    Panic {
+        /// The cluster.
+        cluster: ClusterId,
+        /// Whether it is in panic now.
+        in_panic: bool,
+    },
     /// A new config took effect (`reconfigure`).
     ConfigApplied {
         /// Clusters in the new config.

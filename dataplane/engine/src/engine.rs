@@ -1,53 +1,79 @@
-//! The engine: one proxy's routing and load-balancing state machine.
+//! The engine: one proxy's routing, load-balancing, outlier-detection and
+//! circuit-breaking state machine.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
 use crate::affinity::{self, KeyHash};
 use crate::balance::{Balancer, Host};
-use crate::config::{Action, Config, HashKey, HttpRoute, format_duration};
+use crate::breaker::{Admission, Breaker, BreakerStats};
+use crate::config::{Action, Config, HashKey, HttpRoute, RetryOn, format_duration};
 use crate::decision::{
     ClusterId, Decision, EndpointId, EngineEvent, Forward, Outcome, Reject, RejectReason, Respond,
-    Upstream,
+    ResponseFlag, Upstream,
 };
+use crate::outlier::{Change, Detector, MaxEjectionRule, OutlierStats};
 use crate::request::Request;
 use crate::rng::{Component, Stream};
 use crate::route::{ProxySpec, RouteId, RouteTable};
 use crate::time::{MonotonicGuard, Time};
 
+/// Options that change the engine's behaviour away from modern Envoy; all
+/// off by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// The `maxEjectionPercent` rule (default: Envoy ≥ 1.28's strict rule).
+    pub max_ejection_rule: MaxEjectionRule,
+}
+
 /// One proxy's view of the mesh: a sidecar's or a gateway's.
 ///
-/// In Istio every proxy keeps its own load-balancer state (and, with the
-/// resilience part, its own outlier detectors and breaker counters), so the
-/// simulator gives each modelled proxy its own `Engine`.
+/// In Istio every proxy keeps its own load-balancer state, outlier detectors
+/// and breaker counters, so the simulator gives each modelled proxy its own
+/// `Engine`.
 ///
 /// # Calling convention
-/// - Inputs (`handle_request`, `handle_response`, `reconfigure`) take `now`,
-///   which must never go backwards between calls (checked in debug builds).
-/// - Every [`Decision::Forward`] must be answered by exactly one
-///   [`Engine::handle_response`] with its `upstream`, or the endpoint's
-///   active-request count (which `LEAST_REQUEST` reads) leaks.
+/// - Inputs (`handle_*`, `admit`, `reconfigure`, …) take `now`, which must
+///   never go backwards between calls (checked in debug builds).
+/// - A [`Decision::Forward`] is followed by [`Engine::admit`]. If admitted
+///   (at once or after [`Engine::dequeue`]), the attempt ends with exactly one
+///   [`Engine::handle_response`]; if it overflows, nothing more is reported.
+///   A caller without a connection model calls `admit(up, true, false, now)`.
+/// - [`Engine::poll_timeout`] says when to call [`Engine::handle_timeout`]
+///   next (the outlier-detection interval ticks).
 /// - Drain [`Engine::poll_event`] after each input.
 #[derive(Debug)]
 pub struct Engine {
     config: Arc<Config>,
     proxy: ProxySpec,
+    options: EngineOptions,
     table: RouteTable,
     clusters: Vec<ClusterState>,
     /// Hash keys of each route: one per destination whose cluster hashes (§4.7).
     route_hash_keys: Vec<Vec<HashKey>>,
     /// Rendezvous seeds of each route's destinations (sticky-weights extension).
     route_seeds: Vec<Vec<u64>>,
+    /// Config generation; `Upstream`s of older generations are remapped.
+    generation: u32,
+    /// For each past generation, old (cluster, endpoint) → new, if it survived.
+    remaps: Vec<Remap>,
+    next_timeout: Option<Time>,
     rng_weighted: Stream,
     rng_lb: Stream,
     rng_hash: Stream,
     rng_delay: Stream,
     rng_abort: Stream,
+    rng_outlier: Stream,
+    rng_retry: Stream,
     events: VecDeque<EngineEvent>,
     guard: MonotonicGuard,
 }
+
+/// Old (cluster, endpoint) → new place, per old cluster and endpoint.
+type Remap = Vec<Vec<Option<(u32, u32)>>>;
 
 /// One cluster's runtime state.
 #[derive(Clone, Debug)]
@@ -57,30 +83,136 @@ struct ClusterState {
     /// Endpoints the balancer may pick (healthy ones, or all in panic).
     candidates: Vec<u32>,
     balancer: Balancer,
+    detector: Option<Detector>,
+    breaker: Breaker,
+    panic_threshold_percent: u32,
+    in_panic: bool,
+}
+
+impl ClusterState {
+    /// Recomputes the candidates from health and the panic threshold
+    /// (reference §2.10) and rebuilds the balancer. Returns whether the
+    /// panic state changed.
+    fn refresh(&mut self) -> bool {
+        let total = self.hosts.len();
+        self.candidates.clear();
+        for i in 0..total {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            if !self.detector.as_ref().is_some_and(|d| d.is_ejected(i)) {
+                self.candidates.push(i);
+            }
+        }
+        let healthy = self.candidates.len() as u64;
+        let threshold = u64::from(self.panic_threshold_percent);
+        let panic = total > 0 && 100 * healthy < threshold * total as u64;
+        if panic {
+            self.candidates.clear();
+            self.candidates
+                .extend(0..u32::try_from(total).unwrap_or(u32::MAX));
+        }
+        self.balancer.rebuild(&self.hosts, &self.candidates);
+        let changed = panic != self.in_panic;
+        self.in_panic = panic;
+        changed
+    }
+}
+
+/// The router state of one request across its attempts, owned by the caller
+/// (plain data, no allocation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestState {
+    /// The route.
+    pub route: RouteId,
+    /// The upstream of the latest attempt.
+    pub upstream: Upstream,
+    /// When the router started (after any injected delay).
+    pub started: Time,
+    /// Retries made so far.
+    pub retries: u32,
+    hash: Option<u64>,
+    tried: [u32; MAX_TRACKED_HOSTS],
+    tried_len: u8,
+    retry_in_flight: bool,
+}
+
+/// Hosts remembered for the `previous_hosts` retry predicate.
+const MAX_TRACKED_HOSTS: usize = 8;
+
+impl RequestState {
+    fn tried(&self, endpoint: u32) -> bool {
+        self.tried[..usize::from(self.tried_len)].contains(&endpoint)
+    }
+
+    fn remember(&mut self, endpoint: u32) {
+        if usize::from(self.tried_len) < MAX_TRACKED_HOSTS {
+            self.tried[usize::from(self.tried_len)] = endpoint;
+            self.tried_len += 1;
+        } else {
+            self.tried.rotate_left(1);
+            self.tried[MAX_TRACKED_HOSTS - 1] = endpoint;
+        }
+    }
+}
+
+/// Whether to retry an attempt that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum RetryDecision {
+    /// Retry after this back-off; then call [`Engine::retry`].
+    Retry {
+        /// Envoy's jittered exponential back-off.
+        backoff: Duration,
+    },
+    /// Do not retry: return this attempt's result downstream, with `flag`.
+    Done {
+        /// `URX` when retries ran out, `UO` when `maxRetries` refused one,
+        /// `UT` when the route timeout has passed, `None` when the policy
+        /// does not retry this outcome.
+        flag: Option<ResponseFlag>,
+    },
 }
 
 impl Engine {
-    /// A new engine for `proxy`, with all its random streams derived from `seed`.
+    /// A new engine for `proxy`, with all its random streams derived from
+    /// `seed`. Outlier-detection ticks start at `Time::ZERO`.
     pub fn new(config: Arc<Config>, proxy: ProxySpec, seed: u64) -> Self {
+        Self::with_options(config, proxy, seed, EngineOptions::default())
+    }
+
+    /// As [`Engine::new`], with compatibility options.
+    pub fn with_options(
+        config: Arc<Config>,
+        proxy: ProxySpec,
+        seed: u64,
+        options: EngineOptions,
+    ) -> Self {
         let mut rng_lb = Stream::new(seed, Component::LoadBalancer);
         let table = RouteTable::build(&config, &proxy);
-        let clusters = build_clusters(&config, &mut rng_lb);
+        let clusters = build_clusters(&config, &mut rng_lb, options, Time::ZERO);
         let (route_hash_keys, route_seeds) = route_extras(&config, &table);
-        Self {
+        let mut engine = Self {
             config,
             proxy,
+            options,
             table,
             clusters,
             route_hash_keys,
             route_seeds,
+            generation: 0,
+            remaps: Vec::new(),
+            next_timeout: None,
             rng_weighted: Stream::new(seed, Component::WeightedCluster),
             rng_lb,
             rng_hash: Stream::new(seed, Component::HashFallback),
             rng_delay: Stream::new(seed, Component::FaultDelay),
             rng_abort: Stream::new(seed, Component::FaultAbort),
+            rng_outlier: Stream::new(seed, Component::Outlier),
+            rng_retry: Stream::new(seed, Component::Retry),
             events: VecDeque::new(),
             guard: MonotonicGuard::default(),
-        }
+        };
+        engine.next_timeout = engine.compute_next_timeout();
+        engine
     }
 
     /// Decides what to do with a request. Allocates nothing in steady state.
@@ -181,16 +313,14 @@ impl Engine {
             passthrough(cluster, req)
         } else {
             // No hash key in the request: a random hash, so no affinity (§4.7).
-            let h = hash.unwrap_or_else(|| {
-                if cluster.balancer.is_hash_based() {
-                    self.rng_hash.next_u64()
-                } else {
-                    0
-                }
-            });
+            let h = match hash {
+                Some(h) => h,
+                None if cluster.balancer.is_hash_based() => self.rng_hash.next_u64(),
+                None => 0,
+            };
             cluster
                 .balancer
-                .pick(&cluster.hosts, &cluster.candidates, h, &mut self.rng_lb)
+                .pick(&cluster.hosts, &cluster.candidates, h, 0, &mut self.rng_lb)
         };
         let Some(endpoint) = endpoint else {
             return Decision::Reject(Reject {
@@ -204,6 +334,7 @@ impl Engine {
         let upstream = Upstream {
             cluster: ClusterId(u32::try_from(cluster_index).unwrap_or(u32::MAX)),
             endpoint: EndpointId(endpoint),
+            generation: self.generation,
         };
         Decision::Forward(Forward {
             route: route_id,
@@ -215,53 +346,401 @@ impl Engine {
         })
     }
 
-    /// Takes the outcome of a forwarded request.
-    pub fn handle_response(&mut self, upstream: Upstream, outcome: Outcome, now: Time) {
+    /// Circuit-breaker admission of a forwarded request (see [`crate::breaker`]).
+    ///
+    /// `ready`: a ready connection to the host exists; `pool_empty`: the
+    /// caller has no connection at all to it. An overflow is final: answer
+    /// 503 `UO` with `x-envoy-overloaded: true`; it is never retried and never
+    /// counted by outlier detection.
+    pub fn admit(
+        &mut self,
+        upstream: Upstream,
+        ready: bool,
+        pool_empty: bool,
+        now: Time,
+    ) -> Admission {
         self.guard.observe(now);
-        let _ = outcome;
-        if let Some(host) = self
-            .clusters
-            .get_mut(upstream.cluster.0 as usize)
-            .and_then(|c| c.hosts.get_mut(upstream.endpoint.0 as usize))
-        {
-            debug_assert!(
-                host.active_requests > 0,
-                "response without a request to {}",
-                host.address
-            );
-            host.active_requests = host.active_requests.saturating_sub(1);
+        let Some((c, e)) = self.resolve(upstream) else {
+            return Admission::Overflow;
+        };
+        let a = self.clusters[c].breaker.admit(ready, pool_empty);
+        if a == Admission::Overflow {
+            self.overflowed(c, e, upstream);
+        }
+        a
+    }
+
+    /// A queued request's connection is ready: attach it, or overflow on
+    /// `maxRequests` (`http2MaxRequests`).
+    pub fn dequeue(&mut self, upstream: Upstream, now: Time) -> Admission {
+        self.guard.observe(now);
+        let Some((c, e)) = self.resolve(upstream) else {
+            return Admission::Overflow;
+        };
+        let a = self.clusters[c].breaker.dequeue();
+        if a == Admission::Overflow {
+            self.overflowed(c, e, upstream);
+        }
+        a
+    }
+
+    /// A queued request gave up before a connection was ready.
+    pub fn cancel_pending(&mut self, upstream: Upstream, now: Time) {
+        self.guard.observe(now);
+        if let Some((c, e)) = self.resolve(upstream) {
+            self.clusters[c].breaker.cancel_pending();
+            let h = &mut self.clusters[c].hosts[e];
+            h.active_requests = h.active_requests.saturating_sub(1);
         }
     }
 
-    /// Applies a new config, as istiod pushing to this proxy. Endpoints that
-    /// still exist (same cluster name, same address) keep their state.
+    fn overflowed(&mut self, c: usize, e: usize, upstream: Upstream) {
+        let h = &mut self.clusters[c].hosts[e];
+        h.active_requests = h.active_requests.saturating_sub(1);
+        self.events.push_back(EngineEvent::Overflow { upstream });
+    }
+
+    /// The caller opened a connection to a host of `cluster`.
+    pub fn connection_opened(&mut self, cluster: ClusterId, now: Time) {
+        self.guard.observe(now);
+        if let Some(c) = self.clusters.get_mut(cluster.0 as usize) {
+            c.breaker.connection_opened();
+        }
+    }
+
+    /// A connection to a host of `cluster` closed.
+    pub fn connection_closed(&mut self, cluster: ClusterId, now: Time) {
+        self.guard.observe(now);
+        if let Some(c) = self.clusters.get_mut(cluster.0 as usize) {
+            c.breaker.connection_closed();
+        }
+    }
+
+    /// Takes the outcome of an admitted attempt: frees its breaker slot and
+    /// active-request count, and feeds outlier detection, which may eject
+    /// the host at once (an [`EngineEvent::Ejected`]). Allocates nothing.
+    pub fn handle_response(&mut self, upstream: Upstream, outcome: Outcome, now: Time) {
+        self.guard.observe(now);
+        let Some((c, e)) = self.resolve(upstream) else {
+            return;
+        };
+        let cluster = &mut self.clusters[c];
+        let host = &mut cluster.hosts[e];
+        debug_assert!(
+            host.active_requests > 0,
+            "response without a request to {}",
+            host.address
+        );
+        host.active_requests = host.active_requests.saturating_sub(1);
+        cluster.breaker.finish();
+        let Some(detector) = &mut cluster.detector else {
+            return;
+        };
+        let endpoint = u32::try_from(e).unwrap_or(u32::MAX);
+        if let Some(Change::Ejected {
+            reason, duration, ..
+        }) = detector.report(endpoint, outcome, now, &mut self.rng_outlier)
+        {
+            let panic_changed = cluster.refresh();
+            let cluster_id = ClusterId(u32::try_from(c).unwrap_or(u32::MAX));
+            self.events.push_back(EngineEvent::Ejected {
+                upstream: Upstream {
+                    cluster: cluster_id,
+                    endpoint: EndpointId(endpoint),
+                    generation: self.generation,
+                },
+                reason,
+                duration,
+            });
+            if panic_changed {
+                let in_panic = self.clusters[c].in_panic;
+                self.events.push_back(EngineEvent::Panic {
+                    cluster: cluster_id,
+                    in_panic,
+                });
+            }
+        }
+    }
+
+    /// When [`Engine::handle_timeout`] must be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.next_timeout
+    }
+
+    /// Runs the outlier-detection ticks due at or before `now`: returns
+    /// ejected hosts whose time has passed and decays multipliers.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.guard.observe(now);
+        if self.next_timeout.is_none_or(|t| t > now) {
+            return;
+        }
+        let generation = self.generation;
+        for (c, cluster) in self.clusters.iter_mut().enumerate() {
+            let Some(detector) = &mut cluster.detector else {
+                continue;
+            };
+            if detector.next_tick > now {
+                continue;
+            }
+            let cluster_id = ClusterId(u32::try_from(c).unwrap_or(u32::MAX));
+            let mut returned = false;
+            let events = &mut self.events;
+            detector.handle_timeout(now, &mut |change| {
+                if let Change::Returned { host } = change {
+                    returned = true;
+                    events.push_back(EngineEvent::Returned {
+                        upstream: Upstream {
+                            cluster: cluster_id,
+                            endpoint: EndpointId(host),
+                            generation,
+                        },
+                    });
+                }
+            });
+            if returned && cluster.refresh() {
+                self.events.push_back(EngineEvent::Panic {
+                    cluster: cluster_id,
+                    in_panic: cluster.in_panic,
+                });
+            }
+        }
+        self.next_timeout = self.compute_next_timeout();
+    }
+
+    fn compute_next_timeout(&self) -> Option<Time> {
+        self.clusters
+            .iter()
+            .filter_map(|c| c.detector.as_ref().map(|d| d.next_tick))
+            .min()
+    }
+
+    /// Starts the router state of a forwarded request (for retries).
+    pub fn start_request(&self, forward: &Forward, now: Time) -> RequestState {
+        let mut s = RequestState {
+            route: forward.route,
+            upstream: forward.upstream,
+            started: now,
+            retries: 0,
+            hash: forward.hash,
+            tried: [0; MAX_TRACKED_HOSTS],
+            tried_len: 0,
+            retry_in_flight: false,
+        };
+        s.remember(forward.upstream.endpoint.0);
+        s
+    }
+
+    /// Decides whether to retry after an attempt failed with `outcome`
+    /// (call after [`Engine::handle_response`] for that attempt; an
+    /// overflow is never retried). Envoy's semantics (reference §5.6).
+    pub fn retry_decision(
+        &mut self,
+        state: &mut RequestState,
+        outcome: Outcome,
+        now: Time,
+    ) -> RetryDecision {
+        self.guard.observe(now);
+        let Some((c, _)) = self.resolve(state.upstream) else {
+            return RetryDecision::Done { flag: None };
+        };
+        if state.retry_in_flight {
+            state.retry_in_flight = false;
+            self.clusters[c].breaker.finish_retry();
+        }
+        let route = self.table.route(state.route);
+        let Some(policy) = &route.retries else {
+            return RetryDecision::Done { flag: None };
+        };
+        let on = policy.retry_on;
+        let retriable = match outcome {
+            Outcome::Status(s) => {
+                (on.contains(RetryOn::FIVE_XX) && (500..=599).contains(&s))
+                    || (on.contains(RetryOn::GATEWAY_ERROR) && (502..=504).contains(&s))
+                    || (on.contains(RetryOn::RETRIABLE_4XX) && s == 409)
+                    || (on.contains(RetryOn::RETRIABLE_STATUS_CODES)
+                        && policy.retriable_status_codes.contains(&s))
+            }
+            Outcome::ConnectFailure => {
+                on.0 & (RetryOn::FIVE_XX
+                    | RetryOn::GATEWAY_ERROR
+                    | RetryOn::RESET
+                    | RetryOn::CONNECT_FAILURE)
+                    != 0
+            }
+            Outcome::Reset | Outcome::Timeout => {
+                on.0 & (RetryOn::FIVE_XX | RetryOn::GATEWAY_ERROR | RetryOn::RESET) != 0
+            }
+        };
+        if !retriable {
+            return RetryDecision::Done { flag: None };
+        }
+        if let Some(t) = route.timeout
+            && now >= state.started + t
+        {
+            return RetryDecision::Done {
+                flag: Some(ResponseFlag::UpstreamRequestTimeout),
+            };
+        }
+        if state.retries >= policy.num_retries {
+            return RetryDecision::Done {
+                flag: Some(ResponseFlag::UpstreamRetryLimitExceeded),
+            };
+        }
+        if !self.clusters[c].breaker.start_retry() {
+            return RetryDecision::Done {
+                flag: Some(ResponseFlag::UpstreamOverflow),
+            };
+        }
+        state.retry_in_flight = true;
+        state.retries += 1;
+        // Envoy's jittered back-off: uniform in [0, (2^k − 1) × base),
+        // capped at max, in whole milliseconds.
+        let base = u64::try_from(policy.backoff_base.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let max = u64::try_from(policy.backoff_max.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let k = state.retries.min(62);
+        let ceiling = ((1u64 << k) - 1).saturating_mul(base).min(max);
+        let backoff = Duration::from_millis(self.rng_retry.modulo(ceiling));
+        RetryDecision::Retry { backoff }
+    }
+
+    /// Picks the host of a retry in the same cluster, avoiding hosts
+    /// already tried when the route's policy says so (Envoy's
+    /// `previous_hosts` predicate with `host_selection_retry_max_attempts`).
+    /// Returns a [`Decision::Forward`] to admit like the first attempt, or a
+    /// [`Decision::Reject`] (`UH`) when the cluster has no candidate.
+    pub fn retry(&mut self, state: &mut RequestState, now: Time) -> Decision {
+        self.guard.observe(now);
+        let route_id = state.route;
+        let no_host = Decision::Reject(Reject {
+            reason: RejectReason::NoHealthyUpstream,
+            status: 503,
+            route: Some(route_id),
+            delay: None,
+        });
+        let Some((c, _)) = self.resolve(state.upstream) else {
+            return no_host;
+        };
+        let (avoid, max_attempts) = match &self.table.route(route_id).retries {
+            Some(p) => (p.previous_hosts, p.host_selection_retry_max_attempts),
+            None => (false, 0),
+        };
+        let cluster = &mut self.clusters[c];
+        let hash = match state.hash {
+            Some(h) => h,
+            None if cluster.balancer.is_hash_based() => self.rng_hash.next_u64(),
+            None => 0,
+        };
+        let mut picked = None;
+        for attempt in 0..=max_attempts {
+            let p = cluster.balancer.pick(
+                &cluster.hosts,
+                &cluster.candidates,
+                hash,
+                state.retries + attempt,
+                &mut self.rng_lb,
+            );
+            picked = p;
+            match p {
+                Some(e) if avoid && state.tried(e) => continue,
+                _ => break,
+            }
+        }
+        let Some(endpoint) = picked else {
+            return no_host;
+        };
+        cluster.hosts[endpoint as usize].active_requests += 1;
+        state.remember(endpoint);
+        state.upstream = Upstream {
+            cluster: ClusterId(u32::try_from(c).unwrap_or(u32::MAX)),
+            endpoint: EndpointId(endpoint),
+            generation: self.generation,
+        };
+        Decision::Forward(Forward {
+            route: route_id,
+            upstream: state.upstream,
+            delay: None,
+            timeout: self.table.route(route_id).timeout,
+            hash: state.hash,
+            set_cookie: None,
+        })
+    }
+
+    /// Applies a new config, as istiod pushing to this proxy. Clusters and
+    /// endpoints that still exist (same cluster name, same address) keep
+    /// their state: active requests, breaker counters, and — if the cluster
+    /// still has `outlierDetection` — ejections, counters and multipliers.
+    /// `Upstream`s handed out before stay valid (they are remapped).
     pub fn reconfigure(&mut self, config: Arc<Config>, now: Time) {
         self.guard.observe(now);
         let table = RouteTable::build(&config, &self.proxy);
-        let mut clusters = build_clusters(&config, &mut self.rng_lb);
-        let old: FxHashMap<&str, &ClusterState> =
-            self.clusters.iter().map(|c| (c.name.as_str(), c)).collect();
-        for c in &mut clusters {
-            let Some(prev) = old.get(c.name.as_str()) else {
+        let mut clusters = build_clusters(&config, &mut self.rng_lb, self.options, now);
+        let old: FxHashMap<&str, usize> = self
+            .clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.as_str(), i))
+            .collect();
+        let mut remap: Remap = self
+            .clusters
+            .iter()
+            .map(|c| vec![None; c.hosts.len()])
+            .collect();
+        for (ci, c) in clusters.iter_mut().enumerate() {
+            let Some(&pi) = old.get(c.name.as_str()) else {
                 continue;
             };
-            for h in &mut c.hosts {
-                if let Some(p) = prev.hosts.iter().find(|p| p.address == h.address) {
-                    h.active_requests = p.active_requests;
+            let prev = &self.clusters[pi];
+            let mut same = Vec::new();
+            for (ni, h) in c.hosts.iter_mut().enumerate() {
+                if let Some(oi) = prev.hosts.iter().position(|p| p.address == h.address) {
+                    h.active_requests = prev.hosts[oi].active_requests;
+                    same.push((ni, oi));
+                    remap[pi][oi] = Some((
+                        u32::try_from(ci).unwrap_or(u32::MAX),
+                        u32::try_from(ni).unwrap_or(u32::MAX),
+                    ));
                 }
             }
             c.balancer.carry_state(&prev.balancer);
+            c.breaker.stats = prev.breaker.stats;
+            if let (Some(d), Some(pd)) = (&mut c.detector, &prev.detector) {
+                d.carry(pd, same.into_iter());
+            }
+            c.in_panic = prev.in_panic;
+            c.refresh();
         }
         let (route_hash_keys, route_seeds) = route_extras(&config, &table);
         self.events.push_back(EngineEvent::ConfigApplied {
             clusters: u32::try_from(clusters.len()).unwrap_or(u32::MAX),
             routes: u32::try_from(table.routes().len()).unwrap_or(u32::MAX),
         });
+        self.remaps.push(remap);
+        self.generation += 1;
         self.config = config;
         self.table = table;
         self.clusters = clusters;
         self.route_hash_keys = route_hash_keys;
         self.route_seeds = route_seeds;
+        self.next_timeout = self.compute_next_timeout();
+    }
+
+    /// The current (cluster, endpoint) indices of an upstream handed out in
+    /// any generation, or `None` if it no longer exists.
+    fn resolve(&self, up: Upstream) -> Option<(usize, usize)> {
+        let (mut c, mut e) = (up.cluster.0, up.endpoint.0);
+        for g in up.generation..self.generation {
+            (c, e) = (*self
+                .remaps
+                .get(g as usize)?
+                .get(c as usize)?
+                .get(e as usize)?)?;
+        }
+        let (c, e) = (c as usize, e as usize);
+        (c < self.clusters.len() && e < self.clusters[c].hosts.len()).then_some((c, e))
     }
 
     /// The next event, if any.
@@ -296,15 +775,82 @@ impl Engine {
         self.clusters.len()
     }
 
-    /// The address of an upstream endpoint.
+    /// Number of endpoints of a cluster.
+    pub fn endpoint_count(&self, id: ClusterId) -> usize {
+        self.clusters[id.0 as usize].hosts.len()
+    }
+
+    /// The address of an upstream endpoint (`"?"` if it no longer exists).
     pub fn endpoint_address(&self, upstream: Upstream) -> &str {
-        &self.clusters[upstream.cluster.0 as usize].hosts[upstream.endpoint.0 as usize].address
+        match self.resolve(upstream) {
+            Some((c, e)) => &self.clusters[c].hosts[e].address,
+            None => "?",
+        }
     }
 
     /// Requests in flight from this proxy to an endpoint.
     pub fn active_requests(&self, upstream: Upstream) -> u32 {
-        self.clusters[upstream.cluster.0 as usize].hosts[upstream.endpoint.0 as usize]
-            .active_requests
+        self.resolve(upstream)
+            .map_or(0, |(c, e)| self.clusters[c].hosts[e].active_requests)
+    }
+
+    /// Whether an endpoint is ejected by outlier detection, and if so since
+    /// when and for how long (its current ejection time).
+    pub fn ejection(&self, upstream: Upstream) -> Option<(Time, Duration)> {
+        let (c, e) = self.resolve(upstream)?;
+        self.clusters[c]
+            .detector
+            .as_ref()?
+            .ejection(u32::try_from(e).ok()?)
+    }
+
+    /// The ejection-time multiplier of an endpoint (0 without a detector).
+    pub fn ejection_multiplier(&self, upstream: Upstream) -> u32 {
+        self.resolve(upstream)
+            .and_then(|(c, e)| {
+                Some(
+                    self.clusters[c]
+                        .detector
+                        .as_ref()?
+                        .multiplier(u32::try_from(e).ok()?),
+                )
+            })
+            .unwrap_or(0)
+    }
+
+    /// Whether a cluster's load balancer is in panic (ignoring health).
+    pub fn in_panic(&self, id: ClusterId) -> bool {
+        self.clusters[id.0 as usize].in_panic
+    }
+
+    /// Circuit-breaker counters of a cluster.
+    pub fn breaker_stats(&self, id: ClusterId) -> BreakerStats {
+        self.clusters[id.0 as usize].breaker.stats
+    }
+
+    /// Outlier-detection counters of a cluster, if it has a detector.
+    pub fn outlier_stats(&self, id: ClusterId) -> Option<OutlierStats> {
+        self.clusters[id.0 as usize]
+            .detector
+            .as_ref()
+            .map(|d| d.stats)
+    }
+
+    /// The upstream of endpoint `index` of cluster `id`, in this generation.
+    pub fn upstream(&self, id: ClusterId, index: u32) -> Upstream {
+        Upstream {
+            cluster: id,
+            endpoint: EndpointId(index),
+            generation: self.generation,
+        }
+    }
+
+    /// The cluster with this Istio name, if any.
+    pub fn cluster_by_name(&self, name: &str) -> Option<ClusterId> {
+        self.clusters
+            .iter()
+            .position(|c| c.name == name)
+            .map(|i| ClusterId(u32::try_from(i).unwrap_or(u32::MAX)))
     }
 
     /// The `Set-Cookie` value for a forward that generated an affinity
@@ -409,7 +955,12 @@ fn passthrough(cluster: &ClusterState, req: &Request<'_>) -> Option<u32> {
         .find(|&c| &*cluster.hosts[c as usize].address == text)
 }
 
-fn build_clusters(config: &Config, rng: &mut Stream) -> Vec<ClusterState> {
+fn build_clusters(
+    config: &Config,
+    rng: &mut Stream,
+    options: EngineOptions,
+    now: Time,
+) -> Vec<ClusterState> {
     config
         .clusters
         .iter()
@@ -424,16 +975,22 @@ fn build_clusters(config: &Config, rng: &mut Stream) -> Vec<ClusterState> {
                     active_requests: 0,
                 })
                 .collect();
-            let candidates: Vec<u32> =
-                (0..u32::try_from(hosts.len()).unwrap_or(u32::MAX)).collect();
-            let mut balancer = Balancer::new(spec.policy.lb, rng);
-            balancer.rebuild(&hosts, &candidates);
-            ClusterState {
+            let detector = spec
+                .policy
+                .outlier
+                .map(|p| Detector::new(p, options.max_ejection_rule, hosts.len(), now));
+            let mut c = ClusterState {
                 name: spec.name.clone(),
+                candidates: Vec::with_capacity(hosts.len()),
+                balancer: Balancer::new(spec.policy.lb, rng),
                 hosts,
-                candidates,
-                balancer,
-            }
+                detector,
+                breaker: Breaker::new(spec.policy.connection_pool),
+                panic_threshold_percent: spec.policy.panic_threshold_percent,
+                in_panic: false,
+            };
+            c.refresh();
+            c
         })
         .collect()
 }
@@ -674,6 +1231,8 @@ route = [{{ destination = {{ host = "reviews", subset = "v1" }} }}]
                 }
                 Decision::Forward(f) => {
                     delayed += usize::from(f.delay.is_some());
+                    let admitted = e.admit(f.upstream, true, false, Time::ZERO);
+                    assert_eq!(admitted, crate::Admission::Attach);
                     e.handle_response(f.upstream, Outcome::Status(200), Time::ZERO);
                 }
                 Decision::Respond(_) => unreachable!(),
@@ -817,6 +1376,8 @@ route = [{ destination = { host = "reviews", subset = "v3" } }]
         for _ in 0..200 {
             let f = forward(&mut e, &r);
             if f.upstream != busy {
+                let admitted = e.admit(f.upstream, true, false, Time::ZERO);
+                assert_eq!(admitted, crate::Admission::Attach);
                 e.handle_response(f.upstream, Outcome::Status(200), Time::ZERO);
             }
         }

@@ -50,9 +50,11 @@
 
 mod affinity;
 mod balance;
+pub mod breaker;
 pub mod config;
 mod decision;
 mod engine;
+pub mod outlier;
 mod request;
 mod rng;
 mod route;
@@ -61,11 +63,13 @@ mod time;
 #[cfg(test)]
 mod tests;
 
+pub use breaker::{Admission, BreakerStats};
 pub use decision::{
     ClusterId, Decision, EndpointId, EngineEvent, Forward, Outcome, Reject, RejectReason, Respond,
     ResponseFlag, Upstream,
 };
-pub use engine::Engine;
+pub use engine::{Engine, EngineOptions, RequestState, RetryDecision};
+pub use outlier::{EjectReason, MaxEjectionRule, OutlierStats};
 pub use request::Request;
 pub use route::{ProxySpec, RouteId};
 pub use time::Time;

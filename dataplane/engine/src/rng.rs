@@ -22,6 +22,8 @@ pub(crate) enum Component {
     HashFallback = 3,
     FaultDelay = 4,
     FaultAbort = 5,
+    Outlier = 6,
+    Retry = 7,
 }
 
 /// One random stream.

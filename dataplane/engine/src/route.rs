@@ -1206,6 +1206,10 @@ route = [{ destination = { host = "reviews", subset = "v1" } }]
             *seen
                 .entry(e.endpoint_address(f.upstream).to_owned())
                 .or_insert(0) += 1;
+            assert_eq!(
+                e.admit(f.upstream, true, false, Time::ZERO),
+                crate::Admission::Attach
+            );
             e.handle_response(f.upstream, crate::Outcome::Status(200), Time::ZERO);
         }
         assert_eq!(
@@ -1261,8 +1265,16 @@ route = [{ destination = { host = "reviews", subset = "v1" } }]
             };
             assert_eq!(a.route(f.route).name, "default");
             if let Decision::Forward(g) = db {
+                assert_eq!(
+                    b.admit(g.upstream, true, false, Time::ZERO),
+                    crate::Admission::Attach
+                );
                 b.handle_response(g.upstream, crate::Outcome::Status(200), Time::ZERO);
             }
+            assert_eq!(
+                a.admit(f.upstream, true, false, Time::ZERO),
+                crate::Admission::Attach
+            );
             a.handle_response(f.upstream, crate::Outcome::Status(200), Time::ZERO);
         }
     }

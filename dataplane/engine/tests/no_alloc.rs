@@ -70,6 +70,8 @@ fn steady_state_decisions_allocate_nothing() {
                 let Decision::Forward(f) = d else {
                     panic!("{}", e.describe(&d))
                 };
+                let admitted = e.admit(f.upstream, true, false, Time::from_nanos(now));
+                assert_eq!(admitted, mesh_engine::Admission::Attach);
                 e.handle_response(f.upstream, Outcome::Status(200), Time::from_nanos(now));
             }
         };

@@ -57,6 +57,8 @@ pub(crate) fn forward(e: &mut Engine, req: &Request<'_>) -> Forward {
 /// Forwards `req`, answers it with a 200, and returns the endpoint address.
 pub(crate) fn pick(e: &mut Engine, req: &Request<'_>) -> String {
     let f = forward(e, req);
+    let admitted = e.admit(f.upstream, true, false, Time::ZERO);
+    assert_eq!(admitted, crate::Admission::Attach);
     e.handle_response(f.upstream, Outcome::Status(200), Time::ZERO);
     e.endpoint_address(f.upstream).to_owned()
 }
@@ -65,6 +67,8 @@ pub(crate) fn pick(e: &mut Engine, req: &Request<'_>) -> String {
 /// (`""` for the cluster without subset).
 pub(crate) fn pick_subset(e: &mut Engine, req: &Request<'_>) -> String {
     let f = forward(e, req);
+    let admitted = e.admit(f.upstream, true, false, Time::ZERO);
+    assert_eq!(admitted, crate::Admission::Attach);
     e.handle_response(f.upstream, Outcome::Status(200), Time::ZERO);
     subset_of(e.cluster_name(f.upstream.cluster)).to_owned()
 }
