@@ -62,7 +62,7 @@ fn header_hash(req: &Request<'_>, name: &str) -> KeyHash {
     let mut values: [&str; 8] = [""; 8];
     let mut n = 0;
     for (k, v) in req.headers {
-        if k.eq_ignore_ascii_case(name) && n < values.len() {
+        if crate::request::same_name(k, name) && n < values.len() {
             values[n] = v;
             n += 1;
         }

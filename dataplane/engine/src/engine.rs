@@ -52,8 +52,9 @@ pub struct Engine {
     options: EngineOptions,
     table: RouteTable,
     clusters: Vec<ClusterState>,
-    /// Hash keys of each route: one per destination whose cluster hashes (§4.7).
-    route_hash_keys: Vec<Vec<HashKey>>,
+    /// Hash keys of each route: one per destination whose cluster hashes
+    /// (§4.7), each flagged when equal to the previous one.
+    route_hash_keys: Vec<Vec<(HashKey, bool)>>,
     /// Rendezvous seeds of each route's destinations (sticky-weights extension).
     route_seeds: Vec<Vec<u64>>,
     /// Config generation; `Upstream`s of older generations are remapped.
@@ -298,8 +299,17 @@ impl Engine {
         let mut hash = None;
         let mut set_cookie = None;
         if cluster.balancer.is_hash_based() {
-            for key in &self.route_hash_keys[route_id.0 as usize] {
-                match affinity::hash_key(key, req) {
+            // Istio writes one policy per destination, usually all the same
+            // key: hash each distinct key once, fold it once per policy.
+            let mut last = KeyHash::Absent;
+            for (key, same_as_previous) in &self.route_hash_keys[route_id.0 as usize] {
+                let kh = if *same_as_previous {
+                    last
+                } else {
+                    affinity::hash_key(key, req)
+                };
+                last = kh;
+                match kh {
                     KeyHash::Absent => {}
                     KeyHash::Hash(h) => hash = Some(affinity::combine(hash, h)),
                     KeyHash::Generated { hash: h, cookie } => {
@@ -859,7 +869,7 @@ impl Engine {
         let value = forward.set_cookie?;
         let (name, path, ttl) = self.route_hash_keys[forward.route.0 as usize]
             .iter()
-            .find_map(|k| match k {
+            .find_map(|(k, _)| match k {
                 HashKey::Cookie {
                     name,
                     path,
@@ -995,18 +1005,27 @@ fn build_clusters(
         .collect()
 }
 
-fn route_extras(config: &Config, table: &RouteTable) -> (Vec<Vec<HashKey>>, Vec<Vec<u64>>) {
+type RouteExtras = (Vec<Vec<(HashKey, bool)>>, Vec<Vec<u64>>);
+
+fn route_extras(config: &Config, table: &RouteTable) -> RouteExtras {
     table
         .routes()
         .iter()
         .map(|r| match &r.action {
             Action::Route(ds) => (
-                ds.iter()
-                    .filter_map(|d| {
-                        d.cluster
-                            .and_then(|c| config.clusters[c].policy.hash.clone())
-                    })
-                    .collect(),
+                {
+                    let keys: Vec<HashKey> = ds
+                        .iter()
+                        .filter_map(|d| {
+                            d.cluster
+                                .and_then(|c| config.clusters[c].policy.hash.clone())
+                        })
+                        .collect();
+                    keys.iter()
+                        .enumerate()
+                        .map(|(i, k)| (k.clone(), i > 0 && keys[i - 1] == *k))
+                        .collect()
+                },
                 ds.iter()
                     .map(|d| affinity::destination_seed(&d.host, d.subset.as_deref()))
                     .collect(),

@@ -62,9 +62,19 @@ impl<'a> Request<'a> {
             .map(|(_, v)| *v)
     }
 
+    /// The first value of a header whose lowercase name is `lower`.
+    pub(crate) fn header_lower(&self, lower: &str) -> Option<&'a str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| same_name(n, lower))
+            .map(|(_, v)| *v)
+    }
+
     /// The path without its query string.
     pub fn path_only(&self) -> &'a str {
-        match self.path.bytes().position(|b| b == b'?' || b == b'#') {
+        // HTTP request paths carry no fragment (clients strip `#...`), so
+        // only `?` ends the path. A plain loop beats memchr on short paths.
+        match self.path.bytes().position(|b| b == b'?') {
             Some(i) => &self.path[..i],
             None => self.path,
         }
@@ -101,6 +111,15 @@ impl<'a> Request<'a> {
     pub fn host(&self) -> &'a str {
         host_of(self.authority)
     }
+}
+
+/// Whether header name `a` (any case) is `lower` (lowercase). A plain loop:
+/// names are short, and a libc `memcmp` call costs more than the compare.
+pub(crate) fn same_name(a: &str, lower: &str) -> bool {
+    a.len() == lower.len()
+        && a.bytes()
+            .zip(lower.bytes())
+            .all(|(x, y)| x.to_ascii_lowercase() == y)
 }
 
 /// `host:port` → `host`, also for `[v6]:port`.

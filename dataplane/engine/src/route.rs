@@ -118,6 +118,7 @@ impl RouteTable {
                 });
                 let vh = t.add_vhost(config, proxy, vs, Some(s));
                 for d in aliases(&svc.host, &svc.namespace, proxy.namespace()) {
+                    t.add_domain(&format!("{d}:{}", svc.port), vh);
                     t.add_domain(&d, vh);
                 }
             }
@@ -217,7 +218,13 @@ impl RouteTable {
 
     /// The route for a request: `None` when no virtual host or no route matches (404 NR).
     pub(crate) fn select(&self, req: &Request<'_>) -> Option<RouteId> {
-        let vh = self.vhost_for(host_of(req.authority))?;
+        // Fast path: the authority exactly as sent (`reviews:9080` is a
+        // domain too, as in Istio's virtual hosts); otherwise without port
+        // and lowercased.
+        let vh = match self.exact.get(req.authority.as_bytes()) {
+            Some(&vh) => vh,
+            None => self.vhost_for(host_of(req.authority))?,
+        };
         self.vhosts[vh as usize]
             .entries
             .iter()
@@ -304,7 +311,7 @@ fn has_request_conditions(m: &Match) -> bool {
 /// Whether every request-time condition of the block holds.
 pub(crate) fn matches(m: &Match, req: &Request<'_>) -> bool {
     if let Some(uri) = &m.uri
-        && !uri_matches(uri, req.path_only(), m.ignore_uri_case)
+        && !uri_matches(uri, req, m.ignore_uri_case)
     {
         return false;
     }
@@ -327,7 +334,7 @@ pub(crate) fn matches(m: &Match, req: &Request<'_>) -> bool {
     }
     if m.headers
         .iter()
-        .any(|(name, sm)| !value_matches(sm, req.header(name)))
+        .any(|(name, sm)| !value_matches(sm, req.header_lower(name)))
     {
         return false;
     }
@@ -335,7 +342,7 @@ pub(crate) fn matches(m: &Match, req: &Request<'_>) -> bool {
     // `treat_missing_header_as_empty` for value matchers).
     if m.without_headers
         .iter()
-        .any(|(name, sm)| match (sm, req.header(name)) {
+        .any(|(name, sm)| match (sm, req.header_lower(name)) {
             (StrMatch::Present, v) => v.is_some(),
             (sm, v) => value_matches(sm, Some(v.unwrap_or(""))),
         })
@@ -357,16 +364,22 @@ fn value_matches(sm: &StrMatch, value: Option<&str>) -> bool {
     }
 }
 
-fn uri_matches(sm: &StrMatch, path: &str, ignore_case: bool) -> bool {
+fn uri_matches(sm: &StrMatch, req: &Request<'_>, ignore_case: bool) -> bool {
     match sm {
-        StrMatch::Exact(e) if ignore_case => path.eq_ignore_ascii_case(e),
-        StrMatch::Prefix(p) if ignore_case => {
+        // Envoy's `prefix` matches the beginning of `:path`, query included;
+        // `path` (exact) and `safe_regex` match it with the query removed.
+        StrMatch::Prefix(p) => {
+            let path = req.path.as_bytes();
             path.len() >= p.len()
-                && path.is_char_boundary(p.len())
-                && path[..p.len()].eq_ignore_ascii_case(p)
+                && if ignore_case {
+                    path[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+                } else {
+                    &path[..p.len()] == p.as_bytes()
+                }
         }
+        StrMatch::Exact(e) if ignore_case => req.path_only().eq_ignore_ascii_case(e),
         // `ignoreUriCase` does not apply to regex (Istio).
-        other => value_matches(other, Some(path)),
+        other => value_matches(other, Some(req.path_only())),
     }
 }
 
