@@ -540,9 +540,14 @@ impl Engine {
         s
     }
 
-    /// Decides whether to retry after an attempt failed with `outcome`
-    /// (call after [`Engine::handle_response`] for that attempt; an
-    /// overflow is never retried). Envoy's semantics (reference §5.6).
+    /// Decides whether to retry after an attempt ended with `outcome`
+    /// (call after [`Engine::handle_response`] for **every** attempt,
+    /// successes included: a retry holds its `maxRetries` slot until the
+    /// next decision, as Envoy's `shouldRetry` releases it; an overflow is
+    /// never retried). A request that ends without a later decision (its
+    /// retry overflowed or found no host, or the route timeout fired during
+    /// the back-off) calls [`Engine::finish_request`]. Envoy's semantics
+    /// (reference §5.6).
     pub fn retry_decision(
         &mut self,
         state: &mut RequestState,
@@ -615,6 +620,21 @@ impl Engine {
         let ceiling = ((1u64 << k) - 1).saturating_mul(base).min(max);
         let backoff = Duration::from_millis(self.rng_retry.modulo(ceiling));
         RetryDecision::Retry { backoff }
+    }
+
+    /// Ends a request's router state: releases the `maxRetries` slot of a
+    /// retry that will not report to [`Engine::retry_decision`] (Envoy
+    /// frees it when the retry state is destroyed). Idempotent; harmless
+    /// after a `Done`.
+    pub fn finish_request(&mut self, state: &mut RequestState, now: Time) {
+        self.guard.observe(now);
+        if !state.retry_in_flight {
+            return;
+        }
+        state.retry_in_flight = false;
+        if let Some((c, _)) = self.resolve(state.upstream) {
+            self.clusters[c].breaker.finish_retry();
+        }
     }
 
     /// Picks the host of a retry in the same cluster, avoiding hosts

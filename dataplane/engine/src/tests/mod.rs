@@ -1,6 +1,7 @@
 //! Test support shared by the unit tests of several modules, and the tests
 //! that span modules (the sticky-weights extension, end to end).
 
+mod resilience;
 mod sticky;
 
 use std::sync::Arc;
