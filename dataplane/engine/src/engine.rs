@@ -61,6 +61,9 @@ pub struct Engine {
     generation: u32,
     /// For each past generation, old (cluster, endpoint) → new, if it survived.
     remaps: Vec<Remap>,
+    /// For each past generation, old cluster → new cluster, if it survived
+    /// (so a request to an endpoint that left still frees its breaker slot).
+    cluster_remaps: Vec<Vec<Option<u32>>>,
     next_timeout: Option<Time>,
     rng_weighted: Stream,
     rng_lb: Stream,
@@ -201,6 +204,7 @@ impl Engine {
             route_seeds,
             generation: 0,
             remaps: Vec::new(),
+            cluster_remaps: Vec::new(),
             next_timeout: None,
             rng_weighted: Stream::new(seed, Component::WeightedCluster),
             rng_lb,
@@ -375,7 +379,7 @@ impl Engine {
         };
         let a = self.clusters[c].breaker.admit(ready, pool_empty);
         if a == Admission::Overflow {
-            self.overflowed(c, e, upstream);
+            self.overflowed(c, Some(e), upstream);
         }
         a
     }
@@ -384,7 +388,7 @@ impl Engine {
     /// `maxRequests` (`http2MaxRequests`).
     pub fn dequeue(&mut self, upstream: Upstream, now: Time) -> Admission {
         self.guard.observe(now);
-        let Some((c, e)) = self.resolve(upstream) else {
+        let Some((c, e)) = self.locate(upstream) else {
             return Admission::Overflow;
         };
         let a = self.clusters[c].breaker.dequeue();
@@ -397,16 +401,20 @@ impl Engine {
     /// A queued request gave up before a connection was ready.
     pub fn cancel_pending(&mut self, upstream: Upstream, now: Time) {
         self.guard.observe(now);
-        if let Some((c, e)) = self.resolve(upstream) {
+        if let Some((c, e)) = self.locate(upstream) {
             self.clusters[c].breaker.cancel_pending();
-            let h = &mut self.clusters[c].hosts[e];
-            h.active_requests = h.active_requests.saturating_sub(1);
+            if let Some(e) = e {
+                let h = &mut self.clusters[c].hosts[e];
+                h.active_requests = h.active_requests.saturating_sub(1);
+            }
         }
     }
 
-    fn overflowed(&mut self, c: usize, e: usize, upstream: Upstream) {
-        let h = &mut self.clusters[c].hosts[e];
-        h.active_requests = h.active_requests.saturating_sub(1);
+    fn overflowed(&mut self, c: usize, e: Option<usize>, upstream: Upstream) {
+        if let Some(e) = e {
+            let h = &mut self.clusters[c].hosts[e];
+            h.active_requests = h.active_requests.saturating_sub(1);
+        }
         self.events.push_back(EngineEvent::Overflow { upstream });
     }
 
@@ -431,10 +439,15 @@ impl Engine {
     /// the host at once (an [`EngineEvent::Ejected`]). Allocates nothing.
     pub fn handle_response(&mut self, upstream: Upstream, outcome: Outcome, now: Time) {
         self.guard.observe(now);
-        let Some((c, e)) = self.resolve(upstream) else {
+        let Some((c, e)) = self.locate(upstream) else {
             return;
         };
         let cluster = &mut self.clusters[c];
+        // The endpoint left in a reconfigure: its cluster's slot is freed.
+        let Some(e) = e else {
+            cluster.breaker.finish();
+            return;
+        };
         let host = &mut cluster.hosts[e];
         debug_assert!(
             host.active_requests > 0,
@@ -555,7 +568,7 @@ impl Engine {
         now: Time,
     ) -> RetryDecision {
         self.guard.observe(now);
-        let Some((c, _)) = self.resolve(state.upstream) else {
+        let Some((c, _)) = self.locate(state.upstream) else {
             return RetryDecision::Done { flag: None };
         };
         if state.retry_in_flight {
@@ -608,16 +621,21 @@ impl Engine {
         }
         state.retry_in_flight = true;
         state.retries += 1;
-        // Envoy's jittered back-off: uniform in [0, (2^k − 1) × base),
-        // capped at max, in whole milliseconds.
+        // Envoy's `JitteredExponentialBackOffStrategy` (the code, not the
+        // docs' `(2^k − 1) × base`): retry k waits uniformly in
+        // [0, interval_k) ms with interval_1 = base and interval_{k+1} =
+        // 2 × interval_k while that stays under max / 2, else max. With the
+        // 25 ms default: [0,25), [0,50), [0,100), [0,200), then [0,250).
         let base = u64::try_from(policy.backoff_base.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
         let max = u64::try_from(policy.backoff_max.as_millis())
             .unwrap_or(u64::MAX)
-            .max(1);
-        let k = state.retries.min(62);
-        let ceiling = ((1u64 << k) - 1).saturating_mul(base).min(max);
+            .max(base);
+        let mut ceiling = base;
+        for _ in 1..state.retries {
+            ceiling = if ceiling < max / 2 { ceiling * 2 } else { max };
+        }
         let backoff = Duration::from_millis(self.rng_retry.modulo(ceiling));
         RetryDecision::Retry { backoff }
     }
@@ -632,7 +650,7 @@ impl Engine {
             return;
         }
         state.retry_in_flight = false;
-        if let Some((c, _)) = self.resolve(state.upstream) {
+        if let Some((c, _)) = self.locate(state.upstream) {
             self.clusters[c].breaker.finish_retry();
         }
     }
@@ -651,7 +669,7 @@ impl Engine {
             route: Some(route_id),
             delay: None,
         });
-        let Some((c, _)) = self.resolve(state.upstream) else {
+        let Some((c, _)) = self.locate(state.upstream) else {
             return no_host;
         };
         let (avoid, max_attempts) = match &self.table.route(route_id).retries {
@@ -665,12 +683,15 @@ impl Engine {
             None => 0,
         };
         let mut picked = None;
+        // Envoy's `chooseHost` loop: the hash-based balancers offset by the
+        // re-pick index of this selection (0 first), not by the retry
+        // count, so without the predicate a retry hashes to the same host.
         for attempt in 0..=max_attempts {
             let p = cluster.balancer.pick(
                 &cluster.hosts,
                 &cluster.candidates,
                 hash,
-                state.retries + attempt,
+                attempt,
                 &mut self.rng_lb,
             );
             picked = p;
@@ -714,6 +735,7 @@ impl Engine {
             .enumerate()
             .map(|(i, c)| (c.name.as_str(), i))
             .collect();
+        let mut cluster_remap = vec![None; self.clusters.len()];
         let mut remap: Remap = self
             .clusters
             .iter()
@@ -723,6 +745,7 @@ impl Engine {
             let Some(&pi) = old.get(c.name.as_str()) else {
                 continue;
             };
+            cluster_remap[pi] = Some(u32::try_from(ci).unwrap_or(u32::MAX));
             let prev = &self.clusters[pi];
             let mut same = Vec::new();
             for (ni, h) in c.hosts.iter_mut().enumerate() {
@@ -749,6 +772,7 @@ impl Engine {
             routes: u32::try_from(table.routes().len()).unwrap_or(u32::MAX),
         });
         self.remaps.push(remap);
+        self.cluster_remaps.push(cluster_remap);
         self.generation += 1;
         self.config = config;
         self.table = table;
@@ -771,6 +795,20 @@ impl Engine {
         }
         let (c, e) = (c as usize, e as usize);
         (c < self.clusters.len() && e < self.clusters[c].hosts.len()).then_some((c, e))
+    }
+
+    /// The current cluster of an upstream handed out in any generation, and
+    /// its endpoint if that still exists; `None` if the cluster is gone.
+    fn locate(&self, up: Upstream) -> Option<(usize, Option<usize>)> {
+        if let Some((c, e)) = self.resolve(up) {
+            return Some((c, Some(e)));
+        }
+        let mut c = up.cluster.0;
+        for g in up.generation..self.generation {
+            c = (*self.cluster_remaps.get(g as usize)?.get(c as usize)?)?;
+        }
+        let c = c as usize;
+        (c < self.clusters.len()).then_some((c, None))
     }
 
     /// The next event, if any.
