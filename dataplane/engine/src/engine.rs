@@ -50,13 +50,10 @@ pub struct Engine {
     config: Arc<Config>,
     proxy: ProxySpec,
     options: EngineOptions,
-    table: RouteTable,
+    routing: Routing,
+    /// The routing of earlier generations, for requests routed before a push.
+    retired: Vec<Routing>,
     clusters: Vec<ClusterState>,
-    /// Hash keys of each route: one per destination whose cluster hashes
-    /// (§4.7), each flagged when equal to the previous one.
-    route_hash_keys: Vec<Vec<(HashKey, bool)>>,
-    /// Rendezvous seeds of each route's destinations (sticky-weights extension).
-    route_seeds: Vec<Vec<u64>>,
     /// Config generation; `Upstream`s of older generations are remapped.
     generation: u32,
     /// For each past generation, old (cluster, endpoint) → new, if it survived.
@@ -74,6 +71,30 @@ pub struct Engine {
     rng_retry: Stream,
     events: VecDeque<EngineEvent>,
     guard: MonotonicGuard,
+}
+
+/// The route table of one config generation and what the request path
+/// precomputes from it.
+#[derive(Debug)]
+struct Routing {
+    table: RouteTable,
+    /// Hash keys of each route: one per destination whose cluster hashes
+    /// (§4.7), each flagged when equal to the previous one.
+    hash_keys: Vec<Vec<(HashKey, bool)>>,
+    /// Rendezvous seeds of each route's destinations (sticky-weights extension).
+    seeds: Vec<Vec<u64>>,
+}
+
+impl Routing {
+    fn new(config: &Config, proxy: &ProxySpec, generation: u32) -> Self {
+        let table = RouteTable::build(config, proxy, generation);
+        let (hash_keys, seeds) = route_extras(config, &table);
+        Self {
+            table,
+            hash_keys,
+            seeds,
+        }
+    }
 }
 
 /// Old (cluster, endpoint) → new place, per old cluster and endpoint.
@@ -191,17 +212,15 @@ impl Engine {
         options: EngineOptions,
     ) -> Self {
         let mut rng_lb = Stream::new(seed, Component::LoadBalancer);
-        let table = RouteTable::build(&config, &proxy);
+        let routing = Routing::new(&config, &proxy, 0);
         let clusters = build_clusters(&config, &mut rng_lb, options, Time::ZERO);
-        let (route_hash_keys, route_seeds) = route_extras(&config, &table);
         let mut engine = Self {
             config,
             proxy,
             options,
-            table,
+            routing,
+            retired: Vec::new(),
             clusters,
-            route_hash_keys,
-            route_seeds,
             generation: 0,
             remaps: Vec::new(),
             cluster_remaps: Vec::new(),
@@ -223,7 +242,7 @@ impl Engine {
     /// Decides what to do with a request. Allocates nothing in steady state.
     pub fn handle_request(&mut self, req: &Request<'_>, now: Time) -> Decision {
         self.guard.observe(now);
-        let Some(route_id) = self.table.select(req) else {
+        let Some(route_id) = self.routing.table.select(req) else {
             return Decision::Reject(Reject {
                 reason: RejectReason::NoRoute,
                 status: 404,
@@ -231,7 +250,7 @@ impl Engine {
                 delay: None,
             });
         };
-        let route = self.table.route(route_id);
+        let route = self.routing.table.route(route_id);
         let destinations = match &route.action {
             Action::Route(d) => d,
             Action::Redirect(r) => {
@@ -278,7 +297,7 @@ impl Engine {
                     });
             match sticky {
                 Some(h) => {
-                    let seeds = &self.route_seeds[route_id.0 as usize];
+                    let seeds = &self.routing.seeds[route_id.index as usize];
                     affinity::rendezvous(
                         h,
                         seeds.iter().zip(destinations).map(|(s, d)| (*s, d.weight)),
@@ -306,7 +325,7 @@ impl Engine {
             // Istio writes one policy per destination, usually all the same
             // key: hash each distinct key once, fold it once per policy.
             let mut last = KeyHash::Absent;
-            for (key, same_as_previous) in &self.route_hash_keys[route_id.0 as usize] {
+            for (key, same_as_previous) in &self.routing.hash_keys[route_id.index as usize] {
                 let kh = if *same_as_previous {
                     last
                 } else {
@@ -418,19 +437,21 @@ impl Engine {
         self.events.push_back(EngineEvent::Overflow { upstream });
     }
 
-    /// The caller opened a connection to a host of `cluster`.
-    pub fn connection_opened(&mut self, cluster: ClusterId, now: Time) {
+    /// The caller opened a connection to `upstream` (counts against the
+    /// cluster's `maxConnections`).
+    pub fn connection_opened(&mut self, upstream: Upstream, now: Time) {
         self.guard.observe(now);
-        if let Some(c) = self.clusters.get_mut(cluster.0 as usize) {
-            c.breaker.connection_opened();
+        if let Some((c, _)) = self.locate(upstream) {
+            self.clusters[c].breaker.connection_opened();
         }
     }
 
-    /// A connection to a host of `cluster` closed.
-    pub fn connection_closed(&mut self, cluster: ClusterId, now: Time) {
+    /// A connection to `upstream` closed. An upstream from before a
+    /// `reconfigure` is counted against its cluster's new place.
+    pub fn connection_closed(&mut self, upstream: Upstream, now: Time) {
         self.guard.observe(now);
-        if let Some(c) = self.clusters.get_mut(cluster.0 as usize) {
-            c.breaker.connection_closed();
+        if let Some((c, _)) = self.locate(upstream) {
+            self.clusters[c].breaker.connection_closed();
         }
     }
 
@@ -575,7 +596,9 @@ impl Engine {
             state.retry_in_flight = false;
             self.clusters[c].breaker.finish_retry();
         }
-        let route = self.table.route(state.route);
+        let route = routing_of(&self.routing, &self.retired, state.route)
+            .table
+            .route(state.route);
         let Some(policy) = &route.retries else {
             return RetryDecision::Done { flag: None };
         };
@@ -672,10 +695,31 @@ impl Engine {
         let Some((c, _)) = self.locate(state.upstream) else {
             return no_host;
         };
-        let (avoid, max_attempts) = match &self.table.route(route_id).retries {
+        let (avoid, max_attempts) = match &routing_of(&self.routing, &self.retired, route_id)
+            .table
+            .route(route_id)
+            .retries
+        {
             Some(p) => (p.previous_hosts, p.host_selection_retry_max_attempts),
             None => (false, 0),
         };
+        if state.upstream.generation != self.generation {
+            // Tried hosts are endpoint indices of the state's generation:
+            // move them to this one, forgetting hosts that left.
+            let old = state.upstream;
+            let mut kept = 0;
+            for i in 0..usize::from(state.tried_len) {
+                let up = Upstream {
+                    endpoint: EndpointId(state.tried[i]),
+                    ..old
+                };
+                if let Some((_, e)) = self.resolve(up) {
+                    state.tried[kept] = u32::try_from(e).unwrap_or(u32::MAX);
+                    kept += 1;
+                }
+            }
+            state.tried_len = u8::try_from(kept).unwrap_or(0);
+        }
         let cluster = &mut self.clusters[c];
         let hash = match state.hash {
             Some(h) => h,
@@ -714,7 +758,10 @@ impl Engine {
             route: route_id,
             upstream: state.upstream,
             delay: None,
-            timeout: self.table.route(route_id).timeout,
+            timeout: routing_of(&self.routing, &self.retired, route_id)
+                .table
+                .route(route_id)
+                .timeout,
             hash: state.hash,
             set_cookie: None,
         })
@@ -727,7 +774,7 @@ impl Engine {
     /// `Upstream`s handed out before stay valid (they are remapped).
     pub fn reconfigure(&mut self, config: Arc<Config>, now: Time) {
         self.guard.observe(now);
-        let table = RouteTable::build(&config, &self.proxy);
+        let routing = Routing::new(&config, &self.proxy, self.generation + 1);
         let mut clusters = build_clusters(&config, &mut self.rng_lb, self.options, now);
         let old: FxHashMap<&str, usize> = self
             .clusters
@@ -764,21 +811,24 @@ impl Engine {
                 d.carry(pd, same.into_iter());
             }
             c.in_panic = prev.in_panic;
-            c.refresh();
+            if c.refresh() {
+                self.events.push_back(EngineEvent::Panic {
+                    cluster: ClusterId(u32::try_from(ci).unwrap_or(u32::MAX)),
+                    in_panic: c.in_panic,
+                });
+            }
         }
-        let (route_hash_keys, route_seeds) = route_extras(&config, &table);
         self.events.push_back(EngineEvent::ConfigApplied {
             clusters: u32::try_from(clusters.len()).unwrap_or(u32::MAX),
-            routes: u32::try_from(table.routes().len()).unwrap_or(u32::MAX),
+            routes: u32::try_from(routing.table.routes().len()).unwrap_or(u32::MAX),
         });
         self.remaps.push(remap);
         self.cluster_remaps.push(cluster_remap);
         self.generation += 1;
         self.config = config;
-        self.table = table;
+        self.retired
+            .push(std::mem::replace(&mut self.routing, routing));
         self.clusters = clusters;
-        self.route_hash_keys = route_hash_keys;
-        self.route_seeds = route_seeds;
         self.next_timeout = self.compute_next_timeout();
     }
 
@@ -830,7 +880,7 @@ impl Engine {
 
     /// A route of the current table (header operations, rewrite, retries…).
     pub fn route(&self, id: RouteId) -> &HttpRoute {
-        self.table.route(id)
+        routing_of(&self.routing, &self.retired, id).table.route(id)
     }
 
     /// Istio's name of a cluster, e.g. `outbound|9080|v1|reviews.default.svc.cluster.local`.
@@ -925,7 +975,8 @@ impl Engine {
     /// cookie, as Envoy writes it: `name="<16 hex>"; Max-Age=N; Path=p; HttpOnly`.
     pub fn set_cookie_header(&self, forward: &Forward) -> Option<String> {
         let value = forward.set_cookie?;
-        let (name, path, ttl) = self.route_hash_keys[forward.route.0 as usize]
+        let (name, path, ttl) = routing_of(&self.routing, &self.retired, forward.route).hash_keys
+            [forward.route.index as usize]
             .iter()
             .find_map(|(k, _)| match k {
                 HashKey::Cookie {
@@ -990,6 +1041,12 @@ impl Engine {
             ),
         }
     }
+}
+
+/// The routing a route id belongs to (current or retired). Field-level
+/// borrows, so callers may still mutate the clusters.
+fn routing_of<'a>(current: &'a Routing, retired: &'a [Routing], id: RouteId) -> &'a Routing {
+    retired.get(id.generation as usize).unwrap_or(current)
 }
 
 /// Envoy's weighted-cluster draw: `v = random % total`, then the cluster

@@ -65,7 +65,14 @@ impl ProxySpec {
 
 /// Identifies a route of the table (stable for one config).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RouteId(pub(crate) u32);
+pub struct RouteId {
+    /// Position in the route table of `generation`.
+    pub(crate) index: u32,
+    /// The config generation whose table it belongs to, so a request
+    /// routed before a `reconfigure` keeps its route (as Envoy's in-flight
+    /// requests keep the route config they started with).
+    pub(crate) generation: u32,
+}
 
 /// One virtual host: its routes in order.
 #[derive(Clone, Debug)]
@@ -77,6 +84,7 @@ struct VirtualHost {
 /// The compiled route table of one proxy.
 #[derive(Clone, Debug)]
 pub(crate) struct RouteTable {
+    generation: u32,
     vhosts: Vec<VirtualHost>,
     /// Every route (VirtualService routes and generated default routes).
     routes: Vec<HttpRoute>,
@@ -87,8 +95,9 @@ pub(crate) struct RouteTable {
 }
 
 impl RouteTable {
-    pub(crate) fn build(config: &Config, proxy: &ProxySpec) -> Self {
+    pub(crate) fn build(config: &Config, proxy: &ProxySpec, generation: u32) -> Self {
         let mut t = Self {
+            generation,
             vhosts: Vec::new(),
             routes: Vec::new(),
             exact: FxHashMap::default(),
@@ -152,7 +161,10 @@ impl RouteTable {
         match vs {
             Some(vs) => {
                 'routes: for r in &vs.http {
-                    let id = RouteId(u32::try_from(self.routes.len()).unwrap_or(u32::MAX));
+                    let id = RouteId {
+                        index: u32::try_from(self.routes.len()).unwrap_or(u32::MAX),
+                        generation: self.generation,
+                    };
                     let mut emitted = false;
                     if r.matches.is_empty() {
                         entries.push((None, id));
@@ -188,7 +200,10 @@ impl RouteTable {
                     .clusters
                     .iter()
                     .position(|c| c.service == s && c.subset.is_none());
-                let id = RouteId(u32::try_from(self.routes.len()).unwrap_or(u32::MAX));
+                let id = RouteId {
+                    index: u32::try_from(self.routes.len()).unwrap_or(u32::MAX),
+                    generation: self.generation,
+                };
                 self.routes.push(HttpRoute {
                     name: "default".to_owned(),
                     matches: Vec::new(),
@@ -262,7 +277,7 @@ impl RouteTable {
     }
 
     pub(crate) fn route(&self, id: RouteId) -> &HttpRoute {
-        &self.routes[id.0 as usize]
+        &self.routes[id.index as usize]
     }
 
     pub(crate) fn routes(&self) -> &[HttpRoute] {
@@ -427,14 +442,14 @@ servers = [{ port = { number = 80, protocol = "HTTP" }, hosts = ["*"] }]
 
     /// The name of the route `proxy` selects for `req`, or `None` (404 NR).
     fn route_for(toml: &str, proxy: &ProxySpec, req: &Request<'_>) -> Option<String> {
-        let table = RouteTable::build(&config(toml), proxy);
+        let table = RouteTable::build(&config(toml), proxy, 0);
         table.select(req).map(|id| table.route(id).name.clone())
     }
 
     /// The names of the VirtualService routes emitted for `proxy`, in
     /// order (the generated default routes of other services left out).
     fn emitted(toml: &str, proxy: &ProxySpec) -> Vec<String> {
-        RouteTable::build(&config(toml), proxy)
+        RouteTable::build(&config(toml), proxy, 0)
             .routes()
             .iter()
             .filter(|r| r.name != "default")

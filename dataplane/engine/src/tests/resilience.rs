@@ -1083,7 +1083,8 @@ impl FortioRun {
         let id = self.next_conn;
         self.next_conn += 1;
         self.conns.insert(id, Conn::Connecting);
-        self.e.connection_opened(self.cluster, t);
+        self.e
+            .connection_opened(self.e.upstream(self.cluster, 0), t);
         self.at(t + self.connect, SimEvent::Ready(id));
     }
 
@@ -1105,7 +1106,8 @@ impl FortioRun {
                     self.ok += 1;
                     self.at(t + self.think, SimEvent::Send(caller));
                     // maxRequestsPerConnection 1: no keep-alive.
-                    self.e.connection_closed(self.cluster, t);
+                    self.e
+                        .connection_closed(self.e.upstream(self.cluster, 0), t);
                     // The pool opens a connection for requests still waiting.
                     let connecting = self
                         .conns
@@ -1236,7 +1238,7 @@ fn overflows_never_count_towards_ejection() {
             open_connection: true
         }
     );
-    e.connection_opened(c, s(1));
+    e.connection_opened(e.upstream(c, 0), s(1));
     for _ in 0..100 {
         let f = forward_at(&mut e, s(1));
         assert_eq!(e.admit(f.upstream, false, false, s(1)), Admission::Overflow);
@@ -1279,7 +1281,7 @@ fn http2_max_requests_overflows_at_attach_including_a_dequeued_request() {
             open_connection: true
         }
     );
-    e.connection_opened(c, t);
+    e.connection_opened(e.upstream(c, 0), t);
     assert_eq!(e.breaker_stats(c).pending_requests, 1);
     assert_eq!(e.dequeue(cc.upstream, ms(1_005)), Admission::Overflow);
     let st = e.breaker_stats(c);
@@ -1304,7 +1306,7 @@ fn http2_max_requests_overflows_at_attach_including_a_dequeued_request() {
     let d = forward_at(&mut e, s(2));
     assert_eq!(e.admit(d.upstream, true, false, s(2)), Admission::Attach);
     e.handle_response(d.upstream, Outcome::Status(200), s(2));
-    e.connection_closed(c, s(2));
+    e.connection_closed(e.upstream(c, 0), s(2));
     let st = e.breaker_stats(c);
     assert_eq!(
         (st.connections, st.pending_requests, st.active_requests),
@@ -1481,11 +1483,11 @@ maxEjectionPercent = 50
                 },
                 Op::Open => {
                     m.conns += 1;
-                    m.e.connection_opened(c, now);
+                    m.e.connection_opened(m.e.upstream(c, 0), now);
                 }
                 Op::Close => if m.conns > 0 {
                     m.conns -= 1;
-                    m.e.connection_closed(c, now);
+                    m.e.connection_closed(m.e.upstream(c, 0), now);
                 },
             }
             while m.e.poll_event().is_some() {}
@@ -1514,7 +1516,7 @@ maxEjectionPercent = 50
             m.respond(fl, Outcome::Status(200), true, false, end);
         }
         for _ in 0..m.conns {
-            m.e.connection_closed(c, end);
+            m.e.connection_closed(m.e.upstream(c, 0), end);
         }
         let st = m.e.breaker_stats(c);
         prop_assert_eq!((st.connections, st.pending_requests, st.active_requests, st.active_retries), (0, 0, 0, 0));
@@ -2172,4 +2174,94 @@ fn removing_the_outlier_detection_block_returns_every_host_to_the_balancer() {
     assert_eq!(spread(&mut e, s(7), 400).len(), 4);
     // And failures no longer eject anyone.
     assert_eq!(fail_n(&mut e, s(8), &h, 20), []);
+}
+
+#[test]
+fn a_request_routed_before_a_push_keeps_its_route_and_retry_policy() {
+    let vs = r#"
+[[virtualService]]
+name = "svc"
+hosts = ["svc"]
+[[virtualService.http]]
+name = "api"
+match = [{ uri = { prefix = "/api" } }]
+route = [{ destination = { host = "svc" } }]
+retries = { attempts = 3, retryOn = "5xx" }
+[[virtualService.http]]
+name = "rest"
+route = [{ destination = { host = "svc" } }]
+"#;
+    let mut e = engine(&mesh(3, "", vs));
+    let d = e.handle_request(&Request::get("svc", "/api/x"), s(1));
+    let Decision::Forward(f) = d else {
+        panic!("{}", e.describe(&d))
+    };
+    assert_eq!(e.admit(f.upstream, true, false, s(1)), Admission::Attach);
+    let mut state = e.start_request(&f, s(1));
+    // The VirtualService is deleted: one default route is left.
+    e.reconfigure(Arc::new(config(&mesh(3, "", ""))), s(2));
+    assert_eq!(
+        e.route(f.route).name,
+        "api",
+        "the old route is still readable"
+    );
+    e.handle_response(f.upstream, Outcome::Status(503), s(2));
+    for retry in 1..=3 {
+        let RetryDecision::Retry { .. } = e.retry_decision(&mut state, Outcome::Status(503), s(2))
+        else {
+            panic!("retry {retry} of the old policy (3 attempts on 5xx) must be made");
+        };
+        let Decision::Forward(g) = e.retry(&mut state, s(2)) else {
+            panic!()
+        };
+        assert_eq!(e.admit(g.upstream, true, false, s(2)), Admission::Attach);
+        e.handle_response(g.upstream, Outcome::Status(503), s(2));
+    }
+    assert_eq!(
+        e.retry_decision(&mut state, Outcome::Status(503), s(2)),
+        RetryDecision::Done {
+            flag: Some(ResponseFlag::UpstreamRetryLimitExceeded)
+        }
+    );
+    // A new request gets the new (default) route.
+    let Decision::Forward(n) = e.handle_request(&Request::get("svc", "/api/x"), s(3)) else {
+        panic!()
+    };
+    assert_eq!(e.route(n.route).name, "default");
+}
+
+#[test]
+fn a_connection_opened_before_a_push_is_closed_against_its_cluster_after_clusters_move() {
+    let two = |first: &str, second: &str| {
+        format!(
+            "[[service]]\nname = \"{first}\"\nport = 80\nendpoints = [{{ address = \"10.2.0.1:80\" }}]\n\
+             [[service]]\nname = \"{second}\"\nport = 80\nendpoints = [{{ address = \"10.3.0.1:80\" }}]\n"
+        )
+    };
+    let mut e = engine(&two("a", "b"));
+    let Decision::Forward(f) = e.handle_request(&Request::get("b", "/"), s(1)) else {
+        panic!()
+    };
+    e.connection_opened(f.upstream, s(1));
+    let b_before = e
+        .cluster_by_name("outbound|80||b.default.svc.cluster.local")
+        .unwrap();
+    assert_eq!(e.breaker_stats(b_before).connections, 1);
+    // The push lists the services the other way round: cluster indices swap.
+    e.reconfigure(Arc::new(config(&two("b", "a"))), s(2));
+    let b = e
+        .cluster_by_name("outbound|80||b.default.svc.cluster.local")
+        .unwrap();
+    let a = e
+        .cluster_by_name("outbound|80||a.default.svc.cluster.local")
+        .unwrap();
+    assert_ne!(b, b_before);
+    assert_eq!(
+        e.breaker_stats(b).connections,
+        1,
+        "the count moved with the cluster"
+    );
+    e.connection_closed(f.upstream, s(3));
+    assert_eq!(e.breaker_stats(b).connections, 0);
+    assert_eq!(e.breaker_stats(a).connections, 0);
 }
