@@ -35,6 +35,18 @@ enum Command {
     /// Ask the engine how one proxy routes a request, as Envoy configured by
     /// Istio would. With `-n N` sends N such requests and prints the split.
     Route(Box<RouteArgs>),
+    /// Run an experiment: print a fortio-like summary and write the run
+    /// directory (summary.csv, timeseries.csv, events.csv, experiment.toml).
+    Run {
+        /// Experiment file (TOML).
+        file: PathBuf,
+        /// Run directory to write (default: `runs/<experiment name>`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Seed, overriding the experiment's.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,6 +107,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { files } => check(&files),
         Command::Route(args) => route(&args),
+        Command::Run { file, out, seed } => run(&file, out.as_deref(), seed),
     };
     match result {
         Ok(out) => {
@@ -244,4 +257,27 @@ fn route(args: &RouteArgs) -> Result<String, String> {
         let _ = writeln!(out, "{n:>10} ({pct:5.1} %)  {k}");
     }
     Ok(out)
+}
+
+fn run(path: &Path, out: Option<&Path>, seed: Option<u64>) -> Result<String, String> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read the experiment: {e}"))?;
+    let file = meshsim::experiment::parse(&text, Some(&name)).map_err(|e| e.to_string())?;
+    let (model, warnings) = meshsim::Model::build(&file, seed).map_err(|errors| {
+        let n = errors.len();
+        let located = mesh_engine::config::ConfigErrors(errors).locate_in(Some(&name), &text);
+        format!("{located}\n{name}: {n} error{} found", if n == 1 { "" } else { "s" })
+    })?;
+    let warnings = mesh_engine::config::ConfigErrors(warnings).locate_in(Some(&name), &text);
+    let mut out_text = String::new();
+    for w in &warnings.0 {
+        let _ = writeln!(out_text, "warning: {w}");
+    }
+    let metrics = meshsim::Run::new(&model).run().map_err(|e| format!("{name}: {e}"))?;
+    let dir = out.map_or_else(|| PathBuf::from("runs").join(&file.name), Path::to_path_buf);
+    meshsim::output::write_run_dir(&dir, &model, &metrics, &text)
+        .map_err(|e| format!("{}: cannot write the run directory: {e}", dir.display()))?;
+    out_text.push_str(&meshsim::output::summary_text(&model, &metrics));
+    let _ = writeln!(out_text, "Run directory: {}", dir.display());
+    Ok(out_text)
 }

@@ -170,3 +170,85 @@ fn no_route_is_a_404_with_flag_nr() {
     assert!(o.status.success());
     assert_eq!(out, "reject status=404 flag=NR reason=NoRoute\n");
 }
+
+fn run_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("meshsim-run-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn run_one_bad_pod_ejects_and_returns_on_envoys_schedule() {
+    let dir = run_dir("obp");
+    let o = meshsim(&["run", "experiments/one-bad-pod.toml", "--out", dir.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("one-bad-pod: seed 1, 300.000s simulated"), "{out}");
+    let events = std::fs::read_to_string(dir.join("events.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = events.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    // The pod fails from 60 s; the 5th consecutive 503 ejects it at once.
+    assert_eq!(rows[0][..4], ["60.000000", "fault_start", "", "backend-v1-3"]);
+    let ejects: Vec<&Vec<&str>> = rows.iter().filter(|r| r[1] == "eject").collect();
+    let returns: Vec<&str> = rows.iter().filter(|r| r[1] == "return").map(|r| r[0]).collect();
+    // Ejections last 30 s, 60 s, 90 s, 120 s (multiplier 1, 2, 3, 4), and a
+    // host returns only on an interval tick (multiples of 10 s) at or after
+    // that: ejected ≈ 60.07 → back at 100; ≈ 100.06 → 170; ≈ 170.05 → 270;
+    // the 4th ejection (≈ 270.07, 120 s) outlasts the run.
+    let durations: Vec<&str> = ejects.iter().map(|r| r[4]).collect();
+    assert_eq!(
+        durations,
+        [
+            "reason=consecutive_5xx duration=30s",
+            "reason=consecutive_5xx duration=1m",
+            "reason=consecutive_5xx duration=90s",
+            "reason=consecutive_5xx duration=2m"
+        ]
+    );
+    assert_eq!(returns, ["100.000000", "170.000000", "270.000000"]);
+    for (e, tick) in ejects.iter().zip(["60", "100", "170", "270"]) {
+        let t: f64 = e[0].parse().unwrap();
+        let tick: f64 = tick.parse().unwrap();
+        // Round robin sends every 10th request (about every 10 ms) to the
+        // bad pod: 5 failures take about 50 ms plus one latency (~20 ms).
+        assert!(t > tick && t < tick + 0.2, "ejected at {t}");
+    }
+    // Client-visible 503s: per ejection, the 5 that trip the detector plus
+    // those already in flight to the pod (about 100 qps × 20 ms ≈ 2): 4 × 7.
+    let summary = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    let row: Vec<&str> = summary.lines().nth(1).unwrap().split(',').collect();
+    let errors: u64 = row[6].parse().unwrap();
+    assert!((20..=40).contains(&errors), "{errors} client-visible 503s");
+}
+
+#[test]
+fn the_same_experiment_and_seed_give_byte_identical_run_directories() {
+    let (a, b, c) = (run_dir("det-a"), run_dir("det-b"), run_dir("det-c"));
+    for d in [&a, &b] {
+        let o = meshsim(&["run", "experiments/one-bad-pod.toml", "--out", d.to_str().unwrap()]);
+        assert!(o.status.success());
+    }
+    let o = meshsim(&["run", "experiments/one-bad-pod.toml", "--seed", "2", "--out", c.to_str().unwrap()]);
+    assert!(o.status.success());
+    for f in ["summary.csv", "timeseries.csv", "events.csv", "experiment.toml"] {
+        let x = std::fs::read(a.join(f)).unwrap();
+        assert_eq!(x, std::fs::read(b.join(f)).unwrap(), "{f} differs between identical runs");
+    }
+    assert_ne!(
+        std::fs::read(a.join("timeseries.csv")).unwrap(),
+        std::fs::read(c.join("timeseries.csv")).unwrap(),
+        "another seed gives another run"
+    );
+}
+
+#[test]
+fn run_rejects_a_bad_experiment_with_the_field_path_and_exit_2() {
+    let p = temp_file(
+        "bad-experiment.toml",
+        "name = \"x\"\nduration = \"10s\"\n[[service]]\nname = \"b\"\nport = 80\n[[service.version]]\nname = \"v1\"\npods = 2\nlatency = { distribution = \"lognormal\" }\n[[client]]\nname = \"c\"\n[load]\nclient = \"nobody\"\nhost = \"b\"\nqps = 10\n",
+    );
+    let o = meshsim(&["run", p.to_str().unwrap()]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("service[b].version[v1].latency.median: `lognormal` needs `median`"), "{err}");
+    assert!(err.contains(":13:1: load.client: unknown client \"nobody\""), "{err}");
+}

@@ -109,3 +109,19 @@ fn sticky_canary_keeps_each_user_on_one_subset() {
         "{canary_users} canary users"
     );
 }
+
+#[test]
+fn every_shipped_experiment_validates_and_runs() {
+    let files = shipped("experiments");
+    assert!(!files.is_empty());
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        let name = path.display().to_string();
+        let file = meshsim::experiment::parse(&text, Some(&name)).unwrap_or_else(|e| panic!("{e}"));
+        let (model, warnings) = meshsim::Model::build(&file, None)
+            .unwrap_or_else(|e| panic!("{}", config::ConfigErrors(e).locate_in(Some(&name), &text)));
+        assert!(warnings.is_empty(), "{name}: {warnings:?}");
+        let metrics = meshsim::Run::new(&model).run().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(metrics.requests > 0, "{name}: no request completed");
+    }
+}

@@ -1,0 +1,354 @@
+//! Experiment files: everything needed to reproduce a run — the topology
+//! (services, versions, pods and how they behave), the mesh config (Istio
+//! objects), the load, the timeline, the duration and the seed.
+//!
+//! ```toml
+//! name = "one-bad-pod"
+//! duration = "300s"
+//! seed = 1
+//! window = "1s"
+//!
+//! [[service]]                 # the topology: services and their pods
+//! name = "backend"
+//! port = 8080
+//! [[service.version]]
+//! name = "v1"
+//! pods = 10
+//! latency = { distribution = "lognormal", median = "20ms", sigma = 0.5 }
+//!
+//! [[client]]                  # the calling proxies (sidecars or a gateway)
+//! name = "fortio"
+//!
+//! [load]                      # fortio's vocabulary
+//! client = "fortio"
+//! host = "backend"
+//! qps = 1000
+//!
+//! [[timeline]]
+//! at = "60s"
+//! pod = "backend-v1-3"
+//! fail = { status = 503 }
+//!
+//! [[destinationRule]]         # the mesh config, as in a mesh file
+//! name = "backend"
+//! host = "backend"
+//! ```
+//!
+//! The mesh objects (`virtualService`, `destinationRule`, `gateway`,
+//! `serviceEntry`) sit at the top level with Istio's names, exactly as in a
+//! mesh file; the registry (`[[service]]` endpoints) is generated from the
+//! topology, one endpoint per pod with labels `app` and `version`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mesh_engine::config::{self, ConfigError, FieldPath, IstioDuration, file as mesh};
+use serde::Deserialize;
+
+/// An experiment file as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExperimentFile {
+    /// Name, used in outputs.
+    pub name: String,
+    /// Simulated time.
+    pub duration: IstioDuration,
+    /// Seed of the run.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Metrics window (1s when absent).
+    #[serde(default)]
+    pub window: Option<IstioDuration>,
+    /// Guard against runaway runs: fail loudly beyond this many events.
+    #[serde(default)]
+    pub max_events: Option<u64>,
+    /// Services and their pods.
+    #[serde(default)]
+    pub service: Vec<ServiceModel>,
+    /// The calling proxies.
+    #[serde(default)]
+    pub client: Vec<ClientModel>,
+    /// The load.
+    pub load: LoadModel,
+    /// Scheduled events.
+    #[serde(default)]
+    pub timeline: Vec<TimelineEvent>,
+    /// Istio VirtualServices.
+    #[serde(default)]
+    pub virtual_service: Vec<mesh::VirtualService>,
+    /// Istio DestinationRules.
+    #[serde(default)]
+    pub destination_rule: Vec<mesh::DestinationRule>,
+    /// Istio Gateways.
+    #[serde(default)]
+    pub gateway: Vec<mesh::Gateway>,
+    /// Istio ServiceEntries.
+    #[serde(default)]
+    pub service_entry: Vec<mesh::ServiceEntry>,
+}
+
+/// A service of the topology.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceModel {
+    /// Short name (namespace `default`).
+    pub name: String,
+    /// Port.
+    pub port: u16,
+    /// Versions (subset labels `version = <name>`).
+    pub version: Vec<VersionModel>,
+}
+
+/// One version of a service: its pods and how they behave.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VersionModel {
+    /// Version label.
+    pub name: String,
+    /// Number of pods.
+    pub pods: u32,
+    /// Service time of one request.
+    pub latency: LatencyModel,
+    /// Probability (0–1) that a request fails with `errorStatus`.
+    #[serde(default)]
+    pub error_rate: Option<f64>,
+    /// Status of those failures (500 when absent).
+    #[serde(default)]
+    pub error_status: Option<u16>,
+    /// Requests served at once per pod (unlimited when absent).
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// Requests waiting per pod beyond `concurrency` (then 503); unlimited when absent.
+    #[serde(default)]
+    pub queue: Option<u32>,
+}
+
+/// A latency distribution (rand_distr).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LatencyModel {
+    /// `constant`, `exponential`, `lognormal`, `normal`, `uniform` or `pareto`.
+    pub distribution: String,
+    /// `constant`: the value.
+    #[serde(default)]
+    pub value: Option<IstioDuration>,
+    /// `exponential`, `normal`: the mean.
+    #[serde(default)]
+    pub mean: Option<IstioDuration>,
+    /// `lognormal`: the median.
+    #[serde(default)]
+    pub median: Option<IstioDuration>,
+    /// `lognormal`: sigma of the underlying normal; `normal`: not used.
+    #[serde(default)]
+    pub sigma: Option<f64>,
+    /// `normal`: standard deviation.
+    #[serde(default)]
+    pub stddev: Option<IstioDuration>,
+    /// `uniform`: bounds.
+    #[serde(default)]
+    pub min: Option<IstioDuration>,
+    /// `uniform`: bounds.
+    #[serde(default)]
+    pub max: Option<IstioDuration>,
+    /// `pareto`: scale (the minimum).
+    #[serde(default)]
+    pub scale: Option<IstioDuration>,
+    /// `pareto`: shape.
+    #[serde(default)]
+    pub shape: Option<f64>,
+}
+
+/// Calling proxies: `pods` sidecars of one workload, or a gateway.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClientModel {
+    /// Name, referenced by `load.client`.
+    pub name: String,
+    /// Number of proxies (each with its own engine), 1 when absent.
+    #[serde(default)]
+    pub pods: Option<u32>,
+    /// Namespace of the workload (`default`).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Labels of the workload (for `sourceLabels`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Route as this gateway (a `[[gateway]]` name) instead of a sidecar.
+    #[serde(default)]
+    pub gateway: Option<String>,
+}
+
+/// The load, in fortio's vocabulary.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LoadModel {
+    /// The `[[client]]` that sends it.
+    pub client: String,
+    /// Authority of the requests (a service host, or a gateway host).
+    pub host: String,
+    /// Path (`/` when absent).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Open loop: requests per second, over all proxies of the client.
+    #[serde(default)]
+    pub qps: Option<f64>,
+    /// Open loop arrivals: `poisson` (default) or `uniform`.
+    #[serde(default)]
+    pub arrivals: Option<String>,
+    /// Closed loop: connections, each sending its next request when the
+    /// previous one is answered.
+    #[serde(default)]
+    pub connections: Option<u32>,
+    /// Users: each request comes from a uniformly drawn user id
+    /// `user-<n>`, sent in `userHeader` and/or the cookie `userCookie`.
+    #[serde(default)]
+    pub users: Option<u32>,
+    /// Header carrying the user id.
+    #[serde(default)]
+    pub user_header: Option<String>,
+    /// Cookie carrying the user id.
+    #[serde(default)]
+    pub user_cookie: Option<String>,
+    /// Fixed headers of every request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A scheduled event. `at` plus exactly one action.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TimelineEvent {
+    /// When.
+    pub at: IstioDuration,
+    /// The pod (`<service>-<version>-<index>`) a pod action applies to.
+    #[serde(default)]
+    pub pod: Option<String>,
+    /// The pod answers `status` with `probability` (1 when absent).
+    #[serde(default)]
+    pub fail: Option<FailAction>,
+    /// The pod's latency is multiplied by `factor`.
+    #[serde(default)]
+    pub slow: Option<SlowAction>,
+    /// The pod crashes: connections are refused.
+    #[serde(default)]
+    pub crash: Option<bool>,
+    /// The pod behaves as configured again.
+    #[serde(default)]
+    pub recover: Option<bool>,
+    /// Load change: the new open-loop qps.
+    #[serde(default)]
+    pub qps: Option<f64>,
+    /// A new mesh config pushed to every proxy (replacing the Istio objects).
+    #[serde(default)]
+    pub push: Option<Push>,
+}
+
+/// `fail = { status, probability }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FailAction {
+    /// Status returned.
+    pub status: u16,
+    /// Probability 0–1 (1 when absent).
+    #[serde(default)]
+    pub probability: Option<f64>,
+}
+
+/// `slow = { factor }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SlowAction {
+    /// Latency multiplier.
+    pub factor: f64,
+}
+
+/// A config push: the new Istio objects and the propagation delay to each proxy.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Push {
+    /// Delay between the push and the proxies applying it (0 when absent).
+    #[serde(default)]
+    pub propagation: Option<IstioDuration>,
+    /// VirtualServices after the push.
+    #[serde(default)]
+    pub virtual_service: Vec<mesh::VirtualService>,
+    /// DestinationRules after the push.
+    #[serde(default)]
+    pub destination_rule: Vec<mesh::DestinationRule>,
+    /// Gateways after the push.
+    #[serde(default)]
+    pub gateway: Vec<mesh::Gateway>,
+    /// ServiceEntries after the push.
+    #[serde(default)]
+    pub service_entry: Vec<mesh::ServiceEntry>,
+}
+
+/// The port every generated pod address uses is the service port; pods get
+/// addresses `10.<service>.<version>.<pod>` (pod index split over two octets).
+pub fn pod_address(service: usize, version: usize, pod: u32, port: u16) -> String {
+    format!("10.{}.{}.{}:{port}", service + 1, version * 8 + (pod / 250) as usize, pod % 250 + 1)
+}
+
+/// The mesh config of the experiment: registry from the topology plus the
+/// given Istio objects.
+pub fn mesh_config(
+    services: &[ServiceModel],
+    vs: &[mesh::VirtualService],
+    dr: &[mesh::DestinationRule],
+    gw: &[mesh::Gateway],
+    se: &[mesh::ServiceEntry],
+) -> mesh::MeshConfig {
+    mesh::MeshConfig {
+        service: services
+            .iter()
+            .enumerate()
+            .map(|(si, s)| mesh::ServiceSpec {
+                name: s.name.clone(),
+                namespace: None,
+                port: s.port,
+                endpoints: s
+                    .version
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(vi, v)| {
+                        (0..v.pods).map(move |p| mesh::EndpointSpec {
+                            address: pod_address(si, vi, p, s.port),
+                            labels: [("app".to_owned(), s.name.clone()), ("version".to_owned(), v.name.clone())]
+                                .into_iter()
+                                .collect(),
+                            weight: None,
+                        })
+                    })
+                    .collect(),
+            })
+            .collect(),
+        virtual_service: vs.to_vec(),
+        destination_rule: dr.to_vec(),
+        gateway: gw.to_vec(),
+        service_entry: se.to_vec(),
+    }
+}
+
+/// Validation helpers shared by [`crate::run`] when it builds a run.
+pub(crate) fn positive(d: &Option<IstioDuration>, path: FieldPath, errors: &mut Vec<ConfigError>) -> Option<Duration> {
+    let d = d.as_ref()?;
+    if d.value.is_zero() {
+        errors.push(err(path, format!("expected a positive duration, found \"{}\"", d.text)));
+        return None;
+    }
+    Some(d.value)
+}
+
+pub(crate) fn err(path: FieldPath, msg: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: None,
+        path,
+        message: msg.into(),
+        location: None,
+    }
+}
+
+/// Parses an experiment from TOML text (`file` names it in messages).
+pub fn parse(source: &str, file: Option<&str>) -> Result<ExperimentFile, config::ConfigErrors> {
+    toml::from_str(source).map_err(|e| config::ConfigErrors(vec![config::toml_error(&e, source, file)]))
+}

@@ -1,0 +1,130 @@
+//! A log-linear latency histogram in the style of HdrHistogram: values in
+//! microseconds, 128 linear sub-buckets per power of two, so any recorded
+//! value is reported within 1/128 < 1 % of itself. Fixed size, no
+//! allocation when recording.
+
+/// Linear sub-buckets per power of two: relative error ≤ 1/128.
+const HALF: u64 = 128;
+/// Powers of two above the linear range: values up to 2^48 µs.
+const POWERS: usize = 40;
+const BUCKETS: usize = 2 * HALF as usize + HALF as usize * POWERS;
+
+/// Latency histogram.
+#[derive(Clone)]
+pub struct Histogram {
+    counts: Box<[u32]>,
+    total: u64,
+    max_us: u64,
+}
+
+impl std::fmt::Debug for Histogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Histogram").field("total", &self.total).finish_non_exhaustive()
+    }
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            counts: vec![0; BUCKETS].into_boxed_slice(),
+            total: 0,
+            max_us: 0,
+        }
+    }
+}
+
+/// Values below 256 have their own bucket; above, value `m << shift` with
+/// `m` in [128, 256) goes to bucket `256 + (shift − 1) × 128 + (m − 128)`.
+fn index(us: u64) -> usize {
+    if us < 2 * HALF {
+        return usize::try_from(us).unwrap_or(0);
+    }
+    let shift = u64::from(63 - us.leading_zeros()) - 7;
+    let m = us >> shift;
+    let i = 2 * HALF + (shift - 1) * HALF + (m - HALF);
+    usize::try_from(i).unwrap_or(BUCKETS - 1).min(BUCKETS - 1)
+}
+
+/// The largest value of bucket `i` (values are reported as their bucket's top).
+fn value_of(i: usize) -> u64 {
+    let i = i as u64;
+    if i < 2 * HALF {
+        return i;
+    }
+    let j = i - 2 * HALF;
+    let shift = j / HALF + 1;
+    let m = j % HALF + HALF;
+    (m << shift) + (1u64 << shift) - 1
+}
+
+impl Histogram {
+    /// Records a latency in microseconds.
+    pub fn record_us(&mut self, us: u64) {
+        self.counts[index(us)] += 1;
+        self.total += 1;
+        self.max_us = self.max_us.max(us);
+    }
+
+    /// Number of values.
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    /// The value at quantile `q` (0–1), in microseconds; 0 when empty.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        if self.total == 0 {
+            return 0;
+        }
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0u64;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += u64::from(c);
+            if seen >= rank {
+                return value_of(i).min(self.max_us);
+            }
+        }
+        self.max_us
+    }
+
+    /// Empties the histogram.
+    pub fn clear(&mut self) {
+        if self.total > 0 {
+            self.counts.fill(0);
+            self.total = 0;
+            self.max_us = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_is_reported_within_one_percent() {
+        let mut v = 1u64;
+        while v < 10_000_000_000 {
+            let top = value_of(index(v));
+            assert!(top >= v, "{v} → {top}");
+            #[allow(clippy::cast_precision_loss)]
+            let err = (top - v) as f64 / v as f64;
+            assert!(err < 0.01, "{v} → {top} ({err})");
+            v = v * 11 / 10 + 1;
+        }
+    }
+
+    #[test]
+    fn quantiles_of_a_uniform_ramp() {
+        let mut h = Histogram::default();
+        for us in 1..=10_000 {
+            h.record_us(us);
+        }
+        for (q, expected) in [(0.5, 5_000.0), (0.9, 9_000.0), (0.99, 9_900.0)] {
+            #[allow(clippy::cast_precision_loss)]
+            let got = h.quantile_us(q) as f64;
+            assert!((got - expected).abs() / expected < 0.01, "q{q}: {got}");
+        }
+        assert_eq!(h.quantile_us(1.0), 10_000);
+    }
+}

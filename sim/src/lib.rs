@@ -1,0 +1,21 @@
+//! # meshsim
+//!
+//! Deterministic discrete-event simulation of a service mesh, driven by the
+//! shared engine (`mesh-engine`): one engine per modelled proxy, modelled
+//! pods with latency distributions, errors, concurrency and queues, a
+//! fortio-like load, a timeline of faults and config pushes, and online
+//! metrics written to a run directory.
+#![forbid(unsafe_code)]
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+
+pub mod experiment;
+mod histogram;
+pub mod metrics;
+pub mod model;
+pub mod output;
+mod queue;
+pub mod run;
+
+pub use histogram::Histogram;
+pub use model::Model;
+pub use run::{Run, RunError};

@@ -1,0 +1,231 @@
+//! Metrics gathered online: totals per status and response flag, a latency
+//! histogram, per-window per-pod series, and the event log. Recording a
+//! request allocates nothing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mesh_engine::Time;
+use rustc_hash::FxHashMap;
+
+use crate::histogram::Histogram;
+use crate::model::Model;
+
+/// One row of `events.csv`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventRow {
+    /// When.
+    pub time: Time,
+    /// `eject`, `return`, `config_push`, `config_applied`, `fault_start`,
+    /// `fault_end`, `overflow`, `panic_start`, `panic_end`, `load_change`.
+    pub kind: &'static str,
+    /// The proxy it happened in (empty for world events).
+    pub proxy: String,
+    /// The endpoint (pod name) or cluster concerned.
+    pub endpoint: String,
+    /// Details, `key=value` separated by spaces.
+    pub detail: String,
+}
+
+/// One row of `timeseries.csv`: one pod in one window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowRow {
+    /// End of the window.
+    pub time: Time,
+    /// Pod name.
+    pub endpoint: String,
+    /// Service of the pod.
+    pub service: String,
+    /// Attempts sent to the pod (by all proxies).
+    pub requests: u64,
+    /// Attempts answered below 500.
+    pub successes: u64,
+    /// Attempts that failed (5xx, refused).
+    pub errors: u64,
+    /// Median attempt latency (ms).
+    pub latency_ms_p50: f64,
+    /// 99th percentile attempt latency (ms).
+    pub latency_ms_p99: f64,
+    /// Proxies that had the pod ejected at the end of the window.
+    pub ejected_by: u32,
+    /// Requests in service or queued at the pod at the end of the window.
+    pub active_requests: u32,
+}
+
+#[derive(Default)]
+struct PodWindow {
+    requests: u64,
+    successes: u64,
+    errors: u64,
+    latency: Histogram,
+}
+
+/// All metrics of one run.
+pub struct Metrics {
+    /// Final answers recorded.
+    pub requests: u64,
+    /// Final answers by status (index = status code).
+    pub by_status: Vec<u64>,
+    /// Final answers by Envoy response flag.
+    pub by_flag: BTreeMap<&'static str, u64>,
+    /// Latency of final answers.
+    pub latency: Histogram,
+    /// Ejections (over all proxies).
+    pub ejections: u64,
+    /// Sum over ejections of the time ejected, in nanoseconds.
+    pub ejected_host_ns: u128,
+    /// Closed windows.
+    pub windows: Vec<WindowRow>,
+    /// Event log.
+    pub events: Vec<EventRow>,
+    pods: Vec<PodWindow>,
+    pod_names: Vec<String>,
+    pod_services: Vec<String>,
+    ejected_by: Vec<u32>,
+    eject_since: FxHashMap<(usize, usize), Time>,
+    overflows: BTreeMap<(String, String), (Time, u64)>,
+    window: Duration,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").field("requests", &self.requests).finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub(crate) fn new(model: &Model) -> Self {
+        let n = model.pods.len();
+        Self {
+            requests: 0,
+            by_status: vec![0; 600],
+            by_flag: BTreeMap::new(),
+            latency: Histogram::default(),
+            ejections: 0,
+            ejected_host_ns: 0,
+            windows: Vec::new(),
+            events: Vec::new(),
+            pods: (0..n).map(|_| PodWindow::default()).collect(),
+            pod_names: model.pods.iter().map(|p| p.name.clone()).collect(),
+            pod_services: model.pods.iter().map(|p| p.service.clone()).collect(),
+            ejected_by: vec![0; n],
+            eject_since: FxHashMap::default(),
+            overflows: BTreeMap::new(),
+            window: model.window,
+        }
+    }
+
+    pub(crate) fn finish_request(&mut self, _now: Time, latency: Duration, status: u16, flag: Option<&'static str>) {
+        self.requests += 1;
+        if let Some(c) = self.by_status.get_mut(usize::from(status)) {
+            *c += 1;
+        }
+        if let Some(f) = flag {
+            *self.by_flag.entry(f).or_default() += 1;
+        }
+        self.latency.record_us(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    pub(crate) fn attempt(&mut self, pod: usize) {
+        self.pods[pod].requests += 1;
+    }
+
+    pub(crate) fn attempt_result(&mut self, pod: usize, status: u16, latency: Duration) {
+        let w = &mut self.pods[pod];
+        if status < 500 {
+            w.successes += 1;
+        } else {
+            w.errors += 1;
+        }
+        w.latency.record_us(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    pub(crate) fn ejected(&mut self, now: Time, proxy: usize, pod: Option<usize>) {
+        self.ejections += 1;
+        if let Some(pod) = pod {
+            self.ejected_by[pod] += 1;
+            self.eject_since.insert((proxy, pod), now);
+        }
+    }
+
+    pub(crate) fn returned(&mut self, now: Time, proxy: usize, pod: Option<usize>) {
+        if let Some(pod) = pod {
+            self.ejected_by[pod] = self.ejected_by[pod].saturating_sub(1);
+            if let Some(since) = self.eject_since.remove(&(proxy, pod)) {
+                self.ejected_host_ns += (now - since).as_nanos();
+            }
+        }
+    }
+
+    pub(crate) fn overflow(&mut self, now: Time, proxy: &str, cluster: &str) {
+        // Aggregated: one `overflow` event per proxy and cluster per window.
+        let e = self.overflows.entry((proxy.to_owned(), cluster.to_owned())).or_insert((now, 0));
+        e.1 += 1;
+    }
+
+    pub(crate) fn event(&mut self, row: EventRow) {
+        self.events.push(row);
+    }
+
+    pub(crate) fn close_window(&mut self, now: Time, in_flight: &[u32]) {
+        for (i, w) in self.pods.iter_mut().enumerate() {
+            self.windows.push(WindowRow {
+                time: now,
+                endpoint: self.pod_names[i].clone(),
+                service: self.pod_services[i].clone(),
+                requests: w.requests,
+                successes: w.successes,
+                errors: w.errors,
+                latency_ms_p50: ms(w.latency.quantile_us(0.5)),
+                latency_ms_p99: ms(w.latency.quantile_us(0.99)),
+                ejected_by: self.ejected_by[i],
+                active_requests: in_flight.get(i).copied().unwrap_or(0),
+            });
+            w.requests = 0;
+            w.successes = 0;
+            w.errors = 0;
+            w.latency.clear();
+        }
+        for ((proxy, cluster), (first, count)) in std::mem::take(&mut self.overflows) {
+            self.events.push(EventRow {
+                time: first,
+                kind: "overflow",
+                proxy,
+                endpoint: cluster,
+                detail: format!("count={count} window={}", mesh_engine::config::format_duration(self.window)),
+            });
+        }
+    }
+
+    pub(crate) fn finish(&mut self, end: Time, in_flight: &[u32]) {
+        if self.pods.iter().any(|w| w.requests > 0) || !self.overflows.is_empty() {
+            self.close_window(end, in_flight);
+        }
+        for ((_, _), since) in std::mem::take(&mut self.eject_since) {
+            self.ejected_host_ns += (end - since).as_nanos();
+        }
+        self.events.sort_by_key(|a| a.time);
+    }
+
+    /// Final answers with a status below 400.
+    pub fn successes(&self) -> u64 {
+        self.by_status[..400].iter().sum()
+    }
+
+    /// Final answers with a 5xx status.
+    pub fn errors_5xx(&self) -> u64 {
+        self.by_status[500..600].iter().sum()
+    }
+
+    /// Answers with this response flag.
+    pub fn flag(&self, f: &str) -> u64 {
+        self.by_flag.get(f).copied().unwrap_or(0)
+    }
+}
+
+/// Microseconds as milliseconds.
+pub(crate) fn ms(us: u64) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let v = us as f64 / 1000.0;
+    v
+}

@@ -1,0 +1,387 @@
+//! Building a run from an experiment file: checked topology, pods, latency
+//! distributions, proxies and their configs. All validation happens here,
+//! with the field path of every problem.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_engine::config::{self, Config, ConfigError, FieldPath};
+use mesh_engine::{ProxySpec, Time};
+use rand::RngExt as _;
+use rand_distr::{Distribution, Exp, LogNormal, Normal, Pareto, Uniform};
+use rand_pcg::Pcg64Mcg;
+
+use crate::experiment::{self as x, ExperimentFile, err, positive};
+
+/// A latency distribution, sampled in nanoseconds.
+#[derive(Clone, Debug)]
+pub(crate) enum Latency {
+    Constant(u64),
+    Exponential(Exp<f64>),
+    LogNormal(LogNormal<f64>),
+    Normal(Normal<f64>),
+    Uniform(Uniform<f64>),
+    Pareto(Pareto<f64>),
+}
+
+impl Latency {
+    pub(crate) fn sample_ns(&self, rng: &mut Pcg64Mcg) -> u64 {
+        let v = match self {
+            Self::Constant(ns) => return *ns,
+            Self::Exponential(d) => d.sample(rng),
+            Self::LogNormal(d) => d.sample(rng),
+            Self::Normal(d) => d.sample(rng),
+            Self::Uniform(d) => d.sample(rng),
+            Self::Pareto(d) => d.sample(rng),
+        };
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let ns = v.max(0.0) as u64;
+        ns
+    }
+}
+
+fn secs_ns(d: Duration) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let ns = d.as_nanos() as f64;
+    ns
+}
+
+fn latency(m: &x::LatencyModel, path: &FieldPath, errors: &mut Vec<ConfigError>) -> Latency {
+    let mut need = |v: &Option<config::IstioDuration>, field: &str| -> f64 {
+        match v {
+            Some(d) => secs_ns(d.value),
+            None => {
+                errors.push(err(path.key(field), format!("`{}` needs `{field}`", m.distribution)));
+                1.0
+            }
+        }
+    };
+    let built = match m.distribution.as_str() {
+        "constant" => {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let ns = need(&m.value, "value") as u64;
+            Ok(Latency::Constant(ns))
+        }
+        "exponential" => Exp::new(1.0 / need(&m.mean, "mean").max(1.0)).map(Latency::Exponential).map_err(|e| e.to_string()),
+        "lognormal" => {
+            let median = need(&m.median, "median").max(1.0);
+            LogNormal::new(median.ln(), m.sigma.unwrap_or(0.5)).map(Latency::LogNormal).map_err(|e| e.to_string())
+        }
+        "normal" => Normal::new(need(&m.mean, "mean"), need(&m.stddev, "stddev")).map(Latency::Normal).map_err(|e| e.to_string()),
+        "uniform" => {
+            let (lo, hi) = (need(&m.min, "min"), need(&m.max, "max"));
+            Uniform::new_inclusive(lo, hi).map(Latency::Uniform).map_err(|e| e.to_string())
+        }
+        "pareto" => Pareto::new(need(&m.scale, "scale"), m.shape.unwrap_or(2.0)).map(Latency::Pareto).map_err(|e| e.to_string()),
+        other => Err(format!(
+            "expected one of constant, exponential, lognormal, normal, uniform, pareto, found \"{other}\""
+        )),
+    };
+    built.unwrap_or_else(|why| {
+        errors.push(err(path.key("distribution"), format!("invalid latency distribution: {why}")));
+        Latency::Constant(0)
+    })
+}
+
+/// How a pod behaves right now.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Mode {
+    Normal,
+    Fail { status: u16, ppm: u32 },
+    Slow { factor: f64 },
+    Crashed,
+}
+
+/// One pod.
+#[derive(Debug)]
+pub(crate) struct PodSpec {
+    pub(crate) name: String,
+    pub(crate) address: String,
+    pub(crate) service: String,
+    pub(crate) latency: Latency,
+    pub(crate) error_ppm: u32,
+    pub(crate) error_status: u16,
+    pub(crate) concurrency: u32,
+    pub(crate) queue: u32,
+}
+
+/// A calling proxy.
+#[derive(Debug)]
+pub(crate) struct ProxyModel {
+    pub(crate) name: String,
+    pub(crate) spec: ProxySpec,
+}
+
+/// A timeline action, checked.
+#[derive(Clone, Debug)]
+pub(crate) enum Action {
+    Pod { pod: usize, mode: Mode },
+    Qps(f64),
+    Push { config: Arc<Config>, propagation: Duration },
+}
+
+/// The load, checked.
+#[derive(Clone, Debug)]
+pub(crate) struct Load {
+    pub(crate) proxies: std::ops::Range<usize>,
+    pub(crate) host: String,
+    pub(crate) path: String,
+    pub(crate) qps: Option<f64>,
+    pub(crate) uniform: bool,
+    pub(crate) connections: Option<u32>,
+    pub(crate) users: u32,
+    pub(crate) user_header: Option<String>,
+    pub(crate) user_cookie: Option<String>,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+/// Everything a run needs, checked.
+#[derive(Debug)]
+pub struct Model {
+    pub(crate) name: String,
+    pub(crate) duration: Time,
+    pub(crate) window: Duration,
+    pub(crate) seed: u64,
+    pub(crate) max_events: u64,
+    pub(crate) config: Arc<Config>,
+    pub(crate) pods: Vec<PodSpec>,
+    pub(crate) proxies: Vec<ProxyModel>,
+    pub(crate) load: Load,
+    pub(crate) timeline: Vec<(Time, Action)>,
+}
+
+fn mesh_errors(e: Vec<ConfigError>, out: &mut Vec<ConfigError>, prefix: &FieldPath) {
+    for mut c in e {
+        let mut segs = prefix.0.clone();
+        // The registry is generated: point its errors at the topology.
+        segs.append(&mut c.path.0);
+        c.path = FieldPath(segs);
+        out.push(c);
+    }
+}
+
+impl Model {
+    /// Checks an experiment and builds its model; every problem is reported
+    /// with its field path (line:column is added by the caller from the text).
+    pub fn build(f: &ExperimentFile, seed_override: Option<u64>) -> Result<(Self, Vec<ConfigError>), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let root = FieldPath::root();
+        let duration = positive(&Some(f.duration.clone()), root.key("duration"), &mut errors).unwrap_or(Duration::from_secs(1));
+        let window = positive(&f.window, root.key("window"), &mut errors).unwrap_or(Duration::from_secs(1));
+        // Pods.
+        let mut pods = Vec::new();
+        if f.service.is_empty() {
+            errors.push(err(root.key("service"), "expected at least one [[service]] with versions and pods"));
+        }
+        for (si, s) in f.service.iter().enumerate() {
+            let sp = root.key("service").named(si, &s.name);
+            if s.version.is_empty() {
+                errors.push(err(sp.key("version"), "expected at least one [[service.version]]"));
+            }
+            for (vi, v) in s.version.iter().enumerate() {
+                let vp = sp.key("version").named(vi, &v.name);
+                let lat = latency(&v.latency, &vp.key("latency"), &mut errors);
+                let rate = v.error_rate.unwrap_or(0.0);
+                if !(0.0..=1.0).contains(&rate) {
+                    errors.push(err(vp.key("errorRate"), format!("expected a probability from 0 to 1, found {rate}")));
+                }
+                if v.pods == 0 {
+                    errors.push(err(vp.key("pods"), "expected at least 1 pod"));
+                }
+                for p in 0..v.pods {
+                    pods.push(PodSpec {
+                        name: format!("{}-{}-{p}", s.name, v.name),
+                        address: x::pod_address(si, vi, p, s.port),
+                        service: s.name.clone(),
+                        latency: lat.clone(),
+                        error_ppm: ppm(rate),
+                        error_status: v.error_status.unwrap_or(500),
+                        concurrency: v.concurrency.unwrap_or(u32::MAX).max(1),
+                        queue: v.queue.unwrap_or(u32::MAX),
+                    });
+                }
+            }
+        }
+        // The mesh config: registry from the topology + Istio objects.
+        let mesh = x::mesh_config(&f.service, &f.virtual_service, &f.destination_rule, &f.gateway, &f.service_entry);
+        let (config, mut warnings) = match config::validate(mesh) {
+            Ok((c, w)) => (Some(Arc::new(c)), w),
+            Err(e) => {
+                mesh_errors(e, &mut errors, &root);
+                (None, Vec::new())
+            }
+        };
+        // Proxies.
+        let mut proxies = Vec::new();
+        let mut load_range = 0..0;
+        let mut found = false;
+        for (ci, c) in f.client.iter().enumerate() {
+            let cp = root.key("client").named(ci, &c.name);
+            let start = proxies.len();
+            let n = c.pods.unwrap_or(1);
+            if n == 0 {
+                errors.push(err(cp.key("pods"), "expected at least 1 proxy"));
+            }
+            let ns = c.namespace.clone().unwrap_or_else(|| "default".to_owned());
+            if let (Some(g), Some(cfg)) = (&c.gateway, &config) {
+                let full = if g.contains('/') { g.clone() } else { format!("{ns}/{g}") };
+                if !cfg.gateways.contains(&full) {
+                    errors.push(err(cp.key("gateway"), format!("unknown gateway \"{g}\": expected the name of a [[gateway]]")));
+                }
+            }
+            for i in 0..n {
+                let spec = match &c.gateway {
+                    Some(g) => {
+                        let (gns, name) = g.split_once('/').unwrap_or((&ns, g));
+                        ProxySpec::gateway(gns, name)
+                    }
+                    None => ProxySpec {
+                        namespace: ns.clone(),
+                        labels: c.labels.clone(),
+                        gateway: None,
+                    },
+                };
+                proxies.push(ProxyModel {
+                    name: format!("{}-{i}", c.name),
+                    spec,
+                });
+            }
+            if c.name == f.load.client {
+                load_range = start..proxies.len();
+                found = true;
+            }
+        }
+        let lp = root.key("load");
+        if !found {
+            errors.push(err(lp.key("client"), format!("unknown client \"{}\": expected the name of a [[client]]", f.load.client)));
+        }
+        let l = &f.load;
+        match (l.qps, l.connections) {
+            (Some(q), None) if q > 0.0 && q.is_finite() => {}
+            (None, Some(c)) if c > 0 => {}
+            (Some(_), Some(_)) => errors.push(err(lp.clone(), "expected either `qps` (open loop) or `connections` (closed loop), not both")),
+            (None, None) => errors.push(err(lp.clone(), "expected `qps` (open loop) or `connections` (closed loop)")),
+            (Some(q), _) => errors.push(err(lp.key("qps"), format!("expected a positive rate, found {q}"))),
+            (_, Some(_)) => errors.push(err(lp.key("connections"), "expected at least 1 connection")),
+        }
+        let uniform = match l.arrivals.as_deref() {
+            None | Some("poisson") => false,
+            Some("uniform") => true,
+            Some(o) => {
+                errors.push(err(lp.key("arrivals"), format!("expected \"poisson\" or \"uniform\", found \"{o}\"")));
+                false
+            }
+        };
+        let load = Load {
+            proxies: load_range,
+            host: l.host.clone(),
+            path: l.path.clone().unwrap_or_else(|| "/".to_owned()),
+            qps: l.qps,
+            uniform,
+            connections: l.connections,
+            users: l.users.unwrap_or(0),
+            user_header: l.user_header.clone(),
+            user_cookie: l.user_cookie.clone(),
+            headers: l.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
+        };
+        // Timeline.
+        let mut timeline = Vec::new();
+        for (i, t) in f.timeline.iter().enumerate() {
+            let tp = root.key("timeline").index(i);
+            let at = Time::ZERO + t.at.value;
+            let actions = usize::from(t.fail.is_some())
+                + usize::from(t.slow.is_some())
+                + usize::from(t.crash == Some(true))
+                + usize::from(t.recover == Some(true))
+                + usize::from(t.qps.is_some())
+                + usize::from(t.push.is_some());
+            if actions != 1 {
+                errors.push(err(tp.clone(), format!("expected exactly one action (fail, slow, crash, recover, qps or push), found {actions}")));
+                continue;
+            }
+            let pod_mode = if let Some(fa) = &t.fail {
+                let p = fa.probability.unwrap_or(1.0);
+                if !(0.0..=1.0).contains(&p) {
+                    errors.push(err(tp.key("fail").key("probability"), format!("expected a probability from 0 to 1, found {p}")));
+                }
+                Some(Mode::Fail { status: fa.status, ppm: ppm(p) })
+            } else if let Some(sl) = &t.slow {
+                if !(sl.factor > 0.0 && sl.factor.is_finite()) {
+                    errors.push(err(tp.key("slow").key("factor"), format!("expected a positive factor, found {}", sl.factor)));
+                }
+                Some(Mode::Slow { factor: sl.factor })
+            } else if t.crash == Some(true) {
+                Some(Mode::Crashed)
+            } else if t.recover == Some(true) {
+                Some(Mode::Normal)
+            } else {
+                None
+            };
+            if let Some(mode) = pod_mode {
+                let Some(name) = &t.pod else {
+                    errors.push(err(tp.key("pod"), "expected the pod this applies to, e.g. pod = \"backend-v1-3\""));
+                    continue;
+                };
+                match pods.iter().position(|p| &p.name == name) {
+                    Some(pod) => timeline.push((at, Action::Pod { pod, mode })),
+                    None => errors.push(err(tp.key("pod"), format!("unknown pod \"{name}\": pods are named <service>-<version>-<index>, e.g. \"{}\"", pods.first().map_or("backend-v1-0", |p| p.name.as_str())))),
+                }
+            } else if let Some(q) = t.qps {
+                if load.qps.is_none() || q <= 0.0 {
+                    errors.push(err(tp.key("qps"), "a qps change needs an open-loop load (`load.qps`) and a positive rate"));
+                }
+                timeline.push((at, Action::Qps(q)));
+            } else if let Some(push) = &t.push {
+                let mesh = x::mesh_config(&f.service, &push.virtual_service, &push.destination_rule, &push.gateway, &push.service_entry);
+                match config::validate(mesh) {
+                    Ok((c, w)) => {
+                        warnings.extend(w.into_iter().map(|mut w| {
+                            let mut segs = tp.key("push").0;
+                            segs.append(&mut w.path.0);
+                            w.path = FieldPath(segs);
+                            w
+                        }));
+                        timeline.push((
+                            at,
+                            Action::Push {
+                                config: Arc::new(c),
+                                propagation: push.propagation.as_ref().map_or(Duration::ZERO, |d| d.value),
+                            },
+                        ));
+                    }
+                    Err(e) => mesh_errors(e, &mut errors, &tp.key("push")),
+                }
+            }
+        }
+        timeline.sort_by_key(|(t, _)| *t);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok((
+            Self {
+                name: f.name.clone(),
+                duration: Time::ZERO + duration,
+                window,
+                seed: seed_override.or(f.seed).unwrap_or(1),
+                max_events: f.max_events.unwrap_or(u64::MAX),
+                config: config.expect("validated"),
+                pods,
+                proxies,
+                load,
+                timeline,
+            },
+            warnings,
+        ))
+    }
+}
+
+fn ppm(p: f64) -> u32 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let v = (p.clamp(0.0, 1.0) * 1_000_000.0).round() as u32;
+    v
+}
+
+/// A uniform draw below `ppm` parts per million.
+pub(crate) fn hit(rng: &mut Pcg64Mcg, ppm: u32) -> bool {
+    ppm > 0 && (ppm >= 1_000_000 || rng.random_range(0..1_000_000u32) < ppm)
+}

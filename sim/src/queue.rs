@@ -1,0 +1,85 @@
+//! The event queue: a binary heap ordered by (time, class, sequence number),
+//! so that events at the same time run in a fixed order — timers (outlier
+//! ticks, timeline) before traffic, then first scheduled, first run.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use mesh_engine::Time;
+
+/// Events of the same time run in class order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Class {
+    /// Engine ticks, config pushes, timeline events.
+    Timer = 0,
+    /// Requests and responses.
+    Traffic = 1,
+}
+
+struct Entry<E> {
+    key: u128,
+    event: E,
+}
+
+impl<E> PartialEq for Entry<E> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl<E> Eq for Entry<E> {}
+impl<E> PartialOrd for Entry<E> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<E> Ord for Entry<E> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reversed: the heap pops the smallest key.
+        other.key.cmp(&self.key)
+    }
+}
+
+/// A min-queue of events keyed by (time, class, sequence).
+pub(crate) struct EventQueue<E> {
+    heap: BinaryHeap<Entry<E>>,
+    seq: u64,
+}
+
+impl<E> EventQueue<E> {
+    pub(crate) fn new() -> Self {
+        Self {
+            heap: BinaryHeap::new(),
+            seq: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, at: Time, class: Class, event: E) {
+        // 64 bits of time, 1 of class, 63 of sequence: one integer compare.
+        let key = (u128::from(at.as_nanos()) << 64) | (u128::from(class as u8) << 63) | u128::from(self.seq);
+        self.seq += 1;
+        self.heap.push(Entry { key, event });
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<(Time, E)> {
+        self.heap.pop().map(|e| {
+            let nanos = u64::try_from(e.key >> 64).unwrap_or(u64::MAX);
+            (Time::from_nanos(nanos), e.event)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pops_by_time_then_class_then_insertion_order() {
+        let mut q = EventQueue::new();
+        q.push(Time::from_secs(2), Class::Traffic, "late");
+        q.push(Time::from_secs(1), Class::Traffic, "traffic-1");
+        q.push(Time::from_secs(1), Class::Timer, "timer");
+        q.push(Time::from_secs(1), Class::Traffic, "traffic-2");
+        let order: Vec<_> = std::iter::from_fn(|| q.pop().map(|(_, e)| e)).collect();
+        assert_eq!(order, ["timer", "traffic-1", "traffic-2", "late"]);
+    }
+}

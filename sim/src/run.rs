@@ -1,0 +1,739 @@
+//! One simulated run: the event loop that drives one engine per modelled
+//! proxy against modelled pods, in virtual time.
+//!
+//! A request's life: an arrival at a client proxy → `handle_request` (route,
+//! fault, balancer) → after any injected delay, `admit` (circuit breaker) →
+//! the pod serves it (concurrency slots, then a bounded queue) for a sampled
+//! latency → the response goes to `handle_response` (outlier detection) →
+//! `retry_decision` may schedule a retry after Envoy's back-off, picked by
+//! `retry` → the final answer is recorded. Per-try and route timeouts race
+//! the pod. Outlier ticks run at the engine's `poll_timeout`.
+//!
+//! Nothing here reads a clock or an ambient RNG: every random draw comes
+//! from a stream seeded by the run seed (arrivals, users, each pod's
+//! latency and errors, each engine), so a run is a pure function of the
+//! experiment and the seed.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_engine::{
+    Admission, Decision, Engine, EngineEvent, Outcome, Request, RequestState, ResponseFlag,
+    RetryDecision, Time, Upstream,
+};
+use rand::RngExt as _;
+use rand_pcg::Pcg64Mcg;
+use rustc_hash::FxHashMap;
+
+use crate::metrics::{EventRow, Metrics};
+use crate::model::{Action, Mode, Model, hit};
+use crate::queue::{Class, EventQueue};
+
+/// Why a run stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The `maxEvents` guard was reached with work left.
+    #[error("the run reached maxEvents = {0} at t = {1} with events still queued; raise `maxEvents` or shorten `duration`")]
+    TooManyEvents(u64, Time),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Ev {
+    /// The next open-loop arrival.
+    Arrival,
+    /// A closed-loop connection sends its next request.
+    Connection { proxy: u32 },
+    /// Send the current attempt of a request (after a delay or back-off).
+    Send { slot: u32, attempt: u32 },
+    /// A retry's back-off is over: pick its host and send it.
+    Retry { slot: u32, attempt: u32 },
+    /// A pod finished serving an attempt.
+    Served { slot: u32, attempt: u32, pod: u32, status: u16 },
+    /// A crashed pod refused the connection.
+    Refused { slot: u32, attempt: u32 },
+    /// The per-try timeout of an attempt.
+    TryTimeout { slot: u32, attempt: u32 },
+    /// The route timeout of a request.
+    RouteTimeout { slot: u32, generation: u32 },
+    /// A proxy's outlier-detection tick.
+    Tick { proxy: u32 },
+    /// A timeline action.
+    Timeline { index: u32 },
+    /// A pushed config reaches a proxy.
+    Apply { proxy: u32, index: u32 },
+    /// A metrics window ends.
+    Window,
+}
+
+/// A request in flight (slab slot, reused).
+#[derive(Clone, Copy, Debug)]
+struct Req {
+    live: bool,
+    /// Bumped on reuse, so stale route timeouts are ignored.
+    generation: u32,
+    proxy: u32,
+    /// Closed-loop connection to wake when done.
+    connection: bool,
+    start: Time,
+    state: Option<RequestState>,
+    attempt: u32,
+    pod: u32,
+    upstream: Option<Upstream>,
+    /// The attempt was admitted and has not been reported yet.
+    outstanding: bool,
+}
+
+struct Pod {
+    mode: Mode,
+    in_flight: u32,
+    waiting: VecDeque<(u32, u32)>,
+    rng: Pcg64Mcg,
+}
+
+struct Proxy {
+    engine: Engine,
+    /// (cluster, endpoint) → pod index.
+    pods_of: Vec<Vec<u32>>,
+    tick_at: Option<Time>,
+}
+
+/// A run in progress.
+pub struct Run<'m> {
+    model: &'m Model,
+    queue: EventQueue<Ev>,
+    proxies: Vec<Proxy>,
+    pods: Vec<Pod>,
+    reqs: Vec<Req>,
+    free: Vec<u32>,
+    rng_arrivals: Pcg64Mcg,
+    rng_users: Pcg64Mcg,
+    qps: f64,
+    next_proxy: usize,
+    /// Pre-built per-user header values (no per-request string building).
+    user_ids: Vec<String>,
+    user_cookies: Vec<String>,
+    pushes: Vec<Arc<mesh_engine::config::Config>>,
+    /// Metrics of the run.
+    pub metrics: Metrics,
+    events: u64,
+}
+
+fn stream(seed: u64, a: u64, b: u64) -> Pcg64Mcg {
+    let mut z = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut next = || {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut x = z;
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
+    };
+    Pcg64Mcg::new((u128::from(next()) << 64) | u128::from(next()))
+}
+
+fn pods_of(engine: &Engine, index: &FxHashMap<&str, u32>) -> Vec<Vec<u32>> {
+    (0..engine.cluster_count())
+        .map(|c| {
+            let id = mesh_engine::ClusterId(u32::try_from(c).unwrap_or(u32::MAX));
+            (0..engine.endpoint_count(id))
+                .map(|e| {
+                    let up = engine.upstream(id, u32::try_from(e).unwrap_or(u32::MAX));
+                    index.get(engine.endpoint_address(up)).copied().unwrap_or(u32::MAX)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+impl<'m> Run<'m> {
+    /// Sets up a run of `model`.
+    pub fn new(model: &'m Model) -> Self {
+        let seed = model.seed;
+        let index: FxHashMap<&str, u32> = model
+            .pods
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.address.as_str(), u32::try_from(i).unwrap_or(u32::MAX)))
+            .collect();
+        let proxies = model
+            .proxies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let engine = Engine::new(model.config.clone(), p.spec.clone(), seed ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+                let pods_of = pods_of(&engine, &index);
+                Proxy { engine, pods_of, tick_at: None }
+            })
+            .collect();
+        let pods = model
+            .pods
+            .iter()
+            .enumerate()
+            .map(|(i, _)| Pod {
+                mode: Mode::Normal,
+                in_flight: 0,
+                waiting: VecDeque::new(),
+                rng: stream(seed, 3, i as u64),
+            })
+            .collect();
+        let users = model.load.users as usize;
+        let user_ids: Vec<String> = (0..users).map(|u| format!("user-{u}")).collect();
+        let user_cookies = match &model.load.user_cookie {
+            Some(name) => user_ids.iter().map(|id| format!("{name}={id}")).collect(),
+            None => Vec::new(),
+        };
+        let pushes = model
+            .timeline
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Action::Push { config, .. } => Some(config.clone()),
+                _ => None,
+            })
+            .collect();
+        Self {
+            model,
+            queue: EventQueue::new(),
+            proxies,
+            pods,
+            reqs: Vec::new(),
+            free: Vec::new(),
+            rng_arrivals: stream(seed, 1, 0),
+            rng_users: stream(seed, 2, 0),
+            qps: model.load.qps.unwrap_or(0.0),
+            next_proxy: 0,
+            user_ids,
+            user_cookies,
+            pushes,
+            metrics: Metrics::new(model),
+            events: 0,
+        }
+    }
+
+    /// Runs to `duration`; in-flight requests at the end are not counted.
+    pub fn run(mut self) -> Result<Metrics, RunError> {
+        let m = self.model;
+        if m.load.qps.is_some() {
+            let first = self.interarrival();
+            self.queue.push(Time::ZERO + first, Class::Traffic, Ev::Arrival);
+        }
+        if let Some(c) = m.load.connections {
+            let n = m.load.proxies.len().max(1);
+            for i in 0..c {
+                let proxy = m.load.proxies.start + (i as usize % n);
+                self.queue.push(Time::ZERO, Class::Traffic, Ev::Connection { proxy: u32::try_from(proxy).unwrap_or(0) });
+            }
+        }
+        for (i, (t, _)) in m.timeline.iter().enumerate() {
+            self.queue.push(*t, Class::Timer, Ev::Timeline { index: u32::try_from(i).unwrap_or(0) });
+        }
+        for p in 0..self.proxies.len() {
+            self.arm_tick(p);
+        }
+        self.queue.push(Time::ZERO + m.window, Class::Timer, Ev::Window);
+        while let Some((now, ev)) = self.queue.pop() {
+            if now > m.duration {
+                break;
+            }
+            self.events += 1;
+            if self.events > m.max_events {
+                return Err(RunError::TooManyEvents(m.max_events, now));
+            }
+            self.handle(now, ev);
+        }
+        self.metrics.finish(m.duration, &self.pods_in_flight());
+        Ok(self.metrics)
+    }
+
+    fn pods_in_flight(&self) -> Vec<u32> {
+        self.pods.iter().map(|p| p.in_flight).collect()
+    }
+
+    fn interarrival(&mut self) -> Duration {
+        let per_sec = self.qps.max(1e-9);
+        let secs = if self.model.load.uniform {
+            1.0 / per_sec
+        } else {
+            // Exponential inter-arrival times: a Poisson process.
+            let u: f64 = self.rng_arrivals.random::<f64>();
+            -(1.0 - u).ln() / per_sec
+        };
+        Duration::from_secs_f64(secs)
+    }
+
+    fn arm_tick(&mut self, p: usize) {
+        let next = self.proxies[p].engine.poll_timeout();
+        if let Some(t) = next
+            && self.proxies[p].tick_at != Some(t)
+        {
+            self.proxies[p].tick_at = Some(t);
+            self.queue.push(t, Class::Timer, Ev::Tick { proxy: u32::try_from(p).unwrap_or(0) });
+        }
+    }
+
+    fn handle(&mut self, now: Time, ev: Ev) {
+        match ev {
+            Ev::Arrival => {
+                let n = self.model.load.proxies.len();
+                if n > 0 {
+                    let proxy = self.model.load.proxies.start + self.next_proxy % n;
+                    self.next_proxy += 1;
+                    self.start_request(now, proxy, false);
+                }
+                let next = self.interarrival();
+                self.queue.push(now + next, Class::Traffic, Ev::Arrival);
+            }
+            Ev::Connection { proxy } => self.start_request(now, proxy as usize, true),
+            Ev::Send { slot, attempt } => {
+                if self.current(slot, attempt) {
+                    self.send(now, slot);
+                }
+            }
+            Ev::Retry { slot, attempt } => {
+                if self.current(slot, attempt) {
+                    self.retry(now, slot);
+                }
+            }
+            Ev::Served { slot, attempt, pod, status } => {
+                self.pod_done(now, pod as usize);
+                if self.current(slot, attempt) {
+                    self.attempt_done(now, slot, Outcome::Status(status));
+                }
+            }
+            Ev::Refused { slot, attempt } => {
+                if self.current(slot, attempt) {
+                    self.attempt_done(now, slot, Outcome::ConnectFailure);
+                }
+            }
+            Ev::TryTimeout { slot, attempt } => {
+                if self.current(slot, attempt) {
+                    self.attempt_done(now, slot, Outcome::Timeout);
+                }
+            }
+            Ev::RouteTimeout { slot, generation } => {
+                let r = self.reqs[slot as usize];
+                if r.live && r.generation == generation {
+                    self.route_timeout(now, slot);
+                }
+            }
+            Ev::Tick { proxy } => {
+                let p = proxy as usize;
+                if self.proxies[p].tick_at == Some(now) {
+                    self.proxies[p].tick_at = None;
+                    self.proxies[p].engine.handle_timeout(now);
+                    self.drain(now, p);
+                    self.arm_tick(p);
+                }
+            }
+            Ev::Timeline { index } => self.timeline(now, index as usize),
+            Ev::Apply { proxy, index } => {
+                let p = proxy as usize;
+                let config = self.pushes[index as usize].clone();
+                self.proxies[p].engine.reconfigure(config, now);
+                let idx: FxHashMap<&str, u32> = self
+                    .model
+                    .pods
+                    .iter()
+                    .enumerate()
+                    .map(|(i, pod)| (pod.address.as_str(), u32::try_from(i).unwrap_or(u32::MAX)))
+                    .collect();
+                self.proxies[p].pods_of = pods_of(&self.proxies[p].engine, &idx);
+                self.drain(now, p);
+                self.arm_tick(p);
+            }
+            Ev::Window => {
+                let in_flight = self.pods_in_flight();
+                self.metrics.close_window(now, &in_flight);
+                self.queue.push(now + self.model.window, Class::Timer, Ev::Window);
+            }
+        }
+    }
+
+    fn current(&self, slot: u32, attempt: u32) -> bool {
+        let r = &self.reqs[slot as usize];
+        r.live && r.attempt == attempt
+    }
+
+    fn timeline(&mut self, now: Time, index: usize) {
+        match &self.model.timeline[index].1 {
+            Action::Pod { pod, mode } => {
+                self.pods[*pod].mode = *mode;
+                let (kind, detail) = match mode {
+                    Mode::Normal => ("fault_end", "recover".to_owned()),
+                    Mode::Fail { status, ppm } => ("fault_start", format!("fail status={status} probability={}", f64::from(*ppm) / 1e6)),
+                    Mode::Slow { factor } => ("fault_start", format!("slow factor={factor}")),
+                    Mode::Crashed => ("fault_start", "crash".to_owned()),
+                };
+                self.metrics.event(EventRow {
+                    time: now,
+                    kind,
+                    proxy: String::new(),
+                    endpoint: self.model.pods[*pod].name.clone(),
+                    detail,
+                });
+            }
+            Action::Qps(q) => {
+                self.qps = *q;
+                self.metrics.event(EventRow {
+                    time: now,
+                    kind: "load_change",
+                    proxy: String::new(),
+                    endpoint: String::new(),
+                    detail: format!("qps={q}"),
+                });
+            }
+            Action::Push { propagation, .. } => {
+                let push_index = self.model.timeline[..index].iter().filter(|(_, a)| matches!(a, Action::Push { .. })).count();
+                self.metrics.event(EventRow {
+                    time: now,
+                    kind: "config_push",
+                    proxy: String::new(),
+                    endpoint: String::new(),
+                    detail: format!("propagation={}", mesh_engine::config::format_duration(*propagation)),
+                });
+                for p in 0..self.proxies.len() {
+                    self.queue.push(
+                        now + *propagation,
+                        Class::Timer,
+                        Ev::Apply { proxy: u32::try_from(p).unwrap_or(0), index: u32::try_from(push_index).unwrap_or(0) },
+                    );
+                }
+            }
+        }
+    }
+
+    fn alloc(&mut self) -> u32 {
+        if let Some(s) = self.free.pop() {
+            return s;
+        }
+        self.reqs.push(Req {
+            live: false,
+            generation: 0,
+            proxy: 0,
+            connection: false,
+            start: Time::ZERO,
+            state: None,
+            attempt: 0,
+            pod: 0,
+            upstream: None,
+            outstanding: false,
+        });
+        u32::try_from(self.reqs.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    fn start_request(&mut self, now: Time, proxy: usize, connection: bool) {
+        let m = self.model;
+        let l = &m.load;
+        let user = if l.users > 0 { self.rng_users.random_range(0..l.users) as usize } else { 0 };
+        let mut headers: [(&str, &str); 18] = [("", ""); 18];
+        let mut n = 0;
+        for (k, v) in &l.headers {
+            if n < 16 {
+                headers[n] = (k.as_str(), v.as_str());
+                n += 1;
+            }
+        }
+        if l.users > 0 {
+            if let Some(h) = &l.user_header {
+                headers[n] = (h.as_str(), self.user_ids[user].as_str());
+                n += 1;
+            }
+            if l.user_cookie.is_some() {
+                headers[n] = ("cookie", self.user_cookies[user].as_str());
+                n += 1;
+            }
+        }
+        let req = Request {
+            method: "GET",
+            scheme: "http",
+            authority: &l.host,
+            path: &l.path,
+            headers: &headers[..n],
+            port: 0,
+            source: None,
+            destination: None,
+        };
+        let decision = self.proxies[proxy].engine.handle_request(&req, now);
+        match decision {
+            Decision::Forward(f) => {
+                let slot = self.alloc();
+                let delay = f.delay.unwrap_or(Duration::ZERO);
+                let start_router = now + delay;
+                let state = self.proxies[proxy].engine.start_request(&f, start_router);
+                let r = &mut self.reqs[slot as usize];
+                r.live = true;
+                r.generation = r.generation.wrapping_add(1);
+                r.proxy = u32::try_from(proxy).unwrap_or(0);
+                r.connection = connection;
+                r.start = now;
+                r.state = Some(state);
+                r.attempt = r.attempt.wrapping_add(1);
+                r.upstream = Some(f.upstream);
+                r.outstanding = false;
+                if let Some(t) = f.timeout {
+                    let generation = r.generation;
+                    self.queue.push(start_router + t, Class::Traffic, Ev::RouteTimeout { slot, generation });
+                }
+                let attempt = r.attempt;
+                if delay.is_zero() {
+                    self.send(now, slot);
+                } else {
+                    self.queue.push(start_router, Class::Traffic, Ev::Send { slot, attempt });
+                }
+            }
+            Decision::Reject(r) => {
+                let latency = r.delay.unwrap_or(Duration::ZERO);
+                self.metrics.finish_request(now + latency, latency, r.status, Some(r.flag().as_str()));
+                if connection {
+                    self.queue.push(now + latency, Class::Traffic, Ev::Connection { proxy: u32::try_from(proxy).unwrap_or(0) });
+                }
+            }
+            Decision::Respond(r) => {
+                self.metrics.finish_request(now, Duration::ZERO, r.status, None);
+                if connection {
+                    self.queue.push(now, Class::Traffic, Ev::Connection { proxy: u32::try_from(proxy).unwrap_or(0) });
+                }
+            }
+        }
+    }
+
+    /// Sends the current attempt of `slot` to its upstream's pod.
+    fn send(&mut self, now: Time, slot: u32) {
+        let r = self.reqs[slot as usize];
+        let p = r.proxy as usize;
+        let Some(up) = r.upstream else { return };
+        // Connections are modelled as always ready (HTTP/2-like multiplexing):
+        // the breaker applies `http2MaxRequests`; pending-queue limits need
+        // the connection model of the proxy issue.
+        if self.proxies[p].engine.admit(up, true, false, now) == Admission::Overflow {
+            self.drain(now, p);
+            self.end(now, slot, 503, Some(ResponseFlag::UpstreamOverflow.as_str()));
+            return;
+        }
+        self.reqs[slot as usize].outstanding = true;
+        let pod = self.proxies[p]
+            .pods_of
+            .get(up.cluster.0 as usize)
+            .and_then(|c| c.get(up.endpoint.0 as usize))
+            .copied()
+            .unwrap_or(u32::MAX);
+        self.reqs[slot as usize].pod = pod;
+        let attempt = r.attempt;
+        if let Some(per_try) = r.state.and_then(|s| self.proxies[p].engine.route(s.route).retries.as_ref().and_then(|rp| rp.per_try_timeout)) {
+            self.queue.push(now + per_try, Class::Traffic, Ev::TryTimeout { slot, attempt });
+        }
+        if pod == u32::MAX {
+            // An endpoint outside the topology (e.g. a ServiceEntry address):
+            // it answers at once.
+            self.queue.push(now, Class::Traffic, Ev::Refused { slot, attempt });
+            return;
+        }
+        self.metrics.attempt(pod as usize);
+        let pod_state = &mut self.pods[pod as usize];
+        if pod_state.mode == Mode::Crashed {
+            self.queue.push(now, Class::Traffic, Ev::Refused { slot, attempt });
+            return;
+        }
+        let spec = &self.model.pods[pod as usize];
+        if pod_state.in_flight < spec.concurrency {
+            self.serve(now, pod as usize, slot, attempt);
+        } else if (pod_state.waiting.len() as u64) < u64::from(spec.queue) {
+            pod_state.waiting.push_back((slot, attempt));
+        } else {
+            // The pod's own queue is full: it answers 503 at once.
+            self.queue.push(now, Class::Traffic, Ev::Served { slot, attempt, pod: u32::MAX, status: 503 });
+        }
+    }
+
+    fn serve(&mut self, now: Time, pod: usize, slot: u32, attempt: u32) {
+        let spec = &self.model.pods[pod];
+        let state = &mut self.pods[pod];
+        state.in_flight += 1;
+        let mut ns = spec.latency.sample_ns(&mut state.rng);
+        let status = match state.mode {
+            Mode::Fail { status, ppm } if hit(&mut state.rng, ppm) => status,
+            Mode::Slow { factor } => {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+                {
+                    ns = (ns as f64 * factor) as u64;
+                }
+                if hit(&mut state.rng, spec.error_ppm) { spec.error_status } else { 200 }
+            }
+            _ => {
+                if hit(&mut state.rng, spec.error_ppm) {
+                    spec.error_status
+                } else {
+                    200
+                }
+            }
+        };
+        self.queue.push(
+            now + Duration::from_nanos(ns),
+            Class::Traffic,
+            Ev::Served { slot, attempt, pod: u32::try_from(pod).unwrap_or(u32::MAX), status },
+        );
+    }
+
+    fn pod_done(&mut self, now: Time, pod: usize) {
+        let Some(state) = self.pods.get_mut(pod) else { return };
+        state.in_flight = state.in_flight.saturating_sub(1);
+        // The next waiting request that is still wanted takes the slot.
+        while let Some((slot, attempt)) = self.pods[pod].waiting.pop_front() {
+            if self.current(slot, attempt) {
+                self.serve(now, pod, slot, attempt);
+                break;
+            }
+        }
+    }
+
+    fn attempt_done(&mut self, now: Time, slot: u32, outcome: Outcome) {
+        let r = self.reqs[slot as usize];
+        let p = r.proxy as usize;
+        let Some(up) = r.upstream else { return };
+        if r.outstanding {
+            self.reqs[slot as usize].outstanding = false;
+            self.proxies[p].engine.handle_response(up, outcome, now);
+            if let Outcome::Status(s) = outcome
+                && r.pod != u32::MAX
+            {
+                self.metrics.attempt_result(r.pod as usize, s, now - r.start);
+            } else if r.pod != u32::MAX {
+                self.metrics.attempt_result(r.pod as usize, 503, now - r.start);
+            }
+            self.drain(now, p);
+        }
+        let Some(mut state) = r.state else { return };
+        let decision = self.proxies[p].engine.retry_decision(&mut state, outcome, now);
+        self.reqs[slot as usize].state = Some(state);
+        let status = match outcome {
+            Outcome::Status(s) => s,
+            Outcome::Timeout => 504,
+            Outcome::ConnectFailure | Outcome::Reset => 503,
+        };
+        match decision {
+            RetryDecision::Retry { backoff } => {
+                // The retry's host is picked when it fires, after the back-off.
+                let attempt = r.attempt.wrapping_add(1);
+                self.reqs[slot as usize].attempt = attempt;
+                self.queue.push(now + backoff, Class::Traffic, Ev::Retry { slot, attempt });
+            }
+            RetryDecision::Done { flag } => {
+                let flag = flag.map(ResponseFlag::as_str).or(match outcome {
+                    Outcome::Timeout => Some("UT"),
+                    Outcome::ConnectFailure => Some("UF"),
+                    Outcome::Reset => Some("UR"),
+                    Outcome::Status(_) => None,
+                });
+                self.end(now, slot, status, flag);
+            }
+        }
+    }
+
+    fn retry(&mut self, now: Time, slot: u32) {
+        let r = self.reqs[slot as usize];
+        let p = r.proxy as usize;
+        let Some(mut state) = r.state else { return };
+        let d = self.proxies[p].engine.retry(&mut state, now);
+        self.reqs[slot as usize].state = Some(state);
+        match d {
+            Decision::Forward(f) => {
+                self.reqs[slot as usize].upstream = Some(f.upstream);
+                self.send(now, slot);
+            }
+            _ => self.end(now, slot, 503, Some("UH")),
+        }
+    }
+
+    fn route_timeout(&mut self, now: Time, slot: u32) {
+        let r = self.reqs[slot as usize];
+        let p = r.proxy as usize;
+        if r.outstanding
+            && let Some(up) = r.upstream
+        {
+            self.reqs[slot as usize].outstanding = false;
+            self.proxies[p].engine.handle_response(up, Outcome::Timeout, now);
+            self.drain(now, p);
+        }
+        self.end(now, slot, 504, Some("UT"));
+    }
+
+    /// Records the final answer of a request and frees its slot.
+    fn end(&mut self, now: Time, slot: u32, status: u16, flag: Option<&'static str>) {
+        let r = self.reqs[slot as usize];
+        let p = r.proxy as usize;
+        if let Some(mut state) = r.state {
+            self.proxies[p].engine.finish_request(&mut state, now);
+        }
+        let req = &mut self.reqs[slot as usize];
+        req.live = false;
+        req.state = None;
+        req.attempt = req.attempt.wrapping_add(1);
+        self.free.push(slot);
+        self.metrics.finish_request(now, now - r.start, status, flag);
+        if r.connection {
+            self.queue.push(now, Class::Traffic, Ev::Connection { proxy: r.proxy });
+        }
+    }
+
+    /// Moves the engine's events into the event log and counters.
+    fn drain(&mut self, now: Time, p: usize) {
+        while let Some(ev) = self.proxies[p].engine.poll_event() {
+            let engine = &self.proxies[p].engine;
+            let proxy = &self.model.proxies[p].name;
+            match ev {
+                EngineEvent::Ejected { upstream, reason, duration } => {
+                    let pod = self.pod_of(p, upstream);
+                    self.metrics.ejected(now, p, pod);
+                    self.metrics.event(EventRow {
+                        time: now,
+                        kind: "eject",
+                        proxy: proxy.clone(),
+                        endpoint: self.pod_name(pod, engine.endpoint_address(upstream)),
+                        detail: format!("reason={} duration={}", reason.as_str(), mesh_engine::config::format_duration(duration)),
+                    });
+                }
+                EngineEvent::Returned { upstream } => {
+                    let pod = self.pod_of(p, upstream);
+                    self.metrics.returned(now, p, pod);
+                    self.metrics.event(EventRow {
+                        time: now,
+                        kind: "return",
+                        proxy: proxy.clone(),
+                        endpoint: self.pod_name(pod, engine.endpoint_address(upstream)),
+                        detail: String::new(),
+                    });
+                }
+                EngineEvent::Overflow { upstream } => {
+                    let cluster = engine.cluster_name(upstream.cluster).to_owned();
+                    self.metrics.overflow(now, proxy, &cluster);
+                }
+                EngineEvent::Panic { cluster, in_panic } => {
+                    self.metrics.event(EventRow {
+                        time: now,
+                        kind: if in_panic { "panic_start" } else { "panic_end" },
+                        proxy: proxy.clone(),
+                        endpoint: engine.cluster_name(cluster).to_owned(),
+                        detail: String::new(),
+                    });
+                }
+                EngineEvent::ConfigApplied { clusters, routes } => {
+                    self.metrics.event(EventRow {
+                        time: now,
+                        kind: "config_applied",
+                        proxy: proxy.clone(),
+                        endpoint: String::new(),
+                        detail: format!("clusters={clusters} routes={routes}"),
+                    });
+                }
+            }
+        }
+    }
+
+    fn pod_of(&self, p: usize, up: Upstream) -> Option<usize> {
+        let addr = self.proxies[p].engine.endpoint_address(up);
+        self.model.pods.iter().position(|pod| pod.address == addr)
+    }
+
+    fn pod_name(&self, pod: Option<usize>, address: &str) -> String {
+        pod.map_or_else(|| address.to_owned(), |i| self.model.pods[i].name.clone())
+    }
+}
