@@ -62,6 +62,13 @@ pub struct ExperimentFile {
     /// Guard against runaway runs: fail loudly beyond this many events.
     #[serde(default)]
     pub max_events: Option<u64>,
+    /// Replicas: run seeds `seed`, `seed + 1`, … (1 when absent).
+    #[serde(default)]
+    pub seeds: Option<u32>,
+    /// Parameter sweep: paths into this file (as for `--set`) → values; the
+    /// runs are the cartesian product, times `seeds`.
+    #[serde(default)]
+    pub sweep: BTreeMap<String, Vec<toml::Value>>,
     /// Services and their pods.
     #[serde(default)]
     pub service: Vec<ServiceModel>,
@@ -286,7 +293,12 @@ pub struct Push {
 /// The port every generated pod address uses is the service port; pods get
 /// addresses `10.<service>.<version>.<pod>` (pod index split over two octets).
 pub fn pod_address(service: usize, version: usize, pod: u32, port: u16) -> String {
-    format!("10.{}.{}.{}:{port}", service + 1, version * 8 + (pod / 250) as usize, pod % 250 + 1)
+    format!(
+        "10.{}.{}.{}:{port}",
+        service + 1,
+        version * 8 + (pod / 250) as usize,
+        pod % 250 + 1
+    )
 }
 
 /// The mesh config of the experiment: registry from the topology plus the
@@ -313,9 +325,12 @@ pub fn mesh_config(
                     .flat_map(|(vi, v)| {
                         (0..v.pods).map(move |p| mesh::EndpointSpec {
                             address: pod_address(si, vi, p, s.port),
-                            labels: [("app".to_owned(), s.name.clone()), ("version".to_owned(), v.name.clone())]
-                                .into_iter()
-                                .collect(),
+                            labels: [
+                                ("app".to_owned(), s.name.clone()),
+                                ("version".to_owned(), v.name.clone()),
+                            ]
+                            .into_iter()
+                            .collect(),
                             weight: None,
                         })
                     })
@@ -330,10 +345,17 @@ pub fn mesh_config(
 }
 
 /// Validation helpers shared by [`crate::run`] when it builds a run.
-pub(crate) fn positive(d: &Option<IstioDuration>, path: FieldPath, errors: &mut Vec<ConfigError>) -> Option<Duration> {
+pub(crate) fn positive(
+    d: &Option<IstioDuration>,
+    path: FieldPath,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Duration> {
     let d = d.as_ref()?;
     if d.value.is_zero() {
-        errors.push(err(path, format!("expected a positive duration, found \"{}\"", d.text)));
+        errors.push(err(
+            path,
+            format!("expected a positive duration, found \"{}\"", d.text),
+        ));
         return None;
     }
     Some(d.value)
@@ -350,5 +372,6 @@ pub(crate) fn err(path: FieldPath, msg: impl Into<String>) -> ConfigError {
 
 /// Parses an experiment from TOML text (`file` names it in messages).
 pub fn parse(source: &str, file: Option<&str>) -> Result<ExperimentFile, config::ConfigErrors> {
-    toml::from_str(source).map_err(|e| config::ConfigErrors(vec![config::toml_error(&e, source, file)]))
+    toml::from_str(source)
+        .map_err(|e| config::ConfigErrors(vec![config::toml_error(&e, source, file)]))
 }

@@ -19,7 +19,9 @@ pub struct Histogram {
 
 impl std::fmt::Debug for Histogram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Histogram").field("total", &self.total).finish_non_exhaustive()
+        f.debug_struct("Histogram")
+            .field("total", &self.total)
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,7 +77,11 @@ impl Histogram {
         if self.total == 0 {
             return 0;
         }
-        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
         let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
         let mut seen = 0u64;
         for (i, &c) in self.counts.iter().enumerate() {

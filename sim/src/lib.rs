@@ -13,8 +13,10 @@ mod histogram;
 pub mod metrics;
 pub mod model;
 pub mod output;
+pub mod plan;
 mod queue;
 pub mod run;
+pub mod setpath;
 
 pub use histogram::Histogram;
 pub use model::Model;

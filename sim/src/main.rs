@@ -25,12 +25,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate mesh config files (services, VirtualServices, DestinationRules,
-    /// Gateways, ServiceEntries) and print a summary and any warnings.
+    /// Validate experiment files (topology, load, timeline, mesh config,
+    /// sweep) or mesh config files without running them.
     Check {
-        /// Mesh config files (TOML).
+        /// Experiment or mesh config files (TOML).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Override a field of an experiment: `--set load.qps=5000` (repeatable).
+        #[arg(long = "set", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
     },
     /// Ask the engine how one proxy routes a request, as Envoy configured by
     /// Istio would. With `-n N` sends N such requests and prints the split.
@@ -46,6 +49,31 @@ enum Command {
         /// Seed, overriding the experiment's.
         #[arg(long)]
         seed: Option<u64>,
+        /// Override a field: `--set duration=3000s --set load.qps=5000` (repeatable).
+        #[arg(long = "set", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+    },
+    /// Run every point of an experiment's `[sweep]` × its `seeds` in
+    /// parallel; write one summary row per run and print the best points.
+    Sweep {
+        /// Experiment file (TOML) with a `[sweep]` table.
+        file: PathBuf,
+        /// Directory to write (default: `runs/<experiment name>-sweep`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Worker threads (default: all cores). Results do not depend on it.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Seed of the first replica, overriding the experiment's.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Override a field (repeatable).
+        #[arg(long = "set", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+        /// What "best" means: success_rate (highest), errors_5xx,
+        /// latency_ms_p99 or ejected_host_seconds (lowest).
+        #[arg(long, default_value = "success_rate")]
+        objective: String,
     },
 }
 
@@ -92,6 +120,13 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
     Ok((k.trim().to_ascii_lowercase(), v.trim().to_owned()))
 }
 
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected `path=value`, e.g. load.qps=5000, found `{s}`"))?;
+    Ok((k.trim().to_owned(), v.trim().to_owned()))
+}
+
 fn parse_label(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once('=')
@@ -105,9 +140,22 @@ const BAD_INPUT: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { files } => check(&files),
+        Command::Check { files, sets } => check(&files, &sets),
         Command::Route(args) => route(&args),
-        Command::Run { file, out, seed } => run(&file, out.as_deref(), seed),
+        Command::Run {
+            file,
+            out,
+            seed,
+            sets,
+        } => run(&file, out.as_deref(), seed, &sets),
+        Command::Sweep {
+            file,
+            out,
+            threads,
+            seed,
+            sets,
+            objective,
+        } => sweep(&file, out.as_deref(), threads, seed, &sets, &objective),
     };
     match result {
         Ok(out) => {
@@ -137,10 +185,48 @@ fn load(path: &Path) -> Result<(Config, Vec<config::Warning>), String> {
     })
 }
 
-fn check(files: &[PathBuf]) -> Result<String, String> {
+/// Whether a file is an experiment (it has a `[load]` table) rather than a
+/// mesh config.
+fn is_experiment(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+        .is_some_and(|t| t.contains_key("load"))
+}
+
+fn check(files: &[PathBuf], sets: &[(String, String)]) -> Result<String, String> {
     let mut out = String::new();
     let mut failures = Vec::new();
     for path in files {
+        if is_experiment(path) {
+            match meshsim::plan::load(path, sets, None) {
+                Ok(plan) => {
+                    for w in &plan.warnings {
+                        let _ = writeln!(out, "warning: {w}");
+                    }
+                    let points = plan.jobs.last().map_or(0, |j| j.point + 1);
+                    let m = &plan.jobs[0].model;
+                    let _ = writeln!(
+                        out,
+                        "{}: ok: experiment {}, {} simulated, {} run(s) ({points} sweep point(s) × {} seed(s))",
+                        path.display(),
+                        plan.name,
+                        m.duration_text(),
+                        plan.jobs.len(),
+                        plan.jobs.len() / points.max(1)
+                    );
+                }
+                Err(msg) => failures.push(msg),
+            }
+            continue;
+        }
+        if !sets.is_empty() {
+            failures.push(format!(
+                "{}: --set applies to experiment files only",
+                path.display()
+            ));
+            continue;
+        }
         match load(path) {
             Ok((cfg, warnings)) => {
                 for w in &warnings {
@@ -259,25 +345,168 @@ fn route(args: &RouteArgs) -> Result<String, String> {
     Ok(out)
 }
 
-fn run(path: &Path, out: Option<&Path>, seed: Option<u64>) -> Result<String, String> {
+fn run(
+    path: &Path,
+    out: Option<&Path>,
+    seed: Option<u64>,
+    sets: &[(String, String)],
+) -> Result<String, String> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read the experiment: {e}"))?;
-    let file = meshsim::experiment::parse(&text, Some(&name)).map_err(|e| e.to_string())?;
-    let (model, warnings) = meshsim::Model::build(&file, seed).map_err(|errors| {
-        let n = errors.len();
-        let located = mesh_engine::config::ConfigErrors(errors).locate_in(Some(&name), &text);
-        format!("{located}\n{name}: {n} error{} found", if n == 1 { "" } else { "s" })
-    })?;
-    let warnings = mesh_engine::config::ConfigErrors(warnings).locate_in(Some(&name), &text);
+    let plan = meshsim::plan::load(path, sets, seed)?;
     let mut out_text = String::new();
-    for w in &warnings.0 {
+    for w in &plan.warnings {
         let _ = writeln!(out_text, "warning: {w}");
     }
-    let metrics = meshsim::Run::new(&model).run().map_err(|e| format!("{name}: {e}"))?;
-    let dir = out.map_or_else(|| PathBuf::from("runs").join(&file.name), Path::to_path_buf);
-    meshsim::output::write_run_dir(&dir, &model, &metrics, &text)
-        .map_err(|e| format!("{}: cannot write the run directory: {e}", dir.display()))?;
-    out_text.push_str(&meshsim::output::summary_text(&model, &metrics));
+    if !plan.swept.is_empty() {
+        let _ = writeln!(
+            out_text,
+            "note: {name} has a [sweep]; `meshsim run` runs its first point only (use `meshsim sweep`)"
+        );
+    }
+    let jobs: Vec<_> = plan.jobs.into_iter().filter(|j| j.point == 0).collect();
+    let results = meshsim::plan::execute(&jobs, 1, &|| {}).map_err(|e| format!("{name}: {e}"))?;
+    let dir = out.map_or_else(|| PathBuf::from("runs").join(&plan.name), Path::to_path_buf);
+    let replicas = jobs.len() > 1;
+    for (job, metrics) in jobs.iter().zip(&results) {
+        let d = if replicas {
+            dir.join(format!("seed-{}", job.model.seed()))
+        } else {
+            dir.clone()
+        };
+        meshsim::output::write_run_dir(&d, &job.model, metrics, &plan.text)
+            .map_err(|e| format!("{}: cannot write the run directory: {e}", d.display()))?;
+        out_text.push_str(&meshsim::output::summary_text(&job.model, metrics));
+    }
+    if replicas {
+        write_summary(&dir, &[], &jobs, &results)?;
+    }
     let _ = writeln!(out_text, "Run directory: {}", dir.display());
     Ok(out_text)
+}
+
+fn write_summary(
+    dir: &Path,
+    swept: &[String],
+    jobs: &[meshsim::plan::Job],
+    results: &[meshsim::metrics::Metrics],
+) -> Result<(), String> {
+    let fail = |e: String| format!("{}: cannot write summary.csv: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    let mut w = csv::Writer::from_path(dir.join("summary.csv")).map_err(|e| fail(e.to_string()))?;
+    let mut header = vec!["point".to_owned()];
+    header.extend(swept.iter().cloned());
+    header.extend(
+        meshsim::output::SUMMARY_COLUMNS
+            .iter()
+            .map(|c| (*c).to_owned()),
+    );
+    w.write_record(&header).map_err(|e| fail(e.to_string()))?;
+    for (job, metrics) in jobs.iter().zip(results) {
+        let mut row = vec![job.point.to_string()];
+        row.extend(job.values.iter().map(|(_, v)| v.clone()));
+        row.extend(meshsim::output::summary_record(&job.model, metrics));
+        w.write_record(&row).map_err(|e| fail(e.to_string()))?;
+    }
+    w.flush().map_err(|e| fail(e.to_string()))
+}
+
+fn sweep(
+    path: &Path,
+    out: Option<&Path>,
+    threads: usize,
+    seed: Option<u64>,
+    sets: &[(String, String)],
+    objective: &str,
+) -> Result<String, String> {
+    let name = path.display().to_string();
+    let higher_is_better = match objective {
+        "success_rate" => true,
+        "errors_5xx" | "latency_ms_p99" | "ejected_host_seconds" => false,
+        other => {
+            return Err(format!(
+                "--objective {other}: expected success_rate, errors_5xx, latency_ms_p99 or ejected_host_seconds"
+            ));
+        }
+    };
+    let plan = meshsim::plan::load(path, sets, seed)?;
+    let mut text = String::new();
+    for w in &plan.warnings {
+        let _ = writeln!(text, "warning: {w}");
+    }
+    let bar = indicatif::ProgressBar::new(plan.jobs.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} runs, {elapsed} elapsed, ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let results = meshsim::plan::execute(&plan.jobs, threads, &|| bar.inc(1))
+        .map_err(|e| format!("{name}: {e}"))?;
+    bar.finish_and_clear();
+    let dir = out.map_or_else(
+        || PathBuf::from("runs").join(format!("{}-sweep", plan.name)),
+        Path::to_path_buf,
+    );
+    for (job, metrics) in plan.jobs.iter().zip(&results) {
+        let d = dir.join(format!("point-{:04}-seed-{}", job.point, job.model.seed()));
+        meshsim::output::write_run_dir(&d, &job.model, metrics, &plan.text)
+            .map_err(|e| format!("{}: cannot write the run directory: {e}", d.display()))?;
+    }
+    write_summary(&dir, &plan.swept, &plan.jobs, &results)?;
+    // Mean of the objective per point, over its seeds.
+    let mut per_point: BTreeMap<usize, (f64, u32)> = BTreeMap::new();
+    for (job, m) in plan.jobs.iter().zip(&results) {
+        let v = objective_value(objective, m);
+        let e = per_point.entry(job.point).or_insert((0.0, 0));
+        e.0 += v;
+        e.1 += 1;
+    }
+    let mut ranked: Vec<(usize, f64)> = per_point
+        .into_iter()
+        .map(|(p, (sum, n))| (p, sum / f64::from(n)))
+        .collect();
+    ranked.sort_by(|a, b| {
+        let o = a.1.total_cmp(&b.1);
+        (if higher_is_better { o.reverse() } else { o }).then(a.0.cmp(&b.0))
+    });
+    let _ = writeln!(
+        text,
+        "{} runs of {}; best points by {objective} (mean over seeds):",
+        plan.jobs.len(),
+        plan.name
+    );
+    for (point, value) in ranked.iter().take(5) {
+        let values = plan
+            .jobs
+            .iter()
+            .find(|j| j.point == *point)
+            .map(|j| {
+                j.values
+                    .iter()
+                    .map(|(p, v)| format!("{p}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            text,
+            "  point {point:>4}: {objective} = {value:.6}  {values}"
+        );
+    }
+    let _ = writeln!(
+        text,
+        "Sweep directory: {} (summary.csv, one run directory per point and seed)",
+        dir.display()
+    );
+    Ok(text)
+}
+
+fn objective_value(objective: &str, m: &meshsim::metrics::Metrics) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    match objective {
+        "success_rate" => m.successes() as f64 / m.requests.max(1) as f64,
+        "errors_5xx" => m.errors_5xx() as f64,
+        "latency_ms_p99" => m.latency.quantile_us(0.99) as f64 / 1000.0,
+        _ => m.ejected_host_ns as f64 / 1e9,
+    }
 }

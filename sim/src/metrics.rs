@@ -89,7 +89,9 @@ pub struct Metrics {
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").field("requests", &self.requests).finish_non_exhaustive()
+        f.debug_struct("Metrics")
+            .field("requests", &self.requests)
+            .finish_non_exhaustive()
     }
 }
 
@@ -115,7 +117,13 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn finish_request(&mut self, _now: Time, latency: Duration, status: u16, flag: Option<&'static str>) {
+    pub(crate) fn finish_request(
+        &mut self,
+        _now: Time,
+        latency: Duration,
+        status: u16,
+        flag: Option<&'static str>,
+    ) {
         self.requests += 1;
         if let Some(c) = self.by_status.get_mut(usize::from(status)) {
             *c += 1;
@@ -123,7 +131,8 @@ impl Metrics {
         if let Some(f) = flag {
             *self.by_flag.entry(f).or_default() += 1;
         }
-        self.latency.record_us(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+        self.latency
+            .record_us(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
     }
 
     pub(crate) fn attempt(&mut self, pod: usize) {
@@ -137,7 +146,8 @@ impl Metrics {
         } else {
             w.errors += 1;
         }
-        w.latency.record_us(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+        w.latency
+            .record_us(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
     }
 
     pub(crate) fn ejected(&mut self, now: Time, proxy: usize, pod: Option<usize>) {
@@ -159,7 +169,10 @@ impl Metrics {
 
     pub(crate) fn overflow(&mut self, now: Time, proxy: &str, cluster: &str) {
         // Aggregated: one `overflow` event per proxy and cluster per window.
-        let e = self.overflows.entry((proxy.to_owned(), cluster.to_owned())).or_insert((now, 0));
+        let e = self
+            .overflows
+            .entry((proxy.to_owned(), cluster.to_owned()))
+            .or_insert((now, 0));
         e.1 += 1;
     }
 
@@ -192,7 +205,10 @@ impl Metrics {
                 kind: "overflow",
                 proxy,
                 endpoint: cluster,
-                detail: format!("count={count} window={}", mesh_engine::config::format_duration(self.window)),
+                detail: format!(
+                    "count={count} window={}",
+                    mesh_engine::config::format_duration(self.window)
+                ),
             });
         }
     }

@@ -51,7 +51,10 @@ fn latency(m: &x::LatencyModel, path: &FieldPath, errors: &mut Vec<ConfigError>)
         match v {
             Some(d) => secs_ns(d.value),
             None => {
-                errors.push(err(path.key(field), format!("`{}` needs `{field}`", m.distribution)));
+                errors.push(err(
+                    path.key(field),
+                    format!("`{}` needs `{field}`", m.distribution),
+                ));
                 1.0
             }
         }
@@ -62,23 +65,36 @@ fn latency(m: &x::LatencyModel, path: &FieldPath, errors: &mut Vec<ConfigError>)
             let ns = need(&m.value, "value") as u64;
             Ok(Latency::Constant(ns))
         }
-        "exponential" => Exp::new(1.0 / need(&m.mean, "mean").max(1.0)).map(Latency::Exponential).map_err(|e| e.to_string()),
+        "exponential" => Exp::new(1.0 / need(&m.mean, "mean").max(1.0))
+            .map(Latency::Exponential)
+            .map_err(|e| e.to_string()),
         "lognormal" => {
             let median = need(&m.median, "median").max(1.0);
-            LogNormal::new(median.ln(), m.sigma.unwrap_or(0.5)).map(Latency::LogNormal).map_err(|e| e.to_string())
+            LogNormal::new(median.ln(), m.sigma.unwrap_or(0.5))
+                .map(Latency::LogNormal)
+                .map_err(|e| e.to_string())
         }
-        "normal" => Normal::new(need(&m.mean, "mean"), need(&m.stddev, "stddev")).map(Latency::Normal).map_err(|e| e.to_string()),
+        "normal" => Normal::new(need(&m.mean, "mean"), need(&m.stddev, "stddev"))
+            .map(Latency::Normal)
+            .map_err(|e| e.to_string()),
         "uniform" => {
             let (lo, hi) = (need(&m.min, "min"), need(&m.max, "max"));
-            Uniform::new_inclusive(lo, hi).map(Latency::Uniform).map_err(|e| e.to_string())
+            Uniform::new_inclusive(lo, hi)
+                .map(Latency::Uniform)
+                .map_err(|e| e.to_string())
         }
-        "pareto" => Pareto::new(need(&m.scale, "scale"), m.shape.unwrap_or(2.0)).map(Latency::Pareto).map_err(|e| e.to_string()),
+        "pareto" => Pareto::new(need(&m.scale, "scale"), m.shape.unwrap_or(2.0))
+            .map(Latency::Pareto)
+            .map_err(|e| e.to_string()),
         other => Err(format!(
             "expected one of constant, exponential, lognormal, normal, uniform, pareto, found \"{other}\""
         )),
     };
     built.unwrap_or_else(|why| {
-        errors.push(err(path.key("distribution"), format!("invalid latency distribution: {why}")));
+        errors.push(err(
+            path.key("distribution"),
+            format!("invalid latency distribution: {why}"),
+        ));
         Latency::Constant(0)
     })
 }
@@ -115,9 +131,15 @@ pub(crate) struct ProxyModel {
 /// A timeline action, checked.
 #[derive(Clone, Debug)]
 pub(crate) enum Action {
-    Pod { pod: usize, mode: Mode },
+    Pod {
+        pod: usize,
+        mode: Mode,
+    },
     Qps(f64),
-    Push { config: Arc<Config>, propagation: Duration },
+    Push {
+        config: Arc<Config>,
+        propagation: Duration,
+    },
 }
 
 /// The load, checked.
@@ -163,27 +185,41 @@ fn mesh_errors(e: Vec<ConfigError>, out: &mut Vec<ConfigError>, prefix: &FieldPa
 impl Model {
     /// Checks an experiment and builds its model; every problem is reported
     /// with its field path (line:column is added by the caller from the text).
-    pub fn build(f: &ExperimentFile, seed_override: Option<u64>) -> Result<(Self, Vec<ConfigError>), Vec<ConfigError>> {
+    pub fn build(
+        f: &ExperimentFile,
+        seed_override: Option<u64>,
+    ) -> Result<(Self, Vec<ConfigError>), Vec<ConfigError>> {
         let mut errors = Vec::new();
         let root = FieldPath::root();
-        let duration = positive(&Some(f.duration.clone()), root.key("duration"), &mut errors).unwrap_or(Duration::from_secs(1));
-        let window = positive(&f.window, root.key("window"), &mut errors).unwrap_or(Duration::from_secs(1));
+        let duration = positive(&Some(f.duration.clone()), root.key("duration"), &mut errors)
+            .unwrap_or(Duration::from_secs(1));
+        let window =
+            positive(&f.window, root.key("window"), &mut errors).unwrap_or(Duration::from_secs(1));
         // Pods.
         let mut pods = Vec::new();
         if f.service.is_empty() {
-            errors.push(err(root.key("service"), "expected at least one [[service]] with versions and pods"));
+            errors.push(err(
+                root.key("service"),
+                "expected at least one [[service]] with versions and pods",
+            ));
         }
         for (si, s) in f.service.iter().enumerate() {
             let sp = root.key("service").named(si, &s.name);
             if s.version.is_empty() {
-                errors.push(err(sp.key("version"), "expected at least one [[service.version]]"));
+                errors.push(err(
+                    sp.key("version"),
+                    "expected at least one [[service.version]]",
+                ));
             }
             for (vi, v) in s.version.iter().enumerate() {
                 let vp = sp.key("version").named(vi, &v.name);
                 let lat = latency(&v.latency, &vp.key("latency"), &mut errors);
                 let rate = v.error_rate.unwrap_or(0.0);
                 if !(0.0..=1.0).contains(&rate) {
-                    errors.push(err(vp.key("errorRate"), format!("expected a probability from 0 to 1, found {rate}")));
+                    errors.push(err(
+                        vp.key("errorRate"),
+                        format!("expected a probability from 0 to 1, found {rate}"),
+                    ));
                 }
                 if v.pods == 0 {
                     errors.push(err(vp.key("pods"), "expected at least 1 pod"));
@@ -203,7 +239,13 @@ impl Model {
             }
         }
         // The mesh config: registry from the topology + Istio objects.
-        let mesh = x::mesh_config(&f.service, &f.virtual_service, &f.destination_rule, &f.gateway, &f.service_entry);
+        let mesh = x::mesh_config(
+            &f.service,
+            &f.virtual_service,
+            &f.destination_rule,
+            &f.gateway,
+            &f.service_entry,
+        );
         let (config, mut warnings) = match config::validate(mesh) {
             Ok((c, w)) => (Some(Arc::new(c)), w),
             Err(e) => {
@@ -224,9 +266,16 @@ impl Model {
             }
             let ns = c.namespace.clone().unwrap_or_else(|| "default".to_owned());
             if let (Some(g), Some(cfg)) = (&c.gateway, &config) {
-                let full = if g.contains('/') { g.clone() } else { format!("{ns}/{g}") };
+                let full = if g.contains('/') {
+                    g.clone()
+                } else {
+                    format!("{ns}/{g}")
+                };
                 if !cfg.gateways.contains(&full) {
-                    errors.push(err(cp.key("gateway"), format!("unknown gateway \"{g}\": expected the name of a [[gateway]]")));
+                    errors.push(err(
+                        cp.key("gateway"),
+                        format!("unknown gateway \"{g}\": expected the name of a [[gateway]]"),
+                    ));
                 }
             }
             for i in 0..n {
@@ -253,22 +302,42 @@ impl Model {
         }
         let lp = root.key("load");
         if !found {
-            errors.push(err(lp.key("client"), format!("unknown client \"{}\": expected the name of a [[client]]", f.load.client)));
+            errors.push(err(
+                lp.key("client"),
+                format!(
+                    "unknown client \"{}\": expected the name of a [[client]]",
+                    f.load.client
+                ),
+            ));
         }
         let l = &f.load;
         match (l.qps, l.connections) {
             (Some(q), None) if q > 0.0 && q.is_finite() => {}
             (None, Some(c)) if c > 0 => {}
-            (Some(_), Some(_)) => errors.push(err(lp.clone(), "expected either `qps` (open loop) or `connections` (closed loop), not both")),
-            (None, None) => errors.push(err(lp.clone(), "expected `qps` (open loop) or `connections` (closed loop)")),
-            (Some(q), _) => errors.push(err(lp.key("qps"), format!("expected a positive rate, found {q}"))),
-            (_, Some(_)) => errors.push(err(lp.key("connections"), "expected at least 1 connection")),
+            (Some(_), Some(_)) => errors.push(err(
+                lp.clone(),
+                "expected either `qps` (open loop) or `connections` (closed loop), not both",
+            )),
+            (None, None) => errors.push(err(
+                lp.clone(),
+                "expected `qps` (open loop) or `connections` (closed loop)",
+            )),
+            (Some(q), _) => errors.push(err(
+                lp.key("qps"),
+                format!("expected a positive rate, found {q}"),
+            )),
+            (_, Some(_)) => {
+                errors.push(err(lp.key("connections"), "expected at least 1 connection"))
+            }
         }
         let uniform = match l.arrivals.as_deref() {
             None | Some("poisson") => false,
             Some("uniform") => true,
             Some(o) => {
-                errors.push(err(lp.key("arrivals"), format!("expected \"poisson\" or \"uniform\", found \"{o}\"")));
+                errors.push(err(
+                    lp.key("arrivals"),
+                    format!("expected \"poisson\" or \"uniform\", found \"{o}\""),
+                ));
                 false
             }
         };
@@ -282,7 +351,11 @@ impl Model {
             users: l.users.unwrap_or(0),
             user_header: l.user_header.clone(),
             user_cookie: l.user_cookie.clone(),
-            headers: l.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
+            headers: l
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
         };
         // Timeline.
         let mut timeline = Vec::new();
@@ -302,12 +375,21 @@ impl Model {
             let pod_mode = if let Some(fa) = &t.fail {
                 let p = fa.probability.unwrap_or(1.0);
                 if !(0.0..=1.0).contains(&p) {
-                    errors.push(err(tp.key("fail").key("probability"), format!("expected a probability from 0 to 1, found {p}")));
+                    errors.push(err(
+                        tp.key("fail").key("probability"),
+                        format!("expected a probability from 0 to 1, found {p}"),
+                    ));
                 }
-                Some(Mode::Fail { status: fa.status, ppm: ppm(p) })
+                Some(Mode::Fail {
+                    status: fa.status,
+                    ppm: ppm(p),
+                })
             } else if let Some(sl) = &t.slow {
                 if !(sl.factor > 0.0 && sl.factor.is_finite()) {
-                    errors.push(err(tp.key("slow").key("factor"), format!("expected a positive factor, found {}", sl.factor)));
+                    errors.push(err(
+                        tp.key("slow").key("factor"),
+                        format!("expected a positive factor, found {}", sl.factor),
+                    ));
                 }
                 Some(Mode::Slow { factor: sl.factor })
             } else if t.crash == Some(true) {
@@ -319,7 +401,10 @@ impl Model {
             };
             if let Some(mode) = pod_mode {
                 let Some(name) = &t.pod else {
-                    errors.push(err(tp.key("pod"), "expected the pod this applies to, e.g. pod = \"backend-v1-3\""));
+                    errors.push(err(
+                        tp.key("pod"),
+                        "expected the pod this applies to, e.g. pod = \"backend-v1-3\"",
+                    ));
                     continue;
                 };
                 match pods.iter().position(|p| &p.name == name) {
@@ -328,11 +413,20 @@ impl Model {
                 }
             } else if let Some(q) = t.qps {
                 if load.qps.is_none() || q <= 0.0 {
-                    errors.push(err(tp.key("qps"), "a qps change needs an open-loop load (`load.qps`) and a positive rate"));
+                    errors.push(err(
+                        tp.key("qps"),
+                        "a qps change needs an open-loop load (`load.qps`) and a positive rate",
+                    ));
                 }
                 timeline.push((at, Action::Qps(q)));
             } else if let Some(push) = &t.push {
-                let mesh = x::mesh_config(&f.service, &push.virtual_service, &push.destination_rule, &push.gateway, &push.service_entry);
+                let mesh = x::mesh_config(
+                    &f.service,
+                    &push.virtual_service,
+                    &push.destination_rule,
+                    &push.gateway,
+                    &push.service_entry,
+                );
                 match config::validate(mesh) {
                     Ok((c, w)) => {
                         warnings.extend(w.into_iter().map(|mut w| {
@@ -345,7 +439,10 @@ impl Model {
                             at,
                             Action::Push {
                                 config: Arc::new(c),
-                                propagation: push.propagation.as_ref().map_or(Duration::ZERO, |d| d.value),
+                                propagation: push
+                                    .propagation
+                                    .as_ref()
+                                    .map_or(Duration::ZERO, |d| d.value),
                             },
                         ));
                     }
@@ -372,6 +469,18 @@ impl Model {
             },
             warnings,
         ))
+    }
+}
+
+impl Model {
+    /// The seed of this run.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The simulated duration, as Istio writes durations.
+    pub fn duration_text(&self) -> String {
+        mesh_engine::config::format_duration(self.duration - Time::ZERO)
     }
 }
 

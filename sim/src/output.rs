@@ -26,21 +26,33 @@ fn ratio(a: u64, b: u64) -> String {
     format!("{r:.6}")
 }
 
-/// Writes the run directory (creating it).
-pub fn write_run_dir(dir: &Path, model: &Model, metrics: &Metrics, experiment_text: &str) -> io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let to_io = |e: csv::Error| io::Error::other(e.to_string());
-    let mut w = csv::Writer::from_path(dir.join("summary.csv")).map_err(to_io)?;
-    w.write_record([
-        "format_version", "experiment", "seed", "duration_s", "requests", "successes", "errors_5xx", "overflow",
-        "fault_aborts", "timeouts", "success_rate", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99",
-        "latency_ms_p999", "ejections", "ejected_host_seconds",
-    ])
-    .map_err(to_io)?;
+/// Columns of `summary.csv`.
+pub const SUMMARY_COLUMNS: [&str; 17] = [
+    "format_version",
+    "experiment",
+    "seed",
+    "duration_s",
+    "requests",
+    "successes",
+    "errors_5xx",
+    "overflow",
+    "fault_aborts",
+    "timeouts",
+    "success_rate",
+    "latency_ms_p50",
+    "latency_ms_p90",
+    "latency_ms_p99",
+    "latency_ms_p999",
+    "ejections",
+    "ejected_host_seconds",
+];
+
+/// One `summary.csv` row.
+pub fn summary_record(model: &Model, metrics: &Metrics) -> Vec<String> {
     let l = &metrics.latency;
     #[allow(clippy::cast_precision_loss)]
     let ejected_s = metrics.ejected_host_ns as f64 / 1e9;
-    w.write_record([
+    vec![
         FORMAT_VERSION.to_string(),
         model.name.clone(),
         model.seed.to_string(),
@@ -58,13 +70,35 @@ pub fn write_run_dir(dir: &Path, model: &Model, metrics: &Metrics, experiment_te
         format!("{:.3}", ms(l.quantile_us(0.999))),
         metrics.ejections.to_string(),
         format!("{ejected_s:.3}"),
-    ])
-    .map_err(to_io)?;
+    ]
+}
+
+/// Writes the run directory (creating it).
+pub fn write_run_dir(
+    dir: &Path,
+    model: &Model,
+    metrics: &Metrics,
+    experiment_text: &str,
+) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let to_io = |e: csv::Error| io::Error::other(e.to_string());
+    let mut w = csv::Writer::from_path(dir.join("summary.csv")).map_err(to_io)?;
+    w.write_record(SUMMARY_COLUMNS).map_err(to_io)?;
+    w.write_record(summary_record(model, metrics))
+        .map_err(to_io)?;
     w.flush()?;
     let mut w = csv::Writer::from_path(dir.join("timeseries.csv")).map_err(to_io)?;
     w.write_record([
-        "time_s", "endpoint", "service", "requests", "successes", "errors", "latency_ms_p50", "latency_ms_p99",
-        "ejected_by", "active_requests",
+        "time_s",
+        "endpoint",
+        "service",
+        "requests",
+        "successes",
+        "errors",
+        "latency_ms_p50",
+        "latency_ms_p99",
+        "ejected_by",
+        "active_requests",
     ])
     .map_err(to_io)?;
     for r in &metrics.windows {
@@ -84,10 +118,17 @@ pub fn write_run_dir(dir: &Path, model: &Model, metrics: &Metrics, experiment_te
     }
     w.flush()?;
     let mut w = csv::Writer::from_path(dir.join("events.csv")).map_err(to_io)?;
-    w.write_record(["time_s", "kind", "proxy", "endpoint", "detail"]).map_err(to_io)?;
+    w.write_record(["time_s", "kind", "proxy", "endpoint", "detail"])
+        .map_err(to_io)?;
     for e in &metrics.events {
-        w.write_record([secs(e.time), e.kind.to_owned(), e.proxy.clone(), e.endpoint.clone(), e.detail.clone()])
-            .map_err(to_io)?;
+        w.write_record([
+            secs(e.time),
+            e.kind.to_owned(),
+            e.proxy.clone(),
+            e.endpoint.clone(),
+            e.detail.clone(),
+        ])
+        .map_err(to_io)?;
     }
     w.flush()?;
     std::fs::write(dir.join("experiment.toml"), experiment_text)?;
@@ -100,7 +141,11 @@ pub fn summary_text(model: &Model, metrics: &Metrics) -> String {
     let total = metrics.requests;
     #[allow(clippy::cast_precision_loss)]
     let qps = total as f64 / (model.duration.as_nanos() as f64 / 1e9);
-    let _ = writeln!(out, "{}: seed {}, {} simulated, {total} requests ({qps:.1} qps)", model.name, model.seed, model.duration);
+    let _ = writeln!(
+        out,
+        "{}: seed {}, {} simulated, {total} requests ({qps:.1} qps)",
+        model.name, model.seed, model.duration
+    );
     for (code, &n) in metrics.by_status.iter().enumerate() {
         if n > 0 {
             #[allow(clippy::cast_precision_loss)]
@@ -122,6 +167,10 @@ pub fn summary_text(model: &Model, metrics: &Metrics) -> String {
     );
     #[allow(clippy::cast_precision_loss)]
     let ejected_s = metrics.ejected_host_ns as f64 / 1e9;
-    let _ = writeln!(out, "Ejections: {}, ejected host-seconds: {ejected_s:.1}", metrics.ejections);
+    let _ = writeln!(
+        out,
+        "Ejections: {}, ejected host-seconds: {ejected_s:.1}",
+        metrics.ejections
+    );
     out
 }

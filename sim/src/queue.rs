@@ -55,7 +55,9 @@ impl<E> EventQueue<E> {
 
     pub(crate) fn push(&mut self, at: Time, class: Class, event: E) {
         // 64 bits of time, 1 of class, 63 of sequence: one integer compare.
-        let key = (u128::from(at.as_nanos()) << 64) | (u128::from(class as u8) << 63) | u128::from(self.seq);
+        let key = (u128::from(at.as_nanos()) << 64)
+            | (u128::from(class as u8) << 63)
+            | u128::from(self.seq);
         self.seq += 1;
         self.heap.push(Entry { key, event });
     }

@@ -34,8 +34,13 @@ use crate::queue::{Class, EventQueue};
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The `maxEvents` guard was reached with work left.
-    #[error("the run reached maxEvents = {0} at t = {1} with events still queued; raise `maxEvents` or shorten `duration`")]
+    #[error(
+        "the run reached maxEvents = {0} at t = {1} with events still queued; raise `maxEvents` or shorten `duration`"
+    )]
     TooManyEvents(u64, Time),
+    /// The thread pool could not be built.
+    #[error("cannot start the worker threads: {0}")]
+    Threads(String),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -49,7 +54,12 @@ enum Ev {
     /// A retry's back-off is over: pick its host and send it.
     Retry { slot: u32, attempt: u32 },
     /// A pod finished serving an attempt.
-    Served { slot: u32, attempt: u32, pod: u32, status: u16 },
+    Served {
+        slot: u32,
+        attempt: u32,
+        pod: u32,
+        status: u16,
+    },
     /// A crashed pod refused the connection.
     Refused { slot: u32, attempt: u32 },
     /// The per-try timeout of an attempt.
@@ -120,7 +130,8 @@ pub struct Run<'m> {
 }
 
 fn stream(seed: u64, a: u64, b: u64) -> Pcg64Mcg {
-    let mut z = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut z =
+        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03);
     let mut next = || {
         z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut x = z;
@@ -138,7 +149,10 @@ fn pods_of(engine: &Engine, index: &FxHashMap<&str, u32>) -> Vec<Vec<u32>> {
             (0..engine.endpoint_count(id))
                 .map(|e| {
                     let up = engine.upstream(id, u32::try_from(e).unwrap_or(u32::MAX));
-                    index.get(engine.endpoint_address(up)).copied().unwrap_or(u32::MAX)
+                    index
+                        .get(engine.endpoint_address(up))
+                        .copied()
+                        .unwrap_or(u32::MAX)
                 })
                 .collect()
         })
@@ -160,9 +174,17 @@ impl<'m> Run<'m> {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let engine = Engine::new(model.config.clone(), p.spec.clone(), seed ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+                let engine = Engine::new(
+                    model.config.clone(),
+                    p.spec.clone(),
+                    seed ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
+                );
                 let pods_of = pods_of(&engine, &index);
-                Proxy { engine, pods_of, tick_at: None }
+                Proxy {
+                    engine,
+                    pods_of,
+                    tick_at: None,
+                }
             })
             .collect();
         let pods = model
@@ -214,22 +236,36 @@ impl<'m> Run<'m> {
         let m = self.model;
         if m.load.qps.is_some() {
             let first = self.interarrival();
-            self.queue.push(Time::ZERO + first, Class::Traffic, Ev::Arrival);
+            self.queue
+                .push(Time::ZERO + first, Class::Traffic, Ev::Arrival);
         }
         if let Some(c) = m.load.connections {
             let n = m.load.proxies.len().max(1);
             for i in 0..c {
                 let proxy = m.load.proxies.start + (i as usize % n);
-                self.queue.push(Time::ZERO, Class::Traffic, Ev::Connection { proxy: u32::try_from(proxy).unwrap_or(0) });
+                self.queue.push(
+                    Time::ZERO,
+                    Class::Traffic,
+                    Ev::Connection {
+                        proxy: u32::try_from(proxy).unwrap_or(0),
+                    },
+                );
             }
         }
         for (i, (t, _)) in m.timeline.iter().enumerate() {
-            self.queue.push(*t, Class::Timer, Ev::Timeline { index: u32::try_from(i).unwrap_or(0) });
+            self.queue.push(
+                *t,
+                Class::Timer,
+                Ev::Timeline {
+                    index: u32::try_from(i).unwrap_or(0),
+                },
+            );
         }
         for p in 0..self.proxies.len() {
             self.arm_tick(p);
         }
-        self.queue.push(Time::ZERO + m.window, Class::Timer, Ev::Window);
+        self.queue
+            .push(Time::ZERO + m.window, Class::Timer, Ev::Window);
         while let Some((now, ev)) = self.queue.pop() {
             if now > m.duration {
                 break;
@@ -266,7 +302,13 @@ impl<'m> Run<'m> {
             && self.proxies[p].tick_at != Some(t)
         {
             self.proxies[p].tick_at = Some(t);
-            self.queue.push(t, Class::Timer, Ev::Tick { proxy: u32::try_from(p).unwrap_or(0) });
+            self.queue.push(
+                t,
+                Class::Timer,
+                Ev::Tick {
+                    proxy: u32::try_from(p).unwrap_or(0),
+                },
+            );
         }
     }
 
@@ -293,7 +335,12 @@ impl<'m> Run<'m> {
                     self.retry(now, slot);
                 }
             }
-            Ev::Served { slot, attempt, pod, status } => {
+            Ev::Served {
+                slot,
+                attempt,
+                pod,
+                status,
+            } => {
                 self.pod_done(now, pod as usize);
                 if self.current(slot, attempt) {
                     self.attempt_done(now, slot, Outcome::Status(status));
@@ -343,7 +390,8 @@ impl<'m> Run<'m> {
             Ev::Window => {
                 let in_flight = self.pods_in_flight();
                 self.metrics.close_window(now, &in_flight);
-                self.queue.push(now + self.model.window, Class::Timer, Ev::Window);
+                self.queue
+                    .push(now + self.model.window, Class::Timer, Ev::Window);
             }
         }
     }
@@ -359,7 +407,10 @@ impl<'m> Run<'m> {
                 self.pods[*pod].mode = *mode;
                 let (kind, detail) = match mode {
                     Mode::Normal => ("fault_end", "recover".to_owned()),
-                    Mode::Fail { status, ppm } => ("fault_start", format!("fail status={status} probability={}", f64::from(*ppm) / 1e6)),
+                    Mode::Fail { status, ppm } => (
+                        "fault_start",
+                        format!("fail status={status} probability={}", f64::from(*ppm) / 1e6),
+                    ),
                     Mode::Slow { factor } => ("fault_start", format!("slow factor={factor}")),
                     Mode::Crashed => ("fault_start", "crash".to_owned()),
                 };
@@ -382,19 +433,28 @@ impl<'m> Run<'m> {
                 });
             }
             Action::Push { propagation, .. } => {
-                let push_index = self.model.timeline[..index].iter().filter(|(_, a)| matches!(a, Action::Push { .. })).count();
+                let push_index = self.model.timeline[..index]
+                    .iter()
+                    .filter(|(_, a)| matches!(a, Action::Push { .. }))
+                    .count();
                 self.metrics.event(EventRow {
                     time: now,
                     kind: "config_push",
                     proxy: String::new(),
                     endpoint: String::new(),
-                    detail: format!("propagation={}", mesh_engine::config::format_duration(*propagation)),
+                    detail: format!(
+                        "propagation={}",
+                        mesh_engine::config::format_duration(*propagation)
+                    ),
                 });
                 for p in 0..self.proxies.len() {
                     self.queue.push(
                         now + *propagation,
                         Class::Timer,
-                        Ev::Apply { proxy: u32::try_from(p).unwrap_or(0), index: u32::try_from(push_index).unwrap_or(0) },
+                        Ev::Apply {
+                            proxy: u32::try_from(p).unwrap_or(0),
+                            index: u32::try_from(push_index).unwrap_or(0),
+                        },
                     );
                 }
             }
@@ -423,7 +483,11 @@ impl<'m> Run<'m> {
     fn start_request(&mut self, now: Time, proxy: usize, connection: bool) {
         let m = self.model;
         let l = &m.load;
-        let user = if l.users > 0 { self.rng_users.random_range(0..l.users) as usize } else { 0 };
+        let user = if l.users > 0 {
+            self.rng_users.random_range(0..l.users) as usize
+        } else {
+            0
+        };
         let mut headers: [(&str, &str); 18] = [("", ""); 18];
         let mut n = 0;
         for (k, v) in &l.headers {
@@ -471,26 +535,49 @@ impl<'m> Run<'m> {
                 r.outstanding = false;
                 if let Some(t) = f.timeout {
                     let generation = r.generation;
-                    self.queue.push(start_router + t, Class::Traffic, Ev::RouteTimeout { slot, generation });
+                    self.queue.push(
+                        start_router + t,
+                        Class::Traffic,
+                        Ev::RouteTimeout { slot, generation },
+                    );
                 }
                 let attempt = r.attempt;
                 if delay.is_zero() {
                     self.send(now, slot);
                 } else {
-                    self.queue.push(start_router, Class::Traffic, Ev::Send { slot, attempt });
+                    self.queue
+                        .push(start_router, Class::Traffic, Ev::Send { slot, attempt });
                 }
             }
             Decision::Reject(r) => {
                 let latency = r.delay.unwrap_or(Duration::ZERO);
-                self.metrics.finish_request(now + latency, latency, r.status, Some(r.flag().as_str()));
+                self.metrics.finish_request(
+                    now + latency,
+                    latency,
+                    r.status,
+                    Some(r.flag().as_str()),
+                );
                 if connection {
-                    self.queue.push(now + latency, Class::Traffic, Ev::Connection { proxy: u32::try_from(proxy).unwrap_or(0) });
+                    self.queue.push(
+                        now + latency,
+                        Class::Traffic,
+                        Ev::Connection {
+                            proxy: u32::try_from(proxy).unwrap_or(0),
+                        },
+                    );
                 }
             }
             Decision::Respond(r) => {
-                self.metrics.finish_request(now, Duration::ZERO, r.status, None);
+                self.metrics
+                    .finish_request(now, Duration::ZERO, r.status, None);
                 if connection {
-                    self.queue.push(now, Class::Traffic, Ev::Connection { proxy: u32::try_from(proxy).unwrap_or(0) });
+                    self.queue.push(
+                        now,
+                        Class::Traffic,
+                        Ev::Connection {
+                            proxy: u32::try_from(proxy).unwrap_or(0),
+                        },
+                    );
                 }
             }
         }
@@ -506,7 +593,12 @@ impl<'m> Run<'m> {
         // the connection model of the proxy issue.
         if self.proxies[p].engine.admit(up, true, false, now) == Admission::Overflow {
             self.drain(now, p);
-            self.end(now, slot, 503, Some(ResponseFlag::UpstreamOverflow.as_str()));
+            self.end(
+                now,
+                slot,
+                503,
+                Some(ResponseFlag::UpstreamOverflow.as_str()),
+            );
             return;
         }
         self.reqs[slot as usize].outstanding = true;
@@ -518,19 +610,32 @@ impl<'m> Run<'m> {
             .unwrap_or(u32::MAX);
         self.reqs[slot as usize].pod = pod;
         let attempt = r.attempt;
-        if let Some(per_try) = r.state.and_then(|s| self.proxies[p].engine.route(s.route).retries.as_ref().and_then(|rp| rp.per_try_timeout)) {
-            self.queue.push(now + per_try, Class::Traffic, Ev::TryTimeout { slot, attempt });
+        if let Some(per_try) = r.state.and_then(|s| {
+            self.proxies[p]
+                .engine
+                .route(s.route)
+                .retries
+                .as_ref()
+                .and_then(|rp| rp.per_try_timeout)
+        }) {
+            self.queue.push(
+                now + per_try,
+                Class::Traffic,
+                Ev::TryTimeout { slot, attempt },
+            );
         }
         if pod == u32::MAX {
             // An endpoint outside the topology (e.g. a ServiceEntry address):
             // it answers at once.
-            self.queue.push(now, Class::Traffic, Ev::Refused { slot, attempt });
+            self.queue
+                .push(now, Class::Traffic, Ev::Refused { slot, attempt });
             return;
         }
         self.metrics.attempt(pod as usize);
         let pod_state = &mut self.pods[pod as usize];
         if pod_state.mode == Mode::Crashed {
-            self.queue.push(now, Class::Traffic, Ev::Refused { slot, attempt });
+            self.queue
+                .push(now, Class::Traffic, Ev::Refused { slot, attempt });
             return;
         }
         let spec = &self.model.pods[pod as usize];
@@ -540,7 +645,16 @@ impl<'m> Run<'m> {
             pod_state.waiting.push_back((slot, attempt));
         } else {
             // The pod's own queue is full: it answers 503 at once.
-            self.queue.push(now, Class::Traffic, Ev::Served { slot, attempt, pod: u32::MAX, status: 503 });
+            self.queue.push(
+                now,
+                Class::Traffic,
+                Ev::Served {
+                    slot,
+                    attempt,
+                    pod: u32::MAX,
+                    status: 503,
+                },
+            );
         }
     }
 
@@ -552,11 +666,19 @@ impl<'m> Run<'m> {
         let status = match state.mode {
             Mode::Fail { status, ppm } if hit(&mut state.rng, ppm) => status,
             Mode::Slow { factor } => {
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+                #[allow(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    clippy::cast_precision_loss
+                )]
                 {
                     ns = (ns as f64 * factor) as u64;
                 }
-                if hit(&mut state.rng, spec.error_ppm) { spec.error_status } else { 200 }
+                if hit(&mut state.rng, spec.error_ppm) {
+                    spec.error_status
+                } else {
+                    200
+                }
             }
             _ => {
                 if hit(&mut state.rng, spec.error_ppm) {
@@ -569,12 +691,19 @@ impl<'m> Run<'m> {
         self.queue.push(
             now + Duration::from_nanos(ns),
             Class::Traffic,
-            Ev::Served { slot, attempt, pod: u32::try_from(pod).unwrap_or(u32::MAX), status },
+            Ev::Served {
+                slot,
+                attempt,
+                pod: u32::try_from(pod).unwrap_or(u32::MAX),
+                status,
+            },
         );
     }
 
     fn pod_done(&mut self, now: Time, pod: usize) {
-        let Some(state) = self.pods.get_mut(pod) else { return };
+        let Some(state) = self.pods.get_mut(pod) else {
+            return;
+        };
         state.in_flight = state.in_flight.saturating_sub(1);
         // The next waiting request that is still wanted takes the slot.
         while let Some((slot, attempt)) = self.pods[pod].waiting.pop_front() {
@@ -595,14 +724,18 @@ impl<'m> Run<'m> {
             if let Outcome::Status(s) = outcome
                 && r.pod != u32::MAX
             {
-                self.metrics.attempt_result(r.pod as usize, s, now - r.start);
+                self.metrics
+                    .attempt_result(r.pod as usize, s, now - r.start);
             } else if r.pod != u32::MAX {
-                self.metrics.attempt_result(r.pod as usize, 503, now - r.start);
+                self.metrics
+                    .attempt_result(r.pod as usize, 503, now - r.start);
             }
             self.drain(now, p);
         }
         let Some(mut state) = r.state else { return };
-        let decision = self.proxies[p].engine.retry_decision(&mut state, outcome, now);
+        let decision = self.proxies[p]
+            .engine
+            .retry_decision(&mut state, outcome, now);
         self.reqs[slot as usize].state = Some(state);
         let status = match outcome {
             Outcome::Status(s) => s,
@@ -614,7 +747,8 @@ impl<'m> Run<'m> {
                 // The retry's host is picked when it fires, after the back-off.
                 let attempt = r.attempt.wrapping_add(1);
                 self.reqs[slot as usize].attempt = attempt;
-                self.queue.push(now + backoff, Class::Traffic, Ev::Retry { slot, attempt });
+                self.queue
+                    .push(now + backoff, Class::Traffic, Ev::Retry { slot, attempt });
             }
             RetryDecision::Done { flag } => {
                 let flag = flag.map(ResponseFlag::as_str).or(match outcome {
@@ -650,7 +784,9 @@ impl<'m> Run<'m> {
             && let Some(up) = r.upstream
         {
             self.reqs[slot as usize].outstanding = false;
-            self.proxies[p].engine.handle_response(up, Outcome::Timeout, now);
+            self.proxies[p]
+                .engine
+                .handle_response(up, Outcome::Timeout, now);
             self.drain(now, p);
         }
         self.end(now, slot, 504, Some("UT"));
@@ -668,9 +804,11 @@ impl<'m> Run<'m> {
         req.state = None;
         req.attempt = req.attempt.wrapping_add(1);
         self.free.push(slot);
-        self.metrics.finish_request(now, now - r.start, status, flag);
+        self.metrics
+            .finish_request(now, now - r.start, status, flag);
         if r.connection {
-            self.queue.push(now, Class::Traffic, Ev::Connection { proxy: r.proxy });
+            self.queue
+                .push(now, Class::Traffic, Ev::Connection { proxy: r.proxy });
         }
     }
 
@@ -680,7 +818,11 @@ impl<'m> Run<'m> {
             let engine = &self.proxies[p].engine;
             let proxy = &self.model.proxies[p].name;
             match ev {
-                EngineEvent::Ejected { upstream, reason, duration } => {
+                EngineEvent::Ejected {
+                    upstream,
+                    reason,
+                    duration,
+                } => {
                     let pod = self.pod_of(p, upstream);
                     self.metrics.ejected(now, p, pod);
                     self.metrics.event(EventRow {
@@ -688,7 +830,11 @@ impl<'m> Run<'m> {
                         kind: "eject",
                         proxy: proxy.clone(),
                         endpoint: self.pod_name(pod, engine.endpoint_address(upstream)),
-                        detail: format!("reason={} duration={}", reason.as_str(), mesh_engine::config::format_duration(duration)),
+                        detail: format!(
+                            "reason={} duration={}",
+                            reason.as_str(),
+                            mesh_engine::config::format_duration(duration)
+                        ),
                     });
                 }
                 EngineEvent::Returned { upstream } => {

@@ -180,16 +180,35 @@ fn run_dir(tag: &str) -> PathBuf {
 #[test]
 fn run_one_bad_pod_ejects_and_returns_on_envoys_schedule() {
     let dir = run_dir("obp");
-    let o = meshsim(&["run", "experiments/one-bad-pod.toml", "--out", dir.to_str().unwrap()]);
+    let o = meshsim(&[
+        "run",
+        "experiments/one-bad-pod.toml",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    assert!(out.contains("one-bad-pod: seed 1, 300.000s simulated"), "{out}");
+    assert!(
+        out.contains("one-bad-pod: seed 1, 300.000s simulated"),
+        "{out}"
+    );
     let events = std::fs::read_to_string(dir.join("events.csv")).unwrap();
-    let rows: Vec<Vec<&str>> = events.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let rows: Vec<Vec<&str>> = events
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
     // The pod fails from 60 s; the 5th consecutive 503 ejects it at once.
-    assert_eq!(rows[0][..4], ["60.000000", "fault_start", "", "backend-v1-3"]);
+    assert_eq!(
+        rows[0][..4],
+        ["60.000000", "fault_start", "", "backend-v1-3"]
+    );
     let ejects: Vec<&Vec<&str>> = rows.iter().filter(|r| r[1] == "eject").collect();
-    let returns: Vec<&str> = rows.iter().filter(|r| r[1] == "return").map(|r| r[0]).collect();
+    let returns: Vec<&str> = rows
+        .iter()
+        .filter(|r| r[1] == "return")
+        .map(|r| r[0])
+        .collect();
     // Ejections last 30 s, 60 s, 90 s, 120 s (multiplier 1, 2, 3, 4), and a
     // host returns only on an interval tick (multiples of 10 s) at or after
     // that: ejected ≈ 60.07 → back at 100; ≈ 100.06 → 170; ≈ 170.05 → 270;
@@ -224,14 +243,35 @@ fn run_one_bad_pod_ejects_and_returns_on_envoys_schedule() {
 fn the_same_experiment_and_seed_give_byte_identical_run_directories() {
     let (a, b, c) = (run_dir("det-a"), run_dir("det-b"), run_dir("det-c"));
     for d in [&a, &b] {
-        let o = meshsim(&["run", "experiments/one-bad-pod.toml", "--out", d.to_str().unwrap()]);
+        let o = meshsim(&[
+            "run",
+            "experiments/one-bad-pod.toml",
+            "--out",
+            d.to_str().unwrap(),
+        ]);
         assert!(o.status.success());
     }
-    let o = meshsim(&["run", "experiments/one-bad-pod.toml", "--seed", "2", "--out", c.to_str().unwrap()]);
+    let o = meshsim(&[
+        "run",
+        "experiments/one-bad-pod.toml",
+        "--seed",
+        "2",
+        "--out",
+        c.to_str().unwrap(),
+    ]);
     assert!(o.status.success());
-    for f in ["summary.csv", "timeseries.csv", "events.csv", "experiment.toml"] {
+    for f in [
+        "summary.csv",
+        "timeseries.csv",
+        "events.csv",
+        "experiment.toml",
+    ] {
         let x = std::fs::read(a.join(f)).unwrap();
-        assert_eq!(x, std::fs::read(b.join(f)).unwrap(), "{f} differs between identical runs");
+        assert_eq!(
+            x,
+            std::fs::read(b.join(f)).unwrap(),
+            "{f} differs between identical runs"
+        );
     }
     assert_ne!(
         std::fs::read(a.join("timeseries.csv")).unwrap(),
@@ -249,6 +289,90 @@ fn run_rejects_a_bad_experiment_with_the_field_path_and_exit_2() {
     let o = meshsim(&["run", p.to_str().unwrap()]);
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("service[b].version[v1].latency.median: `lognormal` needs `median`"), "{err}");
-    assert!(err.contains(":13:1: load.client: unknown client \"nobody\""), "{err}");
+    assert!(
+        err.contains("service[b].version[v1].latency.median: `lognormal` needs `median`"),
+        "{err}"
+    );
+    assert!(
+        err.contains(":13:1: load.client: unknown client \"nobody\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn sweep_results_do_not_depend_on_the_thread_count() {
+    let (one, two) = (run_dir("sweep-1"), run_dir("sweep-2"));
+    for (dir, threads) in [(&one, "1"), (&two, "2")] {
+        let o = meshsim(&[
+            "sweep",
+            "experiments/outlier-tuning.toml",
+            "--set",
+            "duration=5s",
+            "--set",
+            "timeline.0.at=1s",
+            "--threads",
+            threads,
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        assert!(
+            out.contains("64 runs of outlier-tuning; best points by success_rate"),
+            "{out}"
+        );
+    }
+    let a = std::fs::read_to_string(one.join("summary.csv")).unwrap();
+    assert_eq!(a, std::fs::read_to_string(two.join("summary.csv")).unwrap());
+    // 4 × 2 × 2 × 2 points × 2 seeds, plus the header.
+    assert_eq!(a.lines().count(), 65);
+    assert!(a.starts_with(
+        "point,destinationRule.backend.trafficPolicy.outlierDetection.baseEjectionTime,"
+    ));
+    assert!(one.join("point-0031-seed-2/timeseries.csv").exists());
+}
+
+#[test]
+fn set_overrides_a_field_and_pins_a_swept_path() {
+    let o = meshsim(&[
+        "check",
+        "experiments/outlier-tuning.toml",
+        "--set",
+        "destinationRule.backend.trafficPolicy.outlierDetection.interval=1s",
+        "--set",
+        "seeds=1",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    // interval leaves the sweep: 4 × 2 × 2 points, one seed.
+    assert!(
+        out.contains("16 run(s) (16 sweep point(s) × 1 seed(s))"),
+        "{out}"
+    );
+    let o = meshsim(&[
+        "check",
+        "experiments/outlier-tuning.toml",
+        "--set",
+        "destinationRule.nope.host=x",
+    ]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err.contains(
+            "--set destinationRule.nope.host: at `nope`: no element named \"nope\" (names: backend)"
+        ),
+        "{err}"
+    );
+    let o = meshsim(&[
+        "check",
+        "experiments/one-bad-pod.toml",
+        "--set",
+        "load.qps=-5",
+    ]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err.contains("load.qps: expected a positive rate, found -5"),
+        "{err}"
+    );
 }

@@ -118,10 +118,13 @@ fn every_shipped_experiment_validates_and_runs() {
         let text = std::fs::read_to_string(path).unwrap();
         let name = path.display().to_string();
         let file = meshsim::experiment::parse(&text, Some(&name)).unwrap_or_else(|e| panic!("{e}"));
-        let (model, warnings) = meshsim::Model::build(&file, None)
-            .unwrap_or_else(|e| panic!("{}", config::ConfigErrors(e).locate_in(Some(&name), &text)));
+        let (model, warnings) = meshsim::Model::build(&file, None).unwrap_or_else(|e| {
+            panic!("{}", config::ConfigErrors(e).locate_in(Some(&name), &text))
+        });
         assert!(warnings.is_empty(), "{name}: {warnings:?}");
-        let metrics = meshsim::Run::new(&model).run().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let metrics = meshsim::Run::new(&model)
+            .run()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(metrics.requests > 0, "{name}: no request completed");
     }
 }

@@ -1,0 +1,187 @@
+//! From an experiment file (plus `--set` overrides) to the list of runs:
+//! sweep points × seeds, each a checked [`Model`]; and running them in
+//! parallel with results in a fixed order, whatever the thread count.
+
+use std::path::Path;
+
+use mesh_engine::config::{ConfigError, ConfigErrors};
+use rayon::prelude::*;
+use toml::{Table, Value};
+
+use crate::experiment::{self, ExperimentFile};
+use crate::metrics::Metrics;
+use crate::model::Model;
+use crate::run::{Run, RunError};
+use crate::setpath;
+
+/// One run to make.
+#[derive(Debug)]
+pub struct Job {
+    /// Index of the sweep point (0 without a sweep).
+    pub point: usize,
+    /// The swept values of this point, as (path, value text).
+    pub values: Vec<(String, String)>,
+    /// The checked model (its seed is this replica's).
+    pub model: Model,
+}
+
+/// A loaded experiment: its jobs and the resolved text (for provenance).
+#[derive(Debug)]
+pub struct Plan {
+    /// The experiment's name.
+    pub name: String,
+    /// The experiment as run (after `--set`), as TOML.
+    pub text: String,
+    /// Swept paths, in order.
+    pub swept: Vec<String>,
+    /// Every run, point-major then seed.
+    pub jobs: Vec<Job>,
+    /// Warnings of the configs (located in the file when possible).
+    pub warnings: Vec<ConfigError>,
+}
+
+/// Reads `path`, applies `sets`, expands the sweep and the seeds, and checks
+/// every resulting experiment. Errors name the file, line:column (when the
+/// text is the file's), the field path and what to do.
+pub fn load(path: &Path, sets: &[(String, String)], seed: Option<u64>) -> Result<Plan, String> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{name}: cannot read the experiment: {e}"))?;
+    // The file as written: typos and types are reported with line:column.
+    let base = experiment::parse(&text, Some(&name)).map_err(|e| e.to_string())?;
+    let mut table: Table = toml::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
+    for (p, v) in sets {
+        setpath::set(&mut table, p, setpath::parse_value(v)).map_err(|e| e.to_string())?;
+        // A path set on the command line is pinned: it leaves the sweep.
+        if let Some(toml::Value::Table(sweep)) = table.get_mut("sweep") {
+            sweep.remove(p);
+        }
+    }
+    let (resolved_text, file) = if sets.is_empty() {
+        (text.clone(), base)
+    } else {
+        let t = toml::to_string(&table).map_err(|e| format!("{name}: {e}"))?;
+        let source = format!("{name} (with --set)");
+        let f = experiment::parse(&t, Some(&source)).map_err(|e| e.to_string())?;
+        (t, f)
+    };
+    let located = |errors: Vec<ConfigError>, point: &str| -> String {
+        let n = errors.len();
+        let e = if sets.is_empty() && point.is_empty() {
+            ConfigErrors(errors).locate_in(Some(&name), &text)
+        } else {
+            ConfigErrors(
+                errors
+                    .into_iter()
+                    .map(|mut e| {
+                        e.file = Some(format!("{name}{point}"));
+                        e
+                    })
+                    .collect(),
+            )
+        };
+        format!(
+            "{e}\n{name}: {n} error{} found",
+            if n == 1 { "" } else { "s" }
+        )
+    };
+    let swept: Vec<String> = file.sweep.keys().cloned().collect();
+    let mut points: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+    for (p, values) in &file.sweep {
+        if values.is_empty() {
+            return Err(format!(
+                "{name}: sweep.\"{p}\": expected at least one value"
+            ));
+        }
+        points = points
+            .into_iter()
+            .flat_map(|pt| {
+                values.iter().map(move |v| {
+                    let mut next = pt.clone();
+                    next.push((p.clone(), v.clone()));
+                    next
+                })
+            })
+            .collect();
+    }
+    let seeds = file.seeds.unwrap_or(1).max(1);
+    let first_seed = seed.or(file.seed).unwrap_or(1);
+    let mut jobs = Vec::new();
+    let mut warnings = Vec::new();
+    for (pi, pt) in points.iter().enumerate() {
+        let (f, label) = if pt.is_empty() {
+            (file.clone(), String::new())
+        } else {
+            let mut t = table.clone();
+            t.remove("sweep");
+            for (p, v) in pt {
+                setpath::set(&mut t, p, v.clone())
+                    .map_err(|e| format!("{name}: sweep.\"{p}\": {}", e.why))?;
+            }
+            let f: ExperimentFile = t.try_into().map_err(|e: toml::de::Error| {
+                format!("{name}: sweep point {pi}: {}", e.message())
+            })?;
+            let label = pt
+                .iter()
+                .map(|(p, v)| format!("{p}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            (f, format!(" (sweep point {pi}: {label})"))
+        };
+        for s in 0..seeds {
+            let (model, w) = Model::build(&f, Some(first_seed + u64::from(s)))
+                .map_err(|e| located(e, &label))?;
+            if pi == 0 && s == 0 {
+                warnings = w;
+            }
+            jobs.push(Job {
+                point: pi,
+                values: pt.iter().map(|(p, v)| (p.clone(), value_text(v))).collect(),
+                model,
+            });
+        }
+    }
+    let warnings = if sets.is_empty() {
+        ConfigErrors(warnings).locate_in(Some(&name), &text).0
+    } else {
+        warnings
+    };
+    Ok(Plan {
+        name: file.name.clone(),
+        text: resolved_text,
+        swept,
+        jobs,
+        warnings,
+    })
+}
+
+/// A value as text for CSV columns (`"30s"` → `30s`).
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Runs every job on `threads` threads (0 = all cores); results come back
+/// in job order, so outputs do not depend on the thread count. `tick` is
+/// called once per finished job (for a progress bar).
+pub fn execute(
+    jobs: &[Job],
+    threads: usize,
+    tick: &(dyn Fn() + Sync),
+) -> Result<Vec<Metrics>, RunError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| RunError::Threads(e.to_string()))?;
+    pool.install(|| {
+        jobs.par_iter()
+            .map(|j| {
+                let m = Run::new(&j.model).run();
+                tick();
+                m
+            })
+            .collect()
+    })
+}
