@@ -15,6 +15,10 @@ pub struct Histogram {
     counts: Box<[u32]>,
     total: u64,
     max_us: u64,
+    /// The range of buckets in use, so that clearing and quantiles touch
+    /// only what was recorded (per-window histograms are small and many).
+    lo: usize,
+    hi: usize,
 }
 
 impl std::fmt::Debug for Histogram {
@@ -31,6 +35,8 @@ impl Default for Histogram {
             counts: vec![0; BUCKETS].into_boxed_slice(),
             total: 0,
             max_us: 0,
+            lo: BUCKETS,
+            hi: 0,
         }
     }
 }
@@ -62,7 +68,10 @@ fn value_of(i: usize) -> u64 {
 impl Histogram {
     /// Records a latency in microseconds.
     pub fn record_us(&mut self, us: u64) {
-        self.counts[index(us)] += 1;
+        let i = index(us);
+        self.counts[i] += 1;
+        self.lo = self.lo.min(i);
+        self.hi = self.hi.max(i + 1);
         self.total += 1;
         self.max_us = self.max_us.max(us);
     }
@@ -84,10 +93,10 @@ impl Histogram {
         )]
         let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
         let mut seen = 0u64;
-        for (i, &c) in self.counts.iter().enumerate() {
+        for (i, &c) in self.counts[self.lo..self.hi].iter().enumerate() {
             seen += u64::from(c);
             if seen >= rank {
-                return value_of(i).min(self.max_us);
+                return value_of(self.lo + i).min(self.max_us);
             }
         }
         self.max_us
@@ -96,9 +105,11 @@ impl Histogram {
     /// Empties the histogram.
     pub fn clear(&mut self) {
         if self.total > 0 {
-            self.counts.fill(0);
+            self.counts[self.lo..self.hi].fill(0);
             self.total = 0;
             self.max_us = 0;
+            self.lo = BUCKETS;
+            self.hi = 0;
         }
     }
 }
