@@ -37,7 +37,25 @@
 //! The mesh objects (`virtualService`, `destinationRule`, `gateway`,
 //! `serviceEntry`) sit at the top level with Istio's names, exactly as in a
 //! mesh file; the registry (`[[service]]` endpoints) is generated from the
-//! topology, one endpoint per pod with labels `app` and `version`.
+//! topology, one endpoint per pod with labels `app` and `version`, and an
+//! `external = true` service becomes a `ServiceEntry` on its `host`.
+//!
+//! A service (or one of its versions) may declare the calls its pods make
+//! for each request they serve — the call graph:
+//!
+//! ```toml
+//! [[service]]
+//! name = "reviews"
+//! port = 9080
+//! callMode = "sequential"     # or "parallel"
+//! [[service.call]]
+//! host = "ratings"
+//! timeout = "500ms"           # the application's own timeout
+//! propagate = ["end-user"]    # inbound headers copied onto the call
+//! onError = "fail"            # or "ignore" (a fallback)
+//! ```
+//!
+//! Every field is documented in `docs/experiment-format.md`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -98,12 +116,60 @@ pub struct ExperimentFile {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ServiceModel {
-    /// Short name (namespace `default`).
+    /// Short name (namespace `default`); also the prefix of its pod names.
     pub name: String,
     /// Port.
     pub port: u16,
+    /// A service outside the mesh (an external API): its pods are the
+    /// endpoints of a generated `ServiceEntry` (`MESH_EXTERNAL`, `STATIC`)
+    /// on `host`, not a Kubernetes service, and they have no sidecar.
+    #[serde(default)]
+    pub external: Option<bool>,
+    /// External services only: the full host callers use, e.g. `api.example.com`.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Calls every pod makes for each request it serves, through its own
+    /// sidecar, before its own latency; a version with its own `call` list
+    /// replaces this one.
+    #[serde(default)]
+    pub call: Vec<CallModel>,
+    /// How the calls are made: `sequential` (default, in order, each after
+    /// the previous answered) or `parallel` (all at once).
+    #[serde(default)]
+    pub call_mode: Option<String>,
     /// Versions (subset labels `version = <name>`).
     pub version: Vec<VersionModel>,
+}
+
+/// A call a pod makes for each request it serves (one edge of the call graph).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CallModel {
+    /// Authority of the outbound request: a service (`ratings`,
+    /// `ratings:9080`, `ratings.default.svc.cluster.local`) or an external
+    /// host; the pod's sidecar routes it like any request.
+    pub host: String,
+    /// Path (`/` when absent).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The calling application's own timeout: it gives up after this long
+    /// (the sidecar then resets the upstream request) and treats the call as
+    /// failed. None when absent (the sidecar's route timeout still applies).
+    #[serde(default)]
+    pub timeout: Option<IstioDuration>,
+    /// Inbound request headers the application copies onto this call
+    /// (lowercase names, e.g. `["end-user", "x-request-id"]`); headers not
+    /// listed are not forwarded (reference §7). None when absent.
+    #[serde(default)]
+    pub propagate: Vec<String>,
+    /// Fixed headers the application sets on this call (after propagation).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// What a failed call (final answer ≥ 500, or `timeout`) does to the
+    /// request being served: `fail` (default; the pod answers 500) or
+    /// `ignore` (a fallback: the pod answers as if the call succeeded).
+    #[serde(default)]
+    pub on_error: Option<String>,
 }
 
 /// One version of a service: its pods and how they behave.
@@ -128,6 +194,13 @@ pub struct VersionModel {
     /// Requests waiting per pod beyond `concurrency` (then 503); unlimited when absent.
     #[serde(default)]
     pub queue: Option<u32>,
+    /// This version's calls, replacing the service's `call` list (`call = []`:
+    /// this version makes none).
+    #[serde(default)]
+    pub call: Option<Vec<CallModel>>,
+    /// This version's `callMode`, replacing the service's.
+    #[serde(default)]
+    pub call_mode: Option<String>,
 }
 
 /// A latency distribution (rand_distr).
@@ -301,8 +374,28 @@ pub fn pod_address(service: usize, version: usize, pod: u32, port: u16) -> Strin
     )
 }
 
-/// The mesh config of the experiment: registry from the topology plus the
-/// given Istio objects.
+/// The IP of a pod (its address without the port), as a `ServiceEntry`
+/// endpoint writes it.
+pub fn pod_ip(service: usize, version: usize, pod: u32) -> String {
+    let a = pod_address(service, version, pod, 0);
+    a.strip_suffix(":0").unwrap_or(&a).to_owned()
+}
+
+/// The labels of a pod: `app = <service>`, `version = <version>`.
+fn pod_labels(service: &str, version: &str) -> BTreeMap<String, String> {
+    [
+        ("app".to_owned(), service.to_owned()),
+        ("version".to_owned(), version.to_owned()),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// The mesh config of the experiment: the registry generated from the
+/// topology plus the given Istio objects. A mesh service becomes a registry
+/// `[[service]]` (one endpoint per pod); an `external` one becomes a
+/// `ServiceEntry` named after it on its `host` (`MESH_EXTERNAL`, resolution
+/// `STATIC`, one endpoint per pod), appended after the given ones.
 pub fn mesh_config(
     services: &[ServiceModel],
     vs: &[mesh::VirtualService],
@@ -310,10 +403,46 @@ pub fn mesh_config(
     gw: &[mesh::Gateway],
     se: &[mesh::ServiceEntry],
 ) -> mesh::MeshConfig {
+    let external = |s: &ServiceModel| s.external == Some(true);
+    let mut service_entry = se.to_vec();
+    service_entry.extend(
+        services
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| external(s))
+            .map(|(si, s)| mesh::ServiceEntry {
+                name: s.name.clone(),
+                namespace: None,
+                hosts: vec![s.host.clone().unwrap_or_else(|| s.name.clone())],
+                ports: vec![mesh::Port {
+                    number: s.port,
+                    protocol: Some("HTTP".to_owned()),
+                    name: Some("http".to_owned()),
+                    target_port: None,
+                }],
+                location: Some("MESH_EXTERNAL".to_owned()),
+                resolution: Some("STATIC".to_owned()),
+                endpoints: s
+                    .version
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(vi, v)| {
+                        (0..v.pods).map(move |p| mesh::WorkloadEntry {
+                            address: pod_ip(si, vi, p),
+                            ports: BTreeMap::new(),
+                            labels: pod_labels(&s.name, &v.name),
+                            weight: None,
+                        })
+                    })
+                    .collect(),
+                export_to: Vec::new(),
+            }),
+    );
     mesh::MeshConfig {
         service: services
             .iter()
             .enumerate()
+            .filter(|(_, s)| !external(s))
             .map(|(si, s)| mesh::ServiceSpec {
                 name: s.name.clone(),
                 namespace: None,
@@ -325,12 +454,7 @@ pub fn mesh_config(
                     .flat_map(|(vi, v)| {
                         (0..v.pods).map(move |p| mesh::EndpointSpec {
                             address: pod_address(si, vi, p, s.port),
-                            labels: [
-                                ("app".to_owned(), s.name.clone()),
-                                ("version".to_owned(), v.name.clone()),
-                            ]
-                            .into_iter()
-                            .collect(),
+                            labels: pod_labels(&s.name, &v.name),
                             weight: None,
                         })
                     })
@@ -340,7 +464,7 @@ pub fn mesh_config(
         virtual_service: vs.to_vec(),
         destination_rule: dr.to_vec(),
         gateway: gw.to_vec(),
-        service_entry: se.to_vec(),
+        service_entry,
     }
 }
 

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod callgraph;
 pub mod experiment;
 mod histogram;
 pub mod metrics;
@@ -18,6 +19,7 @@ mod queue;
 pub mod run;
 pub mod setpath;
 
+pub use callgraph::Edge;
 pub use histogram::Histogram;
 pub use model::Model;
 pub use run::{Run, RunError};

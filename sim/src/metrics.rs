@@ -52,6 +52,66 @@ pub struct WindowRow {
     pub active_requests: u32,
 }
 
+/// Answers on one edge of the call graph (the load, or a call a workload
+/// makes): what the calling application saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EdgeCounts {
+    /// Answers received, plus calls the application gave up on.
+    pub requests: u64,
+    /// Answers below 400.
+    pub successes: u64,
+    /// Answers 400–499 (`404 NR` included).
+    pub errors_4xx: u64,
+    /// Answers 500–599 (local replies such as `503 UO` included).
+    pub errors_5xx: u64,
+    /// Answers with flag `UO` (circuit-breaker overflow).
+    pub overflow: u64,
+    /// Answers with flag `FI` (fault abort).
+    pub fault_aborts: u64,
+    /// Answers with flag `UT` (the sidecar's route or last per-try timeout).
+    pub timeouts: u64,
+    /// Calls the application gave up on (its own `timeout`): no answer.
+    pub app_timeouts: u64,
+}
+
+impl EdgeCounts {
+    fn add(&mut self, status: u16, flag: Option<&str>) {
+        self.requests += 1;
+        match status {
+            0..=399 => self.successes += 1,
+            400..=499 => self.errors_4xx += 1,
+            _ => self.errors_5xx += 1,
+        }
+        match flag {
+            Some("UO") => self.overflow += 1,
+            Some("FI") => self.fault_aborts += 1,
+            Some("UT") => self.timeouts += 1,
+            _ => {}
+        }
+    }
+}
+
+/// One row of `calls.csv`: one edge of the call graph in one window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallWindowRow {
+    /// End of the window.
+    pub time: Time,
+    /// The edge (index into [`Metrics::edges`]).
+    pub edge: usize,
+    /// What happened on it in the window.
+    pub counts: EdgeCounts,
+    /// Median latency seen by the caller (ms).
+    pub latency_ms_p50: f64,
+    /// 99th percentile latency seen by the caller (ms).
+    pub latency_ms_p99: f64,
+}
+
+#[derive(Default)]
+struct EdgeWindow {
+    counts: EdgeCounts,
+    latency: Histogram,
+}
+
 #[derive(Default)]
 struct PodWindow {
     requests: u64,
@@ -78,12 +138,22 @@ pub struct Metrics {
     pub windows: Vec<WindowRow>,
     /// Event log.
     pub events: Vec<EventRow>,
+    /// The edges of the call graph: 0 is the load, then every call of
+    /// every version (see [`crate::Edge`]).
+    pub edges: Vec<crate::Edge>,
+    /// Totals per edge over the run.
+    pub edge_totals: Vec<EdgeCounts>,
+    /// Closed windows of every edge.
+    pub call_windows: Vec<CallWindowRow>,
+    edge_windows: Vec<EdgeWindow>,
     pods: Vec<PodWindow>,
     pod_names: Vec<String>,
     pod_services: Vec<String>,
     ejected_by: Vec<u32>,
     eject_since: FxHashMap<(usize, usize), Time>,
-    overflows: BTreeMap<(String, String), (Time, u64)>,
+    /// This window's overflows: (proxy, cluster, first, count); few distinct
+    /// keys, found without allocating.
+    overflows: Vec<(String, String, Time, u64)>,
     window: Duration,
 }
 
@@ -107,12 +177,18 @@ impl Metrics {
             ejected_host_ns: 0,
             windows: Vec::new(),
             events: Vec::new(),
+            edges: model.calls.edges.clone(),
+            edge_totals: vec![EdgeCounts::default(); model.calls.edges.len()],
+            call_windows: Vec::new(),
+            edge_windows: (0..model.calls.edges.len())
+                .map(|_| EdgeWindow::default())
+                .collect(),
             pods: (0..n).map(|_| PodWindow::default()).collect(),
             pod_names: model.pods.iter().map(|p| p.name.clone()).collect(),
             pod_services: model.pods.iter().map(|p| p.service.clone()).collect(),
             ejected_by: vec![0; n],
             eject_since: FxHashMap::default(),
-            overflows: BTreeMap::new(),
+            overflows: Vec::new(),
             window: model.window,
         }
     }
@@ -132,6 +208,34 @@ impl Metrics {
             *self.by_flag.entry(f).or_default() += 1;
         }
         self.latency
+            .record_us(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// An answer on `edge` reached the calling application.
+    pub(crate) fn edge_answer(
+        &mut self,
+        edge: u32,
+        status: u16,
+        flag: Option<&'static str>,
+        latency: Duration,
+    ) {
+        let e = edge as usize;
+        self.edge_totals[e].add(status, flag);
+        let w = &mut self.edge_windows[e];
+        w.counts.add(status, flag);
+        w.latency
+            .record_us(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// The calling application gave up on a call on `edge` after `latency`.
+    pub(crate) fn edge_app_timeout(&mut self, edge: u32, latency: Duration) {
+        let e = edge as usize;
+        self.edge_totals[e].requests += 1;
+        self.edge_totals[e].app_timeouts += 1;
+        let w = &mut self.edge_windows[e];
+        w.counts.requests += 1;
+        w.counts.app_timeouts += 1;
+        w.latency
             .record_us(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
     }
 
@@ -169,11 +273,16 @@ impl Metrics {
 
     pub(crate) fn overflow(&mut self, now: Time, proxy: &str, cluster: &str) {
         // Aggregated: one `overflow` event per proxy and cluster per window.
-        let e = self
+        if let Some(e) = self
             .overflows
-            .entry((proxy.to_owned(), cluster.to_owned()))
-            .or_insert((now, 0));
-        e.1 += 1;
+            .iter_mut()
+            .find(|e| e.0 == proxy && e.1 == cluster)
+        {
+            e.3 += 1;
+        } else {
+            self.overflows
+                .push((proxy.to_owned(), cluster.to_owned(), now, 1));
+        }
     }
 
     pub(crate) fn event(&mut self, row: EventRow) {
@@ -199,7 +308,20 @@ impl Metrics {
             w.errors = 0;
             w.latency.clear();
         }
-        for ((proxy, cluster), (first, count)) in std::mem::take(&mut self.overflows) {
+        for (edge, w) in self.edge_windows.iter_mut().enumerate() {
+            self.call_windows.push(CallWindowRow {
+                time: now,
+                edge,
+                counts: w.counts,
+                latency_ms_p50: ms(w.latency.quantile_us(0.5)),
+                latency_ms_p99: ms(w.latency.quantile_us(0.99)),
+            });
+            w.counts = EdgeCounts::default();
+            w.latency.clear();
+        }
+        let mut overflows = std::mem::take(&mut self.overflows);
+        overflows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        for (proxy, cluster, first, count) in overflows {
             self.events.push(EventRow {
                 time: first,
                 kind: "overflow",
@@ -214,7 +336,10 @@ impl Metrics {
     }
 
     pub(crate) fn finish(&mut self, end: Time, in_flight: &[u32]) {
-        if self.pods.iter().any(|w| w.requests > 0) || !self.overflows.is_empty() {
+        if self.pods.iter().any(|w| w.requests > 0)
+            || self.edge_windows.iter().any(|w| w.counts.requests > 0)
+            || !self.overflows.is_empty()
+        {
             self.close_window(end, in_flight);
         }
         for ((_, _), since) in std::mem::take(&mut self.eject_since) {

@@ -11,6 +11,7 @@ use rand::RngExt as _;
 use rand_distr::{Distribution, Exp, LogNormal, Normal, Pareto, Uniform};
 use rand_pcg::Pcg64Mcg;
 
+use crate::callgraph::{self, CallGraph};
 use crate::experiment::{self as x, ExperimentFile, err, positive};
 
 /// A latency distribution, sampled in nanoseconds.
@@ -114,6 +115,11 @@ pub(crate) struct PodSpec {
     pub(crate) name: String,
     pub(crate) address: String,
     pub(crate) service: String,
+    pub(crate) version: String,
+    /// What the pod does per request beyond its own latency (its calls), if anything.
+    pub(crate) workload: Option<u32>,
+    /// Its sidecar (an index into the proxies), if it makes calls.
+    pub(crate) proxy: Option<u32>,
     pub(crate) latency: Latency,
     pub(crate) error_ppm: u32,
     pub(crate) error_status: u16,
@@ -152,9 +158,6 @@ pub(crate) struct Load {
     pub(crate) uniform: bool,
     pub(crate) connections: Option<u32>,
     pub(crate) users: u32,
-    pub(crate) user_header: Option<String>,
-    pub(crate) user_cookie: Option<String>,
-    pub(crate) headers: Vec<(String, String)>,
 }
 
 /// Everything a run needs, checked.
@@ -170,12 +173,65 @@ pub struct Model {
     pub(crate) proxies: Vec<ProxyModel>,
     pub(crate) load: Load,
     pub(crate) timeline: Vec<(Time, Action)>,
+    /// The call graph and the pre-built header tables.
+    pub(crate) calls: CallGraph,
 }
 
-fn mesh_errors(e: Vec<ConfigError>, out: &mut Vec<ConfigError>, prefix: &FieldPath) {
+/// Moves the mesh config's problems under `prefix` (the file's root, or a
+/// push). The registry and the external services' ServiceEntries are
+/// generated from `[[service]]`: their problems point at the topology.
+fn mesh_errors(
+    e: Vec<ConfigError>,
+    out: &mut Vec<ConfigError>,
+    prefix: &FieldPath,
+    f: &ExperimentFile,
+    user_entries: usize,
+) {
+    use mesh_engine::config::Segment;
+    // Generated registry index → experiment service index, and the same for
+    // generated ServiceEntries (after the `user_entries` written ones).
+    let internal: Vec<usize> = (0..f.service.len())
+        .filter(|&i| f.service[i].external != Some(true))
+        .collect();
+    let external: Vec<usize> = (0..f.service.len())
+        .filter(|&i| f.service[i].external == Some(true))
+        .collect();
     for mut c in e {
-        let mut segs = prefix.0.clone();
-        // The registry is generated: point its errors at the topology.
+        let topology = match c.path.0.as_slice() {
+            [Segment::Key(k), Segment::Index { index, .. }, ..] if k == "service" => {
+                internal.get(*index).copied()
+            }
+            [Segment::Key(k), Segment::Index { index, .. }, ..]
+                if k == "serviceEntry" && *index >= user_entries =>
+            {
+                external.get(*index - user_entries).copied()
+            }
+            _ => None,
+        };
+        let mut segs = match topology {
+            Some(si) => {
+                let entry = matches!(&c.path.0[0], Segment::Key(k) if k == "serviceEntry");
+                c.path.0.drain(..2);
+                // A generated ServiceEntry's fields come from the service's.
+                if entry && let Some(Segment::Key(k)) = c.path.0.first() {
+                    let field = match k.as_str() {
+                        "hosts" => Some("host"),
+                        "ports" => Some("port"),
+                        "endpoints" => Some("version"),
+                        _ => None,
+                    };
+                    if let Some(field) = field {
+                        c.path.0.clear();
+                        c.path.0.push(Segment::Key(field.to_owned()));
+                    }
+                }
+                FieldPath::root()
+                    .key("service")
+                    .named(si, &f.service[si].name)
+                    .0
+            }
+            None => prefix.0.clone(),
+        };
         segs.append(&mut c.path.0);
         c.path = FieldPath(segs);
         out.push(c);
@@ -195,6 +251,8 @@ impl Model {
             .unwrap_or(Duration::from_secs(1));
         let window =
             positive(&f.window, root.key("window"), &mut errors).unwrap_or(Duration::from_secs(1));
+        // The call graph, external services and header tables.
+        let calls = callgraph::build(f, &mut errors);
         // Pods.
         let mut pods = Vec::new();
         if f.service.is_empty() {
@@ -229,6 +287,14 @@ impl Model {
                         name: format!("{}-{}-{p}", s.name, v.name),
                         address: x::pod_address(si, vi, p, s.port),
                         service: s.name.clone(),
+                        version: v.name.clone(),
+                        workload: calls
+                            .workload_of
+                            .get(si)
+                            .and_then(|w| w.get(vi))
+                            .copied()
+                            .flatten(),
+                        proxy: None,
                         latency: lat.clone(),
                         error_ppm: ppm(rate),
                         error_status: v.error_status.unwrap_or(500),
@@ -249,7 +315,7 @@ impl Model {
         let (config, mut warnings) = match config::validate(mesh) {
             Ok((c, w)) => (Some(Arc::new(c)), w),
             Err(e) => {
-                mesh_errors(e, &mut errors, &root);
+                mesh_errors(e, &mut errors, &root, f, f.service_entry.len());
                 (None, Vec::new())
             }
         };
@@ -349,14 +415,28 @@ impl Model {
             uniform,
             connections: l.connections,
             users: l.users.unwrap_or(0),
-            user_header: l.user_header.clone(),
-            user_cookie: l.user_cookie.clone(),
-            headers: l
-                .headers
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                .collect(),
         };
+        // Every pod that makes calls gets its own sidecar (its own outlier
+        // detectors and breakers), after the clients' proxies.
+        for pod in pods.iter_mut().filter(|p| p.workload.is_some()) {
+            pod.proxy = Some(u32::try_from(proxies.len()).unwrap_or(u32::MAX));
+            proxies.push(ProxyModel {
+                name: pod.name.clone(),
+                spec: ProxySpec {
+                    namespace: "default".to_owned(),
+                    labels: [
+                        ("app".to_owned(), pod.service.clone()),
+                        ("version".to_owned(), pod.version.clone()),
+                    ]
+                    .into_iter()
+                    .collect(),
+                    gateway: None,
+                },
+            });
+        }
+        if let Some(cfg) = &config {
+            warnings.extend(unrouted_calls(f, cfg, &calls, &pods, &proxies));
+        }
         // Timeline.
         let mut timeline = Vec::new();
         for (i, t) in f.timeline.iter().enumerate() {
@@ -446,7 +526,9 @@ impl Model {
                             },
                         ));
                     }
-                    Err(e) => mesh_errors(e, &mut errors, &tp.key("push")),
+                    Err(e) => {
+                        mesh_errors(e, &mut errors, &tp.key("push"), f, push.service_entry.len())
+                    }
                 }
             }
         }
@@ -466,6 +548,7 @@ impl Model {
                 proxies,
                 load,
                 timeline,
+                calls,
             },
             warnings,
         ))
@@ -482,6 +565,63 @@ impl Model {
     pub fn duration_text(&self) -> String {
         mesh_engine::config::format_duration(self.duration - Time::ZERO)
     }
+}
+
+/// Warnings for calls that no route of the caller's sidecar serves (every
+/// such call would be answered 404 `NR`), checked against the initial config.
+fn unrouted_calls(
+    f: &ExperimentFile,
+    cfg: &Arc<Config>,
+    calls: &CallGraph,
+    pods: &[PodSpec],
+    proxies: &[ProxyModel],
+) -> Vec<ConfigError> {
+    let mut out = Vec::new();
+    for (si, s) in f.service.iter().enumerate() {
+        for (vi, v) in s.version.iter().enumerate() {
+            let Some(w) = calls.workload_of[si][vi] else {
+                continue;
+            };
+            let Some(proxy) = pods
+                .iter()
+                .find(|p| p.workload == Some(w))
+                .and_then(|p| p.proxy)
+            else {
+                continue;
+            };
+            let spec = proxies[proxy as usize].spec.clone();
+            let mut engine = mesh_engine::Engine::new(cfg.clone(), spec, 0);
+            for (ci, c) in calls.workloads[w as usize].calls.iter().enumerate() {
+                let req = mesh_engine::Request::get(&c.host, &c.path);
+                if let mesh_engine::Decision::Reject(r) = engine.handle_request(&req, Time::ZERO)
+                    && r.reason == mesh_engine::RejectReason::NoRoute
+                {
+                    let vp = FieldPath::root()
+                        .key("service")
+                        .named(si, &s.name)
+                        .key("version")
+                        .named(vi, &v.name);
+                    let path = if v.call.is_some() {
+                        vp.key("call").index(ci)
+                    } else {
+                        FieldPath::root()
+                            .key("service")
+                            .named(si, &s.name)
+                            .key("call")
+                            .index(ci)
+                    };
+                    out.push(err(
+                        path.key("host"),
+                        format!(
+                            "no route for \"{}\" from the sidecars of {}-{}: every such call is answered 404 (NR); name a [[service]], an external service's host, or a VirtualService host",
+                            c.host, s.name, v.name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn ppm(p: f64) -> u32 {

@@ -131,6 +131,44 @@ pub fn write_run_dir(
         .map_err(to_io)?;
     }
     w.flush()?;
+    let mut w = csv::Writer::from_path(dir.join("calls.csv")).map_err(to_io)?;
+    w.write_record([
+        "time_s",
+        "source",
+        "host",
+        "requests",
+        "successes",
+        "errors_4xx",
+        "errors_5xx",
+        "overflow",
+        "fault_aborts",
+        "timeouts",
+        "app_timeouts",
+        "latency_ms_p50",
+        "latency_ms_p99",
+    ])
+    .map_err(to_io)?;
+    for r in &metrics.call_windows {
+        let e = &metrics.edges[r.edge];
+        let c = &r.counts;
+        w.write_record([
+            secs(r.time),
+            e.source.clone(),
+            e.host.clone(),
+            c.requests.to_string(),
+            c.successes.to_string(),
+            c.errors_4xx.to_string(),
+            c.errors_5xx.to_string(),
+            c.overflow.to_string(),
+            c.fault_aborts.to_string(),
+            c.timeouts.to_string(),
+            c.app_timeouts.to_string(),
+            format!("{:.3}", r.latency_ms_p50),
+            format!("{:.3}", r.latency_ms_p99),
+        ])
+        .map_err(to_io)?;
+    }
+    w.flush()?;
     std::fs::write(dir.join("experiment.toml"), experiment_text)?;
     Ok(())
 }
@@ -172,5 +210,24 @@ pub fn summary_text(model: &Model, metrics: &Metrics) -> String {
         "Ejections: {}, ejected host-seconds: {ejected_s:.1}",
         metrics.ejections
     );
+    // The calls between services, one line per edge (the load is above).
+    for (e, c) in metrics.edges.iter().zip(&metrics.edge_totals).skip(1) {
+        let _ = write!(
+            out,
+            "Calls {} -> {}: {} requests, {} ok, {} 4xx, {} 5xx",
+            e.source, e.host, c.requests, c.successes, c.errors_4xx, c.errors_5xx
+        );
+        for (name, n) in [
+            ("UO", c.overflow),
+            ("FI", c.fault_aborts),
+            ("UT", c.timeouts),
+            ("app timeouts", c.app_timeouts),
+        ] {
+            if n > 0 {
+                let _ = write!(out, ", {name} {n}");
+            }
+        }
+        out.push('\n');
+    }
     out
 }

@@ -9,6 +9,18 @@
 //! `retry` → the final answer is recorded. Per-try and route timeouts race
 //! the pod. Outlier ticks run at the engine's `poll_timeout`.
 //!
+//! The call graph: a pod whose version declares calls serves a request as a
+//! *job*. It makes its calls through its own sidecar (its own engine, so its
+//! own outlier detectors and breakers) — in order, or all at once — with the
+//! inbound headers it propagates, then spends its own sampled latency, then
+//! answers. The job holds the pod's concurrency slot throughout, which is
+//! how a slow dependency fills its callers up. A call fails when its final
+//! answer is ≥ 500 or the calling app's own timeout fires (the sidecar then
+//! resets the upstream request: `Engine::cancel`); unless the call says
+//! `onError = "ignore"`, the job stops at once (cancelling the calls still
+//! in flight) and the pod answers 500 after its own latency. Pods never
+//! learn that their caller gave up: abandoned work runs to its end.
+//!
 //! Nothing here reads a clock or an ambient RNG: every random draw comes
 //! from a stream seeded by the run seed (arrivals, users, each pod's
 //! latency and errors, each engine), so a run is a pure function of the
@@ -26,6 +38,7 @@ use rand::RngExt as _;
 use rand_pcg::Pcg64Mcg;
 use rustc_hash::FxHashMap;
 
+use crate::callgraph::{HeaderSet, MAX_CALLS, MAX_DEPTH, MAX_HEADERS};
 use crate::metrics::{EventRow, Metrics};
 use crate::model::{Action, Mode, Model, hit};
 use crate::queue::{Class, EventQueue};
@@ -72,8 +85,37 @@ enum Ev {
     Timeline { index: u32 },
     /// A pushed config reaches a proxy.
     Apply { proxy: u32, index: u32 },
+    /// The calling application's timeout of call `call` of a job.
+    CallTimeout {
+        job: u32,
+        generation: u32,
+        call: u16,
+    },
+    /// A local answer (a sidecar's reject or direct response) to call
+    /// `call` of a job reaches the application (after any injected delay).
+    CallAnswer {
+        job: u32,
+        generation: u32,
+        call: u16,
+        status: u16,
+        flag: Option<&'static str>,
+        since: Time,
+    },
     /// A metrics window ends.
     Window,
+}
+
+/// Who is waiting for a request's answer.
+#[derive(Clone, Copy, Debug)]
+enum Origin {
+    /// The load; `connection`: a closed-loop connection to wake when done.
+    Load { connection: bool },
+    /// Call `call` of job `job` (of that generation).
+    Call {
+        job: u32,
+        generation: u32,
+        call: u16,
+    },
 }
 
 /// A request in flight (slab slot, reused).
@@ -83,8 +125,13 @@ struct Req {
     /// Bumped on reuse, so stale route timeouts are ignored.
     generation: u32,
     proxy: u32,
-    /// Closed-loop connection to wake when done.
-    connection: bool,
+    origin: Origin,
+    /// The call-graph edge it is counted under.
+    edge: u32,
+    /// Its headers, for the pod that serves it to propagate.
+    headers: HeaderSet,
+    /// Calls above it (0 for the load).
+    depth: u8,
     start: Time,
     state: Option<RequestState>,
     attempt: u32,
@@ -92,6 +139,36 @@ struct Req {
     upstream: Option<Upstream>,
     /// The attempt was admitted and has not been reported yet.
     outstanding: bool,
+    /// Forwarded, waiting out an injected delay before admission.
+    delayed: bool,
+}
+
+/// A pod serving one attempt of a request by making its calls (slab slot,
+/// reused). Pods without calls need no job.
+#[derive(Clone, Copy, Debug)]
+struct Job {
+    live: bool,
+    /// Bumped on reuse, so stale call events are ignored.
+    generation: u32,
+    pod: u32,
+    /// The attempt it answers.
+    slot: u32,
+    attempt: u32,
+    workload: u32,
+    /// The inbound request's headers.
+    headers: HeaderSet,
+    /// Depth of the calls it makes.
+    depth: u8,
+    /// Calls started so far (the next one to start, in sequential mode).
+    next: u16,
+    /// Bit `i`: call `i` is in flight.
+    pending: u32,
+    /// The request slot of each call in flight (`u32::MAX`: answered locally).
+    reqs: [u32; MAX_CALLS],
+    failed: bool,
+    /// The pod's own latency and answer, drawn when it started serving.
+    ns: u64,
+    status: u16,
 }
 
 struct Pod {
@@ -116,13 +193,12 @@ pub struct Run<'m> {
     pods: Vec<Pod>,
     reqs: Vec<Req>,
     free: Vec<u32>,
+    jobs: Vec<Job>,
+    free_jobs: Vec<u32>,
     rng_arrivals: Pcg64Mcg,
     rng_users: Pcg64Mcg,
     qps: f64,
     next_proxy: usize,
-    /// Pre-built per-user header values (no per-request string building).
-    user_ids: Vec<String>,
-    user_cookies: Vec<String>,
     pushes: Vec<Arc<mesh_engine::config::Config>>,
     /// Metrics of the run.
     pub metrics: Metrics,
@@ -198,12 +274,6 @@ impl<'m> Run<'m> {
                 rng: stream(seed, 3, i as u64),
             })
             .collect();
-        let users = model.load.users as usize;
-        let user_ids: Vec<String> = (0..users).map(|u| format!("user-{u}")).collect();
-        let user_cookies = match &model.load.user_cookie {
-            Some(name) => user_ids.iter().map(|id| format!("{name}={id}")).collect(),
-            None => Vec::new(),
-        };
         let pushes = model
             .timeline
             .iter()
@@ -219,12 +289,12 @@ impl<'m> Run<'m> {
             pods,
             reqs: Vec::new(),
             free: Vec::new(),
+            jobs: Vec::new(),
+            free_jobs: Vec::new(),
             rng_arrivals: stream(seed, 1, 0),
             rng_users: stream(seed, 2, 0),
             qps: model.load.qps.unwrap_or(0.0),
             next_proxy: 0,
-            user_ids,
-            user_cookies,
             pushes,
             metrics: Metrics::new(model),
             events: 0,
@@ -280,8 +350,20 @@ impl<'m> Run<'m> {
         Ok(self.metrics)
     }
 
+    /// Requests in service or queued at each pod (queued ones whose caller
+    /// gave up are not counted: the pod drops them when their turn comes).
     fn pods_in_flight(&self) -> Vec<u32> {
-        self.pods.iter().map(|p| p.in_flight).collect()
+        self.pods
+            .iter()
+            .map(|p| {
+                let queued = p
+                    .waiting
+                    .iter()
+                    .filter(|&&(slot, attempt)| self.current(slot, attempt))
+                    .count();
+                p.in_flight + u32::try_from(queued).unwrap_or(u32::MAX)
+            })
+            .collect()
     }
 
     fn interarrival(&mut self) -> Duration {
@@ -387,6 +469,39 @@ impl<'m> Run<'m> {
                 self.drain(now, p);
                 self.arm_tick(p);
             }
+            Ev::CallTimeout {
+                job,
+                generation,
+                call,
+            } => {
+                if let Some(j) = self.job(job, generation, call) {
+                    let slot = j.reqs[usize::from(call)];
+                    if slot != u32::MAX {
+                        self.cancel(now, slot);
+                    }
+                    let spec =
+                        &self.model.calls.workloads[j.workload as usize].calls[usize::from(call)];
+                    self.metrics
+                        .edge_app_timeout(spec.edge, spec.timeout.unwrap_or_default());
+                    self.call_done(now, job, generation, call, true);
+                }
+            }
+            Ev::CallAnswer {
+                job,
+                generation,
+                call,
+                status,
+                flag,
+                since,
+            } => {
+                if let Some(j) = self.job(job, generation, call) {
+                    let spec =
+                        &self.model.calls.workloads[j.workload as usize].calls[usize::from(call)];
+                    self.metrics
+                        .edge_answer(spec.edge, status, flag, now - since);
+                    self.call_done(now, job, generation, call, status >= 500);
+                }
+            }
             Ev::Window => {
                 let in_flight = self.pods_in_flight();
                 self.metrics.close_window(now, &in_flight);
@@ -469,49 +584,70 @@ impl<'m> Run<'m> {
             live: false,
             generation: 0,
             proxy: 0,
-            connection: false,
+            origin: Origin::Load { connection: false },
+            edge: 0,
+            headers: HeaderSet::EMPTY,
+            depth: 0,
             start: Time::ZERO,
             state: None,
             attempt: 0,
             pod: 0,
             upstream: None,
             outstanding: false,
+            delayed: false,
         });
         u32::try_from(self.reqs.len() - 1).unwrap_or(u32::MAX)
     }
 
+    /// A request of the load from `proxy`.
     fn start_request(&mut self, now: Time, proxy: usize, connection: bool) {
         let m = self.model;
         let l = &m.load;
-        let user = if l.users > 0 {
-            self.rng_users.random_range(0..l.users) as usize
-        } else {
-            0
-        };
-        let mut headers: [(&str, &str); 18] = [("", ""); 18];
-        let mut n = 0;
-        for (k, v) in &l.headers {
-            if n < 16 {
-                headers[n] = (k.as_str(), v.as_str());
-                n += 1;
-            }
-        }
+        let c = &m.calls;
+        let mut headers = c.load_headers;
         if l.users > 0 {
-            if let Some(h) = &l.user_header {
-                headers[n] = (h.as_str(), self.user_ids[user].as_str());
-                n += 1;
+            let user = self.rng_users.random_range(0..l.users);
+            if let Some(h) = c.user_header {
+                headers.set(h, user);
             }
-            if l.user_cookie.is_some() {
-                headers[n] = ("cookie", self.user_cookies[user].as_str());
-                n += 1;
+            if let Some(h) = c.user_cookie {
+                headers.set(h, c.users + user);
             }
         }
+        self.request(
+            now,
+            proxy,
+            Origin::Load { connection },
+            0,
+            (&l.host, &l.path),
+            headers,
+            0,
+        );
+    }
+
+    /// A new request from the application behind `proxy`: the sidecar
+    /// routes it. Returns its slot if it was forwarded; a local answer goes
+    /// to its origin (now, or after an injected delay).
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &mut self,
+        now: Time,
+        proxy: usize,
+        origin: Origin,
+        edge: u32,
+        (authority, path): (&'m str, &'m str),
+        headers: HeaderSet,
+        depth: u8,
+    ) -> Option<u32> {
+        let table = &self.model.calls.headers;
+        let mut pairs: [(&str, &str); MAX_HEADERS] = [("", ""); MAX_HEADERS];
+        let n = headers.write(table, &mut pairs);
         let req = Request {
             method: "GET",
             scheme: "http",
-            authority: &l.host,
-            path: &l.path,
-            headers: &headers[..n],
+            authority,
+            path,
+            headers: &pairs[..n],
             port: 0,
             source: None,
             destination: None,
@@ -527,12 +663,16 @@ impl<'m> Run<'m> {
                 r.live = true;
                 r.generation = r.generation.wrapping_add(1);
                 r.proxy = u32::try_from(proxy).unwrap_or(0);
-                r.connection = connection;
+                r.origin = origin;
+                r.edge = edge;
+                r.headers = headers;
+                r.depth = depth;
                 r.start = now;
                 r.state = Some(state);
                 r.attempt = r.attempt.wrapping_add(1);
                 r.upstream = Some(f.upstream);
                 r.outstanding = false;
+                r.delayed = !delay.is_zero();
                 if let Some(t) = f.timeout {
                     let generation = r.generation;
                     self.queue.push(
@@ -548,15 +688,45 @@ impl<'m> Run<'m> {
                     self.queue
                         .push(start_router, Class::Traffic, Ev::Send { slot, attempt });
                 }
+                Some(slot)
             }
             Decision::Reject(r) => {
                 let latency = r.delay.unwrap_or(Duration::ZERO);
-                self.metrics.finish_request(
-                    now + latency,
+                self.local_answer(
+                    now,
                     latency,
+                    proxy,
+                    origin,
+                    edge,
                     r.status,
                     Some(r.flag().as_str()),
                 );
+                None
+            }
+            Decision::Respond(r) => {
+                self.local_answer(now, Duration::ZERO, proxy, origin, edge, r.status, None);
+                None
+            }
+        }
+    }
+
+    /// A sidecar answered a request itself, after `latency`.
+    #[allow(clippy::too_many_arguments)]
+    fn local_answer(
+        &mut self,
+        now: Time,
+        latency: Duration,
+        proxy: usize,
+        origin: Origin,
+        edge: u32,
+        status: u16,
+        flag: Option<&'static str>,
+    ) {
+        match origin {
+            Origin::Load { connection } => {
+                self.metrics.edge_answer(edge, status, flag, latency);
+                self.metrics
+                    .finish_request(now + latency, latency, status, flag);
                 if connection {
                     self.queue.push(
                         now + latency,
@@ -567,24 +737,28 @@ impl<'m> Run<'m> {
                     );
                 }
             }
-            Decision::Respond(r) => {
-                self.metrics
-                    .finish_request(now, Duration::ZERO, r.status, None);
-                if connection {
-                    self.queue.push(
-                        now,
-                        Class::Traffic,
-                        Ev::Connection {
-                            proxy: u32::try_from(proxy).unwrap_or(0),
-                        },
-                    );
-                }
-            }
+            Origin::Call {
+                job,
+                generation,
+                call,
+            } => self.queue.push(
+                now + latency,
+                Class::Traffic,
+                Ev::CallAnswer {
+                    job,
+                    generation,
+                    call,
+                    status,
+                    flag,
+                    since: now,
+                },
+            ),
         }
     }
 
     /// Sends the current attempt of `slot` to its upstream's pod.
     fn send(&mut self, now: Time, slot: u32) {
+        self.reqs[slot as usize].delayed = false;
         let r = self.reqs[slot as usize];
         let p = r.proxy as usize;
         let Some(up) = r.upstream else { return };
@@ -688,6 +862,10 @@ impl<'m> Run<'m> {
                 }
             }
         };
+        if let Some(workload) = spec.workload {
+            self.start_job(now, pod, slot, attempt, workload, ns, status);
+            return;
+        }
         self.queue.push(
             now + Duration::from_nanos(ns),
             Class::Traffic,
@@ -799,17 +977,229 @@ impl<'m> Run<'m> {
         if let Some(mut state) = r.state {
             self.proxies[p].engine.finish_request(&mut state, now);
         }
+        self.release(slot);
+        self.metrics
+            .edge_answer(r.edge, status, flag, now - r.start);
+        match r.origin {
+            Origin::Load { connection } => {
+                self.metrics
+                    .finish_request(now, now - r.start, status, flag);
+                if connection {
+                    self.queue
+                        .push(now, Class::Traffic, Ev::Connection { proxy: r.proxy });
+                }
+            }
+            Origin::Call {
+                job,
+                generation,
+                call,
+            } => self.call_done(now, job, generation, call, status >= 500),
+        }
+    }
+
+    /// Frees a request's slot; its pending events become stale.
+    fn release(&mut self, slot: u32) {
         let req = &mut self.reqs[slot as usize];
         req.live = false;
         req.state = None;
         req.attempt = req.attempt.wrapping_add(1);
         self.free.push(slot);
-        self.metrics
-            .finish_request(now, now - r.start, status, flag);
-        if r.connection {
-            self.queue
-                .push(now, Class::Traffic, Ev::Connection { proxy: r.proxy });
+    }
+
+    /// The application behind a request gave up on it (its own timeout, or
+    /// a sibling call failed): the sidecar resets the upstream request,
+    /// without telling outlier detection. The pod serving it, if any, does
+    /// not notice and finishes its work.
+    fn cancel(&mut self, now: Time, slot: u32) {
+        let r = self.reqs[slot as usize];
+        if !r.live {
+            return;
         }
+        let p = r.proxy as usize;
+        if let Some(up) = r.upstream
+            && (r.outstanding || r.delayed)
+        {
+            self.proxies[p].engine.cancel(up, r.outstanding, now);
+        }
+        if let Some(mut state) = r.state {
+            self.proxies[p].engine.finish_request(&mut state, now);
+        }
+        self.drain(now, p);
+        self.release(slot);
+    }
+
+    // === jobs: pods making their calls ===
+
+    /// Job `job` if it is live, of `generation`, and call `call` is in flight.
+    fn job(&self, job: u32, generation: u32, call: u16) -> Option<Job> {
+        let j = self.jobs.get(job as usize)?;
+        (j.live && j.generation == generation && j.pending & (1 << call) != 0).then_some(*j)
+    }
+
+    /// A pod starts serving `slot`'s attempt by making its calls; its own
+    /// latency `ns` and answer `status` were drawn already.
+    #[allow(clippy::too_many_arguments)]
+    fn start_job(
+        &mut self,
+        now: Time,
+        pod: usize,
+        slot: u32,
+        attempt: u32,
+        workload: u32,
+        ns: u64,
+        status: u16,
+    ) {
+        let inbound = self.reqs[slot as usize];
+        let id = match self.free_jobs.pop() {
+            Some(id) => id,
+            None => {
+                self.jobs.push(Job {
+                    live: false,
+                    generation: 0,
+                    pod: 0,
+                    slot: 0,
+                    attempt: 0,
+                    workload: 0,
+                    headers: HeaderSet::EMPTY,
+                    depth: 0,
+                    next: 0,
+                    pending: 0,
+                    reqs: [u32::MAX; MAX_CALLS],
+                    failed: false,
+                    ns: 0,
+                    status: 0,
+                });
+                u32::try_from(self.jobs.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        let j = &mut self.jobs[id as usize];
+        *j = Job {
+            live: true,
+            generation: j.generation.wrapping_add(1),
+            pod: u32::try_from(pod).unwrap_or(u32::MAX),
+            slot,
+            attempt,
+            workload,
+            headers: inbound.headers,
+            depth: inbound.depth.saturating_add(1),
+            next: 0,
+            pending: 0,
+            reqs: [u32::MAX; MAX_CALLS],
+            failed: false,
+            ns,
+            status,
+        };
+        let generation = j.generation;
+        let w = &self.model.calls.workloads[workload as usize];
+        let n = if w.parallel { w.calls.len() } else { 1 };
+        for call in 0..n {
+            // A call can fail at once (a breaker overflow) and end the job.
+            let j = self.jobs[id as usize];
+            if !j.live || j.generation != generation {
+                break;
+            }
+            self.start_call(now, id, u16::try_from(call).unwrap_or(0));
+        }
+    }
+
+    /// Job `id` makes call `call` through its pod's sidecar.
+    fn start_call(&mut self, now: Time, id: u32, call: u16) {
+        let m = self.model;
+        let j = &mut self.jobs[id as usize];
+        let (generation, depth) = (j.generation, j.depth);
+        j.pending |= 1 << call;
+        j.next = call + 1;
+        let spec = &m.calls.workloads[j.workload as usize].calls[usize::from(call)];
+        let headers = spec.outbound(&j.headers);
+        let pod = j.pod as usize;
+        if let Some(t) = spec.timeout {
+            self.queue.push(
+                now + t,
+                Class::Traffic,
+                Ev::CallTimeout {
+                    job: id,
+                    generation,
+                    call,
+                },
+            );
+        }
+        let origin = Origin::Call {
+            job: id,
+            generation,
+            call,
+        };
+        let proxy = m.pods[pod].proxy.map(|p| p as usize);
+        let Some(proxy) = proxy.filter(|_| depth <= MAX_DEPTH) else {
+            // Too deep: a loop through the routes. Refused, 508 Loop Detected.
+            self.local_answer(now, Duration::ZERO, 0, origin, spec.edge, 508, None);
+            return;
+        };
+        let slot = self.request(
+            now,
+            proxy,
+            origin,
+            spec.edge,
+            (&spec.host, &spec.path),
+            headers,
+            depth,
+        );
+        // Unless it was already answered (an overflow ends it at once).
+        if let Some(slot) = slot
+            && self.job(id, generation, call).is_some()
+        {
+            self.jobs[id as usize].reqs[usize::from(call)] = slot;
+        }
+    }
+
+    /// Call `call` of job `id` ended: `failed` if its answer was ≥ 500 or the
+    /// application's timeout fired.
+    fn call_done(&mut self, now: Time, id: u32, generation: u32, call: u16, failed: bool) {
+        let Some(mut j) = self.job(id, generation, call) else {
+            return;
+        };
+        j.pending &= !(1 << call);
+        j.reqs[usize::from(call)] = u32::MAX;
+        let w = &self.model.calls.workloads[j.workload as usize];
+        let n = u16::try_from(w.calls.len()).unwrap_or(0);
+        if failed && !w.calls[usize::from(call)].ignore_errors {
+            // Fail fast: give up on the calls still in flight.
+            j.failed = true;
+            let reqs = j.reqs;
+            j.pending = 0;
+            self.jobs[id as usize] = j;
+            for slot in reqs {
+                if slot != u32::MAX {
+                    self.cancel(now, slot);
+                }
+            }
+            self.finish_job(now, id);
+            return;
+        }
+        self.jobs[id as usize] = j;
+        if !w.parallel && j.next < n {
+            self.start_call(now, id, j.next);
+        } else if j.next >= n && j.pending == 0 {
+            self.finish_job(now, id);
+        }
+    }
+
+    /// The calls are done: the pod spends its own latency and answers (500
+    /// if a call failed).
+    fn finish_job(&mut self, now: Time, id: u32) {
+        let j = &mut self.jobs[id as usize];
+        j.live = false;
+        let j = *j;
+        self.free_jobs.push(id);
+        self.queue.push(
+            now + Duration::from_nanos(j.ns),
+            Class::Traffic,
+            Ev::Served {
+                slot: j.slot,
+                attempt: j.attempt,
+                pod: j.pod,
+                status: if j.failed { 500 } else { j.status },
+            },
+        );
     }
 
     /// Moves the engine's events into the event log and counters.
@@ -849,8 +1239,8 @@ impl<'m> Run<'m> {
                     });
                 }
                 EngineEvent::Overflow { upstream } => {
-                    let cluster = engine.cluster_name(upstream.cluster).to_owned();
-                    self.metrics.overflow(now, proxy, &cluster);
+                    let cluster = engine.cluster_name(upstream.cluster);
+                    self.metrics.overflow(now, proxy, cluster);
                 }
                 EngineEvent::Panic { cluster, in_panic } => {
                     self.metrics.event(EventRow {

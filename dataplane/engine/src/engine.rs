@@ -506,6 +506,30 @@ impl Engine {
         }
     }
 
+    /// The downstream gave up on a forwarded request before its attempt was
+    /// answered (the calling application timed out or closed the
+    /// connection): Envoy resets the upstream stream. `admitted`: the
+    /// attempt was attached by [`Engine::admit`] or [`Engine::dequeue`]
+    /// (false while it still waits out an injected delay, before
+    /// admission). Frees the breaker slot (if admitted) and the host's
+    /// active-request count; outlier detection is not told, as the host did
+    /// nothing wrong. Use [`Engine::cancel_pending`] for a request queued
+    /// for a connection, and [`Engine::finish_request`] for the retry state.
+    pub fn cancel(&mut self, upstream: Upstream, admitted: bool, now: Time) {
+        self.guard.observe(now);
+        let Some((c, e)) = self.locate(upstream) else {
+            return;
+        };
+        let cluster = &mut self.clusters[c];
+        if admitted {
+            cluster.breaker.finish();
+        }
+        if let Some(e) = e {
+            let h = &mut cluster.hosts[e];
+            h.active_requests = h.active_requests.saturating_sub(1);
+        }
+    }
+
     /// When [`Engine::handle_timeout`] must be called next, if ever.
     pub fn poll_timeout(&self) -> Option<Time> {
         self.next_timeout

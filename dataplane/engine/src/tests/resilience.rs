@@ -1260,6 +1260,35 @@ fn overflows_never_count_towards_ejection() {
 }
 
 #[test]
+fn a_cancelled_attempt_frees_its_slot_and_is_never_an_outlier_failure() {
+    let dr = format!(
+        "[destinationRule.trafficPolicy]\nconnectionPool = {{ http = {{ http2MaxRequests = 1 }} }}\n{}",
+        od("consecutive5xxErrors = 1\ninterval = \"10s\"\nbaseEjectionTime = \"30s\"")
+    );
+    let mut e = engine(&mesh(1, &dr, ""));
+    let c = cluster(&e);
+    // Admitted, then the caller gives up: slot and active count are freed.
+    let a = forward_at(&mut e, s(1));
+    assert_eq!(e.admit(a.upstream, true, false, s(1)), Admission::Attach);
+    e.cancel(a.upstream, true, ms(1_100));
+    assert_eq!(e.breaker_stats(c).active_requests, 0);
+    assert_eq!(e.active_requests(a.upstream), 0);
+    // Forwarded but not admitted yet (an injected delay): only the active count.
+    let b = forward_at(&mut e, s(2));
+    assert_eq!(e.active_requests(b.upstream), 1);
+    e.cancel(b.upstream, false, s(2));
+    assert_eq!(e.active_requests(b.upstream), 0);
+    assert_eq!(e.breaker_stats(c).active_requests, 0);
+    // Nothing reached outlier detection: no ejection, and the next request fits.
+    let mut events = Vec::new();
+    drain(&mut e, s(2), &mut events);
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(stats(&e), OutlierStats::default());
+    let f = forward_at(&mut e, s(3));
+    assert_eq!(e.admit(f.upstream, true, false, s(3)), Admission::Attach);
+}
+
+#[test]
 fn http2_max_requests_overflows_at_attach_including_a_dequeued_request() {
     let dr =
         "[destinationRule.trafficPolicy]\nconnectionPool = { http = { http2MaxRequests = 1 } }";
