@@ -542,7 +542,7 @@ impl Model {
                 duration: Time::ZERO + duration,
                 window,
                 seed: seed_override.or(f.seed).unwrap_or(1),
-                max_events: f.max_events.unwrap_or(u64::MAX),
+                max_events: f.max_events.unwrap_or(DEFAULT_MAX_EVENTS),
                 config: config.expect("validated"),
                 pods,
                 proxies,
@@ -623,6 +623,11 @@ fn unrouted_calls(
     }
     out
 }
+
+/// The default `maxEvents` guard: far above any sensible run (a 1,000 qps,
+/// one-hour, one-hop run takes about 20 million events), low enough that a
+/// runaway model fails in minutes rather than never.
+pub const DEFAULT_MAX_EVENTS: u64 = 2_000_000_000;
 
 fn ppm(p: f64) -> u32 {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]

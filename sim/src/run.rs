@@ -729,7 +729,7 @@ impl<'m> Run<'m> {
                     .finish_request(now + latency, latency, status, flag);
                 if connection {
                     self.queue.push(
-                        now + latency,
+                        next_send(now, now + latency),
                         Class::Traffic,
                         Ev::Connection {
                             proxy: u32::try_from(proxy).unwrap_or(0),
@@ -985,8 +985,11 @@ impl<'m> Run<'m> {
                 self.metrics
                     .finish_request(now, now - r.start, status, flag);
                 if connection {
-                    self.queue
-                        .push(now, Class::Traffic, Ev::Connection { proxy: r.proxy });
+                    self.queue.push(
+                        next_send(r.start, now),
+                        Class::Traffic,
+                        Ev::Connection { proxy: r.proxy },
+                    );
                 }
             }
             Origin::Call {
@@ -1271,5 +1274,18 @@ impl<'m> Run<'m> {
 
     fn pod_name(&self, pod: Option<usize>, address: &str) -> String {
         pod.map_or_else(|| address.to_owned(), |i| self.model.pods[i].name.clone())
+    }
+}
+
+/// When a closed-loop connection sends its next request: as soon as the
+/// answer is back, but never at the very instant the previous request
+/// started. A local reply (no route, a 100 % abort) takes zero virtual time,
+/// and a connection answered instantly forever would never let the clock
+/// move; one microsecond stands for the client's own turnaround.
+fn next_send(started: Time, answered: Time) -> Time {
+    if answered > started {
+        answered
+    } else {
+        started + Duration::from_micros(1)
     }
 }

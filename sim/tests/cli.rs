@@ -376,3 +376,19 @@ fn set_overrides_a_field_and_pins_a_swept_path() {
         "{err}"
     );
 }
+
+#[test]
+fn a_closed_loop_answered_instantly_still_advances_time_and_finishes() {
+    // Every request is a local 404 (no route for this host): zero latency.
+    let p = temp_file(
+        "instant.toml",
+        "name = \"instant\"\nduration = \"10ms\"\n[[service]]\nname = \"b\"\nport = 80\n[[service.version]]\nname = \"v1\"\npods = 1\nlatency = { distribution = \"constant\", value = \"1ms\" }\n[[client]]\nname = \"c\"\n[load]\nclient = \"c\"\nhost = \"nowhere\"\nconnections = 2\n",
+    );
+    let dir = run_dir("instant");
+    let o = meshsim(&["run", p.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    // 2 connections × one request per microsecond, from 0 to 10 ms inclusive.
+    assert!(out.contains("20002 requests"), "{out}");
+    assert!(out.contains("Code 404 : "), "{out}");
+}
