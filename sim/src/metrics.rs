@@ -146,6 +146,16 @@ pub struct Metrics {
     /// Closed windows of every edge.
     pub call_windows: Vec<CallWindowRow>,
     edge_windows: Vec<EdgeWindow>,
+    /// Users (of the load) who were served by more than one version of a
+    /// service over the run: the "flips" of sticky sessions.
+    pub users_switched_version: u64,
+    /// Times any user was served by another version than the last time.
+    pub version_switches: u64,
+    /// Last version (index into the (service, version) pairs) per user.
+    user_version: Vec<u32>,
+    user_switched: Vec<bool>,
+    /// (service, version) index of each pod.
+    pod_version: Vec<u32>,
     pods: Vec<PodWindow>,
     pod_names: Vec<String>,
     pod_services: Vec<String>,
@@ -168,7 +178,24 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     pub(crate) fn new(model: &Model) -> Self {
         let n = model.pods.len();
+        let mut versions: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+        let pod_version = model
+            .pods
+            .iter()
+            .map(|p| {
+                let next = u32::try_from(versions.len()).unwrap_or(u32::MAX);
+                *versions
+                    .entry((p.service.as_str(), p.version.as_str()))
+                    .or_insert(next)
+            })
+            .collect();
+        let users = model.load.users as usize;
         Self {
+            users_switched_version: 0,
+            version_switches: 0,
+            user_version: vec![u32::MAX; users],
+            user_switched: vec![false; users],
+            pod_version,
             requests: 0,
             by_status: vec![0; 600],
             by_flag: BTreeMap::new(),
@@ -237,6 +264,22 @@ impl Metrics {
         w.counts.app_timeouts += 1;
         w.latency
             .record_us(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// A user's request was answered by `pod` (the last attempt's).
+    pub(crate) fn user_served(&mut self, user: usize, pod: usize) {
+        let v = self.pod_version[pod];
+        let Some(last) = self.user_version.get_mut(user) else {
+            return;
+        };
+        if *last != u32::MAX && *last != v {
+            self.version_switches += 1;
+            if !self.user_switched[user] {
+                self.user_switched[user] = true;
+                self.users_switched_version += 1;
+            }
+        }
+        *last = v;
     }
 
     pub(crate) fn attempt(&mut self, pod: usize) {

@@ -27,7 +27,7 @@ fn ratio(a: u64, b: u64) -> String {
 }
 
 /// Columns of `summary.csv`.
-pub const SUMMARY_COLUMNS: [&str; 17] = [
+pub const SUMMARY_COLUMNS: [&str; 19] = [
     "format_version",
     "experiment",
     "seed",
@@ -45,6 +45,8 @@ pub const SUMMARY_COLUMNS: [&str; 17] = [
     "latency_ms_p999",
     "ejections",
     "ejected_host_seconds",
+    "users_switched_version",
+    "version_switches",
 ];
 
 /// One `summary.csv` row.
@@ -70,6 +72,8 @@ pub fn summary_record(model: &Model, metrics: &Metrics) -> Vec<String> {
         format!("{:.3}", ms(l.quantile_us(0.999))),
         metrics.ejections.to_string(),
         format!("{ejected_s:.3}"),
+        metrics.users_switched_version.to_string(),
+        metrics.version_switches.to_string(),
     ]
 }
 

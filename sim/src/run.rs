@@ -108,8 +108,9 @@ enum Ev {
 /// Who is waiting for a request's answer.
 #[derive(Clone, Copy, Debug)]
 enum Origin {
-    /// The load; `connection`: a closed-loop connection to wake when done.
-    Load { connection: bool },
+    /// The load; `connection`: a closed-loop connection to wake when done;
+    /// `user`: the user id index, `u32::MAX` without users.
+    Load { connection: bool, user: u32 },
     /// Call `call` of job `job` (of that generation).
     Call {
         job: u32,
@@ -584,7 +585,10 @@ impl<'m> Run<'m> {
             live: false,
             generation: 0,
             proxy: 0,
-            origin: Origin::Load { connection: false },
+            origin: Origin::Load {
+                connection: false,
+                user: u32::MAX,
+            },
             edge: 0,
             headers: HeaderSet::EMPTY,
             depth: 0,
@@ -605,8 +609,10 @@ impl<'m> Run<'m> {
         let l = &m.load;
         let c = &m.calls;
         let mut headers = c.load_headers;
+        let mut user_index = u32::MAX;
         if l.users > 0 {
             let user = self.rng_users.random_range(0..l.users);
+            user_index = user;
             if let Some(h) = c.user_header {
                 headers.set(h, user);
             }
@@ -617,7 +623,10 @@ impl<'m> Run<'m> {
         self.request(
             now,
             proxy,
-            Origin::Load { connection },
+            Origin::Load {
+                connection,
+                user: user_index,
+            },
             0,
             (&l.host, &l.path),
             headers,
@@ -723,7 +732,7 @@ impl<'m> Run<'m> {
         flag: Option<&'static str>,
     ) {
         match origin {
-            Origin::Load { connection } => {
+            Origin::Load { connection, .. } => {
                 self.metrics.edge_answer(edge, status, flag, latency);
                 self.metrics
                     .finish_request(now + latency, latency, status, flag);
@@ -981,9 +990,12 @@ impl<'m> Run<'m> {
         self.metrics
             .edge_answer(r.edge, status, flag, now - r.start);
         match r.origin {
-            Origin::Load { connection } => {
+            Origin::Load { connection, user } => {
                 self.metrics
                     .finish_request(now, now - r.start, status, flag);
+                if user != u32::MAX && r.pod != u32::MAX {
+                    self.metrics.user_served(user as usize, r.pod as usize);
+                }
                 if connection {
                     self.queue.push(
                         next_send(r.start, now),
