@@ -300,29 +300,35 @@ fn route(args: &RouteArgs) -> Result<String, String> {
         source: args.source,
         destination: None,
     };
+    // A fault delay holds the request; the router runs when it is over.
+    // The clock only moves forward: by the delays waited.
+    let mut now = Time::ZERO;
+    let mut decide = |engine: &mut Engine| match engine.handle_request(&req, now) {
+        Decision::Delay(d) => {
+            now = now + d.delay;
+            (engine.handle_delayed(&req, d, now), now)
+        }
+        other => (other, now),
+    };
     if args.requests <= 1 {
-        let d = engine.handle_request(&req, Time::ZERO);
+        let (d, _) = decide(&mut engine);
         return Ok(format!("{}\n", engine.describe(&d)));
     }
     // Each request completes before the next, so least-request sees idle hosts.
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     for _ in 0..args.requests {
-        let d = engine.handle_request(&req, Time::ZERO);
+        let (d, at) = decide(&mut engine);
         let key = match d {
             Decision::Forward(f) => {
                 // Sequential requests: a connection is always ready.
-                match engine.admit(f.upstream, true, false, Time::ZERO) {
+                match engine.admit(f.upstream, true, false, at) {
                     mesh_engine::Admission::Attach => {
                         let key = format!(
                             "{} {}",
                             engine.cluster_name(f.upstream.cluster),
                             engine.endpoint_address(f.upstream)
                         );
-                        engine.handle_response(
-                            f.upstream,
-                            mesh_engine::Outcome::Status(200),
-                            Time::ZERO,
-                        );
+                        engine.handle_response(f.upstream, mesh_engine::Outcome::Status(200), at);
                         key
                     }
                     _ => "reject 503 UO".to_owned(),
@@ -330,6 +336,7 @@ fn route(args: &RouteArgs) -> Result<String, String> {
             }
             Decision::Reject(r) => format!("reject {} {}", r.status, r.flag()),
             Decision::Respond(r) => format!("respond {}", r.status),
+            Decision::Delay(_) => "delay".to_owned(),
         };
         *outcomes.entry(key).or_default() += 1;
     }

@@ -62,8 +62,8 @@ enum Ev {
     Arrival,
     /// A closed-loop connection sends its next request.
     Connection { proxy: u32 },
-    /// Send the current attempt of a request (after a delay or back-off).
-    Send { slot: u32, attempt: u32 },
+    /// An injected delay is over: route the request now.
+    Delayed { slot: u32, attempt: u32 },
     /// A retry's back-off is over: pick its host and send it.
     Retry { slot: u32, attempt: u32 },
     /// A pod finished serving an attempt.
@@ -121,7 +121,12 @@ enum Origin {
 
 /// A request in flight (slab slot, reused).
 #[derive(Clone, Copy, Debug)]
-struct Req {
+struct Req<'m> {
+    /// Where it goes (kept to route it again after an injected delay).
+    authority: &'m str,
+    path: &'m str,
+    /// An injected delay being waited out before the router runs.
+    delay: Option<mesh_engine::Delay>,
     live: bool,
     /// Bumped on reuse, so stale route timeouts are ignored.
     generation: u32,
@@ -192,7 +197,7 @@ pub struct Run<'m> {
     queue: EventQueue<Ev>,
     proxies: Vec<Proxy>,
     pods: Vec<Pod>,
-    reqs: Vec<Req>,
+    reqs: Vec<Req<'m>>,
     free: Vec<u32>,
     jobs: Vec<Job>,
     free_jobs: Vec<u32>,
@@ -408,9 +413,9 @@ impl<'m> Run<'m> {
                 self.queue.push(now + next, Class::Traffic, Ev::Arrival);
             }
             Ev::Connection { proxy } => self.start_request(now, proxy as usize, true),
-            Ev::Send { slot, attempt } => {
+            Ev::Delayed { slot, attempt } => {
                 if self.current(slot, attempt) {
-                    self.send(now, slot);
+                    self.after_delay(now, slot);
                 }
             }
             Ev::Retry { slot, attempt } => {
@@ -582,6 +587,9 @@ impl<'m> Run<'m> {
             return s;
         }
         self.reqs.push(Req {
+            authority: "",
+            path: "",
+            delay: None,
             live: false,
             generation: 0,
             proxy: 0,
@@ -664,46 +672,25 @@ impl<'m> Run<'m> {
         let decision = self.proxies[proxy].engine.handle_request(&req, now);
         match decision {
             Decision::Forward(f) => {
-                let slot = self.alloc();
-                let delay = f.delay.unwrap_or(Duration::ZERO);
-                let start_router = now + delay;
-                let state = self.proxies[proxy].engine.start_request(&f, start_router);
+                let slot = self.occupy(now, proxy, origin, edge, (authority, path), headers, depth);
+                self.forwarded(now, slot, f);
+                Some(slot)
+            }
+            Decision::Delay(d) => {
+                // The fault filter holds the request; the router runs after.
+                let slot = self.occupy(now, proxy, origin, edge, (authority, path), headers, depth);
                 let r = &mut self.reqs[slot as usize];
-                r.live = true;
-                r.generation = r.generation.wrapping_add(1);
-                r.proxy = u32::try_from(proxy).unwrap_or(0);
-                r.origin = origin;
-                r.edge = edge;
-                r.headers = headers;
-                r.depth = depth;
-                r.start = now;
-                r.state = Some(state);
-                r.attempt = r.attempt.wrapping_add(1);
-                r.upstream = Some(f.upstream);
-                r.outstanding = false;
-                r.delayed = !delay.is_zero();
-                if let Some(t) = f.timeout {
-                    let generation = r.generation;
-                    self.queue.push(
-                        start_router + t,
-                        Class::Traffic,
-                        Ev::RouteTimeout { slot, generation },
-                    );
-                }
+                r.delay = Some(d);
+                r.delayed = true;
                 let attempt = r.attempt;
-                if delay.is_zero() {
-                    self.send(now, slot);
-                } else {
-                    self.queue
-                        .push(start_router, Class::Traffic, Ev::Send { slot, attempt });
-                }
+                self.queue
+                    .push(now + d.delay, Class::Traffic, Ev::Delayed { slot, attempt });
                 Some(slot)
             }
             Decision::Reject(r) => {
-                let latency = r.delay.unwrap_or(Duration::ZERO);
                 self.local_answer(
                     now,
-                    latency,
+                    Duration::ZERO,
                     proxy,
                     origin,
                     edge,
@@ -716,6 +703,87 @@ impl<'m> Run<'m> {
                 self.local_answer(now, Duration::ZERO, proxy, origin, edge, r.status, None);
                 None
             }
+        }
+    }
+
+    /// Takes a slot for a request that the sidecar holds or forwards.
+    #[allow(clippy::too_many_arguments)]
+    fn occupy(
+        &mut self,
+        now: Time,
+        proxy: usize,
+        origin: Origin,
+        edge: u32,
+        (authority, path): (&'m str, &'m str),
+        headers: HeaderSet,
+        depth: u8,
+    ) -> u32 {
+        let slot = self.alloc();
+        let r = &mut self.reqs[slot as usize];
+        r.live = true;
+        r.generation = r.generation.wrapping_add(1);
+        r.proxy = u32::try_from(proxy).unwrap_or(0);
+        r.origin = origin;
+        r.edge = edge;
+        r.headers = headers;
+        r.depth = depth;
+        r.start = now;
+        r.state = None;
+        r.attempt = r.attempt.wrapping_add(1);
+        r.upstream = None;
+        r.outstanding = false;
+        r.delayed = false;
+        r.delay = None;
+        r.authority = authority;
+        r.path = path;
+        slot
+    }
+
+    /// The router forwarded `slot`: start its router state, its route
+    /// timeout, and send its first attempt.
+    fn forwarded(&mut self, now: Time, slot: u32, f: mesh_engine::Forward) {
+        let proxy = self.reqs[slot as usize].proxy as usize;
+        let state = self.proxies[proxy].engine.start_request(&f, now);
+        let r = &mut self.reqs[slot as usize];
+        r.state = Some(state);
+        r.upstream = Some(f.upstream);
+        r.delayed = false;
+        r.delay = None;
+        if let Some(t) = f.timeout {
+            let generation = r.generation;
+            self.queue.push(
+                now + t,
+                Class::Traffic,
+                Ev::RouteTimeout { slot, generation },
+            );
+        }
+        self.send(now, slot);
+    }
+
+    /// An injected delay is over: the router runs now (abort, weighted
+    /// cluster, host), as in Envoy.
+    fn after_delay(&mut self, now: Time, slot: u32) {
+        let r = self.reqs[slot as usize];
+        let Some(d) = r.delay else { return };
+        let proxy = r.proxy as usize;
+        let table = &self.model.calls.headers;
+        let mut pairs: [(&str, &str); MAX_HEADERS] = [("", ""); MAX_HEADERS];
+        let n = r.headers.write(table, &mut pairs);
+        let req = Request {
+            method: "GET",
+            scheme: "http",
+            authority: r.authority,
+            path: r.path,
+            headers: &pairs[..n],
+            port: 0,
+            source: None,
+            destination: None,
+        };
+        match self.proxies[proxy].engine.handle_delayed(&req, d, now) {
+            Decision::Forward(f) => self.forwarded(now, slot, f),
+            Decision::Reject(rj) => self.end(now, slot, rj.status, Some(rj.flag().as_str())),
+            Decision::Respond(rs) => self.end(now, slot, rs.status, None),
+            Decision::Delay(_) => self.end(now, slot, 500, None),
         }
     }
 

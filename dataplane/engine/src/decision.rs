@@ -33,8 +33,12 @@ pub struct Upstream {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]
 pub enum Decision {
-    /// Forward to an upstream endpoint (after `delay`, if a fault delay hit).
+    /// Forward to an upstream endpoint.
     Forward(Forward),
+    /// A fault delay hit: wait `delay`, then call
+    /// [`crate::Engine::handle_delayed`], which routes the request then (as
+    /// Envoy's router runs after the fault filter's delay).
+    Delay(Delay),
     /// Answer locally with an error.
     Reject(Reject),
     /// Answer locally as the route says (redirect or direct response); the
@@ -49,7 +53,8 @@ pub struct Forward {
     pub route: RouteId,
     /// Where to send it.
     pub upstream: Upstream,
-    /// Injected delay to wait first (response flag DI), if any.
+    /// The injected delay this request has already waited (response flag
+    /// DI), if any; informational, not to be waited again.
     pub delay: Option<Duration>,
     /// Whole-request timeout, all retries included; `None` = disabled.
     pub timeout: Option<Duration>,
@@ -69,7 +74,8 @@ pub struct Reject {
     pub status: u16,
     /// The route that matched, if one did.
     pub route: Option<RouteId>,
-    /// Injected delay to wait before replying (a delay and an abort both hit).
+    /// The injected delay that preceded this reply (a delay and then an
+    /// abort both hit), if any; informational, already waited.
     pub delay: Option<Duration>,
 }
 
@@ -78,6 +84,15 @@ impl Reject {
     pub fn flag(&self) -> ResponseFlag {
         self.reason.flag()
     }
+}
+
+/// Wait out an injected delay, then call [`crate::Engine::handle_delayed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delay {
+    /// The route that matched (kept across a `reconfigure` during the delay).
+    pub route: RouteId,
+    /// How long to wait (response flag DI).
+    pub delay: Duration,
 }
 
 /// Answer locally with the route's redirect or direct response.

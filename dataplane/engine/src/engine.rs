@@ -12,8 +12,8 @@ use crate::balance::{Balancer, Host};
 use crate::breaker::{Admission, Breaker, BreakerStats};
 use crate::config::{Action, Config, HashKey, HttpRoute, RetryOn, format_duration};
 use crate::decision::{
-    ClusterId, Decision, EndpointId, EngineEvent, Forward, Outcome, Reject, RejectReason, Respond,
-    ResponseFlag, Upstream,
+    ClusterId, Decision, Delay, EndpointId, EngineEvent, Forward, Outcome, Reject, RejectReason,
+    Respond, ResponseFlag, Upstream,
 };
 use crate::outlier::{Change, Detector, MaxEjectionRule, OutlierStats};
 use crate::request::Request;
@@ -251,8 +251,8 @@ impl Engine {
             });
         };
         let route = self.routing.table.route(route_id);
-        let destinations = match &route.action {
-            Action::Route(d) => d,
+        match &route.action {
+            Action::Route(_) => {}
             Action::Redirect(r) => {
                 return Decision::Respond(Respond {
                     route: route_id,
@@ -266,10 +266,48 @@ impl Engine {
                 });
             }
         };
-        // The fault filter runs before the router: delay, then abort.
-        let delay = match route.fault.delay {
-            Some((d, ppm)) if self.rng_delay.hit_ppm(ppm) => Some(d),
-            _ => None,
+        // The fault filter runs before the router: a delay hits first, and
+        // the router (abort check, weighted cluster, host) runs only after
+        // it, in `handle_delayed`.
+        if let Some((d, ppm)) = route.fault.delay
+            && self.rng_delay.hit_ppm(ppm)
+        {
+            return Decision::Delay(Delay {
+                route: route_id,
+                delay: d,
+            });
+        }
+        self.route_to_upstream(route_id, req, None)
+    }
+
+    /// Continues a request after its injected delay ([`Decision::Delay`]):
+    /// the abort check, the weighted cluster and the host are decided now,
+    /// as Envoy's router runs only when the fault filter's delay has passed.
+    /// The route is the one chosen before the delay, even if a
+    /// `reconfigure` happened meanwhile.
+    pub fn handle_delayed(&mut self, req: &Request<'_>, delay: Delay, now: Time) -> Decision {
+        self.guard.observe(now);
+        self.route_to_upstream(delay.route, req, Some(delay.delay))
+    }
+
+    /// Abort, weighted destination, hash and host for a routed request.
+    fn route_to_upstream(
+        &mut self,
+        route_id: RouteId,
+        req: &Request<'_>,
+        delay: Option<Duration>,
+    ) -> Decision {
+        let routing = routing_of(&self.routing, &self.retired, route_id);
+        let route = routing.table.route(route_id);
+        let Action::Route(destinations) = &route.action else {
+            return Decision::Respond(Respond {
+                route: route_id,
+                status: match &route.action {
+                    Action::Redirect(r) => r.code,
+                    Action::DirectResponse { status, .. } => *status,
+                    Action::Route(_) => 503,
+                },
+            });
         };
         if let Some((status, ppm)) = route.fault.abort
             && self.rng_abort.hit_ppm(ppm)
@@ -297,7 +335,7 @@ impl Engine {
                     });
             match sticky {
                 Some(h) => {
-                    let seeds = &self.routing.seeds[route_id.index as usize];
+                    let seeds = &routing.seeds[route_id.index as usize];
                     affinity::rendezvous(
                         h,
                         seeds.iter().zip(destinations).map(|(s, d)| (*s, d.weight)),
@@ -310,7 +348,16 @@ impl Engine {
                 ),
             }
         };
-        let Some(cluster_index) = destinations[chosen].cluster else {
+        // The route's cluster index is in its own config generation.
+        let cluster_index = destinations[chosen].cluster.and_then(|c| {
+            current_cluster(
+                &self.cluster_remaps,
+                route_id.generation,
+                self.generation,
+                c,
+            )
+        });
+        let Some(cluster_index) = cluster_index.filter(|&c| c < self.clusters.len()) else {
             return Decision::Reject(Reject {
                 reason: RejectReason::NoCluster,
                 status: 503,
@@ -325,7 +372,7 @@ impl Engine {
             // Istio writes one policy per destination, usually all the same
             // key: hash each distinct key once, fold it once per policy.
             let mut last = KeyHash::Absent;
-            for (key, same_as_previous) in &self.routing.hash_keys[route_id.index as usize] {
+            for (key, same_as_previous) in &routing.hash_keys[route_id.index as usize] {
                 let kh = if *same_as_previous {
                     last
                 } else {
@@ -1058,6 +1105,11 @@ impl Engine {
                 }
                 s
             }
+            Decision::Delay(d) => format!(
+                "delay {} flag=DI route={} (then handle_delayed)",
+                format_duration(d.delay),
+                self.route(d.route).name
+            ),
             Decision::Respond(r) => format!(
                 "respond status={} route={}",
                 r.status,
@@ -1065,6 +1117,14 @@ impl Engine {
             ),
         }
     }
+}
+
+/// A cluster index of config generation `from`, in generation `to`.
+fn current_cluster(remaps: &[Vec<Option<u32>>], from: u32, to: u32, mut c: usize) -> Option<usize> {
+    for g in from..to {
+        c = (*remaps.get(g as usize)?.get(c)?)? as usize;
+    }
+    Some(c)
 }
 
 /// The routing a route id belongs to (current or retired). Field-level
@@ -1349,14 +1409,26 @@ route = [{{ destination = {{ host = "reviews", subset = "v1" }} }}]
         let mut e = engine(&fault_vs(
             "{ delay = { fixedDelay = \"7s\", percentage = { value = 100.0 } } }",
         ));
-        let f = forward(&mut e, &req().with_headers(&JASON));
+        let r = req().with_headers(&JASON);
+        let Decision::Delay(d) = e.handle_request(&r, Time::ZERO) else {
+            panic!("not delayed")
+        };
+        assert_eq!(d.delay, Duration::from_secs(7));
+        // Envoy's router has not run yet: no host is chosen during the delay.
+        assert_eq!(all_active(&e), 0);
+        let Decision::Forward(f) = e.handle_delayed(&r, d, Time::from_secs(7)) else {
+            panic!("not forwarded after the delay")
+        };
         assert_eq!(f.delay, Some(Duration::from_secs(7)));
         assert_eq!(e.endpoint_address(f.upstream), "10.0.0.2:9080");
         assert!(
             e.describe(&Decision::Forward(f))
                 .contains("delay=7s flag=DI")
         );
-        assert_eq!(forward(&mut e, &req()).delay, None);
+        let Decision::Forward(g) = e.handle_request(&req(), Time::from_secs(7)) else {
+            panic!("not forwarded")
+        };
+        assert_eq!(g.delay, None);
     }
 
     #[test]
@@ -1364,7 +1436,12 @@ route = [{{ destination = {{ host = "reviews", subset = "v1" }} }}]
         let mut e = engine(&fault_vs(
             r#"{ delay = { fixedDelay = "2s", percentage = { value = 100.0 } }, abort = { httpStatus = 500, percentage = { value = 100.0 } } }"#,
         ));
-        let Decision::Reject(r) = e.handle_request(&req().with_headers(&JASON), Time::ZERO) else {
+        let rq = req().with_headers(&JASON);
+        let Decision::Delay(d) = e.handle_request(&rq, Time::ZERO) else {
+            panic!("not delayed")
+        };
+        // The abort is decided after the delay, as Envoy's fault filter does.
+        let Decision::Reject(r) = e.handle_delayed(&rq, d, Time::from_secs(2)) else {
             panic!("not aborted")
         };
         assert_eq!(
@@ -1382,7 +1459,13 @@ route = [{{ destination = {{ host = "reviews", subset = "v1" }} }}]
         const N: usize = 20_000;
         let (mut delayed, mut aborted) = (0, 0);
         for _ in 0..N {
-            match e.handle_request(&req().with_headers(&JASON), Time::ZERO) {
+            let rq = req().with_headers(&JASON);
+            let d = match e.handle_request(&rq, Time::ZERO) {
+                Decision::Delay(d) => e.handle_delayed(&rq, d, Time::ZERO),
+                other => other,
+            };
+            match d {
+                Decision::Delay(_) => unreachable!(),
                 Decision::Reject(r) => {
                     aborted += 1;
                     delayed += usize::from(r.delay.is_some());

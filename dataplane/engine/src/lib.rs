@@ -65,8 +65,8 @@ mod tests;
 
 pub use breaker::{Admission, BreakerStats};
 pub use decision::{
-    ClusterId, Decision, EndpointId, EngineEvent, Forward, Outcome, Reject, RejectReason, Respond,
-    ResponseFlag, Upstream,
+    ClusterId, Decision, Delay, EndpointId, EngineEvent, Forward, Outcome, Reject, RejectReason,
+    Respond, ResponseFlag, Upstream,
 };
 pub use engine::{Engine, EngineOptions, RequestState, RetryDecision};
 pub use outlier::{EjectReason, MaxEjectionRule, OutlierStats};
