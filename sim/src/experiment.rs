@@ -279,6 +279,11 @@ pub struct LoadModel {
     /// previous one is answered.
     #[serde(default)]
     pub connections: Option<u32>,
+    /// Closed loop: time a connection waits after an answer before sending
+    /// its next request (fortio's loop and the client's network turnaround);
+    /// 0 when absent.
+    #[serde(default)]
+    pub turnaround: Option<IstioDuration>,
     /// Users: each request comes from a uniformly drawn user id
     /// `user-<n>`, sent in `userHeader` and/or the cookie `userCookie`.
     #[serde(default)]

@@ -157,6 +157,7 @@ pub(crate) struct Load {
     pub(crate) qps: Option<f64>,
     pub(crate) uniform: bool,
     pub(crate) connections: Option<u32>,
+    pub(crate) turnaround: Duration,
     pub(crate) users: u32,
 }
 
@@ -414,6 +415,7 @@ impl Model {
             qps: l.qps,
             uniform,
             connections: l.connections,
+            turnaround: l.turnaround.as_ref().map_or(Duration::ZERO, |d| d.value),
             users: l.users.unwrap_or(0),
         };
         // Every pod that makes calls gets its own sidecar (its own outlier

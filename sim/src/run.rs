@@ -127,6 +127,10 @@ struct Req<'m> {
     path: &'m str,
     /// An injected delay being waited out before the router runs.
     delay: Option<mesh_engine::Delay>,
+    /// Waiting in its proxy's connection pool for a connection.
+    pending_conn: bool,
+    /// Requests already served by the connection the attempt runs on.
+    conn_served: u32,
     live: bool,
     /// Bumped on reuse, so stale route timeouts are ignored.
     generation: u32,
@@ -177,6 +181,28 @@ struct Job {
     status: u16,
 }
 
+/// One proxy's HTTP/1.1 connections to one pod (Envoy's per-host pool):
+/// one request at a time per connection, connections reused until
+/// `maxRequestsPerConnection`, requests waiting for a connection in FIFO
+/// order. Connecting takes no virtual time.
+#[derive(Debug, Default)]
+struct Pool {
+    /// Idle connections, each with the number of requests it has served.
+    idle: Vec<u32>,
+    busy: u32,
+    pending: VecDeque<(u32, u32)>,
+}
+
+impl Pool {
+    fn empty(&self) -> bool {
+        self.idle.is_empty() && self.busy == 0
+    }
+}
+
+fn pool_key(proxy: usize, pod: u32) -> u64 {
+    ((proxy as u64) << 32) | u64::from(pod)
+}
+
 struct Pod {
     mode: Mode,
     in_flight: u32,
@@ -198,6 +224,8 @@ pub struct Run<'m> {
     proxies: Vec<Proxy>,
     pods: Vec<Pod>,
     reqs: Vec<Req<'m>>,
+    /// HTTP/1.1 connection pools, per (proxy, pod); looked up, never iterated.
+    pools: FxHashMap<u64, Pool>,
     free: Vec<u32>,
     jobs: Vec<Job>,
     free_jobs: Vec<u32>,
@@ -294,6 +322,7 @@ impl<'m> Run<'m> {
             proxies,
             pods,
             reqs: Vec::new(),
+            pools: FxHashMap::default(),
             free: Vec::new(),
             jobs: Vec::new(),
             free_jobs: Vec::new(),
@@ -590,6 +619,8 @@ impl<'m> Run<'m> {
             authority: "",
             path: "",
             delay: None,
+            pending_conn: false,
+            conn_served: 0,
             live: false,
             generation: 0,
             proxy: 0,
@@ -734,6 +765,7 @@ impl<'m> Run<'m> {
         r.outstanding = false;
         r.delayed = false;
         r.delay = None;
+        r.pending_conn = false;
         r.authority = authority;
         r.path = path;
         slot
@@ -806,7 +838,7 @@ impl<'m> Run<'m> {
                     .finish_request(now + latency, latency, status, flag);
                 if connection {
                     self.queue.push(
-                        next_send(now, now + latency),
+                        next_send(now, now + latency, self.model.load.turnaround),
                         Class::Traffic,
                         Ev::Connection {
                             proxy: u32::try_from(proxy).unwrap_or(0),
@@ -839,20 +871,6 @@ impl<'m> Run<'m> {
         let r = self.reqs[slot as usize];
         let p = r.proxy as usize;
         let Some(up) = r.upstream else { return };
-        // Connections are modelled as always ready (HTTP/2-like multiplexing):
-        // the breaker applies `http2MaxRequests`; pending-queue limits need
-        // the connection model of the proxy issue.
-        if self.proxies[p].engine.admit(up, true, false, now) == Admission::Overflow {
-            self.drain(now, p);
-            self.end(
-                now,
-                slot,
-                503,
-                Some(ResponseFlag::UpstreamOverflow.as_str()),
-            );
-            return;
-        }
-        self.reqs[slot as usize].outstanding = true;
         let pod = self.proxies[p]
             .pods_of
             .get(up.cluster.0 as usize)
@@ -860,6 +878,135 @@ impl<'m> Run<'m> {
             .copied()
             .unwrap_or(u32::MAX);
         self.reqs[slot as usize].pod = pod;
+        if pod == u32::MAX {
+            // An endpoint outside the topology (e.g. a ServiceEntry address
+            // with no modelled pod): no connection can be made.
+            if self.proxies[p].engine.admit(up, true, false, now) == Admission::Overflow {
+                self.drain(now, p);
+                self.end(
+                    now,
+                    slot,
+                    503,
+                    Some(ResponseFlag::UpstreamOverflow.as_str()),
+                );
+                return;
+            }
+            self.attach(now, slot, 0);
+            return;
+        }
+        let key = pool_key(p, pod);
+        let pool = self.pools.entry(key).or_default();
+        let ready = !pool.idle.is_empty();
+        let empty = pool.empty();
+        match self.proxies[p].engine.admit(up, ready, empty, now) {
+            Admission::Overflow => {
+                self.drain(now, p);
+                self.end(
+                    now,
+                    slot,
+                    503,
+                    Some(ResponseFlag::UpstreamOverflow.as_str()),
+                );
+            }
+            Admission::Attach => {
+                let served = self
+                    .pools
+                    .get_mut(&key)
+                    .and_then(|pl| pl.idle.pop())
+                    .unwrap_or(0);
+                self.attach(now, slot, served);
+            }
+            Admission::Queue { open_connection } => {
+                let attempt = r.attempt;
+                self.reqs[slot as usize].pending_conn = true;
+                if let Some(pl) = self.pools.get_mut(&key) {
+                    pl.pending.push_back((slot, attempt));
+                }
+                if open_connection {
+                    self.open_connection(now, p, pod, up);
+                }
+            }
+        }
+    }
+
+    /// Opens a connection (ready at once) and serves the pool's queue.
+    fn open_connection(&mut self, now: Time, p: usize, pod: u32, up: Upstream) {
+        self.proxies[p].engine.connection_opened(up, now);
+        if let Some(pl) = self.pools.get_mut(&pool_key(p, pod)) {
+            pl.idle.push(0);
+        }
+        self.pump(now, p, pod);
+    }
+
+    /// Gives idle connections to waiting requests, in order; opens a
+    /// connection if requests wait and none is idle or busy enough to come back.
+    fn pump(&mut self, now: Time, p: usize, pod: u32) {
+        let key = pool_key(p, pod);
+        loop {
+            let Some(pl) = self.pools.get_mut(&key) else {
+                return;
+            };
+            let Some(&(slot, attempt)) = pl.pending.front() else {
+                return;
+            };
+            if !self.current(slot, attempt) || !self.reqs[slot as usize].pending_conn {
+                // Gone (timed out, cancelled): its breaker slot was freed then.
+                if let Some(pl) = self.pools.get_mut(&key) {
+                    pl.pending.pop_front();
+                }
+                continue;
+            }
+            let Some(up) = self.reqs[slot as usize].upstream else {
+                return;
+            };
+            let pl = self.pools.get_mut(&key).expect("pool exists");
+            if pl.idle.is_empty() {
+                let empty = pl.empty();
+                if pl.busy == 0 && self.proxies[p].engine.may_open_connection(up, empty, now) {
+                    self.open_connection(now, p, pod, up);
+                }
+                return;
+            }
+            pl.pending.pop_front();
+            self.reqs[slot as usize].pending_conn = false;
+            match self.proxies[p].engine.dequeue(up, now) {
+                Admission::Attach => {
+                    let served = self
+                        .pools
+                        .get_mut(&key)
+                        .and_then(|pl| pl.idle.pop())
+                        .unwrap_or(0);
+                    self.attach(now, slot, served);
+                }
+                _ => {
+                    self.drain(now, p);
+                    self.end(
+                        now,
+                        slot,
+                        503,
+                        Some(ResponseFlag::UpstreamOverflow.as_str()),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The attempt of `slot` runs on a connection that has served `served`
+    /// requests: the per-try timeout starts, and the pod gets it.
+    fn attach(&mut self, now: Time, slot: u32, served: u32) {
+        let r = self.reqs[slot as usize];
+        let p = r.proxy as usize;
+        let pod = r.pod;
+        {
+            let req = &mut self.reqs[slot as usize];
+            req.outstanding = true;
+            req.conn_served = served;
+        }
+        if pod != u32::MAX
+            && let Some(pl) = self.pools.get_mut(&pool_key(p, pod))
+        {
+            pl.busy += 1;
+        }
         let attempt = r.attempt;
         if let Some(per_try) = r.state.and_then(|s| {
             self.proxies[p]
@@ -876,8 +1023,6 @@ impl<'m> Run<'m> {
             );
         }
         if pod == u32::MAX {
-            // An endpoint outside the topology (e.g. a ServiceEntry address):
-            // it answers at once.
             self.queue
                 .push(now, Class::Traffic, Ev::Refused { slot, attempt });
             return;
@@ -907,6 +1052,35 @@ impl<'m> Run<'m> {
                 },
             );
         }
+    }
+
+    /// The connection of `slot`'s attempt is free again: kept (answered, under
+    /// `maxRequestsPerConnection`) or closed (reset, refused, or used up).
+    fn release_connection(&mut self, now: Time, slot: u32, keep: bool) {
+        let r = self.reqs[slot as usize];
+        let p = r.proxy as usize;
+        let (Some(up), pod) = (r.upstream, r.pod) else {
+            return;
+        };
+        if pod == u32::MAX {
+            return;
+        }
+        let limit = self.proxies[p]
+            .engine
+            .connection_pool(up)
+            .map_or(0, |c| c.max_requests_per_connection);
+        let served = r.conn_served + 1;
+        let keep = keep && (limit == 0 || served < limit);
+        if let Some(pl) = self.pools.get_mut(&pool_key(p, pod)) {
+            pl.busy = pl.busy.saturating_sub(1);
+            if keep {
+                pl.idle.push(served);
+            }
+        }
+        if !keep {
+            self.proxies[p].engine.connection_closed(up, now);
+        }
+        self.pump(now, p, pod);
     }
 
     fn serve(&mut self, now: Time, pod: usize, slot: u32, attempt: u32) {
@@ -976,6 +1150,9 @@ impl<'m> Run<'m> {
         if r.outstanding {
             self.reqs[slot as usize].outstanding = false;
             self.proxies[p].engine.handle_response(up, outcome, now);
+            // Answered: the connection goes back to the pool; a reset,
+            // refusal or timeout closes it.
+            self.release_connection(now, slot, matches!(outcome, Outcome::Status(_)));
             if let Outcome::Status(s) = outcome
                 && r.pod != u32::MAX
             {
@@ -1043,6 +1220,12 @@ impl<'m> Run<'m> {
                 .engine
                 .handle_response(up, Outcome::Timeout, now);
             self.drain(now, p);
+            self.release_connection(now, slot, false);
+        } else if r.pending_conn
+            && let Some(up) = r.upstream
+        {
+            self.reqs[slot as usize].pending_conn = false;
+            self.proxies[p].engine.cancel_pending(up, now);
         }
         self.end(now, slot, 504, Some("UT"));
     }
@@ -1066,7 +1249,7 @@ impl<'m> Run<'m> {
                 }
                 if connection {
                     self.queue.push(
-                        next_send(r.start, now),
+                        next_send(r.start, now, self.model.load.turnaround),
                         Class::Traffic,
                         Ev::Connection { proxy: r.proxy },
                     );
@@ -1099,15 +1282,23 @@ impl<'m> Run<'m> {
             return;
         }
         let p = r.proxy as usize;
-        if let Some(up) = r.upstream
-            && (r.outstanding || r.delayed)
-        {
-            self.proxies[p].engine.cancel(up, r.outstanding, now);
+        if let Some(up) = r.upstream {
+            if r.pending_conn {
+                self.reqs[slot as usize].pending_conn = false;
+                self.proxies[p].engine.cancel_pending(up, now);
+            } else if r.outstanding || r.delayed {
+                self.proxies[p].engine.cancel(up, r.outstanding, now);
+            }
         }
         if let Some(mut state) = r.state {
             self.proxies[p].engine.finish_request(&mut state, now);
         }
         self.drain(now, p);
+        if r.outstanding {
+            // The sidecar resets the stream: an HTTP/1.1 connection closes.
+            self.reqs[slot as usize].outstanding = false;
+            self.release_connection(now, slot, false);
+        }
         self.release(slot);
     }
 
@@ -1357,14 +1548,16 @@ impl<'m> Run<'m> {
     }
 }
 
-/// When a closed-loop connection sends its next request: as soon as the
-/// answer is back, but never at the very instant the previous request
-/// started. A local reply (no route, a 100 % abort) takes zero virtual time,
-/// and a connection answered instantly forever would never let the clock
-/// move; one microsecond stands for the client's own turnaround.
-fn next_send(started: Time, answered: Time) -> Time {
-    if answered > started {
-        answered
+/// When a closed-loop connection sends its next request: `turnaround`
+/// after the answer, and never at the very instant the previous request
+/// started. A local reply (no route, a 100 % abort, an overflow) takes zero
+/// virtual time, and a connection answered instantly forever would never let
+/// the clock move; one microsecond stands for the client's own turnaround
+/// when none is configured.
+fn next_send(started: Time, answered: Time, turnaround: Duration) -> Time {
+    let next = answered + turnaround;
+    if next > started {
+        next
     } else {
         started + Duration::from_micros(1)
     }

@@ -484,6 +484,30 @@ impl Engine {
         self.events.push_back(EngineEvent::Overflow { upstream });
     }
 
+    /// Whether the caller may open another connection to `upstream` for
+    /// requests waiting in its pool: under `maxConnections`, or — Envoy's
+    /// exception that keeps a queue from starving — when the caller has no
+    /// connection at all to that host (`pool_empty`). A refusal counts as
+    /// `upstream_cx_overflow`.
+    pub fn may_open_connection(&mut self, upstream: Upstream, pool_empty: bool, now: Time) -> bool {
+        self.guard.observe(now);
+        let Some((c, _)) = self.locate(upstream) else {
+            return false;
+        };
+        let b = &mut self.clusters[c].breaker;
+        if b.stats.connections < b.limits.max_connections {
+            return true;
+        }
+        b.stats.cx_overflow += 1;
+        pool_empty
+    }
+
+    /// The `connectionPool` settings of an upstream's cluster.
+    pub fn connection_pool(&self, upstream: Upstream) -> Option<crate::config::ConnectionPool> {
+        self.locate(upstream)
+            .map(|(c, _)| self.clusters[c].breaker.limits)
+    }
+
     /// The caller opened a connection to `upstream` (counts against the
     /// cluster's `maxConnections`).
     pub fn connection_opened(&mut self, upstream: Upstream, now: Time) {
