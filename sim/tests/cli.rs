@@ -392,3 +392,65 @@ fn a_closed_loop_answered_instantly_still_advances_time_and_finishes() {
     assert!(out.contains("20002 requests"), "{out}");
     assert!(out.contains("Code 404 : "), "{out}");
 }
+
+#[test]
+fn outlier_tuning_trades_errors_seen_for_healthy_capacity_ejected() {
+    // Two points of the sweep, same seed: a trigger-happy detector
+    // (consecutive5xxErrors 1) against a lenient one (10), interval 10s,
+    // baseEjectionTime 30s, maxEjectionPercent 50.
+    let summary = |c: &str| {
+        let dir = run_dir(&format!("tuning-{c}"));
+        let od = "destinationRule.backend.trafficPolicy.outlierDetection";
+        let o = meshsim(&[
+            "run",
+            "experiments/outlier-tuning.toml",
+            "--set",
+            "seeds=1",
+            "--set",
+            &format!("{od}.consecutive5xxErrors={c}"),
+            "--set",
+            &format!("{od}.interval=10s"),
+            "--set",
+            &format!("{od}.baseEjectionTime=30s"),
+            "--set",
+            &format!("{od}.maxEjectionPercent=50"),
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o).1);
+        let s = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+        let header: Vec<String> = s
+            .lines()
+            .next()
+            .unwrap()
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        let row: Vec<String> = s
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        move |name: &str| -> f64 {
+            row[header.iter().position(|h| h == name).unwrap()]
+                .parse()
+                .unwrap()
+        }
+    };
+    let eager = summary("1");
+    let lenient = summary("10");
+    // The eager detector catches the flaky pod (30 % 503s) at once: far
+    // fewer errors reach users...
+    assert!(
+        eager("errors_5xx") * 2.0 < lenient("errors_5xx"),
+        "{} vs {}",
+        eager("errors_5xx"),
+        lenient("errors_5xx")
+    );
+    // ...but it also ejects healthy pods on their rare (0.2 %) 503s, and
+    // keeps capacity out: more ejections and ejected host-seconds.
+    assert!(eager("ejections") > lenient("ejections"));
+    assert!(eager("ejected_host_seconds") > lenient("ejected_host_seconds") + 60.0);
+}
