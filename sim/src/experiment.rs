@@ -279,6 +279,10 @@ pub struct LoadModel {
     /// previous one is answered.
     #[serde(default)]
     pub connections: Option<u32>,
+    /// Total requests to send (fortio's `-n`); unlimited when absent (the
+    /// run still ends at `duration`).
+    #[serde(default)]
+    pub requests: Option<u64>,
     /// Closed loop: time a connection waits after an answer before sending
     /// its next request (fortio's loop and the client's network turnaround);
     /// 0 when absent.

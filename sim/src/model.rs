@@ -158,6 +158,7 @@ pub(crate) struct Load {
     pub(crate) uniform: bool,
     pub(crate) connections: Option<u32>,
     pub(crate) turnaround: Duration,
+    pub(crate) requests: u64,
     pub(crate) users: u32,
 }
 
@@ -416,6 +417,7 @@ impl Model {
             uniform,
             connections: l.connections,
             turnaround: l.turnaround.as_ref().map_or(Duration::ZERO, |d| d.value),
+            requests: l.requests.unwrap_or(u64::MAX),
             users: l.users.unwrap_or(0),
         };
         // Every pod that makes calls gets its own sidecar (its own outlier

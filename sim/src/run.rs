@@ -237,6 +237,8 @@ pub struct Run<'m> {
     /// Metrics of the run.
     pub metrics: Metrics,
     events: u64,
+    /// Requests of the load sent so far (`load.requests` caps it).
+    sent: u64,
 }
 
 fn stream(seed: u64, a: u64, b: u64) -> Pcg64Mcg {
@@ -333,6 +335,7 @@ impl<'m> Run<'m> {
             pushes,
             metrics: Metrics::new(model),
             events: 0,
+            sent: 0,
         }
     }
 
@@ -432,6 +435,9 @@ impl<'m> Run<'m> {
     fn handle(&mut self, now: Time, ev: Ev) {
         match ev {
             Ev::Arrival => {
+                if self.sent >= self.model.load.requests {
+                    return;
+                }
                 let n = self.model.load.proxies.len();
                 if n > 0 {
                     let proxy = self.model.load.proxies.start + self.next_proxy % n;
@@ -644,6 +650,10 @@ impl<'m> Run<'m> {
 
     /// A request of the load from `proxy`.
     fn start_request(&mut self, now: Time, proxy: usize, connection: bool) {
+        if self.sent >= self.model.load.requests {
+            return;
+        }
+        self.sent += 1;
         let m = self.model;
         let l = &m.load;
         let c = &m.calls;

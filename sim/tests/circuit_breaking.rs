@@ -63,3 +63,15 @@ fn a_third_connection_overflows_and_nothing_is_ejected() {
     // consecutive5xxErrors = 1, yet overflows are never fed to outlier detection.
     assert_eq!(column(&s, "ejections"), 0.0);
 }
+
+#[test]
+fn fortio_c3_n30_sends_exactly_30_requests_and_some_overflow() {
+    // Istio's task runs `fortio load -c 3 -qps 0 -n 30`.
+    let s = run(&["--set", "load.connections=3", "--set", "load.requests=30"]);
+    assert_eq!(column(&s, "requests"), 30.0);
+    let overflow = column(&s, "overflow");
+    assert!(
+        overflow > 0.0 && overflow < 30.0,
+        "{overflow} of 30 overflowed"
+    );
+}
