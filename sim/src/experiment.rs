@@ -87,6 +87,13 @@ pub struct ExperimentFile {
     /// runs are the cartesian product, times `seeds`.
     #[serde(default)]
     pub sweep: BTreeMap<String, Vec<toml::Value>>,
+    /// A file holding the `[[service]]` and `[[client]]` tables (merged in
+    /// before checking; relative to the experiment).
+    #[serde(default)]
+    pub topology: Option<String>,
+    /// A file holding the Istio objects (merged in before checking).
+    #[serde(default)]
+    pub mesh: Option<String>,
     /// Services and their pods.
     #[serde(default)]
     pub service: Vec<ServiceModel>,

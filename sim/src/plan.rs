@@ -50,6 +50,7 @@ pub fn load(path: &Path, sets: &[(String, String)], seed: Option<u64>) -> Result
     // The file as written: typos and types are reported with line:column.
     let base = experiment::parse(&text, Some(&name)).map_err(|e| e.to_string())?;
     let mut table: Table = toml::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
+    let included = include_files(&mut table, path)?;
     for (p, v) in sets {
         setpath::set(&mut table, p, setpath::parse_value(v)).map_err(|e| e.to_string())?;
         // A path set on the command line is pinned: it leaves the sweep.
@@ -57,17 +58,18 @@ pub fn load(path: &Path, sets: &[(String, String)], seed: Option<u64>) -> Result
             sweep.remove(p);
         }
     }
-    let (resolved_text, file) = if sets.is_empty() {
+    let rewritten = !sets.is_empty() || included;
+    let (resolved_text, file) = if !rewritten {
         (text.clone(), base)
     } else {
         let t = toml::to_string(&table).map_err(|e| format!("{name}: {e}"))?;
-        let source = format!("{name} (with --set)");
+        let source = format!("{name} (with --set and included files)");
         let f = experiment::parse(&t, Some(&source)).map_err(|e| e.to_string())?;
         (t, f)
     };
     let located = |errors: Vec<ConfigError>, point: &str| -> String {
         let n = errors.len();
-        let e = if sets.is_empty() && point.is_empty() {
+        let e = if !rewritten && point.is_empty() {
             ConfigErrors(errors).locate_in(Some(&name), &text)
         } else {
             ConfigErrors(
@@ -141,7 +143,7 @@ pub fn load(path: &Path, sets: &[(String, String)], seed: Option<u64>) -> Result
             });
         }
     }
-    let warnings = if sets.is_empty() {
+    let warnings = if !rewritten {
         ConfigErrors(warnings).locate_in(Some(&name), &text).0
     } else {
         warnings
@@ -184,4 +186,71 @@ pub fn execute(
             })
             .collect()
     })
+}
+
+/// Merges `topology = "FILE"` (its `[[service]]` and `[[client]]` tables)
+/// and `mesh = "FILE"` (its Istio objects) into the experiment, paths being
+/// relative to the experiment file. Returns whether anything was included.
+fn include_files(table: &mut Table, experiment: &Path) -> Result<bool, String> {
+    let dir = experiment.parent().unwrap_or_else(|| Path::new("."));
+    let mut included = false;
+    for (key, arrays) in [
+        ("topology", &["service", "client"][..]),
+        (
+            "mesh",
+            &[
+                "virtualService",
+                "destinationRule",
+                "gateway",
+                "serviceEntry",
+            ][..],
+        ),
+    ] {
+        let Some(v) = table.remove(key) else { continue };
+        let Value::String(rel) = v else {
+            return Err(format!(
+                "{}: `{key}`: expected a file path (a string)",
+                experiment.display()
+            ));
+        };
+        let file = dir.join(&rel);
+        let shown = file.display().to_string();
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            format!(
+                "{}: `{key} = \"{rel}\"`: cannot read {shown}: {e}",
+                experiment.display()
+            )
+        })?;
+        let mut other: Table = toml::from_str(&text).map_err(|e| {
+            let c = mesh_engine::config::toml_error(&e, &text, Some(&shown));
+            c.to_string()
+        })?;
+        if key == "mesh" && other.contains_key("service") {
+            return Err(format!(
+                "{shown}: a mesh file included by an experiment must not define [[service]]: the experiment's topology generates the registry; keep only virtualService, destinationRule, gateway and serviceEntry"
+            ));
+        }
+        for k in other.keys() {
+            if !arrays.contains(&k.as_str()) {
+                return Err(format!(
+                    "{shown}: unexpected `{k}` in a {key} file: expected only {}",
+                    arrays.join(", ")
+                ));
+            }
+        }
+        for a in arrays {
+            let Some(Value::Array(items)) = other.remove(*a) else {
+                continue;
+            };
+            if table.contains_key(*a) {
+                return Err(format!(
+                    "{}: `{a}` is both inline and in {shown}: keep one of them",
+                    experiment.display()
+                ));
+            }
+            table.insert((*a).to_owned(), Value::Array(items));
+        }
+        included = true;
+    }
+    Ok(included)
 }

@@ -454,3 +454,66 @@ fn outlier_tuning_trades_errors_seen_for_healthy_capacity_ejected() {
     assert!(eager("ejections") > lenient("ejections"));
     assert!(eager("ejected_host_seconds") > lenient("ejected_host_seconds") + 60.0);
 }
+
+#[test]
+fn topology_and_mesh_can_live_in_their_own_files() {
+    let topology = temp_file(
+        "parts-topology.toml",
+        "[[service]]\nname = \"backend\"\nport = 8080\n[[service.version]]\nname = \"v1\"\npods = 10\nlatency = { distribution = \"lognormal\", median = \"20ms\", sigma = 0.5 }\n[[client]]\nname = \"fortio\"\n",
+    );
+    let mesh = temp_file(
+        "parts-mesh.toml",
+        "[[destinationRule]]\nname = \"backend\"\nhost = \"backend\"\n[destinationRule.trafficPolicy.loadBalancer]\nsimple = \"ROUND_ROBIN\"\n[destinationRule.trafficPolicy.outlierDetection]\nconsecutive5xxErrors = 5\ninterval = \"10s\"\nbaseEjectionTime = \"30s\"\nmaxEjectionPercent = 10\n",
+    );
+    let experiment = temp_file(
+        "parts-experiment.toml",
+        &format!(
+            "name = \"one-bad-pod\"\nduration = \"300s\"\nseed = 1\ntopology = \"{}\"\nmesh = \"{}\"\n[load]\nclient = \"fortio\"\nhost = \"backend\"\nqps = 1000\n[[timeline]]\nat = \"60s\"\npod = \"backend-v1-3\"\nfail = {{ status = 503 }}\n",
+            topology.file_name().unwrap().to_str().unwrap(),
+            mesh.file_name().unwrap().to_str().unwrap()
+        ),
+    );
+    // The same experiment as experiments/one-bad-pod.toml, split in three
+    // files: the same run, byte for byte.
+    let (split, whole) = (run_dir("parts-split"), run_dir("parts-whole"));
+    let o = meshsim(&[
+        "run",
+        experiment.to_str().unwrap(),
+        "--out",
+        split.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let o = meshsim(&[
+        "run",
+        "experiments/one-bad-pod.toml",
+        "--out",
+        whole.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    for f in ["summary.csv", "timeseries.csv", "events.csv"] {
+        assert_eq!(
+            std::fs::read(split.join(f)).unwrap(),
+            std::fs::read(whole.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // A mesh file that also defines the registry is refused.
+    let bad = temp_file(
+        "parts-bad-mesh.toml",
+        "[[service]]\nname = \"x\"\nport = 1\n",
+    );
+    let exp = temp_file(
+        "parts-bad.toml",
+        "name = \"x\"\nduration = \"1s\"\ntopology = \"parts-topology.toml\"\nmesh = \"parts-bad-mesh.toml\"\n[load]\nclient = \"fortio\"\nhost = \"backend\"\nqps = 10\n",
+    );
+    let o = meshsim(&["check", exp.to_str().unwrap()]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err.contains(
+            "parts-bad-mesh.toml: a mesh file included by an experiment must not define [[service]]"
+        ),
+        "{err}"
+    );
+    let _ = bad;
+}
