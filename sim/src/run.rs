@@ -700,16 +700,7 @@ impl<'m> Run<'m> {
         let table = &self.model.calls.headers;
         let mut pairs: [(&str, &str); MAX_HEADERS] = [("", ""); MAX_HEADERS];
         let n = headers.write(table, &mut pairs);
-        let req = Request {
-            method: "GET",
-            scheme: "http",
-            authority,
-            path,
-            headers: &pairs[..n],
-            port: 0,
-            source: None,
-            destination: None,
-        };
+        let req = app_request(authority, path, &pairs[..n]);
         let decision = self.proxies[proxy].engine.handle_request(&req, now);
         match decision {
             Decision::Forward(f) => {
@@ -811,16 +802,7 @@ impl<'m> Run<'m> {
         let table = &self.model.calls.headers;
         let mut pairs: [(&str, &str); MAX_HEADERS] = [("", ""); MAX_HEADERS];
         let n = r.headers.write(table, &mut pairs);
-        let req = Request {
-            method: "GET",
-            scheme: "http",
-            authority: r.authority,
-            path: r.path,
-            headers: &pairs[..n],
-            port: 0,
-            source: None,
-            destination: None,
-        };
+        let req = app_request(r.authority, r.path, &pairs[..n]);
         match self.proxies[proxy].engine.handle_delayed(&req, d, now) {
             Decision::Forward(f) => self.forwarded(now, slot, f),
             Decision::Reject(rj) => self.end(now, slot, rj.status, Some(rj.flag().as_str())),
@@ -1555,6 +1537,24 @@ impl<'m> Run<'m> {
 
     fn pod_name(&self, pod: Option<usize>, address: &str) -> String {
         pod.map_or_else(|| address.to_owned(), |i| self.model.pods[i].name.clone())
+    }
+}
+
+/// A request as the applications of a run send it: `GET`, plain HTTP.
+fn app_request<'a>(
+    authority: &'a str,
+    path: &'a str,
+    headers: &'a [(&'a str, &'a str)],
+) -> Request<'a> {
+    Request {
+        method: "GET",
+        scheme: "http",
+        authority,
+        path,
+        headers,
+        port: 0,
+        source: None,
+        destination: None,
     }
 }
 
