@@ -71,7 +71,7 @@ fn latency(m: &x::LatencyModel, path: &FieldPath, errors: &mut Vec<ConfigError>)
             .map_err(|e| e.to_string()),
         "lognormal" => {
             let median = need(&m.median, "median").max(1.0);
-            LogNormal::new(median.ln(), m.sigma.unwrap_or(0.5))
+            LogNormal::new(libm::log(median), m.sigma.unwrap_or(0.5))
                 .map(Latency::LogNormal)
                 .map_err(|e| e.to_string())
         }

@@ -411,7 +411,9 @@ impl<'m> Run<'m> {
         } else {
             // Exponential inter-arrival times: a Poisson process.
             let u: f64 = self.rng_arrivals.random::<f64>();
-            -(1.0 - u).ln() / per_sec
+            // libm's pure-Rust `log`: the platform's may differ in the last
+            // bit between CPUs, and runs must be identical on any machine.
+            -libm::log(1.0 - u) / per_sec
         };
         Duration::from_secs_f64(secs)
     }

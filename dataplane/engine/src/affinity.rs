@@ -148,7 +148,10 @@ pub(crate) fn rendezvous(
         let x = mix64(key_hash ^ seed);
         #[allow(clippy::cast_precision_loss)]
         let u = ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        let score = -u.ln() / f64::from(weight);
+        // libm's pure-Rust `log`, not the platform's: glibc picks an FMA or
+        // a non-FMA code path by CPU, and a last-bit difference would move
+        // a key on another machine.
+        let score = -libm::log(u) / f64::from(weight);
         if best.is_none_or(|(b, _)| score < b) {
             best = Some((score, i));
         }
