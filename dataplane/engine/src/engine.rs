@@ -1273,28 +1273,7 @@ mod tests {
 
     /// reviews with one endpoint per version, subsets v1..v3, plus `extra`.
     fn mesh(extra: &str) -> String {
-        format!(
-            r#"
-[[service]]
-name = "reviews"
-port = 9080
-endpoints = [
-  {{ address = "10.0.0.1:9080", labels = {{ version = "v1" }} }},
-  {{ address = "10.0.0.2:9080", labels = {{ version = "v2" }} }},
-  {{ address = "10.0.0.3:9080", labels = {{ version = "v3" }} }},
-]
-
-[[destinationRule]]
-name = "reviews"
-host = "reviews"
-subsets = [
-  {{ name = "v1", labels = {{ version = "v1" }} }},
-  {{ name = "v2", labels = {{ version = "v2" }} }},
-  {{ name = "v3", labels = {{ version = "v3" }} }},
-]
-{extra}
-"#
-        )
+        crate::tests::three_versions(extra)
     }
 
     /// A service `svc` with `n` endpoints 10.1.0.1.. (with weights if

@@ -78,3 +78,30 @@ pub(crate) fn pick_subset(e: &mut Engine, req: &Request<'_>) -> String {
 pub(crate) fn subset_of(cluster_name: &str) -> &str {
     cluster_name.split('|').nth(2).unwrap_or("")
 }
+
+/// Service `reviews` with one endpoint per version (10.0.0.1–3:9080) and a
+/// DestinationRule with subsets v1, v2, v3; then `extra` (more objects).
+pub(crate) fn three_versions(extra: &str) -> String {
+    format!(
+        r#"
+[[service]]
+name = "reviews"
+port = 9080
+endpoints = [
+  {{ address = "10.0.0.1:9080", labels = {{ version = "v1" }} }},
+  {{ address = "10.0.0.2:9080", labels = {{ version = "v2" }} }},
+  {{ address = "10.0.0.3:9080", labels = {{ version = "v3" }} }},
+]
+
+[[destinationRule]]
+name = "reviews"
+host = "reviews"
+subsets = [
+  {{ name = "v1", labels = {{ version = "v1" }} }},
+  {{ name = "v2", labels = {{ version = "v2" }} }},
+  {{ name = "v3", labels = {{ version = "v3" }} }},
+]
+{extra}
+"#
+    )
+}

@@ -156,26 +156,8 @@ fn rendezvous_skips_weight_zero_and_needs_a_positive_weight() {
 }
 
 fn sticky_mesh(w1: u32, w2: u32, w3: u32) -> String {
-    format!(
+    super::three_versions(&format!(
         r#"
-[[service]]
-name = "reviews"
-port = 9080
-endpoints = [
-  {{ address = "10.0.0.1:9080", labels = {{ version = "v1" }} }},
-  {{ address = "10.0.0.2:9080", labels = {{ version = "v2" }} }},
-  {{ address = "10.0.0.3:9080", labels = {{ version = "v3" }} }},
-]
-
-[[destinationRule]]
-name = "reviews"
-host = "reviews"
-subsets = [
-  {{ name = "v1", labels = {{ version = "v1" }} }},
-  {{ name = "v2", labels = {{ version = "v2" }} }},
-  {{ name = "v3", labels = {{ version = "v3" }} }},
-]
-
 [[virtualService]]
 name = "reviews"
 hosts = ["reviews"]
@@ -187,7 +169,7 @@ route = [
   {{ destination = {{ host = "reviews", subset = "v3" }}, weight = {w3} }},
 ]
 "#
-    )
+    ))
 }
 
 fn subset_for(e: &mut Engine, user: &str) -> String {
