@@ -5,10 +5,11 @@
 //! struct rejects unknown fields, so a typo (`consecutive5xxError`) is an error
 //! with its line and column, not a silently ignored setting.
 //!
-//! A mesh file has five arrays of tables, each optional:
+//! A mesh file has six arrays of tables, each optional:
 //! `[[service]]` (the registry: services and their endpoints, what Kubernetes
 //! Services and pods are to Istio), `[[virtualService]]`, `[[destinationRule]]`,
-//! `[[gateway]]` and `[[serviceEntry]]`. Istio objects carry `name` and
+//! `[[gateway]]`, `[[serviceEntry]]`, and `[[listener]]` (read by `meshproxy`,
+//! checked and otherwise ignored by the engine and the simulator). Istio objects carry `name` and
 //! `namespace` (their `metadata`) beside the fields of their `spec`.
 
 use std::collections::BTreeMap;
@@ -36,6 +37,30 @@ pub struct MeshConfig {
     /// ServiceEntries (services outside the registry, such as an external API).
     #[serde(default)]
     pub service_entry: Vec<ServiceEntry>,
+    /// Listeners of `meshproxy`. The engine and the simulator check them and
+    /// otherwise ignore them, so one file serves `meshsim` and `meshproxy`.
+    #[serde(default)]
+    pub listener: Vec<Listener>,
+}
+
+/// A `meshproxy` listener: where it accepts requests and which proxy it is
+/// (the mesh sidecar of a workload, or a named gateway).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Listener {
+    /// `ip:port` to listen on (`127.0.0.1:0` picks a free port).
+    pub address: String,
+    /// Act as this Istio `Gateway` (`name` or `namespace/name`); absent:
+    /// act as the sidecar (`mesh`) of a workload.
+    #[serde(default)]
+    pub gateway: Option<String>,
+    /// Namespace of the proxy (a gateway's, or the sidecar workload's);
+    /// `default` when absent.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Labels of the sidecar's workload, for `sourceLabels` matches.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A service of the registry (a Kubernetes Service and its ready pods).

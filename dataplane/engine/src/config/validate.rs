@@ -36,6 +36,7 @@ pub fn validate(source: t::MeshConfig) -> Result<(Config, Vec<Warning>), Vec<Con
     let gateways = v.gateways(&source);
     let clusters = v.clusters(&source, &services);
     let virtual_services = v.virtual_services(&source, &services, &clusters, &gateways);
+    v.listeners(&source, &gateways);
     if v.errors.is_empty() {
         Ok((
             Config {
@@ -258,6 +259,44 @@ impl Validator {
             out.push(name);
         }
         out
+    }
+
+    /// `meshproxy` listeners: an `ip:port` each, no address twice, and a
+    /// gateway that exists.
+    fn listeners(&mut self, src: &t::MeshConfig, gateways: &[String]) {
+        let mut seen = BTreeSet::new();
+        for (i, l) in src.listener.iter().enumerate() {
+            let path = FieldPath::root().key("listener").index(i);
+            match l.address.parse::<std::net::SocketAddr>() {
+                Ok(a) if a.port() != 0 && !seen.insert(a) => self.err(
+                    path.key("address"),
+                    format!("duplicate listener address \"{}\"", l.address),
+                ),
+                Ok(_) => {}
+                Err(_) => self.err(
+                    path.key("address"),
+                    format!(
+                        "expected an ip:port such as \"127.0.0.1:8080\", found \"{}\"",
+                        l.address
+                    ),
+                ),
+            }
+            if let Some(g) = &l.gateway {
+                let name = if g.contains('/') {
+                    g.clone()
+                } else {
+                    format!("{}/{g}", ns(&l.namespace))
+                };
+                if !gateways.contains(&name) {
+                    self.err(
+                        path.key("gateway"),
+                        format!(
+                            "no [[gateway]] named \"{name}\"; declare it, or drop `gateway` to act as the mesh sidecar"
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     // === DestinationRules and clusters ===
@@ -1469,6 +1508,44 @@ hosts = ["reviews"]
         let (c, w) = from_toml(BASE, Some(FILE)).unwrap();
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(c.clusters.len(), 3);
+    }
+
+    #[test]
+    fn listeners_are_accepted_and_left_to_the_proxy() {
+        let toml = with(
+            r#"
+[[listener]]
+address = "127.0.0.1:15001"
+namespace = "default"
+labels = { app = "productpage" }
+"#,
+        );
+        let (c, w) = from_toml(&toml, Some(FILE)).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.source.listener[0].address, "127.0.0.1:15001");
+        assert_eq!(c.clusters.len(), 3);
+    }
+
+    #[test]
+    fn a_listener_address_must_be_ip_and_port() {
+        let toml = with("[[listener]]\naddress = \"localhost:80\"\n");
+        assert_error(
+            &toml,
+            "address = \"localhost",
+            "listener[0].address",
+            "expected an ip:port",
+        );
+    }
+
+    #[test]
+    fn a_listener_gateway_must_exist() {
+        let toml = with("[[listener]]\naddress = \"127.0.0.1:8080\"\ngateway = \"ingress\"\n");
+        assert_error(
+            &toml,
+            "gateway = ",
+            "listener[0].gateway",
+            "no [[gateway]] named \"default/ingress\"",
+        );
     }
 
     #[test]
