@@ -455,6 +455,8 @@ pub fn mesh_config(
             }),
     );
     mesh::MeshConfig {
+        // Listeners are the proxy's; a simulated proxy listens nowhere.
+        listener: Vec::new(),
         service: services
             .iter()
             .enumerate()

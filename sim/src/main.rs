@@ -371,17 +371,18 @@ fn run(
         );
     }
     let jobs: Vec<_> = plan.jobs.into_iter().filter(|j| j.point == 0).collect();
-    let results = meshsim::plan::execute(&jobs, 1, &|| {}).map_err(|e| format!("{name}: {e}"))?;
     let dir = out.map_or_else(|| PathBuf::from("runs").join(&plan.name), Path::to_path_buf);
     let replicas = jobs.len() > 1;
-    for (job, metrics) in jobs.iter().zip(&results) {
-        let d = if replicas {
+    let dir_of = |job: &meshsim::plan::Job| {
+        if replicas {
             dir.join(format!("seed-{}", job.model.seed()))
         } else {
             dir.clone()
-        };
-        meshsim::output::write_run_dir(&d, &job.model, metrics, &plan.text)
-            .map_err(|e| format!("{}: cannot write the run directory: {e}", d.display()))?;
+        }
+    };
+    let results = meshsim::plan::execute(&jobs, 1, Some(&dir_of), &|| {})
+        .map_err(|e| format!("{name}: {e}"))?;
+    for (job, metrics) in jobs.iter().zip(&results) {
         out_text.push_str(&meshsim::output::summary_text(&job.model, metrics));
     }
     if replicas {
@@ -397,24 +398,21 @@ fn write_summary(
     jobs: &[meshsim::plan::Job],
     results: &[meshsim::metrics::Metrics],
 ) -> Result<(), String> {
-    let fail = |e: String| format!("{}: cannot write summary.csv: {e}", dir.display());
-    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-    let mut w = csv::Writer::from_path(dir.join("summary.csv")).map_err(|e| fail(e.to_string()))?;
-    let mut header = vec!["point".to_owned()];
-    header.extend(swept.iter().cloned());
-    header.extend(
-        meshsim::output::SUMMARY_COLUMNS
-            .iter()
-            .map(|c| (*c).to_owned()),
-    );
-    w.write_record(&header).map_err(|e| fail(e.to_string()))?;
-    for (job, metrics) in jobs.iter().zip(results) {
-        let mut row = vec![job.point.to_string()];
-        row.extend(job.values.iter().map(|(_, v)| v.clone()));
-        row.extend(meshsim::output::summary_record(&job.model, metrics));
-        w.write_record(&row).map_err(|e| fail(e.to_string()))?;
-    }
-    w.flush().map_err(|e| fail(e.to_string()))
+    let summaries: Vec<_> = jobs
+        .iter()
+        .zip(results)
+        .map(|(job, m)| m.summary(&job.model))
+        .collect();
+    let mut prefix = vec!["point".to_owned()];
+    prefix.extend(swept.iter().cloned());
+    let rows = jobs.iter().zip(&summaries).map(|(job, s)| {
+        let mut values = vec![job.point.to_string()];
+        values.extend(job.values.iter().map(|(_, v)| v.clone()));
+        (values, s)
+    });
+    let path = dir.join("summary.csv");
+    mesh_rundir::write_summary(&path, &prefix, rows)
+        .map_err(|e| format!("{}: cannot write: {e}", path.display()))
 }
 
 fn sweep(
@@ -447,18 +445,16 @@ fn sweep(
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let results = meshsim::plan::execute(&plan.jobs, threads, &|| bar.inc(1))
-        .map_err(|e| format!("{name}: {e}"))?;
-    bar.finish_and_clear();
     let dir = out.map_or_else(
         || PathBuf::from("runs").join(format!("{}-sweep", plan.name)),
         Path::to_path_buf,
     );
-    for (job, metrics) in plan.jobs.iter().zip(&results) {
-        let d = dir.join(format!("point-{:04}-seed-{}", job.point, job.model.seed()));
-        meshsim::output::write_run_dir(&d, &job.model, metrics, &plan.text)
-            .map_err(|e| format!("{}: cannot write the run directory: {e}", d.display()))?;
-    }
+    let dir_of = |job: &meshsim::plan::Job| {
+        dir.join(format!("point-{:04}-seed-{}", job.point, job.model.seed()))
+    };
+    let results = meshsim::plan::execute(&plan.jobs, threads, Some(&dir_of), &|| bar.inc(1))
+        .map_err(|e| format!("{name}: {e}"))?;
+    bar.finish_and_clear();
     write_summary(&dir, &plan.swept, &plan.jobs, &results)?;
     // Mean of the objective per point, over its seeds.
     let mut per_point: BTreeMap<usize, (f64, u32)> = BTreeMap::new();

@@ -8,6 +8,8 @@ use std::time::Duration;
 use mesh_engine::Time;
 use rustc_hash::FxHashMap;
 
+use mesh_rundir::{CallCounts, CallRow, RunWriter, WindowRow};
+
 use crate::histogram::Histogram;
 use crate::model::Model;
 
@@ -27,83 +29,23 @@ pub struct EventRow {
     pub detail: String,
 }
 
-/// One row of `timeseries.csv`: one pod in one window.
-#[derive(Clone, Debug, PartialEq)]
-pub struct WindowRow {
-    /// End of the window.
-    pub time: Time,
-    /// Pod name.
-    pub endpoint: String,
-    /// Service of the pod.
-    pub service: String,
-    /// Attempts sent to the pod (by all proxies).
-    pub requests: u64,
-    /// Attempts answered below 500.
-    pub successes: u64,
-    /// Attempts that failed (5xx, refused).
-    pub errors: u64,
-    /// Median attempt latency (ms).
-    pub latency_ms_p50: f64,
-    /// 99th percentile attempt latency (ms).
-    pub latency_ms_p99: f64,
-    /// Proxies that had the pod ejected at the end of the window.
-    pub ejected_by: u32,
-    /// Requests in service or queued at the pod at the end of the window.
-    pub active_requests: u32,
-}
-
 /// Answers on one edge of the call graph (the load, or a call a workload
 /// makes): what the calling application saw.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct EdgeCounts {
-    /// Answers received, plus calls the application gave up on.
-    pub requests: u64,
-    /// Answers below 400.
-    pub successes: u64,
-    /// Answers 400–499 (`404 NR` included).
-    pub errors_4xx: u64,
-    /// Answers 500–599 (local replies such as `503 UO` included).
-    pub errors_5xx: u64,
-    /// Answers with flag `UO` (circuit-breaker overflow).
-    pub overflow: u64,
-    /// Answers with flag `FI` (fault abort).
-    pub fault_aborts: u64,
-    /// Answers with flag `UT` (the sidecar's route or last per-try timeout).
-    pub timeouts: u64,
-    /// Calls the application gave up on (its own `timeout`): no answer.
-    pub app_timeouts: u64,
-}
+pub type EdgeCounts = CallCounts;
 
-impl EdgeCounts {
-    fn add(&mut self, status: u16, flag: Option<&str>) {
-        self.requests += 1;
-        match status {
-            0..=399 => self.successes += 1,
-            400..=499 => self.errors_4xx += 1,
-            _ => self.errors_5xx += 1,
-        }
-        match flag {
-            Some("UO") => self.overflow += 1,
-            Some("FI") => self.fault_aborts += 1,
-            Some("UT") => self.timeouts += 1,
-            _ => {}
-        }
+fn add(c: &mut EdgeCounts, status: u16, flag: Option<&str>) {
+    c.requests += 1;
+    match status {
+        0..=399 => c.successes += 1,
+        400..=499 => c.errors_4xx += 1,
+        _ => c.errors_5xx += 1,
     }
-}
-
-/// One row of `calls.csv`: one edge of the call graph in one window.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CallWindowRow {
-    /// End of the window.
-    pub time: Time,
-    /// The edge (index into [`Metrics::edges`]).
-    pub edge: usize,
-    /// What happened on it in the window.
-    pub counts: EdgeCounts,
-    /// Median latency seen by the caller (ms).
-    pub latency_ms_p50: f64,
-    /// 99th percentile latency seen by the caller (ms).
-    pub latency_ms_p99: f64,
+    match flag {
+        Some("UO") => c.overflow += 1,
+        Some("FI") => c.fault_aborts += 1,
+        Some("UT") => c.timeouts += 1,
+        _ => {}
+    }
 }
 
 #[derive(Default)]
@@ -134,17 +76,17 @@ pub struct Metrics {
     pub ejections: u64,
     /// Sum over ejections of the time ejected, in nanoseconds.
     pub ejected_host_ns: u128,
-    /// Closed windows.
+    /// Closed windows, when kept in memory (see [`Metrics::stream_to`]).
     pub windows: Vec<WindowRow>,
-    /// Event log.
+    /// Event log, when kept in memory, in time order.
     pub events: Vec<EventRow>,
     /// The edges of the call graph: 0 is the load, then every call of
     /// every version (see [`crate::Edge`]).
     pub edges: Vec<crate::Edge>,
     /// Totals per edge over the run.
     pub edge_totals: Vec<EdgeCounts>,
-    /// Closed windows of every edge.
-    pub call_windows: Vec<CallWindowRow>,
+    /// Closed windows of every edge, when kept in memory.
+    pub call_windows: Vec<CallRow>,
     edge_windows: Vec<EdgeWindow>,
     /// Users (of the load) who were served by more than one version of a
     /// service over the run: the "flips" of sticky sessions.
@@ -159,6 +101,13 @@ pub struct Metrics {
     pods: Vec<PodWindow>,
     pod_names: Vec<String>,
     pod_services: Vec<String>,
+    pod_versions: Vec<String>,
+    /// Where closed windows and events go; in memory when `None`.
+    writer: Option<RunWriter>,
+    /// The first error writing them (the run goes on; reported at the end).
+    write_error: Option<std::io::Error>,
+    /// Events of the current window: sorted and written when it closes.
+    pending: Vec<EventRow>,
     ejected_by: Vec<u32>,
     eject_since: FxHashMap<(usize, usize), Time>,
     /// This window's overflows: (proxy, cluster, first, count); few distinct
@@ -213,6 +162,10 @@ impl Metrics {
             pods: (0..n).map(|_| PodWindow::default()).collect(),
             pod_names: model.pods.iter().map(|p| p.name.clone()).collect(),
             pod_services: model.pods.iter().map(|p| p.service.clone()).collect(),
+            pod_versions: model.pods.iter().map(|p| p.version.clone()).collect(),
+            writer: None,
+            write_error: None,
+            pending: Vec::new(),
             ejected_by: vec![0; n],
             eject_since: FxHashMap::default(),
             overflows: Vec::new(),
@@ -247,9 +200,9 @@ impl Metrics {
         latency: Duration,
     ) {
         let e = edge as usize;
-        self.edge_totals[e].add(status, flag);
+        add(&mut self.edge_totals[e], status, flag);
         let w = &mut self.edge_windows[e];
-        w.counts.add(status, flag);
+        add(&mut w.counts, status, flag);
         w.latency
             .record_us(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
     }
@@ -329,15 +282,64 @@ impl Metrics {
     }
 
     pub(crate) fn event(&mut self, row: EventRow) {
-        self.events.push(row);
+        self.pending.push(row);
+    }
+
+    /// Writes closed windows and events to `writer` as the run goes, rather
+    /// than keeping them: memory stays flat in the run's length.
+    pub(crate) fn stream_to(&mut self, writer: RunWriter) {
+        self.writer = Some(writer);
+    }
+
+    /// The stream's writer back, with the first write error if any.
+    pub(crate) fn take_writer(&mut self) -> Option<Result<RunWriter, std::io::Error>> {
+        let w = self.writer.take()?;
+        Some(match self.write_error.take() {
+            Some(e) => Err(e),
+            None => Ok(w),
+        })
+    }
+
+    fn keep(&mut self, r: std::io::Result<()>) {
+        if let Err(e) = r {
+            self.write_error.get_or_insert(e);
+        }
+    }
+
+    /// Writes (or keeps) this window's events, in time order.
+    fn flush_events(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_by_key(|e| e.time);
+        if let Some(w) = &mut self.writer {
+            let mut r = Ok(());
+            for e in &pending {
+                if r.is_ok() {
+                    r = w.event(&mesh_rundir::EventRow {
+                        time_ns: e.time.as_nanos(),
+                        kind: e.kind,
+                        proxy: &e.proxy,
+                        endpoint: &e.endpoint,
+                        detail: &e.detail,
+                    });
+                }
+            }
+            self.keep(r);
+            pending.clear();
+            self.pending = pending;
+        } else {
+            self.events.append(&mut pending);
+            self.pending = pending;
+        }
     }
 
     pub(crate) fn close_window(&mut self, now: Time, in_flight: &[u32]) {
+        let mut result = Ok(());
         for (i, w) in self.pods.iter_mut().enumerate() {
-            self.windows.push(WindowRow {
-                time: now,
-                endpoint: self.pod_names[i].clone(),
-                service: self.pod_services[i].clone(),
+            let row = WindowRow {
+                time_ns: now.as_nanos(),
+                endpoint: self.pod_names[i].as_str(),
+                service: self.pod_services[i].as_str(),
+                version: self.pod_versions[i].as_str(),
                 requests: w.requests,
                 successes: w.successes,
                 errors: w.errors,
@@ -345,27 +347,65 @@ impl Metrics {
                 latency_ms_p99: ms(w.latency.quantile_us(0.99)),
                 ejected_by: self.ejected_by[i],
                 active_requests: in_flight.get(i).copied().unwrap_or(0),
-            });
+            };
+            match &mut self.writer {
+                Some(out) => {
+                    if result.is_ok() {
+                        result = out.window(&row);
+                    }
+                }
+                None => self.windows.push(WindowRow {
+                    time_ns: row.time_ns,
+                    endpoint: row.endpoint.to_owned(),
+                    service: row.service.to_owned(),
+                    version: row.version.to_owned(),
+                    requests: row.requests,
+                    successes: row.successes,
+                    errors: row.errors,
+                    latency_ms_p50: row.latency_ms_p50,
+                    latency_ms_p99: row.latency_ms_p99,
+                    ejected_by: row.ejected_by,
+                    active_requests: row.active_requests,
+                }),
+            }
             w.requests = 0;
             w.successes = 0;
             w.errors = 0;
             w.latency.clear();
         }
         for (edge, w) in self.edge_windows.iter_mut().enumerate() {
-            self.call_windows.push(CallWindowRow {
-                time: now,
-                edge,
+            let e = &self.edges[edge];
+            let row = CallRow {
+                time_ns: now.as_nanos(),
+                source: e.source.as_str(),
+                host: e.host.as_str(),
                 counts: w.counts,
                 latency_ms_p50: ms(w.latency.quantile_us(0.5)),
                 latency_ms_p99: ms(w.latency.quantile_us(0.99)),
-            });
+            };
+            match &mut self.writer {
+                Some(out) => {
+                    if result.is_ok() {
+                        result = out.call(&row);
+                    }
+                }
+                None => self.call_windows.push(CallRow {
+                    time_ns: row.time_ns,
+                    source: row.source.to_owned(),
+                    host: row.host.to_owned(),
+                    counts: row.counts,
+                    latency_ms_p50: row.latency_ms_p50,
+                    latency_ms_p99: row.latency_ms_p99,
+                }),
+            }
             w.counts = EdgeCounts::default();
             w.latency.clear();
         }
+        self.keep(result);
         let mut overflows = std::mem::take(&mut self.overflows);
         overflows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         for (proxy, cluster, first, count) in overflows {
-            self.events.push(EventRow {
+            self.pending.push(EventRow {
                 time: first,
                 kind: "overflow",
                 proxy,
@@ -376,6 +416,7 @@ impl Metrics {
                 ),
             });
         }
+        self.flush_events();
     }
 
     pub(crate) fn finish(&mut self, end: Time, in_flight: &[u32]) {
@@ -388,7 +429,30 @@ impl Metrics {
         for ((_, _), since) in std::mem::take(&mut self.eject_since) {
             self.ejected_host_ns += (end - since).as_nanos();
         }
-        self.events.sort_by_key(|a| a.time);
+        self.flush_events();
+    }
+
+    /// The run's totals, as a `summary.csv` row.
+    pub fn summary(&self, model: &Model) -> mesh_rundir::Summary {
+        let l = &self.latency;
+        #[allow(clippy::cast_precision_loss)]
+        let ejected_host_seconds = self.ejected_host_ns as f64 / 1e9;
+        mesh_rundir::Summary {
+            experiment: model.name.clone(),
+            seed: model.seed,
+            duration_ns: model.duration.as_nanos(),
+            requests: self.requests,
+            successes: self.successes(),
+            errors_5xx: self.errors_5xx(),
+            overflow: self.flag("UO"),
+            fault_aborts: self.flag("FI"),
+            timeouts: self.flag("UT"),
+            latency_ms: [0.5, 0.9, 0.99, 0.999].map(|q| ms(l.quantile_us(q))),
+            ejections: self.ejections,
+            ejected_host_seconds,
+            users_switched_version: self.users_switched_version,
+            version_switches: self.version_switches,
+        }
     }
 
     /// Final answers with a status below 400.

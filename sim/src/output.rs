@@ -1,180 +1,74 @@
-//! The run directory: `summary.csv`, `timeseries.csv`, `events.csv` and a
-//! copy of the experiment (see `docs/run-format.md`), plus the fortio-like
-//! summary printed by `meshsim run`.
+//! The run directory (its format lives in `mesh-rundir`; see
+//! `docs/run-format.md`), plus the fortio-like summary printed by
+//! `meshsim run`.
 
 use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
 
+use mesh_rundir::{CallRow, EventRow, RunWriter, WindowRow};
+
 use crate::metrics::{Metrics, ms};
 use crate::model::Model;
 
-/// Version of the run-directory format, in `summary.csv`.
-pub const FORMAT_VERSION: u32 = 1;
-
-fn secs(t: mesh_engine::Time) -> String {
-    let ns = t.as_nanos();
-    format!("{}.{:06}", ns / 1_000_000_000, (ns % 1_000_000_000) / 1_000)
-}
-
-fn ratio(a: u64, b: u64) -> String {
-    if b == 0 {
-        return "0.000000".to_owned();
+/// Writes what a streamed run still owes its directory: `summary.csv` and
+/// the experiment as run. Nothing when the run kept its rows in memory.
+pub fn finish_run_dir(
+    model: &Model,
+    metrics: &mut Metrics,
+    experiment_text: &str,
+) -> io::Result<()> {
+    match metrics.take_writer() {
+        None => Ok(()),
+        Some(Err(e)) => Err(e),
+        Some(Ok(w)) => w.finish(&metrics.summary(model), Some(experiment_text)),
     }
-    #[allow(clippy::cast_precision_loss)]
-    let r = a as f64 / b as f64;
-    format!("{r:.6}")
 }
 
-/// Columns of `summary.csv`.
-pub const SUMMARY_COLUMNS: [&str; 19] = [
-    "format_version",
-    "experiment",
-    "seed",
-    "duration_s",
-    "requests",
-    "successes",
-    "errors_5xx",
-    "overflow",
-    "fault_aborts",
-    "timeouts",
-    "success_rate",
-    "latency_ms_p50",
-    "latency_ms_p90",
-    "latency_ms_p99",
-    "latency_ms_p999",
-    "ejections",
-    "ejected_host_seconds",
-    "users_switched_version",
-    "version_switches",
-];
-
-/// One `summary.csv` row.
-pub fn summary_record(model: &Model, metrics: &Metrics) -> Vec<String> {
-    let l = &metrics.latency;
-    #[allow(clippy::cast_precision_loss)]
-    let ejected_s = metrics.ejected_host_ns as f64 / 1e9;
-    vec![
-        FORMAT_VERSION.to_string(),
-        model.name.clone(),
-        model.seed.to_string(),
-        secs(model.duration),
-        metrics.requests.to_string(),
-        metrics.successes().to_string(),
-        metrics.errors_5xx().to_string(),
-        metrics.flag("UO").to_string(),
-        metrics.flag("FI").to_string(),
-        metrics.flag("UT").to_string(),
-        ratio(metrics.successes(), metrics.requests),
-        format!("{:.3}", ms(l.quantile_us(0.5))),
-        format!("{:.3}", ms(l.quantile_us(0.9))),
-        format!("{:.3}", ms(l.quantile_us(0.99))),
-        format!("{:.3}", ms(l.quantile_us(0.999))),
-        metrics.ejections.to_string(),
-        format!("{ejected_s:.3}"),
-        metrics.users_switched_version.to_string(),
-        metrics.version_switches.to_string(),
-    ]
-}
-
-/// Writes the run directory (creating it).
+/// Writes a whole run directory from a run whose rows were kept in memory
+/// (the library's default; `meshsim run` streams instead).
 pub fn write_run_dir(
     dir: &Path,
     model: &Model,
     metrics: &Metrics,
     experiment_text: &str,
 ) -> io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let to_io = |e: csv::Error| io::Error::other(e.to_string());
-    let mut w = csv::Writer::from_path(dir.join("summary.csv")).map_err(to_io)?;
-    w.write_record(SUMMARY_COLUMNS).map_err(to_io)?;
-    w.write_record(summary_record(model, metrics))
-        .map_err(to_io)?;
-    w.flush()?;
-    let mut w = csv::Writer::from_path(dir.join("timeseries.csv")).map_err(to_io)?;
-    w.write_record([
-        "time_s",
-        "endpoint",
-        "service",
-        "requests",
-        "successes",
-        "errors",
-        "latency_ms_p50",
-        "latency_ms_p99",
-        "ejected_by",
-        "active_requests",
-    ])
-    .map_err(to_io)?;
+    let mut w = RunWriter::create(dir)?;
     for r in &metrics.windows {
-        w.write_record([
-            secs(r.time),
-            r.endpoint.clone(),
-            r.service.clone(),
-            r.requests.to_string(),
-            r.successes.to_string(),
-            r.errors.to_string(),
-            format!("{:.3}", r.latency_ms_p50),
-            format!("{:.3}", r.latency_ms_p99),
-            r.ejected_by.to_string(),
-            r.active_requests.to_string(),
-        ])
-        .map_err(to_io)?;
+        w.window(&WindowRow {
+            time_ns: r.time_ns,
+            endpoint: &r.endpoint,
+            service: &r.service,
+            version: &r.version,
+            requests: r.requests,
+            successes: r.successes,
+            errors: r.errors,
+            latency_ms_p50: r.latency_ms_p50,
+            latency_ms_p99: r.latency_ms_p99,
+            ejected_by: r.ejected_by,
+            active_requests: r.active_requests,
+        })?;
     }
-    w.flush()?;
-    let mut w = csv::Writer::from_path(dir.join("events.csv")).map_err(to_io)?;
-    w.write_record(["time_s", "kind", "proxy", "endpoint", "detail"])
-        .map_err(to_io)?;
-    for e in &metrics.events {
-        w.write_record([
-            secs(e.time),
-            e.kind.to_owned(),
-            e.proxy.clone(),
-            e.endpoint.clone(),
-            e.detail.clone(),
-        ])
-        .map_err(to_io)?;
-    }
-    w.flush()?;
-    let mut w = csv::Writer::from_path(dir.join("calls.csv")).map_err(to_io)?;
-    w.write_record([
-        "time_s",
-        "source",
-        "host",
-        "requests",
-        "successes",
-        "errors_4xx",
-        "errors_5xx",
-        "overflow",
-        "fault_aborts",
-        "timeouts",
-        "app_timeouts",
-        "latency_ms_p50",
-        "latency_ms_p99",
-    ])
-    .map_err(to_io)?;
     for r in &metrics.call_windows {
-        let e = &metrics.edges[r.edge];
-        let c = &r.counts;
-        w.write_record([
-            secs(r.time),
-            e.source.clone(),
-            e.host.clone(),
-            c.requests.to_string(),
-            c.successes.to_string(),
-            c.errors_4xx.to_string(),
-            c.errors_5xx.to_string(),
-            c.overflow.to_string(),
-            c.fault_aborts.to_string(),
-            c.timeouts.to_string(),
-            c.app_timeouts.to_string(),
-            format!("{:.3}", r.latency_ms_p50),
-            format!("{:.3}", r.latency_ms_p99),
-        ])
-        .map_err(to_io)?;
+        w.call(&CallRow {
+            time_ns: r.time_ns,
+            source: &r.source,
+            host: &r.host,
+            counts: r.counts,
+            latency_ms_p50: r.latency_ms_p50,
+            latency_ms_p99: r.latency_ms_p99,
+        })?;
     }
-    w.flush()?;
-    std::fs::write(dir.join("experiment.toml"), experiment_text)?;
-    Ok(())
+    for e in &metrics.events {
+        w.event(&EventRow {
+            time_ns: e.time.as_nanos(),
+            kind: e.kind,
+            proxy: &e.proxy,
+            endpoint: &e.endpoint,
+            detail: &e.detail,
+        })?;
+    }
+    w.finish(&metrics.summary(model), Some(experiment_text))
 }
 
 /// A fortio-like summary of a run.

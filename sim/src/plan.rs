@@ -2,7 +2,7 @@
 //! sweep points × seeds, each a checked [`Model`]; and running them in
 //! parallel with results in a fixed order, whatever the thread count.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use mesh_engine::config::{ConfigError, ConfigErrors};
 use rayon::prelude::*;
@@ -23,6 +23,9 @@ pub struct Job {
     pub values: Vec<(String, String)>,
     /// The checked model (its seed is this replica's).
     pub model: Model,
+    /// The experiment of this point as TOML (the sweep resolved), for the
+    /// run directory's `experiment.toml`.
+    pub text: String,
 }
 
 /// A loaded experiment: its jobs and the resolved text (for provenance).
@@ -111,8 +114,8 @@ pub fn load(path: &Path, sets: &[(String, String)], seed: Option<u64>) -> Result
     let mut jobs = Vec::new();
     let mut warnings = Vec::new();
     for (pi, pt) in points.iter().enumerate() {
-        let (f, label) = if pt.is_empty() {
-            (file.clone(), String::new())
+        let (f, label, point_text) = if pt.is_empty() {
+            (file.clone(), String::new(), resolved_text.clone())
         } else {
             let mut t = table.clone();
             t.remove("sweep");
@@ -120,6 +123,7 @@ pub fn load(path: &Path, sets: &[(String, String)], seed: Option<u64>) -> Result
                 setpath::set(&mut t, p, v.clone())
                     .map_err(|e| format!("{name}: sweep.\"{p}\": {}", e.why))?;
             }
+            let point_text = toml::to_string(&t).map_err(|e| format!("{name}: {e}"))?;
             let f: ExperimentFile = t.try_into().map_err(|e: toml::de::Error| {
                 format!("{name}: sweep point {pi}: {}", e.message())
             })?;
@@ -128,7 +132,7 @@ pub fn load(path: &Path, sets: &[(String, String)], seed: Option<u64>) -> Result
                 .map(|(p, v)| format!("{p}={v}"))
                 .collect::<Vec<_>>()
                 .join(" ");
-            (f, format!(" (sweep point {pi}: {label})"))
+            (f, format!(" (sweep point {pi}: {label})"), point_text)
         };
         for s in 0..seeds {
             let (model, w) = Model::build(&f, Some(first_seed + u64::from(s)))
@@ -140,6 +144,7 @@ pub fn load(path: &Path, sets: &[(String, String)], seed: Option<u64>) -> Result
                 point: pi,
                 values: pt.iter().map(|(p, v)| (p.clone(), value_text(v))).collect(),
                 model,
+                text: point_text.clone(),
             });
         }
     }
@@ -166,11 +171,14 @@ pub fn value_text(v: &Value) -> String {
 }
 
 /// Runs every job on `threads` threads (0 = all cores); results come back
-/// in job order, so outputs do not depend on the thread count. `tick` is
-/// called once per finished job (for a progress bar).
+/// in job order, so outputs do not depend on the thread count. With `out`,
+/// each job streams its run directory to `out(job)` as it goes (memory flat
+/// in the run's length) and keeps no rows in memory. `tick` is called once
+/// per finished job (for a progress bar).
 pub fn execute(
     jobs: &[Job],
     threads: usize,
+    out: Option<&(dyn Fn(&Job) -> PathBuf + Sync)>,
     tick: &(dyn Fn() + Sync),
 ) -> Result<Vec<Metrics>, RunError> {
     let pool = rayon::ThreadPoolBuilder::new()
@@ -180,12 +188,23 @@ pub fn execute(
     pool.install(|| {
         jobs.par_iter()
             .map(|j| {
-                let m = Run::new(&j.model).run();
+                let m = run_job(j, out.map(|f| f(j)));
                 tick();
                 m
             })
             .collect()
     })
+}
+
+fn run_job(job: &Job, dir: Option<PathBuf>) -> Result<Metrics, RunError> {
+    let Some(dir) = dir else {
+        return Run::new(&job.model).run();
+    };
+    let failed = |e: std::io::Error| RunError::Write(dir.display().to_string(), e.to_string());
+    let writer = mesh_rundir::RunWriter::create(&dir).map_err(failed)?;
+    let mut m = Run::new(&job.model).record_to(writer).run()?;
+    crate::output::finish_run_dir(&job.model, &mut m, &job.text).map_err(failed)?;
+    Ok(m)
 }
 
 /// Merges `topology = "FILE"` (its `[[service]]` and `[[client]]` tables)

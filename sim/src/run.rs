@@ -54,6 +54,9 @@ pub enum RunError {
     /// The thread pool could not be built.
     #[error("cannot start the worker threads: {0}")]
     Threads(String),
+    /// The run directory could not be written.
+    #[error("{0}: cannot write the run directory: {1}")]
+    Write(String, String),
 }
 
 /// Kept small (16 bytes): the queue moves events around on every push and pop.
@@ -337,6 +340,16 @@ impl<'m> Run<'m> {
             events: 0,
             sent: 0,
         }
+    }
+
+    /// Streams closed windows and events to `writer` as the run goes
+    /// (memory flat in the run's length) instead of keeping them in
+    /// [`Metrics`]; finish the directory with
+    /// [`crate::output::finish_run_dir`].
+    #[must_use]
+    pub fn record_to(mut self, writer: mesh_rundir::RunWriter) -> Self {
+        self.metrics.stream_to(writer);
+        self
     }
 
     /// Runs to `duration`; in-flight requests at the end are not counted.

@@ -419,7 +419,7 @@ fn a_slow_service_cascades_to_its_callers_unless_calls_to_it_are_bounded() {
             .iter()
             .filter(|w| w.endpoint == pod)
             .filter(|w| {
-                let t = w.time.as_nanos() as f64 / 1e9;
+                let t = w.time_ns as f64 / 1e9;
                 t > from && t <= to
             })
             .map(|w| w.active_requests)
@@ -435,9 +435,12 @@ fn a_slow_service_cascades_to_its_callers_unless_calls_to_it_are_bounded() {
     let failed_windows: Vec<u64> = m
         .call_windows
         .iter()
-        .filter(|w| w.edge == 0)
         .filter(|w| {
-            let t = w.time.as_nanos() as f64 / 1e9;
+            (w.source.as_str(), w.host.as_str())
+                == (m.edges[0].source.as_str(), m.edges[0].host.as_str())
+        })
+        .filter(|w| {
+            let t = w.time_ns as f64 / 1e9;
             t <= 30.0 || t > 65.0
         })
         .map(|w| w.counts.errors_5xx)
@@ -517,7 +520,7 @@ fn traffic_suspend_aborts_every_call_between_the_pushes_and_none_after() {
                 t > 30.0 && t <= 60.0
             }
         })
-        .map(|f| f[3].parse::<u64>().unwrap())
+        .map(|f| f[4].parse::<u64>().unwrap())
         .sum();
     assert_eq!(api_requests, 0);
     // After "delete all traffic routing" at 60 s: no abort, every call served.

@@ -40,8 +40,8 @@ fn canary_split_is_90_10_then_50_50_from_when_the_push_reaches_the_gateway() {
             let f: Vec<&str> = line.split(',').collect();
             let t: f64 = f[0].parse().unwrap();
             if t > t0 && t <= t1 {
-                let version = f[1].split('-').nth(1).unwrap().to_owned();
-                *by.entry(version).or_default() += f[3].parse::<u64>().unwrap();
+                let version = f[3].to_owned();
+                *by.entry(version).or_default() += f[4].parse::<u64>().unwrap();
             }
         }
         let total: u64 = by.values().sum();

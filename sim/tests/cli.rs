@@ -330,6 +330,13 @@ fn sweep_results_do_not_depend_on_the_thread_count() {
         "point,destinationRule.backend.trafficPolicy.outlierDetection.baseEjectionTime,"
     ));
     assert!(one.join("point-0031-seed-2/timeseries.csv").exists());
+    // Each point's directory holds that point's experiment, runnable as is:
+    // its swept values applied, no [sweep] left.
+    let point = one.join("point-0031-seed-2/experiment.toml");
+    let resolved = std::fs::read_to_string(&point).unwrap();
+    assert!(!resolved.contains("[sweep]"), "{resolved}");
+    let o = meshsim(&["check", point.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o).1);
 }
 
 #[test]

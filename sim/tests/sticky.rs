@@ -47,9 +47,9 @@ fn v2_share(timeseries: &str) -> f64 {
     let (mut v2, mut all) = (0u64, 0u64);
     for line in timeseries.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
-        let n: u64 = f[3].parse().unwrap();
+        let n: u64 = f[4].parse().unwrap();
         all += n;
-        if f[1].starts_with("shop-v2-") {
+        if f[3] == "v2" {
             v2 += n;
         }
     }
