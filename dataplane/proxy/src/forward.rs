@@ -1,0 +1,845 @@
+//! One downstream request: ask the engine, forward with retries and
+//! timeouts as it decides, report every outcome back, answer.
+//!
+//! The engine calls follow the simulator's protocol (`sim/src/run.rs`):
+//! `handle_request` (→ `Delay` → `handle_delayed`), `start_request`, per
+//! attempt `admit` (→ queue → `dequeue` or `cancel_pending`) and exactly one
+//! `handle_response` per admitted attempt, `retry_decision` after each,
+//! `retry` after the back-off, and `finish_request` at the end. A request
+//! whose client goes away is cleaned up by [`Flight`]'s `Drop` (`cancel`,
+//! as Envoy resets the upstream stream).
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use mesh_engine::config::{Action, HeaderOps, Match, StrMatch};
+use mesh_engine::{
+    Decision, Forward, Outcome, RequestState, ResponseFlag, RetryDecision, RouteId, Upstream,
+};
+use tokio::sync::oneshot;
+
+use crate::log::Entry;
+use crate::pool::{Conn, Grant};
+use crate::proxy::{Acquire, Shared, spawn_connects};
+
+/// The downstream connection a request came on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnInfo {
+    pub(crate) remote: SocketAddr,
+    pub(crate) local: SocketAddr,
+}
+
+/// The answer, before it is logged.
+struct Answer {
+    response: Response<Full<Bytes>>,
+    flags: String,
+    upstream: String,
+    attempts: u32,
+}
+
+impl Answer {
+    fn local(status: u16, flag: Option<ResponseFlag>, body: &str) -> Self {
+        let mut response = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
+        *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        if flag == Some(ResponseFlag::UpstreamOverflow) {
+            response
+                .headers_mut()
+                .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+        }
+        Self {
+            response,
+            flags: flag.map(|f| f.as_str().to_owned()).unwrap_or_default(),
+            upstream: String::new(),
+            attempts: 0,
+        }
+    }
+
+    fn add_flag(&mut self, flag: &str) {
+        if !self.flags.split(',').any(|f| f == flag) {
+            if !self.flags.is_empty() {
+                self.flags.push(',');
+            }
+            self.flags.push_str(flag);
+        }
+    }
+}
+
+/// The text of a local reply, as Envoy words them.
+fn local_body(flag: Option<ResponseFlag>) -> &'static str {
+    match flag {
+        Some(ResponseFlag::NoRouteFound) => "no route",
+        Some(ResponseFlag::NoClusterFound) => "no cluster",
+        Some(ResponseFlag::NoHealthyUpstream) => "no healthy upstream",
+        Some(ResponseFlag::FaultInjected) => "fault filter abort",
+        Some(ResponseFlag::UpstreamOverflow) => {
+            "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+        }
+        Some(ResponseFlag::UpstreamRequestTimeout) => "upstream request timeout",
+        Some(ResponseFlag::UpstreamConnectionFailure) => {
+            "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+        }
+        Some(ResponseFlag::UpstreamRemoteReset) => {
+            "upstream connect error or disconnect/reset before headers. reset reason: remote reset"
+        }
+        _ => "local reply",
+    }
+}
+
+/// Handles one request end to end; never fails (errors are answers).
+pub(crate) async fn handle(
+    sh: Rc<Shared>,
+    li: usize,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let started = std::time::Instant::now();
+    sh.in_flight.set(sh.in_flight.get() + 1);
+    let _in_flight = InFlight(sh.clone());
+    let (parts, body) = req.into_parts();
+    let method = parts.method.as_str().to_owned();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("")
+        .to_owned();
+    let answer = match Limited::new(body, sh.options.max_body_bytes)
+        .collect()
+        .await
+    {
+        Ok(b) => {
+            let body = b.to_bytes();
+            route(&sh, li, conn, &parts, &method, &path, &authority, body).await
+        }
+        Err(e) => {
+            let too_large = e.is::<http_body_util::LengthLimitError>();
+            let mut a = Answer::local(
+                if too_large { 413 } else { 400 },
+                None,
+                if too_large {
+                    "request body too large"
+                } else {
+                    "bad request body"
+                },
+            );
+            a.flags = "DPE".to_owned();
+            a
+        }
+    };
+    {
+        let mut p = sh.proxy(li);
+        *p.stats
+            .responses
+            .entry((answer.response.status().as_u16(), answer.flags.clone()))
+            .or_insert(0) += 1;
+    }
+    Entry {
+        method: &method,
+        path: &path,
+        authority: &authority,
+        status: answer.response.status().as_u16(),
+        flags: &answer.flags,
+        upstream: &answer.upstream,
+        duration: started.elapsed(),
+        attempts: answer.attempts,
+    }
+    .write(sh.options.access_log);
+    answer.response
+}
+
+/// Counts a request in flight until dropped.
+struct InFlight(Rc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .set(self.0.in_flight.get().saturating_sub(1));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn route(
+    sh: &Rc<Shared>,
+    li: usize,
+    conn: ConnInfo,
+    parts: &hyper::http::request::Parts,
+    method: &str,
+    path: &str,
+    authority: &str,
+    body: Bytes,
+) -> Answer {
+    let pairs: Vec<(&str, &str)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect();
+    let ereq = mesh_engine::Request {
+        method,
+        scheme: "http",
+        authority,
+        path,
+        headers: &pairs,
+        port: conn.local.port(),
+        source: Some(conn.remote),
+        destination: Some(conn.local),
+    };
+    let mut decision = {
+        let mut p = sh.proxy(li);
+        let now = sh.now();
+        let d = p.engine.handle_request(&ereq, now);
+        p.drain_events(now);
+        d
+    };
+    let mut delayed = false;
+    if let Decision::Delay(d) = decision {
+        tokio::time::sleep(d.delay).await;
+        delayed = true;
+        let mut p = sh.proxy(li);
+        let now = sh.now();
+        decision = p.engine.handle_delayed(&ereq, d, now);
+        p.drain_events(now);
+    }
+    let mut answer = match decision {
+        Decision::Forward(f) => forward(sh, li, f, parts, path, authority, body, conn).await,
+        Decision::Reject(r) => {
+            let flag = r.flag();
+            Answer::local(r.status, Some(flag), local_body(Some(flag)))
+        }
+        Decision::Respond(r) => respond(sh, li, r.route, r.status, path, authority),
+        Decision::Delay(_) => Answer::local(500, None, "fault delay twice"),
+    };
+    if delayed {
+        answer.add_flag("DI");
+    }
+    answer
+}
+
+/// A redirect or direct response of a route.
+fn respond(
+    sh: &Rc<Shared>,
+    li: usize,
+    route: RouteId,
+    status: u16,
+    path: &str,
+    authority: &str,
+) -> Answer {
+    let p = sh.proxy(li);
+    let mut a = Answer::local(status, None, "");
+    match &p.engine.route(route).action {
+        Action::Redirect(r) => {
+            let scheme = r.scheme.as_deref().unwrap_or("http");
+            let host = r
+                .authority
+                .as_deref()
+                .unwrap_or_else(|| host_only(authority));
+            let port = r.port.map(|p| format!(":{p}")).unwrap_or_default();
+            let uri = r.uri.as_deref().unwrap_or(path);
+            if let Ok(v) = HeaderValue::from_str(&format!("{scheme}://{host}{port}{uri}")) {
+                a.response.headers_mut().insert(header::LOCATION, v);
+            }
+            *a.response.body_mut() = Full::new(Bytes::new());
+        }
+        Action::DirectResponse { body, .. } => {
+            *a.response.body_mut() = Full::new(Bytes::from(body.clone().unwrap_or_default()));
+        }
+        Action::Route(_) => {}
+    }
+    a
+}
+
+/// `host:port` → `host` (`[v6]:port` → `[v6]`).
+fn host_only(authority: &str) -> &str {
+    match authority.rfind(':') {
+        Some(i)
+            if authority[i + 1..].bytes().all(|b| b.is_ascii_digit())
+                && (!authority[..i].contains(':') || authority[..i].ends_with(']')) =>
+        {
+            &authority[..i]
+        }
+        _ => authority,
+    }
+}
+
+/// Where an attempt stands, for cleanup when it is cut short.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Not admitted (or already reported).
+    Idle,
+    /// Queued for a connection (waiter id).
+    Pending(u64),
+    /// Admitted and sent: exactly one `handle_response` (or `cancel`) owed.
+    Outstanding,
+}
+
+/// A forwarded request's state across its attempts. Dropping it (the
+/// client went away, or the request ended) settles what the engine is owed.
+struct Flight {
+    sh: Rc<Shared>,
+    li: usize,
+    state: RequestState,
+    up: Upstream,
+    pool: usize,
+    phase: Phase,
+    rx: Option<oneshot::Receiver<Grant>>,
+    conn: Option<Conn>,
+}
+
+impl Flight {
+    /// The attempt in progress is cut by a route or per-try timeout: report
+    /// `Timeout` for an admitted attempt (its connection closes), or leave
+    /// the queue.
+    fn timed_out(&mut self) {
+        let sh = self.sh.clone();
+        let mut p = sh.proxy(self.li);
+        let now = sh.now();
+        match self.phase {
+            Phase::Idle => {}
+            Phase::Pending(_) => self.leave_queue(&mut p, now, true),
+            Phase::Outstanding => {
+                p.engine
+                    .handle_response(self.up, mesh_engine::Outcome::Timeout, now);
+                p.pools[self.pool].stats.rq_class[0] += 1;
+                if let Some(c) = self.conn.take() {
+                    p.release(self.pool, c, false, now);
+                }
+            }
+        }
+        self.phase = Phase::Idle;
+        p.drain_events(now);
+        drop(p);
+        spawn_connects(&sh, self.li);
+    }
+
+    /// Leaves the connection queue; a grant already sent is settled.
+    /// `report`: a granted failed connect reports `ConnectFailure` (a
+    /// timeout) rather than being silently cancelled (a client gone).
+    fn leave_queue(&mut self, p: &mut crate::proxy::Proxy, now: mesh_engine::Time, report: bool) {
+        let Phase::Pending(id) = self.phase else {
+            return;
+        };
+        if p.pools[self.pool].remove_waiter(id) {
+            p.engine.cancel_pending(self.up, now);
+        } else if let Some(mut rx) = self.rx.take() {
+            match rx.try_recv() {
+                Ok(Grant::Conn(c)) => {
+                    p.engine.cancel(self.up, true, now);
+                    p.put_back(self.pool, c, now);
+                }
+                Ok(Grant::ConnectFailure) if report => {
+                    p.engine
+                        .handle_response(self.up, mesh_engine::Outcome::ConnectFailure, now);
+                }
+                Ok(Grant::ConnectFailure) => p.engine.cancel(self.up, true, now),
+                _ => {}
+            }
+        }
+        self.rx = None;
+        self.phase = Phase::Idle;
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        let sh = self.sh.clone();
+        let Ok(mut p) = sh.proxies[self.li].try_borrow_mut() else {
+            return;
+        };
+        let now = sh.now();
+        match self.phase {
+            Phase::Idle => {}
+            Phase::Pending(_) => self.leave_queue(&mut p, now, false),
+            Phase::Outstanding => {
+                // Envoy resets the upstream stream; outlier detection is
+                // not told (the host did nothing wrong).
+                p.engine.cancel(self.up, true, now);
+                if let Some(c) = self.conn.take() {
+                    p.release(self.pool, c, false, now);
+                }
+            }
+        }
+        p.engine.finish_request(&mut self.state, now);
+        p.drain_events(now);
+        drop(p);
+        spawn_connects(&sh, self.li);
+    }
+}
+
+/// How one attempt ended.
+enum AttemptEnd {
+    /// The breaker refused it (503 `UO`); nothing to report.
+    Overflow,
+    /// An upstream answer (reported).
+    Response(Response<Full<Bytes>>),
+    /// A local-origin failure (reported).
+    Failed(Outcome),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    sh: &Rc<Shared>,
+    li: usize,
+    f: Forward,
+    parts: &hyper::http::request::Parts,
+    path: &str,
+    authority: &str,
+    body: Bytes,
+    conn: ConnInfo,
+) -> Answer {
+    let (flight, set_cookie, per_try, template) = {
+        let p = sh.proxy(li);
+        let now = sh.now();
+        let state = p.engine.start_request(&f, now);
+        let route = p.engine.route(f.route);
+        let per_try = route.retries.as_ref().and_then(|r| r.per_try_timeout);
+        let dest_ops = match &route.action {
+            Action::Route(ds) => ds
+                .iter()
+                .find(|d| d.cluster == Some(f.upstream.cluster.0 as usize))
+                .map(|d| d.headers.clone())
+                .unwrap_or_default(),
+            _ => HeaderOps::default(),
+        };
+        let template = Template::new(parts, path, authority, body, route, &dest_ops, conn);
+        let flight = Flight {
+            sh: sh.clone(),
+            li,
+            state,
+            up: f.upstream,
+            pool: p.pool_for(f.upstream),
+            phase: Phase::Idle,
+            rx: None,
+            conn: None,
+        };
+        (flight, p.engine.set_cookie_header(&f), per_try, template)
+    };
+    let mut flight = flight;
+    let attempts = std::cell::Cell::new(0u32);
+    let run = attempts_loop(&mut flight, per_try, &template, &attempts);
+    let mut answer = match f.timeout {
+        Some(t) => match tokio::time::timeout(t, run).await {
+            Ok(a) => a,
+            Err(_) => {
+                flight.timed_out();
+                let flag = Some(ResponseFlag::UpstreamRequestTimeout);
+                Answer::local(504, flag, local_body(flag))
+            }
+        },
+        None => run.await,
+    };
+    answer.attempts = attempts.get();
+    {
+        let p = sh.proxy(li);
+        answer.upstream = p.engine.endpoint_address(flight.up).to_owned();
+    }
+    if let Some(c) = set_cookie
+        && let Ok(v) = HeaderValue::from_str(&c)
+    {
+        answer.response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    template.response_ops(answer.response.headers_mut());
+    drop(flight);
+    answer
+}
+
+async fn attempts_loop(
+    flight: &mut Flight,
+    per_try: Option<Duration>,
+    template: &Template,
+    attempts: &std::cell::Cell<u32>,
+) -> Answer {
+    let sh = flight.sh.clone();
+    let li = flight.li;
+    loop {
+        attempts.set(attempts.get() + 1);
+        let end = match per_try {
+            Some(t) => {
+                match tokio::time::timeout(t, attempt(flight, template, attempts.get())).await {
+                    Ok(e) => e,
+                    Err(_) => {
+                        flight.timed_out();
+                        AttemptEnd::Failed(Outcome::Timeout)
+                    }
+                }
+            }
+            None => attempt(flight, template, attempts.get()).await,
+        };
+        let outcome = match &end {
+            AttemptEnd::Overflow => {
+                let flag = Some(ResponseFlag::UpstreamOverflow);
+                return Answer::local(503, flag, local_body(flag));
+            }
+            AttemptEnd::Response(r) => Outcome::Status(r.status().as_u16()),
+            AttemptEnd::Failed(o) => *o,
+        };
+        let decision = {
+            let mut p = sh.proxy(li);
+            let now = sh.now();
+            p.engine.retry_decision(&mut flight.state, outcome, now)
+        };
+        match decision {
+            RetryDecision::Retry { backoff } => {
+                sh.proxy(li).stats.retries += 1;
+                tokio::time::sleep(backoff).await;
+                let d = {
+                    let mut p = sh.proxy(li);
+                    let now = sh.now();
+                    let d = p.engine.retry(&mut flight.state, now);
+                    p.drain_events(now);
+                    if let Decision::Forward(f) = d {
+                        flight.up = f.upstream;
+                        flight.pool = p.pool_for(f.upstream);
+                    }
+                    d
+                };
+                if !matches!(d, Decision::Forward(_)) {
+                    let flag = Some(ResponseFlag::NoHealthyUpstream);
+                    return Answer::local(503, flag, local_body(flag));
+                }
+            }
+            RetryDecision::Done { flag } => {
+                let own = match outcome {
+                    Outcome::Timeout => Some(ResponseFlag::UpstreamRequestTimeout),
+                    Outcome::ConnectFailure => Some(ResponseFlag::UpstreamConnectionFailure),
+                    Outcome::Reset => Some(ResponseFlag::UpstreamRemoteReset),
+                    Outcome::Status(_) => None,
+                };
+                let mut a = match end {
+                    AttemptEnd::Response(r) => Answer {
+                        response: r,
+                        flags: String::new(),
+                        upstream: String::new(),
+                        attempts: 0,
+                    },
+                    _ => {
+                        let status = if outcome == Outcome::Timeout {
+                            504
+                        } else {
+                            503
+                        };
+                        Answer::local(status, own, local_body(own))
+                    }
+                };
+                for f in [own, flag].into_iter().flatten() {
+                    a.add_flag(f.as_str());
+                }
+                return a;
+            }
+        }
+    }
+}
+
+/// One attempt: admission, connection, request, whole response.
+async fn attempt(flight: &mut Flight, template: &Template, n: u32) -> AttemptEnd {
+    let sh = flight.sh.clone();
+    let li = flight.li;
+    let acq = {
+        let mut p = sh.proxy(li);
+        let now = sh.now();
+        p.acquire(flight.pool, flight.up, now)
+    };
+    spawn_connects(&sh, li);
+    let conn = match acq {
+        Acquire::Overflow => return AttemptEnd::Overflow,
+        Acquire::Ready(c) => c,
+        Acquire::Wait(id, rx) => {
+            flight.phase = Phase::Pending(id);
+            flight.rx = Some(rx);
+            let g = match flight.rx.as_mut() {
+                Some(rx) => rx.await,
+                None => return AttemptEnd::Overflow,
+            };
+            flight.rx = None;
+            flight.phase = Phase::Idle;
+            match g {
+                Ok(Grant::Conn(c)) => c,
+                Ok(Grant::Overflow) => return AttemptEnd::Overflow,
+                Ok(Grant::ConnectFailure) | Err(_) => {
+                    let mut p = sh.proxy(li);
+                    let now = sh.now();
+                    p.engine
+                        .handle_response(flight.up, Outcome::ConnectFailure, now);
+                    p.pools[flight.pool].stats.rq_class[0] += 1;
+                    p.drain_events(now);
+                    return AttemptEnd::Failed(Outcome::ConnectFailure);
+                }
+            }
+        }
+    };
+    flight.phase = Phase::Outstanding;
+    flight.conn = Some(conn);
+    let req = template.request(n);
+    let result = {
+        let Some(c) = flight.conn.as_mut() else {
+            return AttemptEnd::Failed(Outcome::Reset);
+        };
+        exchange(&mut c.sender, req, sh.options.max_body_bytes).await
+    };
+    let mut p = sh.proxy(li);
+    let now = sh.now();
+    let pool = flight.pool;
+    p.pools[pool].stats.rq_total += 1;
+    let end = match result {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            p.pools[pool].stats.rq_class[usize::from(status / 100).min(5)] += 1;
+            p.engine
+                .handle_response(flight.up, Outcome::Status(status), now);
+            let keep = !closes(resp.headers());
+            if let Some(c) = flight.conn.take() {
+                p.release(pool, c, keep, now);
+            }
+            AttemptEnd::Response(resp)
+        }
+        Err(()) => {
+            p.pools[pool].stats.rq_class[0] += 1;
+            p.engine.handle_response(flight.up, Outcome::Reset, now);
+            if let Some(c) = flight.conn.take() {
+                p.release(pool, c, false, now);
+            }
+            AttemptEnd::Failed(Outcome::Reset)
+        }
+    };
+    flight.phase = Phase::Idle;
+    p.drain_events(now);
+    drop(p);
+    spawn_connects(&sh, li);
+    end
+}
+
+/// Sends a request on a connection and reads the whole response.
+async fn exchange(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+    max_body: usize,
+) -> Result<Response<Full<Bytes>>, ()> {
+    sender.ready().await.map_err(|_| ())?;
+    let resp = sender.send_request(req).await.map_err(|_| ())?;
+    let (mut parts, body) = resp.into_parts();
+    let body = Limited::new(body, max_body)
+        .collect()
+        .await
+        .map_err(|_| ())?
+        .to_bytes();
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+fn closes(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.to_ascii_lowercase().contains("close"))
+    })
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authenticate",
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+/// The upstream request of every attempt, built once.
+struct Template {
+    method: hyper::Method,
+    uri: hyper::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    response_ops: Vec<HeaderOps>,
+}
+
+impl Template {
+    fn new(
+        parts: &hyper::http::request::Parts,
+        path: &str,
+        authority: &str,
+        body: Bytes,
+        route: &mesh_engine::config::HttpRoute,
+        dest: &HeaderOps,
+        conn: ConnInfo,
+    ) -> Self {
+        let mut headers = parts.headers.clone();
+        strip_hop_by_hop(&mut headers);
+        let mut path = path.to_owned();
+        let mut authority = authority.to_owned();
+        if let Some(rw) = &route.rewrite {
+            path = rewrite_path(&path, &route.matches, rw);
+            if let Some(a) = &rw.authority {
+                authority = a.clone();
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(&authority) {
+            headers.insert(header::HOST, v);
+        }
+        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {}", conn.remote.ip()),
+            None => conn.remote.ip().to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            headers.insert("x-forwarded-for", v);
+        }
+        for ops in [&route.headers, dest] {
+            apply(
+                &mut headers,
+                &ops.request_set,
+                &ops.request_add,
+                &ops.request_remove,
+            );
+        }
+        Self {
+            method: parts.method.clone(),
+            uri: path
+                .parse()
+                .unwrap_or_else(|_| hyper::Uri::from_static("/")),
+            headers,
+            body,
+            response_ops: vec![route.headers.clone(), dest.clone()],
+        }
+    }
+
+    fn request(&self, attempt: u32) -> Request<Full<Bytes>> {
+        let mut r = Request::new(Full::new(self.body.clone()));
+        *r.method_mut() = self.method.clone();
+        *r.uri_mut() = self.uri.clone();
+        *r.headers_mut() = self.headers.clone();
+        r.headers_mut()
+            .insert("x-envoy-attempt-count", HeaderValue::from(attempt));
+        r
+    }
+
+    fn response_ops(&self, h: &mut HeaderMap) {
+        for ops in &self.response_ops {
+            apply(
+                h,
+                &ops.response_set,
+                &ops.response_add,
+                &ops.response_remove,
+            );
+        }
+    }
+}
+
+fn apply(h: &mut HeaderMap, set: &[(String, String)], add: &[(String, String)], remove: &[String]) {
+    for (k, v) in set {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            h.insert(k, v);
+        }
+    }
+    for (k, v) in add {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            h.append(k, v);
+        }
+    }
+    for k in remove {
+        h.remove(k.as_str());
+    }
+}
+
+/// Istio's `rewrite`: `uriRegexRewrite` substitutes on the path; `uri`
+/// replaces the prefix the route matched (or the whole path when it matched
+/// otherwise).
+fn rewrite_path(path: &str, matches: &[Match], rw: &mesh_engine::config::Rewrite) -> String {
+    let (p, q) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let mut out = if let Some((re, with)) = &rw.uri_regex {
+        re.replace_all(p, with.as_str()).into_owned()
+    } else if let Some(new) = &rw.uri {
+        let prefix = matches.iter().find_map(|m| match &m.uri {
+            Some(StrMatch::Prefix(pre)) if p.starts_with(pre.as_str()) => Some(pre.len()),
+            _ => None,
+        });
+        match prefix {
+            Some(n) => format!("{new}{}", &p[n..]),
+            None => new.clone(),
+        }
+    } else {
+        p.to_owned()
+    };
+    if let Some(q) = q {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_rewrite_replaces_the_matched_prefix_and_keeps_the_query() {
+        let m = Match {
+            uri: Some(StrMatch::Prefix("/api/v1".into())),
+            ..Match::default()
+        };
+        let rw = mesh_engine::config::Rewrite {
+            uri: Some("/v1".into()),
+            authority: None,
+            uri_regex: None,
+        };
+        assert_eq!(
+            rewrite_path("/api/v1/users?x=1", &[m], &rw),
+            "/v1/users?x=1"
+        );
+        assert_eq!(rewrite_path("/other", &[], &rw), "/v1");
+    }
+
+    #[test]
+    fn the_overflow_reply_says_overloaded() {
+        let a = Answer::local(503, Some(ResponseFlag::UpstreamOverflow), "x");
+        assert_eq!(a.response.headers()["x-envoy-overloaded"], "true");
+        assert_eq!(a.flags, "UO");
+    }
+
+    #[test]
+    fn redirects_keep_the_host_without_its_port() {
+        assert_eq!(host_only("echo:8080"), "echo");
+        assert_eq!(host_only("[::1]:80"), "[::1]");
+        assert_eq!(host_only("echo"), "echo");
+    }
+
+    #[test]
+    fn connection_close_is_seen_in_any_case() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Close"));
+        assert!(closes(&h));
+    }
+}

@@ -1,0 +1,30 @@
+//! # mesh-proxy
+//!
+//! `meshproxy`: the mesh engine (`mesh-engine`) behind real sockets, and
+//! `meshecho`, a test upstream. The proxy is a thin shell that owns the
+//! clock, the sockets and hyper: per request it reads the clock once, asks
+//! the engine, forwards with retries and timeouts as the engine decides,
+//! and reports each outcome back (STYLE.md pattern 9). One timer task
+//! drives `poll_timeout` / `handle_timeout`. Everything runs on one thread
+//! (a current-thread tokio runtime), so the engine needs no lock.
+//!
+//! Map: [`config`] reads the mesh TOML and its `[[listener]]`s; `proxy`
+//! holds each listener's engine, pools and counters; `pool` the upstream
+//! connection pools; `forward` one request's life; `server` listeners,
+//! timer, reload and drain; `admin` the admin endpoints; `log` the access
+//! log; [`echo`] the test upstream.
+#![forbid(unsafe_code)]
+
+mod admin;
+pub mod config;
+pub mod echo;
+mod forward;
+mod log;
+mod pool;
+mod proxy;
+mod server;
+pub mod signals;
+
+pub use log::AccessLog;
+pub use proxy::Options;
+pub use server::run;

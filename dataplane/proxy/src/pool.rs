@@ -1,0 +1,121 @@
+//! Upstream HTTP/1.1 connection pools: one per (cluster, endpoint), as
+//! Envoy keeps them, enforcing the cluster's `connectionPool` through the
+//! engine's breaker (`admit` / `dequeue` / `may_open_connection`).
+//!
+//! A connection serves one request at a time. A request that finds no idle
+//! connection waits in the pool's FIFO queue (counted by the engine as a
+//! pending request); a connection that becomes free, or a new one that
+//! finishes connecting, goes to the first waiter still there. A connect
+//! failure fails the first waiter with `ConnectFailure`, as the simulator's
+//! refused connection does.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::http1::SendRequest;
+use mesh_engine::Upstream;
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+/// An open upstream connection.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) sender: SendRequest<Full<Bytes>>,
+    /// Requests it has served.
+    pub(crate) served: u32,
+    /// When it last became idle.
+    pub(crate) idle_since: Instant,
+    /// The upstream it was opened for (its cluster's breaker counts it).
+    pub(crate) up: Upstream,
+    /// The task driving the connection; aborted to close it.
+    pub(crate) driver: AbortHandle,
+}
+
+/// What a waiting request is handed.
+#[derive(Debug)]
+pub(crate) enum Grant {
+    /// A connection, attached (the engine's `dequeue` said `Attach`).
+    Conn(Conn),
+    /// The engine's `dequeue` overflowed (503 `UO`).
+    Overflow,
+    /// A connection attempt for it failed; it is attached and must report
+    /// `Outcome::ConnectFailure`.
+    ConnectFailure,
+}
+
+/// A request waiting for a connection.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    pub(crate) id: u64,
+    pub(crate) up: Upstream,
+    pub(crate) tx: oneshot::Sender<Grant>,
+}
+
+/// Counters of one pool, for `/stats` and `/clusters`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PoolStats {
+    /// Attempts sent.
+    pub(crate) rq_total: u64,
+    /// Attempts by status class (index 1–5), index 0: no status (reset,
+    /// connect failure, timeout).
+    pub(crate) rq_class: [u64; 6],
+    /// Connections opened.
+    pub(crate) cx_total: u64,
+    /// Connection attempts that failed.
+    pub(crate) cx_connect_fail: u64,
+}
+
+/// The connections of one proxy to one endpoint for one cluster.
+#[derive(Debug)]
+pub(crate) struct HostPool {
+    pub(crate) cluster: Rc<str>,
+    pub(crate) address: Rc<str>,
+    /// `None` when the endpoint is not an `ip:port` (a DNS ServiceEntry):
+    /// every connection attempt fails.
+    pub(crate) socket: Option<SocketAddr>,
+    pub(crate) idle: Vec<Conn>,
+    pub(crate) busy: u32,
+    pub(crate) connecting: u32,
+    pub(crate) waiters: VecDeque<Waiter>,
+    pub(crate) stats: PoolStats,
+}
+
+impl HostPool {
+    pub(crate) fn new(cluster: Rc<str>, address: Rc<str>) -> Self {
+        Self {
+            socket: address.parse().ok(),
+            cluster,
+            address,
+            idle: Vec::new(),
+            busy: 0,
+            connecting: 0,
+            waiters: VecDeque::new(),
+            stats: PoolStats::default(),
+        }
+    }
+
+    /// No connection at all: idle, busy or connecting.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.idle.is_empty() && self.busy == 0 && self.connecting == 0
+    }
+
+    /// Removes a waiter; false if it was already served.
+    pub(crate) fn remove_waiter(&mut self, id: u64) -> bool {
+        match self.waiters.iter().position(|w| w.id == id) {
+            Some(i) => {
+                self.waiters.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Whether an idle connection may still be used.
+pub(crate) fn usable(conn: &Conn, now: Instant, idle_timeout: std::time::Duration) -> bool {
+    !conn.sender.is_closed() && now.saturating_duration_since(conn.idle_since) < idle_timeout
+}

@@ -1,0 +1,507 @@
+//! One listener's proxy: its engine, its upstream pools and its counters,
+//! and the shared state of the process (clock, options, config).
+//!
+//! Everything runs on one thread: the state sits in `RefCell`s, borrowed
+//! only between two `await`s, never across one.
+
+use std::cell::{Cell, RefCell, RefMut};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_engine::config::Config;
+use mesh_engine::{Admission, Engine, EngineEvent, Time, Upstream};
+use rustc_hash::FxHashMap;
+use tokio::sync::oneshot;
+
+use crate::config::ListenerSpec;
+use crate::log::{AccessLog, now_rfc3339};
+use crate::pool::{Conn, Grant, HostPool, Waiter, usable};
+
+/// Limits and switches of the process.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Access log format.
+    pub access_log: AccessLog,
+    /// Largest request or response body buffered (bytes).
+    pub max_body_bytes: usize,
+    /// Largest total size of request headers (bytes).
+    pub max_header_bytes: usize,
+    /// Time a client has to send its request headers.
+    pub header_read_timeout: Duration,
+    /// How long SIGTERM waits for in-flight requests.
+    pub drain_timeout: Duration,
+    /// How often the config file is checked for changes (`None`: never).
+    pub watch_interval: Option<Duration>,
+    /// Seed of the engines' random streams.
+    pub seed: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            access_log: AccessLog::Text,
+            max_body_bytes: 16 << 20,
+            max_header_bytes: 64 << 10,
+            header_read_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(10),
+            watch_interval: Some(Duration::from_secs(1)),
+            seed: 1,
+        }
+    }
+}
+
+/// The process's shared state.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) options: Options,
+    start: std::time::Instant,
+    last: Cell<Time>,
+    pub(crate) proxies: Vec<RefCell<Proxy>>,
+    /// The config text in force (for `/config_dump`) and its reload counters.
+    pub(crate) config_text: RefCell<String>,
+    pub(crate) reloads_ok: Cell<u64>,
+    pub(crate) reloads_failed: Cell<u64>,
+    /// False once draining: `/ready` answers 503.
+    pub(crate) ready: Cell<bool>,
+    /// Requests being handled.
+    pub(crate) in_flight: Cell<u64>,
+    /// Wakes the timer task after a reconfigure.
+    pub(crate) timer_wake: tokio::sync::Notify,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        options: Options,
+        listeners: &[ListenerSpec],
+        mesh: &Arc<Config>,
+        text: String,
+    ) -> Self {
+        let proxies = listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                RefCell::new(Proxy::new(
+                    l.clone(),
+                    Engine::new(mesh.clone(), l.proxy.clone(), options.seed + i as u64),
+                ))
+            })
+            .collect();
+        Self {
+            options,
+            start: std::time::Instant::now(),
+            last: Cell::new(Time::ZERO),
+            proxies,
+            config_text: RefCell::new(text),
+            reloads_ok: Cell::new(0),
+            reloads_failed: Cell::new(0),
+            ready: Cell::new(true),
+            in_flight: Cell::new(0),
+            timer_wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The engine clock: nanoseconds since the process started, never
+    /// going backwards. Read once per engine input.
+    pub(crate) fn now(&self) -> Time {
+        let t =
+            Time::from_nanos(u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        let t = t.max(self.last.get());
+        self.last.set(t);
+        t
+    }
+
+    /// The proxy of listener `i`, borrowed until the next `await`.
+    pub(crate) fn proxy(&self, i: usize) -> RefMut<'_, Proxy> {
+        self.proxies[i].borrow_mut()
+    }
+}
+
+/// Counters of one proxy.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Stats {
+    /// Downstream responses by (status, response flags).
+    pub(crate) responses: BTreeMap<(u16, String), u64>,
+    pub(crate) overflow: u64,
+    pub(crate) ejections: u64,
+    pub(crate) returns: u64,
+    pub(crate) retries: u64,
+}
+
+/// One listener's proxy.
+#[derive(Debug)]
+pub(crate) struct Proxy {
+    pub(crate) listener: ListenerSpec,
+    pub(crate) engine: Engine,
+    pub(crate) pools: Vec<HostPool>,
+    /// Pool of each (cluster, endpoint) of the engine's current config.
+    pool_of: Vec<Vec<usize>>,
+    pub(crate) stats: Stats,
+    next_waiter: u64,
+    /// Connections the pools want opened (see [`spawn_connects`]).
+    connects: Vec<Connect>,
+}
+
+impl Proxy {
+    fn new(listener: ListenerSpec, engine: Engine) -> Self {
+        let mut p = Self {
+            listener,
+            engine,
+            pools: Vec::new(),
+            pool_of: Vec::new(),
+            stats: Stats::default(),
+            next_waiter: 0,
+            connects: Vec::new(),
+        };
+        p.index_pools();
+        p
+    }
+
+    /// Maps the engine's current (cluster, endpoint) pairs to pools, keeping
+    /// the pools (and their connections) of pairs that stay.
+    fn index_pools(&mut self) {
+        let mut by_key: FxHashMap<(Rc<str>, Rc<str>), usize> = self
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ((p.cluster.clone(), p.address.clone()), i))
+            .collect();
+        let mut pool_of = Vec::with_capacity(self.engine.cluster_count());
+        for c in 0..self.engine.cluster_count() {
+            let id = mesh_engine::ClusterId(u32::try_from(c).unwrap_or(u32::MAX));
+            let cluster: Rc<str> = Rc::from(self.engine.cluster_name(id));
+            let mut row = Vec::with_capacity(self.engine.endpoint_count(id));
+            for e in 0..self.engine.endpoint_count(id) {
+                let up = self
+                    .engine
+                    .upstream(id, u32::try_from(e).unwrap_or(u32::MAX));
+                let address: Rc<str> = Rc::from(self.engine.endpoint_address(up));
+                let key = (cluster.clone(), address.clone());
+                let i = *by_key.entry(key).or_insert_with(|| {
+                    self.pools.push(HostPool::new(cluster.clone(), address));
+                    self.pools.len() - 1
+                });
+                row.push(i);
+            }
+            pool_of.push(row);
+        }
+        self.pool_of = pool_of;
+    }
+
+    /// The pool of an upstream just handed out by the engine (current
+    /// generation).
+    pub(crate) fn pool_for(&self, up: Upstream) -> usize {
+        self.pool_of[up.cluster.0 as usize][up.endpoint.0 as usize]
+    }
+
+    /// Applies a new config, keeping outlier state and pools.
+    pub(crate) fn reconfigure(&mut self, mesh: Arc<Config>, now: Time) {
+        self.engine.reconfigure(mesh, now);
+        self.index_pools();
+        self.drain_events(now);
+    }
+
+    /// Admission of an attempt to `up` in pool `pool`.
+    pub(crate) fn acquire(&mut self, pool: usize, up: Upstream, now: Time) -> Acquire {
+        let idle_timeout = self.idle_timeout(up);
+        let instant = tokio::time::Instant::now();
+        self.close_unusable(pool, instant, idle_timeout, now);
+        let p = &self.pools[pool];
+        let ready = !p.idle.is_empty();
+        let empty = p.is_empty();
+        let a = self.engine.admit(up, ready, empty, now);
+        let out = match a {
+            Admission::Attach => {
+                let p = &mut self.pools[pool];
+                match p.idle.pop() {
+                    Some(c) => {
+                        p.busy += 1;
+                        Acquire::Ready(c)
+                    }
+                    None => {
+                        // Not reachable: `ready` said an idle one exists.
+                        self.engine.cancel(up, true, now);
+                        Acquire::Overflow
+                    }
+                }
+            }
+            Admission::Queue { open_connection } => {
+                let (tx, rx) = oneshot::channel();
+                self.next_waiter += 1;
+                let id = self.next_waiter;
+                self.pools[pool].waiters.push_back(Waiter { id, up, tx });
+                if open_connection {
+                    self.open(pool, up, now);
+                }
+                Acquire::Wait(id, rx)
+            }
+            Admission::Overflow => Acquire::Overflow,
+        };
+        self.drain_events(now);
+        out
+    }
+
+    fn idle_timeout(&self, up: Upstream) -> Duration {
+        self.engine
+            .connection_pool(up)
+            .map_or(Duration::from_secs(3600), |c| c.idle_timeout)
+    }
+
+    /// Closes idle connections that are closed or idle for too long.
+    fn close_unusable(
+        &mut self,
+        pool: usize,
+        instant: tokio::time::Instant,
+        idle_timeout: Duration,
+        now: Time,
+    ) {
+        let p = &mut self.pools[pool];
+        let mut i = 0;
+        while i < p.idle.len() {
+            if usable(&p.idle[i], instant, idle_timeout) {
+                i += 1;
+            } else {
+                let c = p.idle.swap_remove(i);
+                c.driver.abort();
+                self.engine.connection_closed(c.up, now);
+            }
+        }
+    }
+
+    /// Closes expired idle connections of every pool (the timer task calls
+    /// this about once a second).
+    pub(crate) fn sweep_idle(&mut self, now: Time) {
+        let instant = tokio::time::Instant::now();
+        for i in 0..self.pools.len() {
+            let Some(up) = self.pools[i].idle.first().map(|c| c.up) else {
+                continue;
+            };
+            let t = self.idle_timeout(up);
+            self.close_unusable(i, instant, t, now);
+        }
+    }
+
+    /// Starts a connection for pool `pool`'s queue.
+    fn open(&mut self, pool: usize, up: Upstream, now: Time) {
+        self.engine.connection_opened(up, now);
+        let p = &mut self.pools[pool];
+        p.connecting += 1;
+        p.stats.cx_total += 1;
+        let connect_timeout = self
+            .engine
+            .connection_pool(up)
+            .map_or(Duration::from_secs(10), |c| c.connect_timeout);
+        let socket = p.socket;
+        self.connects.push(Connect {
+            pool,
+            up,
+            socket,
+            connect_timeout,
+        });
+    }
+
+    /// A connection finished connecting (or failed to).
+    pub(crate) fn connected(&mut self, pool: usize, up: Upstream, conn: Option<Conn>, now: Time) {
+        let p = &mut self.pools[pool];
+        p.connecting = p.connecting.saturating_sub(1);
+        match conn {
+            Some(c) => {
+                p.idle.push(c);
+            }
+            None => {
+                p.stats.cx_connect_fail += 1;
+                self.engine.connection_closed(up, now);
+                // The first waiter's connection failed: it is attached and
+                // reports the failure (or overflows on `maxRequests`).
+                if let Some(w) = self.pools[pool].waiters.pop_front() {
+                    let g = match self.engine.dequeue(w.up, now) {
+                        Admission::Attach => Grant::ConnectFailure,
+                        _ => Grant::Overflow,
+                    };
+                    if let Err(Grant::ConnectFailure) = w.tx.send(g) {
+                        self.engine.cancel(w.up, true, now);
+                    }
+                }
+            }
+        }
+        self.pump(pool, now);
+    }
+
+    /// An attempt is over with its connection: keep it idle (answered, not
+    /// closing, under `maxRequestsPerConnection`) or close it.
+    pub(crate) fn release(&mut self, pool: usize, mut conn: Conn, keep: bool, now: Time) {
+        let limit = self
+            .engine
+            .connection_pool(conn.up)
+            .map_or(0, |c| c.max_requests_per_connection);
+        conn.served += 1;
+        let keep = keep && (limit == 0 || conn.served < limit) && !conn.sender.is_closed();
+        let p = &mut self.pools[pool];
+        p.busy = p.busy.saturating_sub(1);
+        if keep {
+            conn.idle_since = tokio::time::Instant::now();
+            p.idle.push(conn);
+        } else {
+            conn.driver.abort();
+            self.engine.connection_closed(conn.up, now);
+        }
+        self.pump(pool, now);
+    }
+
+    /// Puts back a connection granted to a request that left before using it.
+    pub(crate) fn put_back(&mut self, pool: usize, conn: Conn, now: Time) {
+        let p = &mut self.pools[pool];
+        p.busy = p.busy.saturating_sub(1);
+        p.idle.push(conn);
+        self.pump(pool, now);
+    }
+
+    /// Gives idle connections to waiting requests in order; opens one if
+    /// requests wait and nothing else will serve them.
+    pub(crate) fn pump(&mut self, pool: usize, now: Time) {
+        while let Some(up) = self.pools[pool].waiters.front().map(|w| w.up) {
+            let idle_timeout = self.idle_timeout(up);
+            self.close_unusable(pool, tokio::time::Instant::now(), idle_timeout, now);
+            let p = &mut self.pools[pool];
+            if p.idle.is_empty() {
+                if p.busy == 0 && p.connecting == 0 {
+                    let empty = p.is_empty();
+                    if self.engine.may_open_connection(up, empty, now) {
+                        self.open(pool, up, now);
+                    }
+                }
+                break;
+            }
+            let Some(w) = p.waiters.pop_front() else {
+                break;
+            };
+            match self.engine.dequeue(w.up, now) {
+                Admission::Attach => {
+                    let p = &mut self.pools[pool];
+                    let Some(c) = p.idle.pop() else { break };
+                    p.busy += 1;
+                    if let Err(Grant::Conn(c)) = w.tx.send(Grant::Conn(c)) {
+                        // The request left without taking it off the queue.
+                        self.engine.cancel(w.up, true, now);
+                        let p = &mut self.pools[pool];
+                        p.busy = p.busy.saturating_sub(1);
+                        p.idle.push(c);
+                    }
+                }
+                _ => {
+                    let _ = w.tx.send(Grant::Overflow);
+                }
+            }
+        }
+        self.drain_events(now);
+    }
+
+    /// Drains the engine's events into counters and the log.
+    pub(crate) fn drain_events(&mut self, now: Time) {
+        while let Some(ev) = self.engine.poll_event() {
+            match ev {
+                EngineEvent::Ejected {
+                    upstream,
+                    reason,
+                    duration,
+                } => {
+                    self.stats.ejections += 1;
+                    eprintln!(
+                        "{} meshproxy: eject {} {} reason={} duration_ms={} at={now}",
+                        now_rfc3339(),
+                        self.engine.cluster_name(upstream.cluster),
+                        self.engine.endpoint_address(upstream),
+                        reason.as_str(),
+                        duration.as_millis()
+                    );
+                }
+                EngineEvent::Returned { upstream } => {
+                    self.stats.returns += 1;
+                    eprintln!(
+                        "{} meshproxy: return {} {} at={now}",
+                        now_rfc3339(),
+                        self.engine.cluster_name(upstream.cluster),
+                        self.engine.endpoint_address(upstream),
+                    );
+                }
+                EngineEvent::Overflow { .. } => self.stats.overflow += 1,
+                EngineEvent::Panic { cluster, in_panic } => eprintln!(
+                    "{} meshproxy: cluster {} panic={in_panic}",
+                    now_rfc3339(),
+                    self.engine.cluster_name(cluster)
+                ),
+                EngineEvent::ConfigApplied { clusters, routes } => eprintln!(
+                    "{} meshproxy: config applied on {} ({clusters} clusters, {routes} routes)",
+                    now_rfc3339(),
+                    self.listener.address
+                ),
+            }
+        }
+    }
+}
+
+/// The answer to an attempt's admission.
+#[derive(Debug)]
+pub(crate) enum Acquire {
+    /// An idle connection, attached.
+    Ready(Conn),
+    /// Queued: wait for the grant.
+    Wait(u64, oneshot::Receiver<Grant>),
+    /// 503 `UO`.
+    Overflow,
+}
+
+/// A connection to start, handed from the (synchronous) pool to the async
+/// world: the caller of a pool method spawns these with [`spawn_connects`].
+#[derive(Debug)]
+pub(crate) struct Connect {
+    pool: usize,
+    up: Upstream,
+    socket: Option<std::net::SocketAddr>,
+    connect_timeout: Duration,
+}
+
+/// Spawns the connection attempts proxy `li`'s pools asked for. Call after
+/// any pool method, once the proxy is no longer borrowed.
+pub(crate) fn spawn_connects(sh: &Rc<Shared>, li: usize) {
+    let todo = std::mem::take(&mut sh.proxy(li).connects);
+    for c in todo {
+        let sh = sh.clone();
+        tokio::task::spawn_local(async move {
+            let conn = connect(c.socket, c.connect_timeout, c.up).await;
+            let now = sh.now();
+            sh.proxy(li).connected(c.pool, c.up, conn, now);
+            spawn_connects(&sh, li);
+        });
+    }
+}
+
+async fn connect(
+    socket: Option<std::net::SocketAddr>,
+    timeout: Duration,
+    up: Upstream,
+) -> Option<Conn> {
+    let socket = socket?;
+    let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(socket))
+        .await
+        .ok()?
+        .ok()?;
+    let _ = stream.set_nodelay(true);
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (sender, conn) = tokio::time::timeout(timeout, hyper::client::conn::http1::handshake(io))
+        .await
+        .ok()?
+        .ok()?;
+    let driver = tokio::task::spawn_local(async move {
+        let _ = conn.await;
+    })
+    .abort_handle();
+    Some(Conn {
+        sender,
+        served: 0,
+        idle_since: tokio::time::Instant::now(),
+        up,
+        driver,
+    })
+}

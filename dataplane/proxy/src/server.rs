@@ -1,0 +1,270 @@
+//! The process: listeners, the admin listener, the timer task, hot reload
+//! and graceful drain, all on one thread.
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin;
+use crate::config::{self, Loaded};
+use crate::forward::{self, ConnInfo};
+use crate::log::now_rfc3339;
+use crate::proxy::{Options, Shared};
+
+/// Runs `meshproxy` until `shutdown` resolves, then drains.
+///
+/// `listeners` are bound already, one per `[[listener]]` of `loaded` in
+/// order (so tests can bind port 0); `admin` is the admin listener, if any.
+/// `reload` yields each time the config should be read again (SIGHUP); the
+/// file is also watched for changes. `bound` is called once every listener
+/// serves.
+pub async fn run(
+    path: PathBuf,
+    loaded: Loaded,
+    listeners: Vec<TcpListener>,
+    admin: Option<TcpListener>,
+    options: Options,
+    mut reload: impl FnMut() -> std::pin::Pin<Box<dyn Future<Output = ()>>> + 'static,
+    shutdown: impl Future<Output = ()>,
+) {
+    let sh = Rc::new(Shared::new(
+        options,
+        &loaded.listeners,
+        &loaded.mesh,
+        loaded.text.clone(),
+    ));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let connections = Rc::new(Cell::new(0usize));
+    for (li, l) in listeners.into_iter().enumerate() {
+        tokio::task::spawn_local(accept_loop(
+            sh.clone(),
+            li,
+            l,
+            stop_rx.clone(),
+            connections.clone(),
+        ));
+    }
+    if let Some(a) = admin {
+        tokio::task::spawn_local(admin::serve(sh.clone(), a, stop_rx.clone()));
+    }
+    let timer = tokio::task::spawn_local(timer(sh.clone()));
+    // Reloads: SIGHUP, or the file's modification time changing.
+    {
+        let sh = sh.clone();
+        let path = path.clone();
+        tokio::task::spawn_local(async move {
+            let mut stamp = modified(&path);
+            let interval = sh.options.watch_interval;
+            loop {
+                let changed = async {
+                    match interval {
+                        Some(i) => loop {
+                            tokio::time::sleep(i).await;
+                            let s = modified(&path);
+                            if s != stamp {
+                                return s;
+                            }
+                        },
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    s = changed => stamp = s,
+                    () = reload() => stamp = modified(&path),
+                }
+                apply_reload(&sh, &path);
+            }
+        });
+    }
+    shutdown.await;
+    eprintln!(
+        "{} meshproxy: draining (up to {} ms)",
+        now_rfc3339(),
+        sh.options.drain_timeout.as_millis()
+    );
+    sh.ready.set(false);
+    let _ = stop_tx.send(true);
+    let deadline = tokio::time::Instant::now() + sh.options.drain_timeout;
+    while (connections.get() > 0 || sh.in_flight.get() > 0)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    timer.abort();
+    eprintln!(
+        "{} meshproxy: stopped ({} requests still in flight)",
+        now_rfc3339(),
+        sh.in_flight.get()
+    );
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Reads the config again; applies it if valid and the listeners are the
+/// same, else logs why not and keeps the config in force.
+fn apply_reload(sh: &Rc<Shared>, path: &std::path::Path) {
+    let new = match config::load(path) {
+        Ok(n) => n,
+        Err(e) => {
+            sh.reloads_failed.set(sh.reloads_failed.get() + 1);
+            eprintln!(
+                "{} meshproxy: config reload refused, the previous config keeps serving:\n{e}",
+                now_rfc3339()
+            );
+            return;
+        }
+    };
+    let same = new.listeners.len() == sh.proxies.len()
+        && new.listeners.iter().zip(&sh.proxies).all(|(l, p)| {
+            let p = p.borrow();
+            (l.address == p.listener.address || l.address.port() == 0)
+                && l.proxy == p.listener.proxy
+        });
+    if !same {
+        sh.reloads_failed.set(sh.reloads_failed.get() + 1);
+        eprintln!(
+            "{} meshproxy: config reload refused, the previous config keeps serving:\n{}: listener: the listeners changed; restart meshproxy to change listeners",
+            now_rfc3339(),
+            path.display()
+        );
+        return;
+    }
+    for w in &new.warnings {
+        eprintln!("{} meshproxy: warning: {w}", now_rfc3339());
+    }
+    for i in 0..sh.proxies.len() {
+        let now = sh.now();
+        sh.proxy(i).reconfigure(new.mesh.clone(), now);
+    }
+    *sh.config_text.borrow_mut() = new.text;
+    sh.reloads_ok.set(sh.reloads_ok.get() + 1);
+    sh.timer_wake.notify_one();
+}
+
+/// The timer task, as quinn's `drive_timer`: sleep until the earliest
+/// `poll_timeout`, run `handle_timeout`, drain events; about once a second
+/// close idle connections past their idle timeout.
+async fn timer(sh: Rc<Shared>) {
+    let start = tokio::time::Instant::now();
+    let mut next_sweep = start + Duration::from_secs(1);
+    loop {
+        let next = sh
+            .proxies
+            .iter()
+            .filter_map(|p| p.borrow().engine.poll_timeout())
+            .min();
+        let wake = match next {
+            Some(t) => {
+                let now = sh.now();
+                tokio::time::Instant::now() + t.saturating_since(now)
+            }
+            None => next_sweep,
+        }
+        .min(next_sweep);
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {}
+            () = sh.timer_wake.notified() => {}
+        }
+        for i in 0..sh.proxies.len() {
+            let now = sh.now();
+            let mut p = sh.proxy(i);
+            if p.engine.poll_timeout().is_some_and(|t| t <= now) {
+                p.engine.handle_timeout(now);
+                p.drain_events(now);
+            }
+            if tokio::time::Instant::now() >= next_sweep {
+                p.sweep_idle(now);
+            }
+        }
+        if tokio::time::Instant::now() >= next_sweep {
+            next_sweep = tokio::time::Instant::now() + Duration::from_secs(1);
+        }
+    }
+}
+
+/// A local executor, so HTTP/2 connections run on this thread.
+#[derive(Clone, Copy, Debug)]
+struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: Future + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
+async fn accept_loop(
+    sh: Rc<Shared>,
+    li: usize,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    connections: Rc<Cell<usize>>,
+) {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(sh.options.header_read_timeout)
+        .max_buf_size(sh.options.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_header_list_size(u32::try_from(sh.options.max_header_bytes).unwrap_or(u32::MAX));
+    let builder = Rc::new(builder);
+    loop {
+        let (stream, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off a little.
+                    eprintln!("{} meshproxy: accept failed: {e}", now_rfc3339());
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let local = stream
+            .local_addr()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let info = ConnInfo { remote, local };
+        let sh = sh.clone();
+        let builder = builder.clone();
+        let mut stop = stop.clone();
+        let connections = connections.clone();
+        connections.set(connections.get() + 1);
+        tokio::task::spawn_local(async move {
+            let service = hyper::service::service_fn({
+                let sh = sh.clone();
+                move |req| {
+                    let sh = sh.clone();
+                    async move { Ok::<_, Infallible>(forward::handle(sh, li, info, req).await) }
+                }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let conn = builder.serve_connection(io, service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.wait_for(|s| *s) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            connections.set(connections.get().saturating_sub(1));
+        });
+    }
+}
