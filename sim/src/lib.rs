@@ -16,6 +16,7 @@ pub mod model;
 pub mod output;
 pub mod plan;
 mod queue;
+pub mod replay;
 pub mod run;
 pub mod setpath;
 

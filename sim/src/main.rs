@@ -1,8 +1,8 @@
 //! `meshsim`: the command line.
 //!
-//! Today it validates mesh configs (`check`) and asks the engine how it
-//! routes requests (`route`); the discrete-event simulator (`run`, `sweep`,
-//! `replay`) builds on the same engine.
+//! `check` validates experiments and mesh configs, `route` asks the engine
+//! how a proxy routes a request, `run` and `sweep` simulate, and `replay`
+//! plays a run directory back in the terminal.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -75,6 +75,56 @@ enum Command {
         #[arg(long, default_value = "success_rate")]
         objective: String,
     },
+    /// Play a run directory back in the terminal (from `meshsim run`, a
+    /// `meshsim sweep` directory to pick a point from, or `meshproxy
+    /// --record`). Space plays, ←/→ step, ⇧←/→ jump between events, ? help.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ReplayArgs {
+    /// Run directory, or sweep directory.
+    dir: PathBuf,
+    /// Print the frame at this time (e.g. `75s`) as text and exit, instead
+    /// of opening the interactive replay.
+    #[arg(long, value_name = "TIME")]
+    frame_at: Option<String>,
+    /// Size of the frame printed by `--frame-at`, `WIDTHxHEIGHT`.
+    #[arg(long, default_value = "100x30", value_parser = parse_size)]
+    size: (u16, u16),
+    /// In a sweep directory: open this point's run directly.
+    #[arg(long)]
+    point: Option<usize>,
+    /// With `--point`: the replica's seed (default: the point's first).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+fn parse_size(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("expected WIDTHxHEIGHT such as 100x30, found `{s}`");
+    let (w, h) = s.split_once('x').ok_or_else(bad)?;
+    let (w, h): (u16, u16) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+    let (min_w, min_h) = meshsim::replay::MIN_SIZE;
+    if w < min_w || h < min_h {
+        return Err(format!("{w}x{h} is too small: at least {min_w}x{min_h}"));
+    }
+    Ok((w, h))
+}
+
+fn replay(args: &ReplayArgs) -> Result<String, String> {
+    let mut app = meshsim::replay::open(&args.dir, args.point, args.seed)?;
+    let Some(at) = &args.frame_at else {
+        meshsim::replay::run_interactive(app)?;
+        return Ok(String::new());
+    };
+    let t = config::parse_duration(at)
+        .map_err(|e| format!("--frame-at {at}: {e} (e.g. 75s, 1m30s)"))?;
+    app.seek_time(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX));
+    let text = meshsim::replay::frame_text(&mut app, args.size.0, args.size.1)?;
+    if let Some(e) = &app.status {
+        return Err(e.clone());
+    }
+    Ok(text)
 }
 
 #[derive(Debug, clap::Args)]
@@ -156,6 +206,7 @@ fn main() -> ExitCode {
             sets,
             objective,
         } => sweep(&file, out.as_deref(), threads, seed, &sets, &objective),
+        Command::Replay(args) => replay(&args),
     };
     match result {
         Ok(out) => {
