@@ -1,0 +1,540 @@
+//! meshproxy end to end: the real binaries over loopback, against meshecho.
+//! No timing asserts: waits are generous and only bound how long a test may
+//! take to see what must happen.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{Echo, Proxy, destination_rule, get, raw, service};
+
+fn vs(http: &str) -> String {
+    format!("\n[[virtualService]]\nname = \"echo\"\nhosts = [\"echo\"]\n{http}\n")
+}
+
+fn two_versions() -> (Echo, Echo) {
+    (Echo::start("v1", &[]), Echo::start("v2", &[]))
+}
+
+#[test]
+fn header_match_routes_to_its_subset() {
+    let (a, b) = two_versions();
+    let config = service(&[(&a, "v1"), (&b, "v2")])
+        + &destination_rule("")
+        + &vs(r#"
+[[virtualService.http]]
+match = [{ headers = { x-canary = { exact = "yes" } } }]
+route = [{ destination = { host = "echo", subset = "v2" } }]
+[[virtualService.http]]
+route = [{ destination = { host = "echo", subset = "v1" } }]
+"#);
+    let p = Proxy::start(&config, &[]);
+    for _ in 0..5 {
+        assert_eq!(p.get("/", &[("x-canary", "yes")]).echo(), "v2");
+        assert_eq!(p.get("/", &[("x-canary", "no")]).echo(), "v1");
+        assert_eq!(p.get("/", &[]).echo(), "v1");
+    }
+}
+
+#[test]
+fn uri_prefix_routes_and_unknown_hosts_get_404_nr() {
+    let (a, b) = two_versions();
+    let config = service(&[(&a, "v1"), (&b, "v2")])
+        + &destination_rule("")
+        + &vs(r#"
+[[virtualService.http]]
+match = [{ uri = { prefix = "/api" } }]
+route = [{ destination = { host = "echo", subset = "v2" } }]
+[[virtualService.http]]
+route = [{ destination = { host = "echo", subset = "v1" } }]
+"#);
+    let p = Proxy::start(&config, &[]);
+    assert_eq!(p.get("/api/users", &[]).echo(), "v2");
+    assert_eq!(
+        p.get("/apix", &[]).echo(),
+        "v2",
+        "prefix is a plain string prefix"
+    );
+    assert_eq!(p.get("/web", &[]).echo(), "v1");
+    let r = p.get("/", &[("Host", "nowhere")]);
+    assert_eq!(r.status, 404);
+    p.proc.stdout.wait_for("\"GET /\" 404 NR");
+}
+
+#[test]
+fn weighted_split_is_honoured_over_many_requests() {
+    let (a, b) = two_versions();
+    let config = service(&[(&a, "v1"), (&b, "v2")])
+        + &destination_rule("")
+        + &vs(r#"
+[[virtualService.http]]
+route = [
+  { destination = { host = "echo", subset = "v1" }, weight = 80 },
+  { destination = { host = "echo", subset = "v2" }, weight = 20 },
+]
+"#);
+    let p = Proxy::start(&config, &["--access-log", "off"]);
+    let mut counts = BTreeMap::new();
+    for _ in 0..400 {
+        *counts.entry(p.get("/", &[]).echo().to_owned()).or_insert(0) += 1;
+    }
+    // 320 expected, standard deviation 8: ±40 is five deviations.
+    let v1 = counts.get("v1").copied().unwrap_or(0);
+    assert!((280..=360).contains(&v1), "{counts:?}");
+    assert_eq!(counts.values().sum::<i32>(), 400, "{counts:?}");
+}
+
+const SUSPENDED: &str = r#"
+[[virtualService.http]]
+fault = { abort = { httpStatus = 503, percentage = { value = 100.0 } } }
+route = [{ destination = { host = "echo", subset = "v1" } }]
+"#;
+
+const OPEN: &str = r#"
+[[virtualService.http]]
+route = [{ destination = { host = "echo", subset = "v1" } }]
+"#;
+
+#[test]
+fn a_full_fault_abort_suspends_traffic_until_a_reload_removes_it() {
+    let a = Echo::start("v1", &[]);
+    let base = service(&[(&a, "v1")]) + &destination_rule("");
+    let p = Proxy::start(&(base.clone() + &vs(SUSPENDED)), &[]);
+    for _ in 0..5 {
+        let r = p.get("/", &[]);
+        assert_eq!(r.status, 503);
+        assert_eq!(r.echo(), "-", "no upstream request");
+    }
+    p.proc.stdout.wait_for("503 FI - ");
+    p.rewrite(&(base + &vs(OPEN)));
+    p.eventually("the reload lifts the fault", || {
+        p.get("/", &[]).status == 200
+    });
+    assert_eq!(p.get("/", &[]).echo(), "v1");
+}
+
+#[test]
+fn a_bad_config_is_refused_and_the_old_one_keeps_serving() {
+    let (a, b) = two_versions();
+    let base = service(&[(&a, "v1"), (&b, "v2")]) + &destination_rule("");
+    let to = |s: &str| {
+        vs(&format!(
+            "[[virtualService.http]]\nroute = [{{ destination = {{ host = \"echo\", subset = \"{s}\" }} }}]\n"
+        ))
+    };
+    let p = Proxy::start(&(base.clone() + &to("v1")), &[]);
+    assert_eq!(p.get("/", &[]).echo(), "v1");
+    // A good change applies.
+    p.rewrite(&(base.clone() + &to("v2")));
+    p.eventually("v2 after reload", || p.get("/", &[]).echo() == "v2");
+    // A bad one is refused with file, line and field; v2 keeps serving.
+    p.rewrite(&(base.clone() + &to("v3")));
+    let line = p.proc.stderr.wait_for("config reload refused");
+    assert!(line.contains("config reload refused"), "{line}");
+    p.proc.stderr.wait_for("subset");
+    for _ in 0..5 {
+        assert_eq!(p.get("/", &[]).echo(), "v2");
+    }
+    assert!(
+        p.admin("/stats")
+            .body
+            .contains("meshproxy_config_reloads_total{result=\"refused\"} 1"),
+        "{}",
+        p.admin("/stats").body
+    );
+}
+
+#[test]
+fn sighup_reloads_the_config() {
+    let (a, b) = two_versions();
+    let base = service(&[(&a, "v1"), (&b, "v2")]) + &destination_rule("");
+    let to = |s: &str| {
+        vs(&format!(
+            "[[virtualService.http]]\nroute = [{{ destination = {{ host = \"echo\", subset = \"{s}\" }} }}]\n"
+        ))
+    };
+    let dir = common::temp_dir("hup");
+    let path = dir.join("mesh.toml");
+    std::fs::write(&path, base.clone() + &to("v1")).unwrap();
+    // File watching off: only SIGHUP reloads.
+    let p = Proxy::start_file(path.clone(), &["--watch-interval", "0s"]);
+    assert_eq!(p.get("/", &[]).echo(), "v1");
+    std::fs::write(&path, base + &to("v2")).unwrap();
+    p.proc.signal("HUP");
+    p.eventually("v2 after SIGHUP", || p.get("/", &[]).echo() == "v2");
+}
+
+#[test]
+fn consistent_hash_keeps_a_user_on_one_endpoint_and_issues_cookies() {
+    let e: Vec<Echo> = (0..3).map(|i| Echo::start(&format!("e{i}"), &[])).collect();
+    let config = service(&[(&e[0], "v1"), (&e[1], "v1"), (&e[2], "v1")])
+        + r#"
+[[destinationRule]]
+name = "echo"
+host = "echo"
+trafficPolicy = { loadBalancer = { consistentHash = { httpHeaderName = "x-user" } } }
+"#;
+    let p = Proxy::start(&config, &[]);
+    let mut seen = std::collections::BTreeSet::new();
+    for u in 0..12 {
+        let user = format!("user-{u}");
+        let first = p.get("/", &[("x-user", &user)]).echo().to_owned();
+        for _ in 0..4 {
+            assert_eq!(p.get("/", &[("x-user", &user)]).echo(), first, "{user}");
+        }
+        seen.insert(first);
+    }
+    assert!(seen.len() >= 2, "12 users all on one endpoint: {seen:?}");
+
+    // A cookie policy with a ttl: the proxy issues the cookie, and a client
+    // that sends it back stays.
+    let cookie = service(&[(&e[0], "v1"), (&e[1], "v1"), (&e[2], "v1")])
+        + r#"
+[[destinationRule]]
+name = "echo"
+host = "echo"
+trafficPolicy = { loadBalancer = { consistentHash = { httpCookie = { name = "sticky", ttl = "60s", path = "/" } } } }
+"#;
+    let p = Proxy::start(&cookie, &[]);
+    let r = p.get("/", &[]);
+    let set = r.header("set-cookie").expect("a Set-Cookie").to_owned();
+    assert!(set.starts_with("sticky=\""), "{set}");
+    assert!(
+        set.contains("Max-Age=60") && set.contains("Path=/"),
+        "{set}"
+    );
+    let value = set.split(';').next().unwrap().to_owned();
+    let first = p.get("/", &[("Cookie", &value)]).echo().to_owned();
+    for _ in 0..5 {
+        let r = p.get("/", &[("Cookie", &value)]);
+        assert_eq!(r.echo(), first);
+        assert!(r.header("set-cookie").is_none(), "cookie set again");
+    }
+}
+
+#[test]
+fn a_bad_endpoint_is_ejected_after_consecutive_5xx_and_returns_after_its_time() {
+    let good1 = Echo::start("good1", &[]);
+    let good2 = Echo::start("good2", &[]);
+    let bad = Echo::start("bad", &["--status", "503"]);
+    let config = service(&[(&good1, "v1"), (&bad, "v1"), (&good2, "v1")])
+        + r#"
+[[destinationRule]]
+name = "echo"
+host = "echo"
+[destinationRule.trafficPolicy]
+loadBalancer = { simple = "ROUND_ROBIN" }
+outlierDetection = { consecutive5xxErrors = 3, interval = "100ms", baseEjectionTime = "200ms", maxEjectionPercent = 100 }
+
+[[virtualService]]
+name = "echo"
+hosts = ["echo"]
+[[virtualService.http]]
+route = [{ destination = { host = "echo" } }]
+retries = { attempts = 0 }
+"#;
+    let p = Proxy::start(&config, &[]);
+    let cluster = "outbound|80||echo";
+    let mut errors = 0;
+    let mut sent = 0;
+    while errors < 3 {
+        let r = p.get("/", &[]);
+        if r.status == 503 {
+            assert_eq!(r.echo(), "bad");
+            errors += 1;
+        }
+        sent += 1;
+        assert!(sent < 100, "the bad endpoint never answered three times");
+    }
+    // The third consecutive 503 ejected it, at once.
+    p.proc.stderr.wait_for(&format!(
+        "eject outbound|80||echo.default.svc.cluster.local {}",
+        bad.addr
+    ));
+    assert_eq!(p.cluster_field(cluster, bad.addr, "rq_total"), "3");
+    // While it stays ejected, it gets nothing.
+    for _ in 0..10 {
+        let ejected = p.cluster_field(cluster, bad.addr, "health_flags") == "/failed_outlier_check";
+        let r = p.get("/", &[]);
+        if ejected && p.cluster_field(cluster, bad.addr, "health_flags") == "/failed_outlier_check"
+        {
+            assert_eq!(r.status, 200);
+            assert_eq!(p.cluster_field(cluster, bad.addr, "rq_total"), "3");
+        }
+    }
+    // It returns on an interval tick after its ejection time...
+    p.proc.stderr.wait_for(&format!(
+        "return outbound|80||echo.default.svc.cluster.local {}",
+        bad.addr
+    ));
+    // ...and gets traffic again (and, still bad, is ejected again).
+    p.eventually("the returned endpoint gets requests", || {
+        let _ = p.get("/", &[]);
+        p.cluster_field(cluster, bad.addr, "rq_total") != "3"
+    });
+    assert!(
+        p.admin("/stats")
+            .body
+            .contains("meshproxy_outlier_ejections_total")
+    );
+}
+
+#[test]
+fn the_circuit_breaker_overflows_under_concurrency_with_503_uo() {
+    let slow = Echo::start("slow", &[]);
+    let config = service(&[(&slow, "v1")])
+        + r#"
+[[destinationRule]]
+name = "echo"
+host = "echo"
+trafficPolicy = { connectionPool = { tcp = { maxConnections = 1 }, http = { http1MaxPendingRequests = 1, maxRequestsPerConnection = 0 } } }
+"#;
+    let p = Proxy::start(&config, &[]);
+    let addr = p.addr;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(10));
+    let handles: Vec<_> = (0..10)
+        .map(|_| {
+            let b = barrier.clone();
+            std::thread::spawn(move || {
+                b.wait();
+                get(addr, "/?delay=500ms", &[])
+            })
+        })
+        .collect();
+    let answers: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ok = answers.iter().filter(|r| r.status == 200).count();
+    let overflow: Vec<_> = answers.iter().filter(|r| r.status == 503).collect();
+    assert!(ok >= 1, "{answers:?}");
+    assert!(!overflow.is_empty(), "no overflow: {answers:?}");
+    assert_eq!(ok + overflow.len(), 10, "{answers:?}");
+    for r in overflow {
+        assert_eq!(r.header("x-envoy-overloaded"), Some("true"));
+    }
+    p.proc.stdout.wait_for(" 503 UO ");
+    assert!(
+        p.admin("/stats")
+            .body
+            .contains("meshproxy_upstream_rq_overflow_total")
+    );
+}
+
+#[test]
+fn retries_reach_another_host() {
+    let good = Echo::start("good", &[]);
+    let bad = Echo::start("bad", &["--status", "503"]);
+    let config = service(&[(&good, "v1"), (&bad, "v1")])
+        + r#"
+[[destinationRule]]
+name = "echo"
+host = "echo"
+trafficPolicy = { loadBalancer = { simple = "ROUND_ROBIN" } }
+
+[[virtualService]]
+name = "echo"
+hosts = ["echo"]
+[[virtualService.http]]
+route = [{ destination = { host = "echo" } }]
+retries = { attempts = 3, retryOn = "5xx" }
+"#;
+    let p = Proxy::start(&config, &[]);
+    for _ in 0..10 {
+        let r = p.get("/", &[]);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.echo(), "good");
+    }
+    // Some requests went to the bad host first and were retried.
+    p.proc.stdout.wait_for(" 2 \"echo\"");
+    assert_ne!(
+        p.cluster_field("outbound|80||echo", bad.addr, "rq_total"),
+        "0"
+    );
+}
+
+#[test]
+fn a_route_timeout_answers_504_ut_and_leaves_fast_requests_alone() {
+    let a = Echo::start("v1", &[]);
+    let config = service(&[(&a, "v1")])
+        + &destination_rule("")
+        + &vs(r#"
+[[virtualService.http]]
+timeout = "300ms"
+retries = { attempts = 0 }
+route = [{ destination = { host = "echo", subset = "v1" } }]
+"#);
+    let p = Proxy::start(&config, &[]);
+    let r = p.get("/?delay=5s", &[]);
+    assert_eq!(r.status, 504);
+    assert!(r.body.contains("upstream request timeout"), "{}", r.body);
+    p.proc.stdout.wait_for(" 504 UT ");
+    assert_eq!(p.get("/", &[]).status, 200);
+    // The timed-out attempt's slot was freed.
+    p.eventually("no request left active", || {
+        p.admin("/stats")
+            .body
+            .contains("meshproxy_downstream_rq_active 0")
+    });
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_exits_0() {
+    let a = Echo::start("v1", &[]);
+    let config = service(&[(&a, "v1")]);
+    let mut p = Proxy::start(&config, &[]);
+    let addr = p.addr;
+    let handles: Vec<_> = (0..5)
+        .map(|_| std::thread::spawn(move || get(addr, "/?delay=1s", &[])))
+        .collect();
+    p.eventually("all five in flight", || {
+        p.admin("/stats")
+            .body
+            .contains("meshproxy_downstream_rq_active 5")
+    });
+    p.proc.signal("TERM");
+    for h in handles {
+        let r = h.join().unwrap();
+        assert_eq!(r.status, 200, "a request was lost in the drain: {r:?}");
+    }
+    let status = p.proc.wait_exit();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting"
+    );
+}
+
+#[test]
+fn admin_endpoints_answer() {
+    let a = Echo::start("v1", &[]);
+    let config = service(&[(&a, "v1")]);
+    let p = Proxy::start(&config, &[]);
+    assert_eq!(p.get("/", &[]).status, 200);
+    let ready = p.admin("/ready");
+    assert_eq!((ready.status, ready.body.trim()), (200, "LIVE"));
+    let stats = p.admin("/stats").body;
+    assert!(
+        stats.contains("meshproxy_downstream_rq_total{listener=")
+            && stats.contains("status=\"200\""),
+        "{stats}"
+    );
+    assert!(
+        stats.contains(&format!("endpoint=\"{}\",class=\"2xx\"}} 1", a.addr)),
+        "{stats}"
+    );
+    let clusters = p.admin("/clusters").body;
+    assert!(
+        clusters.contains(&format!(
+            "outbound|80||echo.default.svc.cluster.local::{}::health_flags::healthy",
+            a.addr
+        )),
+        "{clusters}"
+    );
+    assert_eq!(
+        p.admin("/config_dump").body,
+        std::fs::read_to_string(&p.config).unwrap()
+    );
+    assert_eq!(p.admin("/nope").status, 404);
+}
+
+#[test]
+fn malformed_requests_get_400_and_do_not_disturb_other_connections() {
+    let a = Echo::start("v1", &[]);
+    let p = Proxy::start(&service(&[(&a, "v1")]), &[]);
+    let r = raw(p.addr, b"THIS IS NOT HTTP\r\n\r\n");
+    assert_eq!(r.status, 400);
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: echo\r\nx-big: {}\r\n\r\n",
+        "a".repeat(200_000)
+    );
+    let r = raw(p.addr, huge.as_bytes());
+    assert!(r.status == 431 || r.status == 400, "{}", r.status);
+    assert_eq!(p.get("/", &[]).status, 200);
+}
+
+#[test]
+fn slow_clients_are_cut_by_the_header_read_timeout() {
+    use std::io::{Read, Write};
+    let a = Echo::start("v1", &[]);
+    let p = Proxy::start(&service(&[(&a, "v1")]), &["--header-read-timeout", "200ms"]);
+    let mut s = std::net::TcpStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: ec").unwrap();
+    let mut buf = Vec::new();
+    // The proxy closes the connection (possibly with a 408) instead of
+    // waiting forever.
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    assert_eq!(p.get("/", &[]).status, 200);
+}
+
+#[test]
+fn bad_config_files_exit_2_naming_file_line_and_field() {
+    let dir = common::temp_dir("bad");
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n\n[[service]]\nname = \"echo\"\nport = 80\nendpoints = [{ address = \"127.0.0.1:1\" }]\n\n[[destinationRule]]\nname = \"echo\"\nhost = \"echo\"\ntrafficPolicy = { outlierDetection = { interval = \"soon\" } }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshproxy"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:12:"), "{err}");
+    assert!(err.contains("outlierDetection"), "{err}");
+
+    std::fs::write(&path, "[[service]]\nname = \"echo\"\nport = 80\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshproxy"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[[listener]]"));
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshproxy"))
+        .arg("--config")
+        .arg(dir.join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml: cannot read"));
+}
+
+#[test]
+fn an_unreachable_endpoint_is_a_503_uf_connect_failure() {
+    // A port nothing listens on: bind one, then close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n\n[[service]]\nname = \"echo\"\nport = 80\nendpoints = [{{ address = \"{port}\" }}]\n"
+    );
+    let p = Proxy::start(&config, &[]);
+    let r = p.get("/", &[]);
+    assert_eq!(r.status, 503);
+    p.proc.stdout.wait_for(" 503 UF");
+    let _ = Duration::ZERO;
+}
+
+#[test]
+fn meshecho_answers_as_asked() {
+    let e = Echo::start("e", &[]);
+    let r = get(e.addr, "/?status=418&size=5&header=X-Test:ok", &[]);
+    assert_eq!(r.status, 418);
+    assert_eq!(r.body, "xxxxx");
+    assert_eq!(r.header("x-test"), Some("ok"));
+    assert_eq!(r.echo(), "e");
+    assert_eq!(get(e.addr, "/?status=nope", &[]).status, 400);
+    let late = Echo::start("late", &["--status", "503", "--after", "0s"]);
+    assert_eq!(get(late.addr, "/", &[]).status, 503);
+    assert_eq!(get(late.addr, "/?status=200", &[]).status, 200);
+}
