@@ -538,3 +538,74 @@ fn meshecho_answers_as_asked() {
     assert_eq!(get(late.addr, "/", &[]).status, 503);
     assert_eq!(get(late.addr, "/?status=200", &[]).status, 200);
 }
+
+#[test]
+fn a_fault_delay_holds_the_request_then_forwards_it_with_flag_di() {
+    let a = Echo::start("v1", &[]);
+    let config = service(&[(&a, "v1")])
+        + &destination_rule("")
+        + &vs(r#"
+[[virtualService.http]]
+fault = { delay = { fixedDelay = "100ms", percentage = { value = 100.0 } } }
+route = [{ destination = { host = "echo", subset = "v1" } }]
+"#);
+    let p = Proxy::start(&config, &[]);
+    let r = p.get("/", &[]);
+    assert_eq!((r.status, r.echo()), (200, "v1"));
+    p.proc.stdout.wait_for(" 200 DI ");
+}
+
+#[test]
+fn sticky_weights_keep_each_user_on_one_version() {
+    let (a, b) = two_versions();
+    let config = service(&[(&a, "v1"), (&b, "v2")])
+        + &destination_rule("")
+        + &vs(r#"
+[[virtualService.http]]
+meshsimStickyWeights = { httpHeaderName = "x-user" }
+route = [
+  { destination = { host = "echo", subset = "v1" }, weight = 50 },
+  { destination = { host = "echo", subset = "v2" }, weight = 50 },
+]
+"#);
+    let p = Proxy::start(&config, &["--access-log", "off"]);
+    let mut versions = std::collections::BTreeSet::new();
+    for u in 0..16 {
+        let user = format!("u{u}");
+        let first = p.get("/", &[("x-user", &user)]).echo().to_owned();
+        for _ in 0..3 {
+            assert_eq!(
+                p.get("/", &[("x-user", &user)]).echo(),
+                first,
+                "{user} flipped"
+            );
+        }
+        versions.insert(first);
+    }
+    assert_eq!(
+        versions.len(),
+        2,
+        "16 users all on one version: {versions:?}"
+    );
+}
+
+#[test]
+fn h2c_prior_knowledge_requests_are_served() {
+    let a = Echo::start("v1", &[]);
+    let p = Proxy::start(&service(&[(&a, "v1")]), &[]);
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+            "-H",
+            "Host: echo",
+            &format!("http://{}/", p.addr),
+        ])
+        .output()
+        .expect("curl runs (apt-get install curl)");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
+}
