@@ -74,8 +74,8 @@ pub(crate) struct PoolStats {
 pub(crate) struct HostPool {
     pub(crate) cluster: Rc<str>,
     pub(crate) address: Rc<str>,
-    /// `None` when the endpoint is not an `ip:port` (a DNS ServiceEntry):
-    /// every connection attempt fails.
+    /// `None` when the endpoint is a `host:port` (a DNS ServiceEntry),
+    /// resolved at each connection attempt.
     pub(crate) socket: Option<SocketAddr>,
     pub(crate) idle: Vec<Conn>,
     pub(crate) busy: u32,

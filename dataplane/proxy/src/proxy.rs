@@ -292,11 +292,14 @@ impl Proxy {
             .engine
             .connection_pool(up)
             .map_or(Duration::from_secs(10), |c| c.connect_timeout);
-        let socket = p.socket;
+        let target = match p.socket {
+            Some(s) => Target::Socket(s),
+            None => Target::Name(p.address.clone()),
+        };
         self.connects.push(Connect {
             pool,
             up,
-            socket,
+            target,
             connect_timeout,
         });
     }
@@ -458,8 +461,16 @@ pub(crate) enum Acquire {
 pub(crate) struct Connect {
     pool: usize,
     up: Upstream,
-    socket: Option<std::net::SocketAddr>,
+    target: Target,
     connect_timeout: Duration,
+}
+
+/// Where to connect: an `ip:port`, or a `host:port` resolved at connect
+/// time (a `DNS` ServiceEntry's endpoint, e.g. a Kubernetes Service name).
+#[derive(Debug)]
+enum Target {
+    Socket(std::net::SocketAddr),
+    Name(Rc<str>),
 }
 
 /// Spawns the connection attempts proxy `li`'s pools asked for. Call after
@@ -469,7 +480,7 @@ pub(crate) fn spawn_connects(sh: &Rc<Shared>, li: usize) {
     for c in todo {
         let sh = sh.clone();
         tokio::task::spawn_local(async move {
-            let conn = connect(c.socket, c.connect_timeout, c.up).await;
+            let conn = connect(c.target, c.connect_timeout, c.up).await;
             let now = sh.now();
             sh.proxy(li).connected(c.pool, c.up, conn, now);
             spawn_connects(&sh, li);
@@ -477,16 +488,16 @@ pub(crate) fn spawn_connects(sh: &Rc<Shared>, li: usize) {
     }
 }
 
-async fn connect(
-    socket: Option<std::net::SocketAddr>,
-    timeout: Duration,
-    up: Upstream,
-) -> Option<Conn> {
-    let socket = socket?;
-    let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(socket))
-        .await
-        .ok()?
-        .ok()?;
+async fn connect(target: Target, timeout: Duration, up: Upstream) -> Option<Conn> {
+    let stream = tokio::time::timeout(timeout, async {
+        match target {
+            Target::Socket(s) => tokio::net::TcpStream::connect(s).await,
+            Target::Name(name) => tokio::net::TcpStream::connect(&*name).await,
+        }
+    })
+    .await
+    .ok()?
+    .ok()?;
     let _ = stream.set_nodelay(true);
     let io = hyper_util::rt::TokioIo::new(stream);
     let (sender, conn) = tokio::time::timeout(timeout, hyper::client::conn::http1::handshake(io))
