@@ -1,0 +1,362 @@
+//! One engine, two backends: each scenario runs through the simulator
+//! (`meshsim`, virtual time) and through the real proxy against meshecho
+//! upstreams scripted the same way, and the two are compared on what
+//! matters — which endpoint is ejected and returned, in what order and for
+//! how long; the split per subset; where headers route; which answers
+//! overflow — never on wall-clock timings.
+//!
+//! A scenario is written once: its pods (name, version, always-503 or
+//! healthy) and its Istio objects (TOML). The simulator gets an experiment
+//! built from it; the proxy gets the same objects with the meshecho
+//! addresses.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{Echo, PATIENCE, Proxy};
+use mesh_engine::config::parse_duration;
+
+/// A pod of the service `echo`: `echo-<version>-<index>`.
+struct Pod {
+    version: &'static str,
+    bad: bool,
+}
+
+struct Scenario {
+    pods: Vec<Pod>,
+    /// DestinationRule and VirtualService tables for host `echo`.
+    istio: &'static str,
+}
+
+impl Scenario {
+    fn pod_names(&self) -> Vec<String> {
+        let mut per: BTreeMap<&str, u32> = BTreeMap::new();
+        self.pods
+            .iter()
+            .map(|p| {
+                let i = per.entry(p.version).or_insert(0);
+                *i += 1;
+                format!("echo-{}-{}", p.version, *i - 1)
+            })
+            .collect()
+    }
+
+    fn versions(&self) -> Vec<&'static str> {
+        let mut v: Vec<&str> = self.pods.iter().map(|p| p.version).collect();
+        v.dedup();
+        v
+    }
+
+    /// The simulator's experiment: pods with a constant latency, a
+    /// closed-loop load of `connections` from one client, bad pods failing
+    /// from the start.
+    fn experiment(
+        &self,
+        connections: u32,
+        requests: u64,
+        load_extra: &str,
+        latency: &str,
+    ) -> String {
+        let mut s = String::from(
+            "name = \"conformance\"\nduration = \"600s\"\nseed = 1\nwindow = \"1s\"\n\n[[service]]\nname = \"echo\"\nport = 80\n",
+        );
+        for v in self.versions() {
+            let n = self.pods.iter().filter(|p| p.version == v).count();
+            s += &format!(
+                "[[service.version]]\nname = \"{v}\"\npods = {n}\nlatency = {{ distribution = \"constant\", value = \"{latency}\" }}\n"
+            );
+        }
+        s += &format!(
+            "\n[[client]]\nname = \"load\"\n\n[load]\nclient = \"load\"\nhost = \"echo\"\nconnections = {connections}\nrequests = {requests}\n{load_extra}\n"
+        );
+        for (p, name) in self.pods.iter().zip(self.pod_names()) {
+            if p.bad {
+                s += &format!(
+                    "\n[[timeline]]\nat = \"0s\"\npod = \"{name}\"\nfail = {{ status = 503 }}\n"
+                );
+            }
+        }
+        s + self.istio
+    }
+
+    fn simulate(
+        &self,
+        connections: u32,
+        requests: u64,
+        load_extra: &str,
+        latency: &str,
+    ) -> meshsim::metrics::Metrics {
+        let text = self.experiment(connections, requests, load_extra, latency);
+        let file = meshsim::experiment::parse(&text, Some("conformance.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let (model, _) =
+            meshsim::Model::build(&file, None).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+        meshsim::Run::new(&model).run().expect("the run completes")
+    }
+
+    /// The meshecho pods (named as the simulator names them) and a proxy.
+    fn start(&self) -> (Vec<Echo>, Proxy) {
+        let names = self.pod_names();
+        let echoes: Vec<Echo> = self
+            .pods
+            .iter()
+            .zip(&names)
+            .map(|(p, n)| Echo::start(n, if p.bad { &["--status", "503"] } else { &[] }))
+            .collect();
+        let eps: Vec<(&Echo, &str)> = echoes
+            .iter()
+            .zip(&self.pods)
+            .map(|(e, p)| (e, p.version))
+            .collect();
+        let config = common::service(&eps) + self.istio;
+        let proxy = Proxy::start(&config, &["--access-log", "off"]);
+        (echoes, proxy)
+    }
+}
+
+/// Requests per version in the simulator's windows.
+fn sim_split(m: &meshsim::metrics::Metrics) -> BTreeMap<String, u64> {
+    let mut by = BTreeMap::new();
+    for w in &m.windows {
+        *by.entry(w.version.clone()).or_insert(0) += w.requests;
+    }
+    by.retain(|_, n| *n > 0);
+    by
+}
+
+/// The simulator's eject/return events as (kind, pod, ejection time).
+fn sim_events(m: &meshsim::metrics::Metrics) -> Vec<(String, String, Option<Duration>)> {
+    m.events
+        .iter()
+        .filter(|e| e.kind == "eject" || e.kind == "return")
+        .map(|e| {
+            let d = e
+                .detail
+                .split(' ')
+                .find_map(|kv| kv.strip_prefix("duration="))
+                .map(|d| parse_duration(d).unwrap());
+            (e.kind.to_owned(), e.endpoint.clone(), d)
+        })
+        .collect()
+}
+
+/// The proxy's eject/return log lines as (kind, pod, ejection time).
+fn proxy_events(p: &Proxy, echoes: &[Echo]) -> Vec<(String, String, Option<Duration>)> {
+    p.proc
+        .stderr
+        .all()
+        .iter()
+        .filter_map(|l| {
+            let rest = l.split("meshproxy: ").nth(1)?;
+            let mut f = rest.split(' ');
+            let kind = f.next()?;
+            if kind != "eject" && kind != "return" {
+                return None;
+            }
+            let _cluster = f.next()?;
+            let addr = f.next()?;
+            let name = echoes
+                .iter()
+                .find(|e| e.addr.to_string() == addr)?
+                .name
+                .clone();
+            let d = f
+                .find_map(|kv| kv.strip_prefix("duration_ms="))
+                .map(|ms| Duration::from_millis(ms.parse().unwrap()));
+            Some((kind.to_owned(), name, d))
+        })
+        .collect()
+}
+
+#[test]
+fn one_bad_endpoint_is_ejected_and_returned_in_the_same_order_for_the_same_times() {
+    let s = Scenario {
+        pods: vec![
+            Pod {
+                version: "v1",
+                bad: false,
+            },
+            Pod {
+                version: "v1",
+                bad: true,
+            },
+            Pod {
+                version: "v1",
+                bad: false,
+            },
+        ],
+        istio: r#"
+[[destinationRule]]
+name = "echo"
+host = "echo"
+[destinationRule.trafficPolicy]
+loadBalancer = { simple = "ROUND_ROBIN" }
+outlierDetection = { consecutive5xxErrors = 3, interval = "200ms", baseEjectionTime = "300ms", maxEjectionPercent = 100 }
+
+[[virtualService]]
+name = "echo"
+hosts = ["echo"]
+[[virtualService.http]]
+retries = { attempts = 0 }
+route = [{ destination = { host = "echo" } }]
+"#,
+    };
+    // Simulator: one connection, 1 ms per request, 2,000 requests (2 s).
+    // The bad pod gets every third request, so it is ejected again a few
+    // milliseconds after each return: well before the next interval tick
+    // would lower its multiplier, in both backends.
+    let sim = sim_events(&s.simulate(1, 2000, "", "1ms"));
+    // Proxy: the same sequential load until it has seen two ejections and
+    // two returns (or the patience runs out).
+    let (echoes, p) = s.start();
+    let start = Instant::now();
+    let mut real = Vec::new();
+    while start.elapsed() < PATIENCE {
+        for _ in 0..10 {
+            let _ = p.get("/", &[]);
+        }
+        real = proxy_events(&p, &echoes);
+        if real.len() >= 4 {
+            break;
+        }
+    }
+    // The bad pod alone is ejected, then returned, then ejected again for
+    // twice as long (the multiplier), in both.
+    let first4 =
+        |e: &[(String, String, Option<Duration>)]| e.iter().take(4).cloned().collect::<Vec<_>>();
+    assert!(sim.len() >= 4, "simulator: {sim:?}");
+    assert_eq!(first4(&real), first4(&sim), "proxy vs simulator");
+    assert_eq!(sim[0].0, "eject");
+    assert_eq!(sim[0].1, "echo-v1-1");
+    assert_eq!(sim[0].2, Some(Duration::from_millis(300)));
+    assert_eq!(sim[2].2, Some(Duration::from_millis(600)));
+    assert!(sim.iter().chain(&real).all(|e| e.1 == "echo-v1-1"));
+}
+
+const WEIGHTED: &str = r#"
+[[destinationRule]]
+name = "echo"
+host = "echo"
+subsets = [{ name = "v1", labels = { version = "v1" } }, { name = "v2", labels = { version = "v2" } }]
+
+[[virtualService]]
+name = "echo"
+hosts = ["echo"]
+[[virtualService.http]]
+match = [{ headers = { x-canary = { exact = "yes" } } }]
+route = [{ destination = { host = "echo", subset = "v2" } }]
+[[virtualService.http]]
+route = [
+  { destination = { host = "echo", subset = "v1" }, weight = 75 },
+  { destination = { host = "echo", subset = "v2" }, weight = 25 },
+]
+"#;
+
+fn two_versions() -> Scenario {
+    Scenario {
+        pods: vec![
+            Pod {
+                version: "v1",
+                bad: false,
+            },
+            Pod {
+                version: "v2",
+                bad: false,
+            },
+        ],
+        istio: WEIGHTED,
+    }
+}
+
+#[test]
+fn the_weighted_split_is_the_same_within_statistical_bounds() {
+    let s = two_versions();
+    let n = 400u64;
+    let sim = sim_split(&s.simulate(1, n, "", "1ms"));
+    let (_echoes, p) = s.start();
+    let mut real: BTreeMap<String, u64> = BTreeMap::new();
+    for _ in 0..n {
+        let name = p.get("/", &[]).echo().to_owned();
+        let version = name.split('-').nth(1).unwrap_or("?").to_owned();
+        *real.entry(version).or_insert(0) += 1;
+    }
+    // 300 of 400 expected on v1, standard deviation about 8.7: each within
+    // five deviations of the weights, so within ten of each other.
+    for (who, split) in [("simulator", &sim), ("proxy", &real)] {
+        let v1 = split.get("v1").copied().unwrap_or(0);
+        assert_eq!(split.values().sum::<u64>(), n, "{who}: {split:?}");
+        assert!((257..=343).contains(&v1), "{who}: {split:?}");
+    }
+}
+
+#[test]
+fn header_routing_sends_the_same_requests_to_the_same_version() {
+    let s = two_versions();
+    let with = sim_split(&s.simulate(1, 50, "headers = { x-canary = \"yes\" }", "1ms"));
+    let without = sim_split(&s.simulate(1, 50, "headers = { x-canary = \"no\" }", "1ms"));
+    assert_eq!(with, BTreeMap::from([("v2".to_owned(), 50)]));
+    assert_eq!(without.len(), 2, "{without:?}");
+    let (_echoes, p) = s.start();
+    for _ in 0..20 {
+        assert_eq!(p.get("/", &[("x-canary", "yes")]).echo(), "echo-v2-0");
+    }
+}
+
+#[test]
+fn the_circuit_breaker_overflows_with_503_uo_and_never_ejects_in_both() {
+    let s = Scenario {
+        pods: vec![Pod {
+            version: "v1",
+            bad: false,
+        }],
+        istio: r#"
+[[destinationRule]]
+name = "echo"
+host = "echo"
+[destinationRule.trafficPolicy]
+connectionPool = { tcp = { maxConnections = 1 }, http = { http1MaxPendingRequests = 1 } }
+outlierDetection = { consecutive5xxErrors = 1, interval = "1s", baseEjectionTime = "30s", maxEjectionPercent = 100 }
+"#,
+    };
+    // Simulator: three connections against one connection and one pending
+    // slot, 50 ms per request.
+    let m = s.simulate(3, 60, "path = \"/?delay=50ms\"", "50ms");
+    let overflow = m.by_flag.get("UO").copied().unwrap_or(0);
+    assert!(overflow > 0, "simulator: no overflow");
+    assert_eq!(
+        m.errors_5xx(),
+        overflow,
+        "simulator: every 5xx is an overflow"
+    );
+    assert_eq!(m.ejections, 0, "simulator: an overflow ejected");
+    // Proxy: three clients in parallel, 20 requests each.
+    let (_echoes, p) = s.start();
+    let addr = p.addr;
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..20)
+                    .map(|_| common::get(addr, "/?delay=50ms", &[]))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let answers: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let uo: Vec<_> = answers.iter().filter(|r| r.status == 503).collect();
+    assert!(!uo.is_empty(), "proxy: no overflow");
+    assert!(
+        uo.iter()
+            .all(|r| r.header("x-envoy-overloaded") == Some("true"))
+    );
+    assert!(answers.iter().all(|r| r.status == 200 || r.status == 503));
+    assert!(
+        !p.proc.stderr.text().contains(" eject "),
+        "proxy: an overflow ejected:\n{}",
+        p.proc.stderr.text()
+    );
+}
