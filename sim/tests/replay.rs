@@ -35,16 +35,9 @@ fn stderr(o: &Output) -> String {
 fn the_frame_of_one_bad_pod_at_75s_matches_its_snapshot() {
     let dir = run_dir("snapshot");
     let d = dir.to_str().unwrap();
-    let o = meshsim(&[
-        "run",
-        "experiments/one-bad-pod.toml",
-        "--set",
-        "duration=120s",
-        "--out",
-        d,
-    ]);
+    let o = meshsim(&["run", "experiments/one-bad-pod.toml", "--out", d]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = meshsim(&["replay", d, "--frame-at", "75s", "--size", "100x30"]);
+    let o = meshsim(&["replay", d, "--frame-at", "75s", "--size", "100x22"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let frame = String::from_utf8(o.stdout).unwrap();
     // The headline, whatever the snapshot: the bad pod, ejected at 60.08 s

@@ -218,6 +218,15 @@ impl Replay {
         Ok(self.current.as_ref().map_or(&[], |(_, r)| r.as_slice()))
     }
 
+    /// The rows of window `w` if they are the ones parsed last (see
+    /// [`Replay::rows`]); empty otherwise.
+    pub fn cached_rows(&self, w: usize) -> &[WindowRow] {
+        match &self.current {
+            Some((i, rows)) if *i == w => rows,
+            _ => &[],
+        }
+    }
+
     /// Totals of window `w`, computed once.
     pub fn agg(&mut self, w: usize) -> Result<&WindowAgg, ReadError> {
         if self.aggs.get(w).is_some_and(Option::is_none) {

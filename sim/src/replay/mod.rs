@@ -62,6 +62,11 @@ pub fn open(dir: &Path, point: Option<usize>, seed: Option<u64>) -> Result<App, 
     Ok(app)
 }
 
+/// Draws the replay's frame of `app` (for a terminal of any backend).
+pub fn render(frame: &mut ratatui::Frame<'_>, app: &mut App) {
+    ui::draw(frame, app);
+}
+
 /// Draws one frame of `app` at `width`×`height` and returns it as text,
 /// one line per row, trailing spaces trimmed.
 pub fn frame_text(app: &mut App, width: u16, height: u16) -> Result<String, String> {

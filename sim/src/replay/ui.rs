@@ -113,19 +113,21 @@ fn draw_endpoints(f: &mut Frame<'_>, app: &mut App, area: Rect) {
         let w = r.window_ns as f64 / 1e9;
         w
     };
-    let rows = match r.rows(cursor) {
-        Ok(rows) => rows.to_vec(),
-        Err(e) => {
-            app.status = Some(e.to_string());
-            Vec::new()
-        }
-    };
+    if let Err(e) = r.rows(cursor) {
+        app.status = Some(e.to_string());
+    }
     let Some(r) = &app.replay else { return };
+    let rows = r.cached_rows(cursor);
     // The active-requests column when there is room for it.
     let wide = area.width >= 56;
-    let mut lines: Vec<Row<'_>> = Vec::new();
+    // What the table lists: a heading per subset, then its endpoints. Only
+    // the visible part is formatted (a run may have thousands).
+    enum Item {
+        Subset(usize),
+        Endpoint(usize),
+    }
+    let mut items: Vec<Item> = Vec::new();
     let mut last_subset = usize::MAX;
-    let mut shown = 0usize;
     for (i, e) in r.endpoints.iter().enumerate() {
         if !filter.is_empty()
             && ![&e.name, &e.service, &e.version]
@@ -134,14 +136,29 @@ fn draw_endpoints(f: &mut Frame<'_>, app: &mut App, area: Rect) {
         {
             continue;
         }
-        shown += 1;
         if e.subset != last_subset {
             last_subset = e.subset;
-            lines.push(
-                Row::new(vec![Cell::from(format!("{} {}", e.service, e.version))])
-                    .style(Style::new().add_modifier(Modifier::BOLD).fg(Color::Cyan)),
-            );
+            items.push(Item::Subset(i));
         }
+        items.push(Item::Endpoint(i));
+    }
+    let shown = items.iter().filter(|x| matches!(x, Item::Endpoint(_))).count();
+    let visible = usize::from(area.height.saturating_sub(3));
+    app.scroll[0] = app.scroll[0].min(items.len().saturating_sub(visible));
+    let mut lines: Vec<Row<'_>> = Vec::new();
+    for item in items.iter().skip(app.scroll[0]).take(visible) {
+        let i = match *item {
+            Item::Subset(i) => {
+                let e = &r.endpoints[i];
+                lines.push(
+                    Row::new(vec![Cell::from(format!("{} {}", e.service, e.version))])
+                        .style(Style::new().add_modifier(Modifier::BOLD).fg(Color::Cyan)),
+                );
+                continue;
+            }
+            Item::Endpoint(i) => i,
+        };
+        let e = &r.endpoints[i];
         let Some(row) = rows.get(i) else { continue };
         let (state, color) = match r.ejected_left(i, now) {
             Some(0) => ("ej due".to_owned(), BAD),
@@ -172,10 +189,6 @@ fn draw_endpoints(f: &mut Frame<'_>, app: &mut App, area: Rect) {
         }
         lines.push(Row::new(cells));
     }
-    let visible = usize::from(area.height.saturating_sub(3));
-    let max_scroll = lines.len().saturating_sub(visible);
-    app.scroll[0] = app.scroll[0].min(max_scroll);
-    let lines: Vec<Row<'_>> = lines.into_iter().skip(app.scroll[0]).collect();
     let title = if app.filter.is_empty() && !app.typing {
         format!(" Endpoints ({}) ", r.endpoints.len())
     } else {

@@ -1,0 +1,74 @@
+//! The replay's cost on a big run: opening it (to the first frame) and one
+//! step + redraw, on a 1-hour run with 1,000 endpoints (3,600 windows,
+//! 3.6 M `timeseries.csv` rows), drawn to ratatui's `TestBackend` at
+//! 120×40 (the terminal's own output is not timed).
+//!
+//! `cargo bench -p meshsim --bench replay`; the run is simulated once into
+//! `target/bench-replay-hour` (a few seconds) and reused.
+
+use std::path::{Path, PathBuf};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use meshsim::replay::{App, Key, Replay};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+fn hour_run() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = root.join("target/bench-replay-hour");
+    if dir.join("summary.csv").exists() {
+        return dir;
+    }
+    let sets: Vec<(String, String)> = [
+        ("service.backend.version.v1.pods", "1000"),
+        ("load.qps", "2000"),
+        ("duration", "3600s"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let plan = meshsim::plan::load(&root.join("experiments/one-bad-pod.toml"), &sets, None)
+        .expect("the experiment loads");
+    let out = |_: &meshsim::plan::Job| dir.clone();
+    meshsim::plan::execute(&plan.jobs[..1], 1, Some(&out), &|| {}).expect("the run completes");
+    dir
+}
+
+fn open(dir: &Path) -> App {
+    App::with_run(Replay::open(dir).expect("the run opens"))
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = hour_run();
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    let mut g = c.benchmark_group("replay_1h_1000_endpoints");
+    g.sample_size(10);
+    g.bench_function("open_to_first_frame", |b| {
+        b.iter(|| {
+            let mut app = open(&dir);
+            terminal.draw(|f| meshsim::replay::render(f, &mut app)).unwrap();
+        });
+    });
+    g.finish();
+    let mut app = open(&dir);
+    app.seek(1800);
+    let mut g = c.benchmark_group("replay_1h_1000_endpoints");
+    g.bench_function("step_and_redraw", |b| {
+        b.iter(|| {
+            app.key(Key::Right);
+            if app.cursor + 1 >= 3600 {
+                app.key(Key::Home);
+            }
+            terminal.draw(|f| meshsim::replay::render(f, &mut app)).unwrap();
+        });
+    });
+    g.bench_function("redraw_same_window", |b| {
+        b.iter(|| {
+            terminal.draw(|f| meshsim::replay::render(f, &mut app)).unwrap();
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
