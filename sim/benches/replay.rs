@@ -46,7 +46,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("open_to_first_frame", |b| {
         b.iter(|| {
             let mut app = open(&dir);
-            terminal.draw(|f| meshsim::replay::render(f, &mut app)).unwrap();
+            terminal
+                .draw(|f| meshsim::replay::render(f, &mut app))
+                .unwrap();
         });
     });
     g.finish();
@@ -59,12 +61,16 @@ fn bench(c: &mut Criterion) {
             if app.cursor + 1 >= 3600 {
                 app.key(Key::Home);
             }
-            terminal.draw(|f| meshsim::replay::render(f, &mut app)).unwrap();
+            terminal
+                .draw(|f| meshsim::replay::render(f, &mut app))
+                .unwrap();
         });
     });
     g.bench_function("redraw_same_window", |b| {
         b.iter(|| {
-            terminal.draw(|f| meshsim::replay::render(f, &mut app)).unwrap();
+            terminal
+                .draw(|f| meshsim::replay::render(f, &mut app))
+                .unwrap();
         });
     });
     g.finish();

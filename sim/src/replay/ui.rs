@@ -142,7 +142,10 @@ fn draw_endpoints(f: &mut Frame<'_>, app: &mut App, area: Rect) {
         }
         items.push(Item::Endpoint(i));
     }
-    let shown = items.iter().filter(|x| matches!(x, Item::Endpoint(_))).count();
+    let shown = items
+        .iter()
+        .filter(|x| matches!(x, Item::Endpoint(_)))
+        .count();
     let visible = usize::from(area.height.saturating_sub(3));
     app.scroll[0] = app.scroll[0].min(items.len().saturating_sub(visible));
     let mut lines: Vec<Row<'_>> = Vec::new();
