@@ -68,7 +68,8 @@ pub struct Metrics {
     pub requests: u64,
     /// Final answers by status (index = status code).
     pub by_status: Vec<u64>,
-    /// Final answers by Envoy response flag.
+    /// Final answers by Envoy response flag; one with two flags (`DI` of a
+    /// fault delay beside `UT`, say) counts under both.
     pub by_flag: BTreeMap<&'static str, u64>,
     /// Latency of final answers.
     pub latency: Histogram,
@@ -189,6 +190,12 @@ impl Metrics {
         }
         self.latency
             .record_us(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// A final answer also carried response flag `f` (Envoy logs several:
+    /// `DI,UT`); counted in [`Metrics::by_flag`] only.
+    pub(crate) fn flag_also(&mut self, f: &'static str) {
+        *self.by_flag.entry(f).or_default() += 1;
     }
 
     /// An answer on `edge` reached the calling application.

@@ -154,6 +154,8 @@ struct Req<'m> {
     outstanding: bool,
     /// Forwarded, waiting out an injected delay before admission.
     delayed: bool,
+    /// A fault delay held it (Envoy's `DI` flag, logged whatever the answer).
+    fault_delayed: bool,
 }
 
 /// A pod serving one attempt of a request by making its calls (slab slot,
@@ -202,10 +204,6 @@ impl Pool {
     }
 }
 
-fn pool_key(proxy: usize, pod: u32) -> u64 {
-    ((proxy as u64) << 32) | u64::from(pod)
-}
-
 struct Pod {
     mode: Mode,
     in_flight: u32,
@@ -227,8 +225,12 @@ pub struct Run<'m> {
     proxies: Vec<Proxy>,
     pods: Vec<Pod>,
     reqs: Vec<Req<'m>>,
-    /// HTTP/1.1 connection pools, per (proxy, pod); looked up, never iterated.
-    pools: FxHashMap<u64, Pool>,
+    /// HTTP/1.1 connection pools, one per (proxy, pod) that ever talked,
+    /// in order of first use.
+    pools: Vec<Pool>,
+    /// Index into `pools` of (proxy, pod), at `proxy * pods + pod`;
+    /// `u32::MAX` until first used.
+    pool_index: Vec<u32>,
     free: Vec<u32>,
     jobs: Vec<Job>,
     free_jobs: Vec<u32>,
@@ -327,7 +329,8 @@ impl<'m> Run<'m> {
             proxies,
             pods,
             reqs: Vec::new(),
-            pools: FxHashMap::default(),
+            pools: Vec::new(),
+            pool_index: vec![u32::MAX; model.proxies.len() * model.pods.len()],
             free: Vec::new(),
             jobs: Vec::new(),
             free_jobs: Vec::new(),
@@ -663,6 +666,7 @@ impl<'m> Run<'m> {
             upstream: None,
             outstanding: false,
             delayed: false,
+            fault_delayed: false,
         });
         u32::try_from(self.reqs.len() - 1).unwrap_or(u32::MAX)
     }
@@ -733,6 +737,7 @@ impl<'m> Run<'m> {
                 let r = &mut self.reqs[slot as usize];
                 r.delay = Some(d);
                 r.delayed = true;
+                r.fault_delayed = true;
                 let attempt = r.attempt;
                 self.queue
                     .push(now + d.delay, Class::Traffic, Ev::Delayed { slot, attempt });
@@ -776,6 +781,7 @@ impl<'m> Run<'m> {
         r.upstream = None;
         r.outstanding = false;
         r.delayed = false;
+        r.fault_delayed = false;
         r.delay = None;
         r.pending_conn = false;
         r.authority = authority;
@@ -897,8 +903,8 @@ impl<'m> Run<'m> {
             self.attach(now, slot, 0);
             return;
         }
-        let key = pool_key(p, pod);
-        let pool = self.pools.entry(key).or_default();
+        let key = self.pool(p, pod);
+        let pool = &self.pools[key];
         let ready = !pool.idle.is_empty();
         let empty = pool.empty();
         match self.proxies[p].engine.admit(up, ready, empty, now) {
@@ -914,7 +920,7 @@ impl<'m> Run<'m> {
             Admission::Attach => {
                 let served = self
                     .pools
-                    .get_mut(&key)
+                    .get_mut(key)
                     .and_then(|pl| pl.idle.pop())
                     .unwrap_or(0);
                 self.attach(now, slot, served);
@@ -922,7 +928,7 @@ impl<'m> Run<'m> {
             Admission::Queue { open_connection } => {
                 let attempt = r.attempt;
                 self.reqs[slot as usize].pending_conn = true;
-                if let Some(pl) = self.pools.get_mut(&key) {
+                if let Some(pl) = self.pools.get_mut(key) {
                     pl.pending.push_back((slot, attempt));
                 }
                 if open_connection {
@@ -932,10 +938,26 @@ impl<'m> Run<'m> {
         }
     }
 
+    /// The index of the pool of (proxy `p`, `pod`), made on first use.
+    fn pool(&mut self, p: usize, pod: u32) -> usize {
+        let k = p * self.pods.len() + pod as usize;
+        if self.pool_index[k] == u32::MAX {
+            self.pool_index[k] = u32::try_from(self.pools.len()).unwrap_or(u32::MAX);
+            self.pools.push(Pool::default());
+        }
+        self.pool_index[k] as usize
+    }
+
+    /// The pool of (proxy `p`, `pod`) if it was ever used.
+    fn existing_pool(&mut self, p: usize, pod: u32) -> Option<&mut Pool> {
+        let i = *self.pool_index.get(p * self.pods.len() + pod as usize)?;
+        self.pools.get_mut(i as usize)
+    }
+
     /// Opens a connection (ready at once) and serves the pool's queue.
     fn open_connection(&mut self, now: Time, p: usize, pod: u32, up: Upstream) {
         self.proxies[p].engine.connection_opened(up, now);
-        if let Some(pl) = self.pools.get_mut(&pool_key(p, pod)) {
+        if let Some(pl) = self.existing_pool(p, pod) {
             pl.idle.push(0);
         }
         self.pump(now, p, pod);
@@ -944,9 +966,9 @@ impl<'m> Run<'m> {
     /// Gives idle connections to waiting requests, in order; opens a
     /// connection if requests wait and none is idle or busy enough to come back.
     fn pump(&mut self, now: Time, p: usize, pod: u32) {
-        let key = pool_key(p, pod);
+        let key = self.pool(p, pod);
         loop {
-            let Some(pl) = self.pools.get_mut(&key) else {
+            let Some(pl) = self.pools.get_mut(key) else {
                 return;
             };
             let Some(&(slot, attempt)) = pl.pending.front() else {
@@ -954,7 +976,7 @@ impl<'m> Run<'m> {
             };
             if !self.current(slot, attempt) || !self.reqs[slot as usize].pending_conn {
                 // Gone (timed out, cancelled): its breaker slot was freed then.
-                if let Some(pl) = self.pools.get_mut(&key) {
+                if let Some(pl) = self.pools.get_mut(key) {
                     pl.pending.pop_front();
                 }
                 continue;
@@ -962,7 +984,7 @@ impl<'m> Run<'m> {
             let Some(up) = self.reqs[slot as usize].upstream else {
                 return;
             };
-            let pl = self.pools.get_mut(&key).expect("pool exists");
+            let pl = self.pools.get_mut(key).expect("pool exists");
             if pl.idle.is_empty() {
                 let empty = pl.empty();
                 if pl.busy == 0 && self.proxies[p].engine.may_open_connection(up, empty, now) {
@@ -976,7 +998,7 @@ impl<'m> Run<'m> {
                 Admission::Attach => {
                     let served = self
                         .pools
-                        .get_mut(&key)
+                        .get_mut(key)
                         .and_then(|pl| pl.idle.pop())
                         .unwrap_or(0);
                     self.attach(now, slot, served);
@@ -1006,7 +1028,7 @@ impl<'m> Run<'m> {
             req.conn_served = served;
         }
         if pod != u32::MAX
-            && let Some(pl) = self.pools.get_mut(&pool_key(p, pod))
+            && let Some(pl) = self.existing_pool(p, pod)
         {
             pl.busy += 1;
         }
@@ -1074,7 +1096,7 @@ impl<'m> Run<'m> {
             .map_or(0, |c| c.max_requests_per_connection);
         let served = r.conn_served + 1;
         let keep = keep && (limit == 0 || served < limit);
-        if let Some(pl) = self.pools.get_mut(&pool_key(p, pod)) {
+        if let Some(pl) = self.existing_pool(p, pod) {
             pl.busy = pl.busy.saturating_sub(1);
             if keep {
                 pl.idle.push(served);
@@ -1247,6 +1269,10 @@ impl<'m> Run<'m> {
             Origin::Load { connection, user } => {
                 self.metrics
                     .finish_request(now, now - r.start, status, flag);
+                if r.fault_delayed {
+                    // Envoy logs `DI` beside any other flag (`DI,UT`).
+                    self.metrics.flag_also("DI");
+                }
                 if user != u32::MAX && r.pod != u32::MAX {
                     self.metrics.user_served(user as usize, r.pod as usize);
                 }

@@ -617,3 +617,51 @@ fn a_call_graph_run_is_byte_identical_for_the_same_seed() {
         "another seed gives another run"
     );
 }
+
+/// Envoy logs `DI` on every request a fault delay held, beside any other
+/// flag (`DI,UT`): the per-flag totals count it under both.
+#[test]
+fn a_fault_delay_is_counted_under_di_beside_the_answers_own_flag() {
+    let exp = |timeout: &str| {
+        format!(
+            r#"
+name = "delay"
+duration = "10s"
+[[service]]
+name = "backend"
+port = 8080
+[[service.version]]
+name = "v1"
+pods = 2
+latency = {{ distribution = "constant", value = "10ms" }}
+[[client]]
+name = "fortio"
+[load]
+client = "fortio"
+host = "backend"
+qps = 100
+arrivals = "uniform"
+[[virtualService]]
+name = "backend"
+hosts = ["backend"]
+[[virtualService.http]]
+fault = {{ delay = {{ fixedDelay = "50ms", percentage = {{ value = 100 }} }} }}
+route = [{{ destination = {{ host = "backend" }} }}]
+{timeout}
+"#
+        )
+    };
+    let m = run_text(&exp(""));
+    assert!(m.requests > 900, "{}", m.requests);
+    assert_eq!(m.flag("DI"), m.requests);
+    assert_eq!(m.by_status[200], m.requests);
+    // The route timeout starts when the router gets the request, after the
+    // fault filter's delay (envoyproxy/envoy#37005): a 40 ms timeout does
+    // not fire during the 50 ms delay...
+    let m = run_text(&exp(r#"timeout = "40ms""#));
+    assert_eq!((m.flag("DI"), m.flag("UT")), (m.requests, 0));
+    // ...a 5 ms one fires before the pod's 10 ms answer: 504 DI,UT.
+    let m = run_text(&exp(r#"timeout = "5ms""#));
+    assert_eq!((m.flag("DI"), m.flag("UT")), (m.requests, m.requests));
+    assert_eq!(m.by_status[504], m.requests);
+}
