@@ -84,7 +84,12 @@ fn stats(sh: &Shared) -> String {
     for p in &sh.proxies {
         let p = p.borrow();
         let l = p.listener.address;
-        for ((status, flags), n) in &p.stats.responses {
+        for (status, flags, n) in p
+            .stats
+            .responses
+            .iter()
+            .flat_map(|(s, m)| m.iter().map(move |(f, n)| (s, f, n)))
+        {
             let flags = if flags.is_empty() { "-" } else { flags };
             let _ = writeln!(
                 out,

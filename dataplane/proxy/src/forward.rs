@@ -39,7 +39,7 @@ pub(crate) struct ConnInfo {
 struct Answer {
     response: Response<Full<Bytes>>,
     flags: String,
-    upstream: String,
+    upstream: Option<Rc<str>>,
     attempts: u32,
 }
 
@@ -58,7 +58,7 @@ impl Answer {
         Self {
             response,
             flags: flag.map(|f| f.as_str().to_owned()).unwrap_or_default(),
-            upstream: String::new(),
+            upstream: None,
             attempts: 0,
         }
     }
@@ -105,12 +105,8 @@ pub(crate) async fn handle(
     sh.in_flight.set(sh.in_flight.get() + 1);
     let _in_flight = InFlight(sh.clone());
     let (parts, body) = req.into_parts();
-    let method = parts.method.as_str().to_owned();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
+    let method = parts.method.as_str();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let authority = parts
         .uri
         .authority()
@@ -121,15 +117,14 @@ pub(crate) async fn handle(
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
         })
-        .unwrap_or("")
-        .to_owned();
+        .unwrap_or("");
     let answer = match Limited::new(body, sh.options.max_body_bytes)
         .collect()
         .await
     {
         Ok(b) => {
             let body = b.to_bytes();
-            route(&sh, li, conn, &parts, &method, &path, &authority, body).await
+            route(&sh, li, conn, &parts, method, path, authority, body).await
         }
         Err(e) => {
             let too_large = e.is::<http_body_util::LengthLimitError>();
@@ -148,18 +143,16 @@ pub(crate) async fn handle(
     };
     {
         let mut p = sh.proxy(li);
-        *p.stats
-            .responses
-            .entry((answer.response.status().as_u16(), answer.flags.clone()))
-            .or_insert(0) += 1;
+        p.stats
+            .count_response(answer.response.status().as_u16(), &answer.flags);
     }
     Entry {
-        method: &method,
-        path: &path,
-        authority: &authority,
+        method,
+        path,
+        authority,
         status: answer.response.status().as_u16(),
         flags: &answer.flags,
-        upstream: &answer.upstream,
+        upstream: answer.upstream.as_deref().unwrap_or(""),
         duration: started.elapsed(),
         attempts: answer.attempts,
     }
@@ -189,17 +182,29 @@ async fn route(
     authority: &str,
     body: Bytes,
 ) -> Answer {
-    let pairs: Vec<(&str, &str)> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
-        .collect();
+    // The engine's view of the headers, on the stack for the usual few.
+    let mut stack = [("", ""); 32];
+    let mut n = 0;
+    let mut heap = Vec::new();
+    for (k, v) in &parts.headers {
+        let Ok(v) = v.to_str() else { continue };
+        if n < stack.len() {
+            stack[n] = (k.as_str(), v);
+            n += 1;
+        } else {
+            if heap.is_empty() {
+                heap.extend_from_slice(&stack);
+            }
+            heap.push((k.as_str(), v));
+        }
+    }
+    let pairs: &[(&str, &str)] = if heap.is_empty() { &stack[..n] } else { &heap };
     let ereq = mesh_engine::Request {
         method,
         scheme: "http",
         authority,
         path,
-        headers: &pairs,
+        headers: pairs,
         port: conn.local.port(),
         source: Some(conn.remote),
         destination: Some(conn.local),
@@ -450,7 +455,7 @@ async fn forward(
     answer.attempts = attempts.get();
     {
         let p = sh.proxy(li);
-        answer.upstream = p.engine.endpoint_address(flight.up).to_owned();
+        answer.upstream = Some(p.pools[flight.pool].address.clone());
     }
     if let Some(c) = set_cookie
         && let Ok(v) = HeaderValue::from_str(&c)
@@ -528,7 +533,7 @@ async fn attempts_loop(
                     AttemptEnd::Response(r) => Answer {
                         response: r,
                         flags: String::new(),
-                        upstream: String::new(),
+                        upstream: None,
                         attempts: 0,
                     },
                     _ => {
@@ -652,19 +657,23 @@ fn closes(headers: &HeaderMap) -> bool {
     })
 }
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "trailer",
-    "proxy-authenticate",
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
+
+/// Headers of one connection, not forwarded (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+    header::TRAILER,
+    header::PROXY_AUTHENTICATE,
 ];
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    for n in HOP_BY_HOP {
+    for n in &HOP_BY_HOP {
         h.remove(n);
     }
 }
@@ -690,23 +699,32 @@ impl Template {
     ) -> Self {
         let mut headers = parts.headers.clone();
         strip_hop_by_hop(&mut headers);
-        let mut path = path.to_owned();
-        let mut authority = authority.to_owned();
+        let mut uri = parts.uri.path_and_query().map_or_else(
+            || hyper::Uri::from_static("/"),
+            |pq| hyper::Uri::from(pq.clone()),
+        );
         if let Some(rw) = &route.rewrite {
-            path = rewrite_path(&path, &route.matches, rw);
-            if let Some(a) = &rw.authority {
-                authority = a.clone();
-            }
+            uri = rewrite_path(path, &route.matches, rw)
+                .parse()
+                .unwrap_or_else(|_| hyper::Uri::from_static("/"));
         }
-        if let Ok(v) = HeaderValue::from_str(&authority) {
+        // HTTP/1.1 upstreams need `Host`: the rewritten authority, or the
+        // request's (an HTTP/2 request carries it as `:authority`).
+        let host = route
+            .rewrite
+            .as_ref()
+            .and_then(|rw| rw.authority.as_deref());
+        if (host.is_some() || !headers.contains_key(header::HOST))
+            && let Ok(v) = HeaderValue::from_str(host.unwrap_or(authority))
+        {
             headers.insert(header::HOST, v);
         }
-        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(prev) => format!("{prev}, {}", conn.remote.ip()),
             None => conn.remote.ip().to_string(),
         };
         if let Ok(v) = HeaderValue::from_str(&xff) {
-            headers.insert("x-forwarded-for", v);
+            headers.insert(X_FORWARDED_FOR, v);
         }
         for ops in [&route.headers, dest] {
             apply(
@@ -718,12 +736,14 @@ impl Template {
         }
         Self {
             method: parts.method.clone(),
-            uri: path
-                .parse()
-                .unwrap_or_else(|_| hyper::Uri::from_static("/")),
+            uri,
             headers,
             body,
-            response_ops: vec![route.headers.clone(), dest.clone()],
+            response_ops: [&route.headers, dest]
+                .into_iter()
+                .filter(|o| **o != HeaderOps::default())
+                .cloned()
+                .collect(),
         }
     }
 
@@ -733,7 +753,7 @@ impl Template {
         *r.uri_mut() = self.uri.clone();
         *r.headers_mut() = self.headers.clone();
         r.headers_mut()
-            .insert("x-envoy-attempt-count", HeaderValue::from(attempt));
+            .insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(attempt));
         r
     }
 

@@ -121,12 +121,25 @@ impl Shared {
 /// Counters of one proxy.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Stats {
-    /// Downstream responses by (status, response flags).
-    pub(crate) responses: BTreeMap<(u16, String), u64>,
+    /// Downstream responses by status and response flags.
+    pub(crate) responses: BTreeMap<u16, BTreeMap<String, u64>>,
     pub(crate) overflow: u64,
     pub(crate) ejections: u64,
     pub(crate) returns: u64,
     pub(crate) retries: u64,
+}
+
+impl Stats {
+    /// Counts a downstream answer (allocates only for a new combination).
+    pub(crate) fn count_response(&mut self, status: u16, flags: &str) {
+        let by_flags = self.responses.entry(status).or_default();
+        match by_flags.get_mut(flags) {
+            Some(n) => *n += 1,
+            None => {
+                by_flags.insert(flags.to_owned(), 1);
+            }
+        }
+    }
 }
 
 /// One listener's proxy.

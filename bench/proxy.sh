@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Load run: meshproxy vs nginx vs HAProxy as the same reverse proxy, in the
+# same run, on loopback. Not part of CI (it takes a few minutes and needs
+# wrk, nginx and haproxy: `apt-get install wrk nginx-light haproxy`).
+#
+#   bench/proxy.sh [SECONDS_PER_ROUND] [ROUNDS] [CONNECTIONS]
+#
+# Setup: 5 meshecho upstreams (small keep-alive responses); each proxy runs
+# one worker (meshproxy: one thread; nginx: worker_processes 1; HAProxy:
+# nbthread 1), keeps connections to the upstreams alive, and balances over
+# the 5. meshproxy also runs outlier detection (consecutive5xxErrors 5). wrk
+# (1 thread, C connections) drives each proxy in turn, ROUNDS times, rounds
+# interleaved; the script prints per round and the median: requests/s, the
+# proxy's CPU time per request (user + system, from /proc), and its RSS.
+# Everything started here is stopped by PID on exit.
+set -euo pipefail
+secs="${1:-10}"
+rounds="${2:-3}"
+conns="${3:-50}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+for t in wrk nginx haproxy; do
+  command -v "$t" >/dev/null || { echo "bench/proxy.sh: $t not found (apt-get install wrk nginx-light haproxy)" >&2; exit 2; }
+done
+(cd "$root" && cargo build --quiet --release -p mesh-proxy)
+bin="$root/target/release"
+work="$(mktemp -d)"
+pids=()
+stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap stop EXIT
+
+ports=(19101 19102 19103 19104 19105)
+for p in "${ports[@]}"; do
+  "$bin/meshecho" --listen "127.0.0.1:$p" --name "e$p" >/dev/null 2>&1 &
+  pids+=($!)
+done
+
+# meshproxy
+{
+  echo '[[listener]]'
+  echo 'address = "127.0.0.1:19100"'
+  echo '[[service]]'
+  echo 'name = "echo"'
+  echo 'port = 80'
+  echo 'endpoints = ['
+  for p in "${ports[@]}"; do echo "  { address = \"127.0.0.1:$p\" },"; done
+  echo ']'
+  echo '[[destinationRule]]'
+  echo 'name = "echo"'
+  echo 'host = "echo"'
+  echo 'trafficPolicy = { outlierDetection = { consecutive5xxErrors = 5, interval = "10s", baseEjectionTime = "30s", maxEjectionPercent = 20 } }'
+} >"$work/mesh.toml"
+"$bin/meshproxy" --config "$work/mesh.toml" --access-log off >/dev/null 2>"$work/meshproxy.err" &
+meshproxy_pid=$!
+pids+=($meshproxy_pid)
+
+# nginx: one worker, keep-alive upstream pool.
+mkdir -p "$work/nginx"
+{
+  echo "worker_processes 1; daemon off; pid $work/nginx/nginx.pid; error_log $work/nginx/error.log warn;"
+  echo "events { worker_connections 4096; }"
+  echo "http { access_log off;"
+  echo "  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx; fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;"
+  echo "  upstream echo { keepalive 256;"
+  for p in "${ports[@]}"; do echo "    server 127.0.0.1:$p;"; done
+  echo "  }"
+  echo "  server { listen 127.0.0.1:19200; location / { proxy_pass http://echo; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+  echo "}"
+} >"$work/nginx/nginx.conf"
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+pids+=($!)
+
+# HAProxy: one thread, connection reuse to the upstreams.
+{
+  echo "global"
+  echo "  nbthread 1"
+  echo "  maxconn 4096"
+  echo "defaults"
+  echo "  mode http"
+  echo "  timeout connect 5s"
+  echo "  timeout client 30s"
+  echo "  timeout server 30s"
+  echo "  http-reuse always"
+  echo "frontend fe"
+  echo "  bind 127.0.0.1:19300"
+  echo "  default_backend be"
+  echo "backend be"
+  echo "  balance roundrobin"
+  for p in "${ports[@]}"; do echo "  server s$p 127.0.0.1:$p"; done
+} >"$work/haproxy.cfg"
+haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 &
+pids+=($!)
+sleep 1
+
+pid_of() {
+  case "$1" in
+    meshproxy) echo "$meshproxy_pid" ;;
+    nginx) pgrep -f "nginx: worker process" | head -1 ;;
+    haproxy) echo "${pids[-1]}" ;;
+  esac
+}
+port_of() { case "$1" in meshproxy) echo 19100 ;; nginx) echo 19200 ;; haproxy) echo 19300 ;; esac; }
+# CPU ticks (user + system) of a process.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+hz=$(getconf CLK_TCK)
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "meshproxy idle RSS: $(rss_kb "$meshproxy_pid") kB"
+# Warm up every proxy (connections to upstreams, caches).
+for t in meshproxy nginx haproxy; do
+  wrk -t1 -c"$conns" -d2s -H 'Host: echo' "http://127.0.0.1:$(port_of $t)/" >/dev/null
+done
+
+declare -A rps cpu
+for r in $(seq "$rounds"); do
+  for t in meshproxy nginx haproxy; do
+    pid="$(pid_of $t)"
+    before=$(ticks "$pid")
+    out="$(wrk -t1 -c"$conns" -d"${secs}s" -H 'Host: echo' "http://127.0.0.1:$(port_of $t)/")"
+    after=$(ticks "$pid")
+    total=$(echo "$out" | awk '/requests in/ {print $1}')
+    rate=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    errors=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+    us=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$total" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+    rps[$t]+="$rate "
+    cpu[$t]+="$us "
+    echo "round $r $t: $rate req/s, ${us} us CPU/request, RSS $(rss_kb "$pid") kB${errors:+, non-2xx $errors}"
+  done
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo
+printf "%-10s %12s %16s\n" proxy "req/s (med)" "CPU us/req (med)"
+for t in meshproxy nginx haproxy; do
+  printf "%-10s %12s %16s\n" "$t" "$(echo "${rps[$t]}" | median)" "$(echo "${cpu[$t]}" | median)"
+done
+echo "meshproxy RSS after load: $(rss_kb "$meshproxy_pid") kB"
