@@ -146,6 +146,12 @@ pub(crate) async fn handle(
         p.stats
             .count_response(answer.response.status().as_u16(), &answer.flags);
     }
+    sh.record_answer(
+        li,
+        answer.response.status().as_u16(),
+        &answer.flags,
+        started.elapsed(),
+    );
     Entry {
         method,
         path,
@@ -308,6 +314,8 @@ struct Flight {
     phase: Phase,
     rx: Option<oneshot::Receiver<Grant>>,
     conn: Option<Conn>,
+    /// When the attempt in progress started (for the recorder).
+    attempt_started: std::time::Instant,
 }
 
 impl Flight {
@@ -325,6 +333,11 @@ impl Flight {
                 p.engine
                     .handle_response(self.up, mesh_engine::Outcome::Timeout, now);
                 p.pools[self.pool].stats.rq_class[0] += 1;
+                sh.record_attempt(
+                    &p.pools[self.pool].address,
+                    0,
+                    self.attempt_started.elapsed(),
+                );
                 if let Some(c) = self.conn.take() {
                     p.release(self.pool, c, false, now);
                 }
@@ -435,6 +448,7 @@ async fn forward(
             phase: Phase::Idle,
             rx: None,
             conn: None,
+            attempt_started: std::time::Instant::now(),
         };
         (flight, p.engine.set_cookie_header(&f), per_try, template)
     };
@@ -558,6 +572,7 @@ async fn attempts_loop(
 async fn attempt(flight: &mut Flight, template: &Template, n: u32) -> AttemptEnd {
     let sh = flight.sh.clone();
     let li = flight.li;
+    flight.attempt_started = std::time::Instant::now();
     let acq = {
         let mut p = sh.proxy(li);
         let now = sh.now();
@@ -585,6 +600,11 @@ async fn attempt(flight: &mut Flight, template: &Template, n: u32) -> AttemptEnd
                     p.engine
                         .handle_response(flight.up, Outcome::ConnectFailure, now);
                     p.pools[flight.pool].stats.rq_class[0] += 1;
+                    sh.record_attempt(
+                        &p.pools[flight.pool].address,
+                        0,
+                        flight.attempt_started.elapsed(),
+                    );
                     p.drain_events(now);
                     return AttemptEnd::Failed(Outcome::ConnectFailure);
                 }
@@ -608,6 +628,11 @@ async fn attempt(flight: &mut Flight, template: &Template, n: u32) -> AttemptEnd
         Ok(resp) => {
             let status = resp.status().as_u16();
             p.pools[pool].stats.rq_class[usize::from(status / 100).min(5)] += 1;
+            sh.record_attempt(
+                &p.pools[pool].address,
+                status,
+                flight.attempt_started.elapsed(),
+            );
             p.engine
                 .handle_response(flight.up, Outcome::Status(status), now);
             let keep = !closes(resp.headers());
@@ -618,6 +643,7 @@ async fn attempt(flight: &mut Flight, template: &Template, n: u32) -> AttemptEnd
         }
         Err(()) => {
             p.pools[pool].stats.rq_class[0] += 1;
+            sh.record_attempt(&p.pools[pool].address, 0, flight.attempt_started.elapsed());
             p.engine.handle_response(flight.up, Outcome::Reset, now);
             if let Some(c) = flight.conn.take() {
                 p.release(pool, c, false, now);

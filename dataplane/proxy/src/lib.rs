@@ -12,7 +12,8 @@
 //! holds each listener's engine, pools and counters; `pool` the upstream
 //! connection pools; `forward` one request's life; `server` listeners,
 //! timer, reload and drain; `admin` the admin endpoints; `log` the access
-//! log; [`echo`] the test upstream.
+//! log; `record` the run directory from live traffic; [`echo`] the test
+//! upstream.
 #![forbid(unsafe_code)]
 
 mod admin;
@@ -22,6 +23,7 @@ mod forward;
 mod log;
 mod pool;
 mod proxy;
+mod record;
 mod server;
 pub mod signals;
 

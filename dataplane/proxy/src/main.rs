@@ -43,10 +43,14 @@ struct Args {
     /// Seed of the engine's random streams.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Record the run directory's CSVs from live traffic (not built yet:
-    /// refused with an error).
-    #[arg(long)]
+    /// Record the run directory (summary.csv, timeseries.csv, calls.csv,
+    /// events.csv; docs/run-format.md) from live traffic into DIR, for
+    /// `meshsim replay DIR`.
+    #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
+    /// The recording's window (Istio duration).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    record_window: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -62,8 +66,13 @@ fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if args.record.is_some() {
-        eprintln!("meshproxy: --record is not available yet in this build; run without it");
+    if let Some(dir) = &args.record
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        eprintln!(
+            "meshproxy: --record {}: cannot create the directory: {e}",
+            dir.display()
+        );
         return ExitCode::from(2);
     }
     let loaded = match config::load(&args.config) {
@@ -84,6 +93,8 @@ fn main() -> ExitCode {
         drain_timeout: args.drain_timeout,
         watch_interval: (!args.watch_interval.is_zero()).then_some(args.watch_interval),
         seed: args.seed,
+        record: args.record.clone(),
+        record_window: args.record_window,
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

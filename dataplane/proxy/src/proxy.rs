@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use crate::config::ListenerSpec;
 use crate::log::{AccessLog, now_rfc3339};
 use crate::pool::{Conn, Grant, HostPool, Waiter, usable};
+use crate::record::{RecEvent, Recorder};
 
 /// Limits and switches of the process.
 #[derive(Clone, Debug)]
@@ -36,6 +37,10 @@ pub struct Options {
     pub watch_interval: Option<Duration>,
     /// Seed of the engines' random streams.
     pub seed: u64,
+    /// Where to record the run directory (`--record`), if anywhere.
+    pub record: Option<std::path::PathBuf>,
+    /// The recording's window.
+    pub record_window: Duration,
 }
 
 impl Default for Options {
@@ -48,6 +53,8 @@ impl Default for Options {
             drain_timeout: Duration::from_secs(10),
             watch_interval: Some(Duration::from_secs(1)),
             seed: 1,
+            record: None,
+            record_window: Duration::from_secs(1),
         }
     }
 }
@@ -69,6 +76,8 @@ pub(crate) struct Shared {
     pub(crate) in_flight: Cell<u64>,
     /// Wakes the timer task after a reconfigure.
     pub(crate) timer_wake: tokio::sync::Notify,
+    /// The run-directory recorder (`--record`).
+    pub(crate) recorder: RefCell<Option<Recorder>>,
 }
 
 impl Shared {
@@ -78,14 +87,32 @@ impl Shared {
         mesh: &Arc<Config>,
         text: String,
     ) -> Self {
+        let recorder = options.record.as_deref().and_then(|dir| {
+            let endpoints = record_endpoints(mesh);
+            let names = listeners.iter().map(|l| l.address.to_string()).collect();
+            match Recorder::create(dir, options.record_window, endpoints, names) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    eprintln!(
+                        "meshproxy: --record {}: cannot create the run directory: {e}; not recording",
+                        dir.display()
+                    );
+                    None
+                }
+            }
+        });
         let proxies = listeners
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                RefCell::new(Proxy::new(
+                let mut p = Proxy::new(
                     l.clone(),
                     Engine::new(mesh.clone(), l.proxy.clone(), options.seed + i as u64),
-                ))
+                );
+                if recorder.is_some() {
+                    p.recorded = Some(Vec::new());
+                }
+                RefCell::new(p)
             })
             .collect();
         Self {
@@ -99,6 +126,53 @@ impl Shared {
             ready: Cell::new(true),
             in_flight: Cell::new(0),
             timer_wake: tokio::sync::Notify::new(),
+            recorder: RefCell::new(recorder),
+        }
+    }
+
+    /// Records an upstream attempt (`status` 0: no status), if recording.
+    pub(crate) fn record_attempt(&self, address: &str, status: u16, latency: Duration) {
+        if let Some(r) = self.recorder.borrow_mut().as_mut() {
+            r.attempt(address, status, latency);
+        }
+    }
+
+    /// Records a downstream answer, if recording.
+    pub(crate) fn record_answer(&self, li: usize, status: u16, flags: &str, latency: Duration) {
+        if let Some(r) = self.recorder.borrow_mut().as_mut() {
+            r.answer(li, status, flags, latency);
+        }
+    }
+
+    /// Writes the recording's windows that ended by `now` (with `last`, also
+    /// the window in progress).
+    pub(crate) fn record_windows(&self, now: Time, last: bool) {
+        let mut rec = self.recorder.borrow_mut();
+        let Some(r) = rec.as_mut() else { return };
+        for p in &self.proxies {
+            if let Some(events) = p.borrow_mut().recorded.as_mut() {
+                for e in events.drain(..) {
+                    r.event(e);
+                }
+            }
+        }
+        while r.window_end <= now || last {
+            let state = r.endpoint_state(&self.proxies);
+            r.close_window(&state);
+            if last || r.failed() {
+                break;
+            }
+        }
+    }
+
+    /// Ends the recording: the last window and `summary.csv`.
+    pub(crate) fn finish_recording(&self) {
+        let now = self.now();
+        self.record_windows(now, true);
+        if let Some(r) = self.recorder.borrow_mut().take()
+            && let Err(e) = r.finish(now)
+        {
+            eprintln!("meshproxy: --record: cannot write summary.csv: {e}");
         }
     }
 
@@ -154,6 +228,8 @@ pub(crate) struct Proxy {
     next_waiter: u64,
     /// Connections the pools want opened (see [`spawn_connects`]).
     connects: Vec<Connect>,
+    /// Engine events for the recorder (`Some` when recording).
+    pub(crate) recorded: Option<Vec<RecEvent>>,
 }
 
 impl Proxy {
@@ -166,6 +242,7 @@ impl Proxy {
             stats: Stats::default(),
             next_waiter: 0,
             connects: Vec::new(),
+            recorded: None,
         };
         p.index_pools();
         p
@@ -413,9 +490,12 @@ impl Proxy {
         self.drain_events(now);
     }
 
-    /// Drains the engine's events into counters and the log.
+    /// Drains the engine's events into counters, the log and the recorder.
     pub(crate) fn drain_events(&mut self, now: Time) {
         while let Some(ev) = self.engine.poll_event() {
+            if self.recorded.is_some() {
+                self.record_event(&ev, now);
+            }
             match ev {
                 EngineEvent::Ejected {
                     upstream,
@@ -455,6 +535,83 @@ impl Proxy {
             }
         }
     }
+}
+
+impl Proxy {
+    fn record_event(&mut self, ev: &EngineEvent, now: Time) {
+        let proxy = self.listener.address.to_string();
+        let e = &self.engine;
+        let row = match ev {
+            EngineEvent::Ejected {
+                upstream,
+                reason,
+                duration,
+            } => RecEvent {
+                time: now,
+                kind: "eject",
+                proxy,
+                endpoint: e.endpoint_address(*upstream).to_owned(),
+                detail: format!(
+                    "reason={} duration={} cluster={}",
+                    reason.as_str(),
+                    mesh_engine::config::format_duration(*duration),
+                    e.cluster_name(upstream.cluster)
+                ),
+            },
+            EngineEvent::Returned { upstream } => RecEvent {
+                time: now,
+                kind: "return",
+                proxy,
+                endpoint: e.endpoint_address(*upstream).to_owned(),
+                detail: format!("cluster={}", e.cluster_name(upstream.cluster)),
+            },
+            EngineEvent::Overflow { upstream } => RecEvent {
+                time: now,
+                kind: "overflow",
+                proxy,
+                endpoint: e.cluster_name(upstream.cluster).to_owned(),
+                detail: String::new(),
+            },
+            EngineEvent::Panic { cluster, in_panic } => RecEvent {
+                time: now,
+                kind: if *in_panic {
+                    "panic_start"
+                } else {
+                    "panic_end"
+                },
+                proxy,
+                endpoint: e.cluster_name(*cluster).to_owned(),
+                detail: String::new(),
+            },
+            EngineEvent::ConfigApplied { clusters, routes } => RecEvent {
+                time: now,
+                kind: "config_applied",
+                proxy,
+                endpoint: String::new(),
+                detail: format!("clusters={clusters} routes={routes}"),
+            },
+        };
+        if let Some(v) = self.recorded.as_mut() {
+            v.push(row);
+        }
+    }
+}
+
+/// (address, service, version) of every endpoint of the config's
+/// services, once each, in file order: the recording's endpoints.
+fn record_endpoints(mesh: &Config) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    for s in &mesh.services {
+        let service = s.host.split('.').next().unwrap_or(&s.host).to_owned();
+        for e in &s.endpoints {
+            if out.iter().any(|o| o.0 == e.address) {
+                continue;
+            }
+            let version = e.labels.get("version").cloned().unwrap_or_default();
+            out.push((e.address.clone(), service.clone(), version));
+        }
+    }
+    out
 }
 
 /// The answer to an attempt's admission.

@@ -98,6 +98,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     timer.abort();
+    sh.finish_recording();
     eprintln!(
         "{} meshproxy: stopped ({} requests still in flight)",
         now_rfc3339(),
@@ -170,6 +171,13 @@ async fn timer(sh: Rc<Shared>) {
             None => next_sweep,
         }
         .min(next_sweep);
+        let wake = match sh.recorder.borrow().as_ref() {
+            Some(r) => {
+                let now = sh.now();
+                wake.min(tokio::time::Instant::now() + r.window_end.saturating_since(now))
+            }
+            None => wake,
+        };
         tokio::select! {
             () = tokio::time::sleep_until(wake) => {}
             () = sh.timer_wake.notified() => {}
@@ -185,6 +193,8 @@ async fn timer(sh: Rc<Shared>) {
                 p.sweep_idle(now);
             }
         }
+        let now = sh.now();
+        sh.record_windows(now, false);
         if tokio::time::Instant::now() >= next_sweep {
             next_sweep = tokio::time::Instant::now() + Duration::from_secs(1);
         }

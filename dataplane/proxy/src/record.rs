@@ -1,0 +1,467 @@
+//! `--record DIR`: the run directory (`docs/run-format.md`) from live
+//! traffic, written through `mesh-rundir` exactly as the simulator writes
+//! it, so `meshsim replay DIR` and users' tools read a real proxy as they
+//! read a simulated one.
+//!
+//! - `timeseries.csv`: per window, one row per endpoint of the config the
+//!   proxy started with (address as its name, service, `version` label):
+//!   attempts, successes, errors, attempt latency p50/p99, how many
+//!   listeners have it ejected, attempts in flight.
+//! - `calls.csv`: per window, one row per listener (source `downstream`,
+//!   host the listener address): what clients were answered.
+//! - `events.csv`: ejections, returns, applied configs, and overflows (one
+//!   row per listener and cluster per window, `count=N`), as the simulator
+//!   writes them.
+//! - `summary.csv` when the proxy stops: totals, latency percentiles of the
+//!   answers, ejections and ejected host-seconds (`seed` 0, and no user
+//!   version-switch counts: the proxy does not know users).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use mesh_engine::Time;
+use mesh_rundir::{CallCounts, CallRow, EventRow, RunWriter, Summary, WindowRow};
+use rustc_hash::FxHashMap;
+
+/// An event waiting for its window to be written.
+#[derive(Clone, Debug)]
+pub(crate) struct RecEvent {
+    pub(crate) time: Time,
+    pub(crate) kind: &'static str,
+    pub(crate) proxy: String,
+    pub(crate) endpoint: String,
+    pub(crate) detail: String,
+}
+
+/// Latencies in microseconds, for a window's percentiles.
+#[derive(Clone, Debug, Default)]
+struct Latencies(Vec<u32>);
+
+impl Latencies {
+    fn add(&mut self, d: Duration) {
+        self.0
+            .push(u32::try_from(d.as_micros()).unwrap_or(u32::MAX));
+    }
+
+    /// (p50, p99) in milliseconds; clears.
+    fn take_percentiles(&mut self) -> (f64, f64) {
+        if self.0.is_empty() {
+            return (0.0, 0.0);
+        }
+        self.0.sort_unstable();
+        let at = |q: f64| {
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )]
+            let i = ((self.0.len() as f64 * q).ceil() as usize).clamp(1, self.0.len()) - 1;
+            f64::from(self.0[i]) / 1000.0
+        };
+        let r = (at(0.50), at(0.99));
+        self.0.clear();
+        r
+    }
+}
+
+/// A log-bucketed histogram of microseconds (1/128 relative error), for
+/// the run's answer latency percentiles in constant memory.
+#[derive(Clone, Debug)]
+struct Histogram {
+    buckets: Vec<u64>,
+    count: u64,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Self {
+            buckets: vec![0; 64 * 128],
+            count: 0,
+        }
+    }
+
+    /// Exact below 128 µs; above, 128 sub-buckets per power of two.
+    fn bucket(us: u64) -> usize {
+        if us < 128 {
+            return us as usize;
+        }
+        let shift = (63 - us.leading_zeros() - 7) as usize;
+        128 + shift * 128 + ((us >> shift) as usize - 128)
+    }
+
+    fn lower_bound(b: usize) -> u64 {
+        if b < 128 {
+            return b as u64;
+        }
+        let shift = (b - 128) / 128;
+        (((b - 128) % 128 + 128) as u64) << shift
+    }
+
+    fn add(&mut self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let b = Self::bucket(us).min(self.buckets.len() - 1);
+        self.buckets[b] += 1;
+        self.count += 1;
+    }
+
+    fn percentile_ms(&self, q: f64) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let rank = ((self.count as f64 * q).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (b, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                #[allow(clippy::cast_precision_loss)]
+                return Self::lower_bound(b) as f64 / 1000.0;
+            }
+        }
+        0.0
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct EndpointWindow {
+    requests: u64,
+    successes: u64,
+    errors: u64,
+    latency: Latencies,
+}
+
+#[derive(Clone, Debug, Default)]
+struct EdgeWindow {
+    counts: CallCounts,
+    latency: Latencies,
+}
+
+/// The recorder of a running proxy.
+#[derive(Debug)]
+pub(crate) struct Recorder {
+    writer: RunWriter,
+    window: Duration,
+    /// End of the current window.
+    pub(crate) window_end: Time,
+    /// (address, service, version) of each recorded endpoint.
+    endpoints: Vec<(String, String, String)>,
+    index: FxHashMap<String, usize>,
+    windows: Vec<EndpointWindow>,
+    edges: Vec<(String, EdgeWindow)>,
+    events: Vec<RecEvent>,
+    /// This window's overflows per (listener, cluster).
+    overflows: BTreeMap<(String, String), (Time, u64)>,
+    summary: Summary,
+    answers: Histogram,
+    /// When each (listener, cluster, endpoint) was ejected, while it is.
+    ejected_since: BTreeMap<(String, String, String), Time>,
+    ejected_ns: u128,
+    error: Option<io::Error>,
+}
+
+impl Recorder {
+    /// Creates the run directory. `endpoints`: (address, service, version)
+    /// of every endpoint to record; `listeners`: their addresses.
+    pub(crate) fn create(
+        dir: &Path,
+        window: Duration,
+        endpoints: Vec<(String, String, String)>,
+        listeners: Vec<String>,
+    ) -> io::Result<Self> {
+        let writer = RunWriter::create(dir)?;
+        let index = endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.0.clone(), i))
+            .collect();
+        Ok(Self {
+            writer,
+            window,
+            window_end: Time::ZERO + window,
+            windows: vec![EndpointWindow::default(); endpoints.len()],
+            endpoints,
+            index,
+            edges: listeners
+                .into_iter()
+                .map(|l| (l, EdgeWindow::default()))
+                .collect(),
+            events: Vec::new(),
+            overflows: BTreeMap::new(),
+            summary: Summary {
+                experiment: "meshproxy-record".to_owned(),
+                ..Summary::default()
+            },
+            answers: Histogram::new(),
+            ejected_since: BTreeMap::new(),
+            ejected_ns: 0,
+            error: None,
+        })
+    }
+
+    /// An upstream attempt ended: `status` 0 for no status.
+    pub(crate) fn attempt(&mut self, address: &str, status: u16, latency: Duration) {
+        let Some(&i) = self.index.get(address) else {
+            return;
+        };
+        let w = &mut self.windows[i];
+        w.requests += 1;
+        if status != 0 && status < 500 {
+            w.successes += 1;
+        } else {
+            w.errors += 1;
+        }
+        w.latency.add(latency);
+    }
+
+    /// A downstream answer on listener `li`.
+    pub(crate) fn answer(&mut self, li: usize, status: u16, flags: &str, latency: Duration) {
+        let s = &mut self.summary;
+        s.requests += 1;
+        match status {
+            0..=399 => s.successes += 1,
+            500.. => s.errors_5xx += 1,
+            _ => {}
+        }
+        let has = |f: &str| flags.split(',').any(|x| x == f);
+        if has("UO") {
+            s.overflow += 1;
+        }
+        if has("FI") {
+            s.fault_aborts += 1;
+        }
+        if has("UT") {
+            s.timeouts += 1;
+        }
+        self.answers.add(latency);
+        if let Some((_, e)) = self.edges.get_mut(li) {
+            let c = &mut e.counts;
+            c.requests += 1;
+            match status {
+                0..=399 => c.successes += 1,
+                400..=499 => c.errors_4xx += 1,
+                _ => c.errors_5xx += 1,
+            }
+            if has("UO") {
+                c.overflow += 1;
+            }
+            if has("FI") {
+                c.fault_aborts += 1;
+            }
+            if has("UT") {
+                c.timeouts += 1;
+            }
+            e.latency.add(latency);
+        }
+    }
+
+    /// An engine event of listener `proxy`.
+    pub(crate) fn event(&mut self, e: RecEvent) {
+        match e.kind {
+            "overflow" => {
+                let slot = self
+                    .overflows
+                    .entry((e.proxy, e.endpoint))
+                    .or_insert((e.time, 0));
+                slot.1 += 1;
+                return;
+            }
+            "eject" => {
+                self.summary.ejections += 1;
+                self.ejected_since.insert(
+                    (e.proxy.clone(), e.detail_cluster(), e.endpoint.clone()),
+                    e.time,
+                );
+            }
+            "return" => {
+                if let Some(t) = self.ejected_since.remove(&(
+                    e.proxy.clone(),
+                    e.detail_cluster(),
+                    e.endpoint.clone(),
+                )) {
+                    self.ejected_ns += u128::from((e.time - t).as_nanos() as u64);
+                }
+            }
+            _ => {}
+        }
+        self.events.push(e);
+    }
+
+    /// Writes the window ending at `window_end` with the endpoints' state
+    /// (`ejected_by`, `active_requests` per endpoint index) and starts the
+    /// next one.
+    pub(crate) fn close_window(&mut self, state: &[(u32, u32)]) {
+        let t = self.window_end;
+        let mut events = std::mem::take(&mut self.events);
+        for ((proxy, cluster), (first, count)) in std::mem::take(&mut self.overflows) {
+            events.push(RecEvent {
+                time: first,
+                kind: "overflow",
+                proxy,
+                endpoint: cluster,
+                detail: format!(
+                    "count={count} window={}",
+                    mesh_engine::config::format_duration(self.window)
+                ),
+            });
+        }
+        events.sort_by_key(|e| e.time);
+        let mut result = Ok(());
+        for e in &events {
+            result = result.and_then(|()| {
+                self.writer.event(&EventRow {
+                    time_ns: e.time.as_nanos(),
+                    kind: e.kind,
+                    proxy: &e.proxy,
+                    endpoint: &e.endpoint,
+                    detail: &e.detail,
+                })
+            });
+        }
+        for (i, (address, service, version)) in self.endpoints.iter().enumerate() {
+            let w = &mut self.windows[i];
+            let (p50, p99) = w.latency.take_percentiles();
+            let (ejected_by, active) = state.get(i).copied().unwrap_or((0, 0));
+            result = result.and_then(|()| {
+                self.writer.window(&WindowRow {
+                    time_ns: t.as_nanos(),
+                    endpoint: address.as_str(),
+                    service: service.as_str(),
+                    version: version.as_str(),
+                    requests: w.requests,
+                    successes: w.successes,
+                    errors: w.errors,
+                    latency_ms_p50: p50,
+                    latency_ms_p99: p99,
+                    ejected_by,
+                    active_requests: active,
+                })
+            });
+            w.requests = 0;
+            w.successes = 0;
+            w.errors = 0;
+        }
+        for (listener, e) in &mut self.edges {
+            let (p50, p99) = e.latency.take_percentiles();
+            let counts = std::mem::take(&mut e.counts);
+            result = result.and_then(|()| {
+                self.writer.call(&CallRow {
+                    time_ns: t.as_nanos(),
+                    source: "downstream",
+                    host: listener.as_str(),
+                    counts,
+                    latency_ms_p50: p50,
+                    latency_ms_p99: p99,
+                })
+            });
+        }
+        result = result.and_then(|()| self.writer.flush());
+        if let Err(e) = result
+            && self.error.is_none()
+        {
+            eprintln!(
+                "meshproxy: --record {}: cannot write: {e}; recording stops",
+                self.writer.dir().display()
+            );
+            self.error = Some(e);
+        }
+        self.window_end = t + self.window;
+    }
+
+    /// (`ejected_by`, `active_requests`) of each recorded endpoint now.
+    pub(crate) fn endpoint_state(
+        &self,
+        proxies: &[std::cell::RefCell<crate::proxy::Proxy>],
+    ) -> Vec<(u32, u32)> {
+        let mut state = vec![(0u32, 0u32); self.endpoints.len()];
+        for p in proxies {
+            let p = p.borrow();
+            let mut ejected = vec![false; self.endpoints.len()];
+            for c in 0..p.engine.cluster_count() {
+                let id = mesh_engine::ClusterId(u32::try_from(c).unwrap_or(u32::MAX));
+                for e in 0..p.engine.endpoint_count(id) {
+                    let up = p.engine.upstream(id, u32::try_from(e).unwrap_or(u32::MAX));
+                    let Some(&i) = self.index.get(p.engine.endpoint_address(up)) else {
+                        continue;
+                    };
+                    ejected[i] |= p.engine.ejection(up).is_some();
+                    state[i].1 += p.engine.active_requests(up);
+                }
+            }
+            for (i, e) in ejected.into_iter().enumerate() {
+                state[i].0 += u32::from(e);
+            }
+        }
+        state
+    }
+
+    /// Whether writing failed (recording stopped).
+    pub(crate) fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// Writes `summary.csv` at `now` (the end of the recording).
+    pub(crate) fn finish(mut self, now: Time) -> io::Result<()> {
+        for t in self.ejected_since.values() {
+            self.ejected_ns += u128::from((now - *t).as_nanos() as u64);
+        }
+        let s = &mut self.summary;
+        s.duration_ns = now.as_nanos();
+        s.latency_ms = [
+            self.answers.percentile_ms(0.5),
+            self.answers.percentile_ms(0.9),
+            self.answers.percentile_ms(0.99),
+            self.answers.percentile_ms(0.999),
+        ];
+        #[allow(clippy::cast_precision_loss)]
+        {
+            s.ejected_host_seconds = self.ejected_ns as f64 / 1e9;
+        }
+        let summary = self.summary.clone();
+        self.writer.finish(&summary, None)
+    }
+}
+
+impl RecEvent {
+    /// The cluster an eject/return event names (in `detail` as `cluster=`).
+    fn detail_cluster(&self) -> String {
+        self.detail
+            .split(' ')
+            .find_map(|kv| kv.strip_prefix("cluster="))
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_percentiles_are_within_one_percent() {
+        let mut h = Histogram::new();
+        for us in 1..=10_000u64 {
+            h.add(Duration::from_micros(us));
+        }
+        let p50 = h.percentile_ms(0.5);
+        let p99 = h.percentile_ms(0.99);
+        assert!((p50 - 5.0).abs() / 5.0 < 0.01, "{p50}");
+        assert!((p99 - 9.9).abs() / 9.9 < 0.01, "{p99}");
+        assert!(h.percentile_ms(0.001) <= 0.011);
+    }
+
+    #[test]
+    fn window_percentiles_pick_ranks() {
+        let mut l = Latencies::default();
+        for ms in 1..=100u64 {
+            l.add(Duration::from_millis(ms));
+        }
+        assert_eq!(l.take_percentiles(), (50.0, 99.0));
+        assert_eq!(l.take_percentiles(), (0.0, 0.0));
+    }
+}
