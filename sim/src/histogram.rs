@@ -102,6 +102,44 @@ impl Histogram {
         self.max_us
     }
 
+    /// The values at several quantiles (ascending), in one pass.
+    pub fn quantiles_us<const N: usize>(&self, qs: [f64; N]) -> [u64; N] {
+        let mut out = [0u64; N];
+        if self.total == 0 {
+            return out;
+        }
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        let ranks = qs.map(|q| ((q * self.total as f64).ceil() as u64).clamp(1, self.total));
+        let mut k = 0;
+        let Some(&first) = ranks.first() else {
+            return out;
+        };
+        let mut next = first;
+        let mut seen = 0u64;
+        for (i, &c) in self.counts[self.lo..self.hi].iter().enumerate() {
+            if c == 0 {
+                continue;
+            }
+            seen += u64::from(c);
+            while seen >= next {
+                out[k] = value_of(self.lo + i).min(self.max_us);
+                k += 1;
+                let Some(&r) = ranks.get(k) else {
+                    return out;
+                };
+                next = r;
+            }
+        }
+        for o in &mut out[k..] {
+            *o = self.max_us;
+        }
+        out
+    }
+
     /// Empties the histogram.
     pub fn clear(&mut self) {
         if self.total > 0 {
@@ -143,5 +181,21 @@ mod tests {
             assert!((got - expected).abs() / expected < 0.01, "q{q}: {got}");
         }
         assert_eq!(h.quantile_us(1.0), 10_000);
+    }
+
+    #[test]
+    fn quantiles_in_one_pass_equal_quantiles_one_by_one() {
+        let mut h = Histogram::default();
+        assert_eq!(h.quantiles_us([0.5, 0.99]), [0, 0]);
+        let mut x = 17u64;
+        for _ in 0..5_000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            h.record_us(1_000 + (x >> 40) % 90_000);
+        }
+        let qs = [0.0, 0.5, 0.9, 0.99, 0.999, 1.0];
+        let one_pass = h.quantiles_us(qs);
+        for (q, got) in qs.iter().zip(one_pass) {
+            assert_eq!(got, h.quantile_us(*q), "q{q}");
+        }
     }
 }

@@ -342,6 +342,7 @@ impl Metrics {
     pub(crate) fn close_window(&mut self, now: Time, in_flight: &[u32]) {
         let mut result = Ok(());
         for (i, w) in self.pods.iter_mut().enumerate() {
+            let [p50, p99] = w.latency.quantiles_us([0.5, 0.99]);
             let row = WindowRow {
                 time_ns: now.as_nanos(),
                 endpoint: self.pod_names[i].as_str(),
@@ -350,8 +351,8 @@ impl Metrics {
                 requests: w.requests,
                 successes: w.successes,
                 errors: w.errors,
-                latency_ms_p50: ms(w.latency.quantile_us(0.5)),
-                latency_ms_p99: ms(w.latency.quantile_us(0.99)),
+                latency_ms_p50: ms(p50),
+                latency_ms_p99: ms(p99),
                 ejected_by: self.ejected_by[i],
                 active_requests: in_flight.get(i).copied().unwrap_or(0),
             };
@@ -382,13 +383,14 @@ impl Metrics {
         }
         for (edge, w) in self.edge_windows.iter_mut().enumerate() {
             let e = &self.edges[edge];
+            let [p50, p99] = w.latency.quantiles_us([0.5, 0.99]);
             let row = CallRow {
                 time_ns: now.as_nanos(),
                 source: e.source.as_str(),
                 host: e.host.as_str(),
                 counts: w.counts,
-                latency_ms_p50: ms(w.latency.quantile_us(0.5)),
-                latency_ms_p99: ms(w.latency.quantile_us(0.99)),
+                latency_ms_p50: ms(p50),
+                latency_ms_p99: ms(p99),
             };
             match &mut self.writer {
                 Some(out) => {

@@ -132,6 +132,29 @@ impl RunWriter {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn milliseconds_are_written_as_format_would() {
+        let mut b = String::new();
+        for us in (0..200_000u64)
+            .step_by(7)
+            .chain([999_999, 1_000_000, 123_456_789])
+        {
+            #[allow(clippy::cast_precision_loss)]
+            let v = us as f64 / 1000.0;
+            let mut w = csv::Writer::from_writer(Vec::new());
+            super::field_ms(&mut w, &mut b, v).unwrap();
+            assert_eq!(b, format!("{v:.3}"), "{us} µs");
+        }
+        for v in [0.0005, 1.2345, 2.0004999, 1e-9, 3.14159] {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            super::field_ms(&mut w, &mut b, v).unwrap();
+            assert_eq!(b, format!("{v:.3}"), "{v}");
+        }
+    }
+}
+
 /// Writes a `summary.csv`: `prefix` names the columns before the standard
 /// ones (`point` and the swept paths of a sweep; none for one run), and
 /// every row gives its prefix values and its summary.
@@ -156,7 +179,7 @@ pub fn write_summary<'a>(
     w.flush()
 }
 
-fn field_secs(w: &mut Csv, b: &mut String, ns: u64) -> io::Result<()> {
+fn field_secs<W: io::Write>(w: &mut csv::Writer<W>, b: &mut String, ns: u64) -> io::Result<()> {
     b.clear();
     let _ = write!(
         b,
@@ -167,14 +190,29 @@ fn field_secs(w: &mut Csv, b: &mut String, ns: u64) -> io::Result<()> {
     w.write_field(b.as_bytes()).map_err(to_io)
 }
 
-fn field_int(w: &mut Csv, b: &mut String, n: u64) -> io::Result<()> {
+fn field_int<W: io::Write>(w: &mut csv::Writer<W>, b: &mut String, n: u64) -> io::Result<()> {
     b.clear();
     let _ = write!(b, "{n}");
     w.write_field(b.as_bytes()).map_err(to_io)
 }
 
-fn field_ms(w: &mut Csv, b: &mut String, v: f64) -> io::Result<()> {
+fn field_ms<W: io::Write>(w: &mut csv::Writer<W>, b: &mut String, v: f64) -> io::Result<()> {
     b.clear();
-    let _ = write!(b, "{v:.3}");
+    // A whole number of microseconds (what the simulator's histograms give)
+    // is written with integer arithmetic: the same text as `{v:.3}`, since
+    // `v` is then the double nearest to `us / 1000`, a fifth of the cost.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let us = (v * 1000.0).round() as u64;
+    #[allow(clippy::cast_precision_loss)]
+    let exact = v >= 0.0 && us < (1 << 53) && us as f64 / 1000.0 == v;
+    if exact {
+        let _ = write!(b, "{}.{:03}", us / 1000, us % 1000);
+    } else {
+        let _ = write!(b, "{v:.3}");
+    }
     w.write_field(b.as_bytes()).map_err(to_io)
 }
