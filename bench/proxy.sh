@@ -11,7 +11,9 @@
 # the 5. meshproxy also runs outlier detection (consecutive5xxErrors 5). wrk
 # (1 thread, C connections) drives each proxy in turn, ROUNDS times, rounds
 # interleaved; the script prints per round and the median: requests/s, the
-# proxy's CPU time per request (user + system, from /proc), and its RSS.
+# proxy's CPU time per request (user + system, from /proc), and its RSS;
+# then the median latency of one closed-loop connection, direct and through
+# each proxy.
 # Everything started here is stopped by PID on exit.
 set -euo pipefail
 secs="${1:-10}"
@@ -127,6 +129,12 @@ for r in $(seq "$rounds"); do
     echo "round $r $t: $rate req/s, ${us} us CPU/request, RSS $(rss_kb "$pid") kB${errors:+, non-2xx $errors}"
   done
 done
+# Added latency: one connection, closed loop (wrk has no open-loop mode;
+# oha -q would give the open-loop figure), median latency direct to one
+# upstream vs through each proxy (each proxy balancing over the 5).
+echo
+lat() { wrk -t1 -c1 -d"${secs}s" --latency -H 'Host: echo' "$1" | awk '$1 == "50%" {print $2}'; }
+echo "median latency, 1 connection: direct $(lat http://127.0.0.1:19101/), meshproxy $(lat http://127.0.0.1:19100/), nginx $(lat http://127.0.0.1:19200/), haproxy $(lat http://127.0.0.1:19300/)"
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
 printf "%-10s %12s %16s\n" proxy "req/s (med)" "CPU us/req (med)"
