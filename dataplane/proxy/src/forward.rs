@@ -594,7 +594,16 @@ async fn attempt(flight: &mut Flight, template: &Template, n: u32) -> AttemptEnd
             match g {
                 Ok(Grant::Conn(c)) => c,
                 Ok(Grant::Overflow) => return AttemptEnd::Overflow,
-                Ok(Grant::ConnectFailure) | Err(_) => {
+                Err(_) => {
+                    // The pool dropped the request without an answer (not
+                    // expected): it leaves the queue as a failed connect.
+                    let mut p = sh.proxy(li);
+                    let now = sh.now();
+                    p.engine.cancel_pending(flight.up, now);
+                    p.drain_events(now);
+                    return AttemptEnd::Failed(Outcome::ConnectFailure);
+                }
+                Ok(Grant::ConnectFailure) => {
                     let mut p = sh.proxy(li);
                     let now = sh.now();
                     p.engine
