@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use meshsim::replay::{App, Key, Replay};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -76,5 +76,74 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// A canary of 1,000 endpoints (800 v1, 200 v2) for an hour: the split
+/// panel's share history parses the windows it shows.
+fn canary_run() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = root.join("target/bench-replay-canary");
+    if dir.join("summary.csv").exists() {
+        return dir;
+    }
+    let sets: Vec<(String, String)> = [
+        ("service.web.version.v1.pods", "800"),
+        ("service.web.version.v2.pods", "200"),
+        ("duration", "3600s"),
+        ("load.qps", "1000"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let plan = meshsim::plan::load(&root.join("experiments/canary-gateway.toml"), &sets, None)
+        .expect("the experiment loads");
+    let out = |_: &meshsim::plan::Job| dir.clone();
+    meshsim::plan::execute(&plan.jobs[..1], 1, Some(&out), &|| {}).expect("the run completes");
+    dir
+}
+
+fn bench_split(c: &mut Criterion) {
+    let dir = canary_run();
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    let mut g = c.benchmark_group("replay_1h_canary_1000_endpoints");
+    g.sample_size(10);
+    g.bench_function("open_to_first_frame", |b| {
+        b.iter(|| {
+            let mut app = open(&dir);
+            terminal
+                .draw(|f| meshsim::replay::render(f, &mut app))
+                .unwrap();
+        });
+    });
+    let mut app = open(&dir);
+    app.seek(1800);
+    g.bench_function("step_and_redraw", |b| {
+        b.iter(|| {
+            app.key(Key::Right);
+            if app.cursor + 1 >= 3600 {
+                app.key(Key::Home);
+            }
+            terminal
+                .draw(|f| meshsim::replay::render(f, &mut app))
+                .unwrap();
+        });
+    });
+    // A jump to a window whose neighbours were never drawn: the share
+    // history of the split panel is parsed afresh (the opening is not timed).
+    g.bench_function("jump_and_redraw_cold", |b| {
+        let mut at = 100;
+        b.iter_batched(
+            || open(&dir),
+            |mut app| {
+                at = (at + 997) % 3500;
+                app.seek(at);
+                terminal
+                    .draw(|f| meshsim::replay::render(f, &mut app))
+                    .unwrap();
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_split);
 criterion_main!(benches);

@@ -58,6 +58,13 @@ fn the_frame_of_one_bad_pod_at_75s_matches_its_snapshot() {
         "the frame differs from {}; if the change is deliberate, rerun with UPDATE_SNAPSHOTS=1",
         path.display()
     );
+    // The README shows the same frame (its run is the same experiment).
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let body: String = frame.lines().skip(2).map(|l| format!("{l}\n")).collect();
+    assert!(
+        readme.contains(&body),
+        "README.md's replay frame differs from the snapshot: paste it again"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

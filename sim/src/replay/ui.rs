@@ -325,62 +325,81 @@ fn split_lines(
     width: usize,
     error: &mut Option<String>,
 ) -> Vec<Line<'static>> {
-    let per_subset = match r.agg(w) {
-        Ok(a) => a.per_subset.clone(),
-        Err(e) => {
-            *error = Some(e.to_string());
-            return Vec::new();
-        }
-    };
+    const LEVELS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let mut lines = vec![Line::styled(
-        "split per subset",
+        "split per subset (share over time)",
         Style::new().add_modifier(Modifier::BOLD),
     )];
-    let services: Vec<&str> = {
-        let mut s: Vec<&str> = r.subsets.iter().map(|(s, _)| s.as_str()).collect();
+    let services: Vec<String> = {
+        let mut s: Vec<String> = r.subsets.iter().map(|(s, _)| s.clone()).collect();
         s.dedup();
         s
     };
-    for service in services {
-        let idx: Vec<usize> = (0..r.subsets.len())
-            .filter(|&i| r.subsets[i].0 == service)
-            .collect();
-        if idx.len() < 2 {
-            continue;
-        }
-        let total: u64 = idx
-            .iter()
-            .map(|&i| per_subset.get(i).copied().unwrap_or(0))
-            .sum();
-        for i in idx {
-            let n = per_subset.get(i).copied().unwrap_or(0);
-            #[allow(clippy::cast_precision_loss)]
-            let share = if total == 0 {
-                0.0
-            } else {
-                n as f64 / total as f64
-            };
-            let label = format!("{service} {}", r.subsets[i].1);
-            let bar_width = width.saturating_sub(label.len() + 8).max(4);
-            #[allow(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                clippy::cast_precision_loss
-            )]
-            let filled = ((share * bar_width as f64).round() as usize).min(bar_width);
-            lines.push(Line::from(vec![
-                Span::raw(format!("{label} ")),
-                Span::styled("█".repeat(filled), Style::new().fg(Color::Cyan)),
-                Span::styled("░".repeat(bar_width - filled), Style::new().fg(DIM)),
-                Span::raw(format!(" {:>3.0}%", share * 100.0)),
-            ]));
-        }
-    }
-    if lines.len() == 1 {
+    let groups: Vec<(String, Vec<usize>)> = services
+        .into_iter()
+        .map(|service| {
+            let idx = (0..r.subsets.len())
+                .filter(|&i| r.subsets[i].0 == service)
+                .collect::<Vec<_>>();
+            (service, idx)
+        })
+        .filter(|(_, idx)| idx.len() > 1)
+        .collect();
+    if groups.is_empty() {
         lines.push(Line::styled(
             "(one subset per service)",
             Style::new().fg(DIM),
         ));
+        return lines;
+    }
+    let subsets = &r.subsets;
+    let label_width = groups
+        .iter()
+        .flat_map(|(s, idx)| idx.iter().map(move |&i| s.len() + 1 + subsets[i].1.len()))
+        .max()
+        .unwrap_or(0);
+    let history = width.saturating_sub(label_width + 6).max(4);
+    // Attempts per subset in the last `history` windows up to `w`.
+    let first = (w + 1).saturating_sub(history);
+    let mut per_window: Vec<Vec<u64>> = Vec::with_capacity(history);
+    for x in first..=w {
+        match r.agg(x) {
+            Ok(a) => per_window.push(a.per_subset.clone()),
+            Err(e) => {
+                *error = Some(e.to_string());
+                return lines;
+            }
+        }
+    }
+    for (service, idx) in &groups {
+        for &i in idx {
+            let share_at = |counts: &Vec<u64>| -> Option<f64> {
+                let total: u64 = idx
+                    .iter()
+                    .map(|&k| counts.get(k).copied().unwrap_or(0))
+                    .sum();
+                #[allow(clippy::cast_precision_loss)]
+                let share = counts.get(i).copied().unwrap_or(0) as f64 / total as f64;
+                (total > 0).then_some(share)
+            };
+            let spark: String = per_window
+                .iter()
+                .map(|c| {
+                    share_at(c).map_or(' ', |share| {
+                        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                        let level = (share * 7.0).round() as usize;
+                        LEVELS[level.min(7)]
+                    })
+                })
+                .collect();
+            let now = per_window.last().and_then(share_at).unwrap_or(0.0);
+            let label = format!("{service} {}", r.subsets[i].1);
+            lines.push(Line::from(vec![
+                Span::raw(format!("{label:<label_width$} ")),
+                Span::styled(spark, Style::new().fg(Color::Cyan)),
+                Span::raw(format!(" {:>3.0}%", now * 100.0)),
+            ]));
+        }
     }
     lines
 }
