@@ -34,9 +34,19 @@ pub async fn run(
     mut reload: impl FnMut() -> std::pin::Pin<Box<dyn Future<Output = ()>>> + 'static,
     shutdown: impl Future<Output = ()>,
 ) {
+    // Name each listener by the address it is bound to (port 0 resolved).
+    let specs: Vec<config::ListenerSpec> = loaded
+        .listeners
+        .iter()
+        .zip(&listeners)
+        .map(|(spec, l)| config::ListenerSpec {
+            address: l.local_addr().unwrap_or(spec.address),
+            proxy: spec.proxy.clone(),
+        })
+        .collect();
     let sh = Rc::new(Shared::new(
         options,
-        &loaded.listeners,
+        &specs,
         &loaded.mesh,
         loaded.text.clone(),
     ));

@@ -609,3 +609,44 @@ fn h2c_prior_knowledge_requests_are_served() {
         .expect("curl runs (apt-get install curl)");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
 }
+
+fn stat(p: &Proxy, metric_prefix: &str) -> u64 {
+    let body = p.admin("/stats").body;
+    body.lines()
+        .find(|l| l.starts_with(metric_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {metric_prefix} in:\n{body}"))
+}
+
+#[test]
+fn connections_are_reused_up_to_max_requests_per_connection_and_closed_when_idle() {
+    let a = Echo::start("v1", &[]);
+    let reuse = service(&[(&a, "v1")])
+        + r#"
+[[destinationRule]]
+name = "echo"
+host = "echo"
+trafficPolicy = { connectionPool = { http = { maxRequestsPerConnection = 3, idleTimeout = "1s" } } }
+"#;
+    let p = Proxy::start(&reuse, &[]);
+    for _ in 0..9 {
+        assert_eq!(p.get("/", &[]).status, 200);
+    }
+    // Nine sequential requests, three per connection.
+    let cx = format!(
+        "meshproxy_upstream_cx_total{{listener=\"{}\",cluster=\"outbound|80||echo.default.svc.cluster.local\",endpoint=\"{}\"}}",
+        p.addr, a.addr
+    );
+    assert_eq!(stat(&p, &cx), 3);
+    // A tenth request opens a fourth connection, which stays open idle...
+    assert_eq!(p.get("/", &[]).status, 200);
+    assert_eq!(stat(&p, &cx), 4);
+    let active = format!(
+        "meshproxy_cluster_cx_active{{listener=\"{}\",cluster=\"outbound|80||echo.default.svc.cluster.local\"}}",
+        p.addr
+    );
+    assert_eq!(stat(&p, &active), 1);
+    // ...until its idle timeout.
+    p.eventually("the idle connection closes", || stat(&p, &active) == 0);
+}
