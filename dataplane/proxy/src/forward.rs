@@ -627,7 +627,7 @@ async fn attempt(flight: &mut Flight, template: &Template, n: u32) -> AttemptEnd
         let Some(c) = flight.conn.as_mut() else {
             return AttemptEnd::Failed(Outcome::Reset);
         };
-        exchange(&mut c.sender, req, sh.options.max_body_bytes).await
+        exchange(c, req, sh.options.max_body_bytes).await
     };
     let mut p = sh.proxy(li);
     let now = sh.now();
@@ -667,22 +667,35 @@ async fn attempt(flight: &mut Flight, template: &Template, n: u32) -> AttemptEnd
     end
 }
 
-/// Sends a request on a connection and reads the whole response.
+/// Sends a request on a connection and reads the whole response, driving
+/// the connection's I/O from this task meanwhile.
 async fn exchange(
-    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    conn: &mut Conn,
     req: Request<Full<Bytes>>,
     max_body: usize,
 ) -> Result<Response<Full<Bytes>>, ()> {
-    sender.ready().await.map_err(|_| ())?;
-    let resp = sender.send_request(req).await.map_err(|_| ())?;
-    let (mut parts, body) = resp.into_parts();
-    let body = Limited::new(body, max_body)
-        .collect()
-        .await
-        .map_err(|_| ())?
-        .to_bytes();
-    strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, Full::new(body)))
+    let sender = &mut conn.sender;
+    let work = async move {
+        sender.ready().await.map_err(|_| ())?;
+        let resp = sender.send_request(req).await.map_err(|_| ())?;
+        let (mut parts, body) = resp.into_parts();
+        let body = Limited::new(body, max_body)
+            .collect()
+            .await
+            .map_err(|_| ())?
+            .to_bytes();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, Full::new(body)))
+    };
+    let mut work = std::pin::pin!(work);
+    tokio::select! {
+        biased;
+        r = &mut work => return r,
+        _ = conn.io.as_mut() => conn.finished = true,
+    }
+    // The connection ended: the answer is whole in the body channel (an
+    // upstream that closes after answering), or the request fails.
+    work.await
 }
 
 fn closes(headers: &HeaderMap) -> bool {

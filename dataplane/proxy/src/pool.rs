@@ -10,6 +10,7 @@
 //! refused connection does.
 
 use std::collections::VecDeque;
+use std::future::Future as _;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -18,21 +19,60 @@ use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use mesh_engine::Upstream;
 use tokio::sync::oneshot;
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-/// An open upstream connection.
-#[derive(Debug)]
+/// hyper's HTTP/1.1 client connection state machine over a TCP stream.
+pub(crate) type ConnIo = std::pin::Pin<
+    Box<
+        hyper::client::conn::http1::Connection<
+            hyper_util::rt::TokioIo<tokio::net::TcpStream>,
+            Full<Bytes>,
+        >,
+    >,
+>;
+
+/// An open upstream connection. It has no task of its own: the request
+/// using it polls its I/O (`io`) while it waits for the answer, so a
+/// request costs no hop to another task. Dropping it closes the socket.
 pub(crate) struct Conn {
     pub(crate) sender: SendRequest<Full<Bytes>>,
+    pub(crate) io: ConnIo,
+    /// `io` has completed (the connection is over); never poll it again.
+    pub(crate) finished: bool,
     /// Requests it has served.
     pub(crate) served: u32,
     /// When it last became idle.
     pub(crate) idle_since: Instant,
     /// The upstream it was opened for (its cluster's breaker counts it).
     pub(crate) up: Upstream,
-    /// The task driving the connection; aborted to close it.
-    pub(crate) driver: AbortHandle,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("served", &self.served)
+            .field("idle_since", &self.idle_since)
+            .field("up", &self.up)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    /// Polls the idle connection once without waiting: false if the
+    /// upstream closed it (or it failed) meanwhile.
+    pub(crate) fn alive(&mut self) -> bool {
+        if self.finished {
+            return false;
+        }
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match self.io.as_mut().poll(&mut cx) {
+            std::task::Poll::Pending => !self.sender.is_closed(),
+            std::task::Poll::Ready(_) => {
+                self.finished = true;
+                false
+            }
+        }
+    }
 }
 
 /// What a waiting request is handed.
@@ -116,6 +156,6 @@ impl HostPool {
 }
 
 /// Whether an idle connection may still be used.
-pub(crate) fn usable(conn: &Conn, now: Instant, idle_timeout: std::time::Duration) -> bool {
-    !conn.sender.is_closed() && now.saturating_duration_since(conn.idle_since) < idle_timeout
+pub(crate) fn usable(conn: &mut Conn, now: Instant, idle_timeout: std::time::Duration) -> bool {
+    now.saturating_duration_since(conn.idle_since) < idle_timeout && conn.alive()
 }

@@ -349,12 +349,12 @@ impl Proxy {
         let p = &mut self.pools[pool];
         let mut i = 0;
         while i < p.idle.len() {
-            if usable(&p.idle[i], instant, idle_timeout) {
+            if usable(&mut p.idle[i], instant, idle_timeout) {
                 i += 1;
             } else {
                 let c = p.idle.swap_remove(i);
-                c.driver.abort();
                 self.engine.connection_closed(c.up, now);
+                drop(c);
             }
         }
     }
@@ -429,15 +429,18 @@ impl Proxy {
             .connection_pool(conn.up)
             .map_or(0, |c| c.max_requests_per_connection);
         conn.served += 1;
-        let keep = keep && (limit == 0 || conn.served < limit) && !conn.sender.is_closed();
+        let keep = keep
+            && (limit == 0 || conn.served < limit)
+            && !conn.finished
+            && !conn.sender.is_closed();
         let p = &mut self.pools[pool];
         p.busy = p.busy.saturating_sub(1);
         if keep {
             conn.idle_since = tokio::time::Instant::now();
             p.idle.push(conn);
         } else {
-            conn.driver.abort();
             self.engine.connection_closed(conn.up, now);
+            drop(conn);
         }
         self.pump(pool, now);
     }
@@ -674,15 +677,12 @@ async fn connect(target: Target, timeout: Duration, up: Upstream) -> Option<Conn
         .await
         .ok()?
         .ok()?;
-    let driver = tokio::task::spawn_local(async move {
-        let _ = conn.await;
-    })
-    .abort_handle();
     Some(Conn {
+        io: Box::pin(conn),
+        finished: false,
         sender,
         served: 0,
         idle_since: tokio::time::Instant::now(),
         up,
-        driver,
     })
 }

@@ -650,3 +650,20 @@ trafficPolicy = { connectionPool = { http = { maxRequestsPerConnection = 3, idle
     // ...until its idle timeout.
     p.eventually("the idle connection closes", || stat(&p, &active) == 0);
 }
+
+#[test]
+fn an_upstream_that_closes_after_answering_is_not_a_reset() {
+    let a = Echo::start("v1", &[]);
+    let p = Proxy::start(&service(&[(&a, "v1")]), &[]);
+    for _ in 0..5 {
+        let r = p.get("/?close=true", &[]);
+        assert_eq!((r.status, r.echo()), (200, "v1"));
+    }
+    // Each answer closed its connection: five were opened.
+    let cx = format!(
+        "meshproxy_upstream_cx_total{{listener=\"{}\",cluster=\"outbound|80||echo.default.svc.cluster.local\",endpoint=\"{}\"}}",
+        p.addr, a.addr
+    );
+    assert_eq!(stat(&p, &cx), 5);
+    assert_eq!(p.get("/", &[]).status, 200);
+}
