@@ -23,7 +23,8 @@ mod read;
 mod write;
 
 pub use read::{
-    ReadError, RunDir, SummaryTable, Timeseries, TimeseriesWindow, read_calls, read_events,
+    ReadError, RowCounts, RunDir, SummaryTable, Timeseries, TimeseriesWindow, read_calls,
+    read_events,
 };
 pub use write::{RunWriter, write_summary};
 

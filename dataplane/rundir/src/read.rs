@@ -355,6 +355,81 @@ impl Timeseries {
     }
 }
 
+/// The numbers of one `timeseries.csv` row that per-window totals need.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RowCounts {
+    /// Attempts.
+    pub requests: u64,
+    /// Failed attempts.
+    pub errors: u64,
+    /// 99th percentile latency (ms).
+    pub latency_ms_p99: f64,
+}
+
+impl Timeseries {
+    /// The counts of window `i`'s rows, in row order: what per-window totals
+    /// need, read without building the rows' strings (a quoted field falls
+    /// back to the full parser).
+    pub fn counts(&self, i: usize) -> Result<Vec<RowCounts>, ReadError> {
+        let Some(w) = self.windows.get(i) else {
+            return Ok(Vec::new());
+        };
+        let bytes = &self.bytes[w.bytes.clone()];
+        if bytes.contains(&b'"') {
+            return Ok(self
+                .rows(i)?
+                .iter()
+                .map(|r| RowCounts {
+                    requests: r.requests,
+                    errors: r.errors,
+                    latency_ms_p99: r.latency_ms_p99,
+                })
+                .collect());
+        }
+        let mut out = Vec::new();
+        for (k, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                continue;
+            }
+            let bad = |what: String| ReadError::Row {
+                path: self.path.display().to_string(),
+                line: w.first_line + k as u64,
+                what,
+            };
+            let mut fields = line.split(|&b| b == b',');
+            // Columns 4 (requests), 6 (errors) and 8 (latency_ms_p99).
+            let requests = fields.nth(4).unwrap_or(b"");
+            let errors = fields.nth(1).unwrap_or(b"");
+            let p99 = fields.nth(1).unwrap_or(b"");
+            let parsed = |col: usize, f: &[u8]| -> Result<f64, ReadError> {
+                let t = String::from_utf8_lossy(f);
+                t.parse::<f64>().map_err(|_| {
+                    bad(format!(
+                        "column `{}`: expected a number, found `{t}`",
+                        TIMESERIES_COLUMNS[col]
+                    ))
+                })
+            };
+            let whole = |col: usize, f: &[u8]| -> Result<u64, ReadError> {
+                let t = String::from_utf8_lossy(f);
+                t.parse::<u64>().map_err(|_| {
+                    bad(format!(
+                        "column `{}`: expected a number, found `{t}`",
+                        TIMESERIES_COLUMNS[col]
+                    ))
+                })
+            };
+            out.push(RowCounts {
+                requests: whole(4, requests)?,
+                errors: whole(6, errors)?,
+                latency_ms_p99: parsed(8, p99)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
 /// A run directory, opened.
 #[derive(Debug)]
 pub struct RunDir {
@@ -584,6 +659,36 @@ mod tests {
             e.contains("summary.csv: line 1: expected the header"),
             "{e}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn counts_equal_the_full_rows_numbers() {
+        let dir = temp("counts");
+        let mut w = RunWriter::create(&dir).unwrap();
+        for t in 1..=2u64 {
+            for (i, e) in ["a", "b", "c"].iter().enumerate() {
+                let mut row = window(t * 1_000_000_000, e, t * 10 + i as u64);
+                row.errors = i as u64;
+                row.latency_ms_p99 = 1.5 * i as f64;
+                w.window(&row).unwrap();
+            }
+        }
+        w.finish(&Summary::default(), None).unwrap();
+        let ts = Timeseries::open(&dir.join("timeseries.csv")).unwrap();
+        for i in 0..2 {
+            let full: Vec<RowCounts> = ts
+                .rows(i)
+                .unwrap()
+                .iter()
+                .map(|r| RowCounts {
+                    requests: r.requests,
+                    errors: r.errors,
+                    latency_ms_p99: r.latency_ms_p99,
+                })
+                .collect();
+            assert_eq!(ts.counts(i).unwrap(), full);
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -232,12 +232,12 @@ impl Replay {
         if self.aggs.get(w).is_some_and(Option::is_none) {
             let n = self.subsets.len();
             let subset_of: Vec<usize> = self.endpoints.iter().map(|e| e.subset).collect();
-            let rows = self.rows(w)?;
+            let counts = self.timeseries.counts(w)?;
             let mut a = WindowAgg {
                 per_subset: vec![0; n],
                 ..WindowAgg::default()
             };
-            for (i, r) in rows.iter().enumerate() {
+            for (i, r) in counts.iter().enumerate() {
                 if let Some(&s) = subset_of.get(i) {
                     a.per_subset[s] += r.requests;
                 }
