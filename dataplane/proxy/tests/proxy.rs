@@ -667,3 +667,41 @@ fn an_upstream_that_closes_after_answering_is_not_a_reset() {
     assert_eq!(stat(&p, &cx), 5);
     assert_eq!(p.get("/", &[]).status, 200);
 }
+
+#[test]
+fn per_try_timeouts_are_retried_then_answered_504_ut_urx() {
+    let a = Echo::start("v1", &[]);
+    let config = service(&[(&a, "v1")])
+        + &destination_rule("")
+        + &vs(r#"
+[[virtualService.http]]
+retries = { attempts = 2, perTryTimeout = "200ms", retryOn = "5xx" }
+route = [{ destination = { host = "echo", subset = "v1" } }]
+"#);
+    let p = Proxy::start(&config, &[]);
+    let r = p.get("/?delay=10s", &[]);
+    assert_eq!(r.status, 504);
+    // Three attempts, each cut by its per-try timeout.
+    p.proc.stdout.wait_for(" 504 UT,URX ");
+    p.proc.stdout.wait_for(" 3 \"echo\"");
+    assert_eq!(p.get("/", &[]).status, 200);
+}
+
+#[test]
+fn the_json_access_log_has_one_object_per_request() {
+    let a = Echo::start("v1", &[]);
+    let p = Proxy::start(&service(&[(&a, "v1")]), &["--access-log", "json"]);
+    assert_eq!(p.get("/j?x=1", &[]).status, 200);
+    let line = p.proc.stdout.wait_for("\"path\":\"/j?x=1\"");
+    assert!(
+        line.starts_with("{\"time\":\"") && line.ends_with('}'),
+        "{line}"
+    );
+    assert!(line.contains("\"method\":\"GET\""), "{line}");
+    assert!(line.contains("\"status\":200,\"flags\":\"\""), "{line}");
+    assert!(
+        line.contains(&format!("\"upstream\":\"{}\"", a.addr)),
+        "{line}"
+    );
+    assert!(line.contains("\"attempts\":1}"), "{line}");
+}
