@@ -132,29 +132,6 @@ impl RunWriter {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn milliseconds_are_written_as_format_would() {
-        let mut b = String::new();
-        for us in (0..200_000u64)
-            .step_by(7)
-            .chain([999_999, 1_000_000, 123_456_789])
-        {
-            #[allow(clippy::cast_precision_loss)]
-            let v = us as f64 / 1000.0;
-            let mut w = csv::Writer::from_writer(Vec::new());
-            super::field_ms(&mut w, &mut b, v).unwrap();
-            assert_eq!(b, format!("{v:.3}"), "{us} µs");
-        }
-        for v in [0.0005, 1.2345, 2.0004999, 1e-9, 3.14159] {
-            let mut w = csv::Writer::from_writer(Vec::new());
-            super::field_ms(&mut w, &mut b, v).unwrap();
-            assert_eq!(b, format!("{v:.3}"), "{v}");
-        }
-    }
-}
-
 /// Writes a `summary.csv`: `prefix` names the columns before the standard
 /// ones (`point` and the swept paths of a sweep; none for one run), and
 /// every row gives its prefix values and its summary.
@@ -215,4 +192,27 @@ fn field_ms<W: io::Write>(w: &mut csv::Writer<W>, b: &mut String, v: f64) -> io:
         let _ = write!(b, "{v:.3}");
     }
     w.write_field(b.as_bytes()).map_err(to_io)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn milliseconds_are_written_as_format_would() {
+        let mut b = String::new();
+        for us in (0..200_000u64)
+            .step_by(7)
+            .chain([999_999, 1_000_000, 123_456_789])
+        {
+            #[allow(clippy::cast_precision_loss)]
+            let v = us as f64 / 1000.0;
+            let mut w = csv::Writer::from_writer(Vec::new());
+            super::field_ms(&mut w, &mut b, v).unwrap();
+            assert_eq!(b, format!("{v:.3}"), "{us} µs");
+        }
+        for v in [0.0005, 1.2345, 2.0004999, 1e-9, 12.3456] {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            super::field_ms(&mut w, &mut b, v).unwrap();
+            assert_eq!(b, format!("{v:.3}"), "{v}");
+        }
+    }
 }
