@@ -268,17 +268,25 @@ impl Timeseries {
     pub fn open(path: &Path) -> Result<Self, ReadError> {
         let bytes = read_bytes(path)?;
         let mut at = check_header(path, &bytes, &TIMESERIES_COLUMNS)?;
+        let start = at;
         let mut windows: Vec<TimeseriesWindow> = Vec::new();
         let mut line = 2u64;
         let mut current: &[u8] = b"";
+        // Line starts come from memchr (vectorised); a row belongs to the
+        // current window when it starts with the window's `time_s` and a
+        // comma, which is a short compare per row.
+        let mut ends = memchr::memchr_iter(b'\n', &bytes[at..]).map(|n| n + 1);
         while at < bytes.len() {
-            let rest = &bytes[at..];
-            let len = rest
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(rest.len(), |n| n + 1);
-            let time = rest[..len].split(|&b| b == b',').next().unwrap_or(b"");
-            if time != current {
+            let len = ends
+                .next()
+                .map_or(bytes.len() - at, |end| end - (at - start));
+            let row = &bytes[at..at + len];
+            let same = !current.is_empty()
+                && row.len() > current.len()
+                && row.starts_with(current)
+                && row[current.len()] == b',';
+            if !same {
+                let time = row.split(|&b| b == b',').next().unwrap_or(b"");
                 let text = String::from_utf8_lossy(time);
                 let Some(t) = parse_secs(text.trim_end()) else {
                     return Err(ReadError::Row {
