@@ -394,15 +394,22 @@ impl Timeseries {
                 })
                 .collect());
         }
-        let mut out = Vec::new();
-        for (k, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let mut out = Vec::with_capacity(bytes.len() / 48);
+        let mut from = 0;
+        for k in 0.. {
+            if from >= bytes.len() {
+                break;
+            }
+            let end = memchr::memchr(b'\n', &bytes[from..]).map_or(bytes.len(), |n| from + n);
+            let line = &bytes[from..end];
+            from = end + 1;
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.is_empty() {
                 continue;
             }
             let bad = |what: String| ReadError::Row {
                 path: self.path.display().to_string(),
-                line: w.first_line + k as u64,
+                line: w.first_line + k,
                 what,
             };
             let mut fields = line.split(|&b| b == b',');
@@ -420,11 +427,11 @@ impl Timeseries {
                 })
             };
             let whole = |col: usize, f: &[u8]| -> Result<u64, ReadError> {
-                let t = String::from_utf8_lossy(f);
-                t.parse::<u64>().map_err(|_| {
+                digits(f).ok_or_else(|| {
                     bad(format!(
-                        "column `{}`: expected a number, found `{t}`",
-                        TIMESERIES_COLUMNS[col]
+                        "column `{}`: expected a number, found `{}`",
+                        TIMESERIES_COLUMNS[col],
+                        String::from_utf8_lossy(f)
                     ))
                 })
             };
@@ -436,6 +443,16 @@ impl Timeseries {
         }
         Ok(out)
     }
+}
+
+/// A non-negative decimal integer, without building a string.
+fn digits(f: &[u8]) -> Option<u64> {
+    if f.is_empty() || f.len() > 19 {
+        return None;
+    }
+    f.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
 }
 
 /// A run directory, opened.
@@ -628,6 +645,11 @@ mod tests {
         )
         .unwrap();
         let ts = Timeseries::open(&dir.join("timeseries.csv")).unwrap();
+        let e = ts.counts(1).unwrap_err().to_string();
+        assert!(
+            e.ends_with("timeseries.csv: line 3: column `requests`: expected a number, found `x`"),
+            "{e}"
+        );
         let e = ts.rows(1).unwrap_err().to_string();
         assert!(
             e.ends_with("timeseries.csv: line 3: column `requests`: expected a number, found `x`"),
