@@ -122,9 +122,9 @@ pub struct App {
     carry: Duration,
     /// The panel ↑/↓ scroll.
     pub focus: Panel,
-    /// Scroll offsets of the endpoint table and the event log (the log's
-    /// is relative to the cursor).
-    pub scroll: [usize; 2],
+    /// Scroll offsets of the endpoint table, the event log (relative to
+    /// the cursor) and the topology.
+    pub scroll: [usize; 3],
     /// Endpoint filter (substring of name, service or version).
     pub filter: String,
     /// Typing the filter.
@@ -169,7 +169,7 @@ impl App {
             speed: DEFAULT_SPEED,
             carry: Duration::ZERO,
             focus: Panel::Endpoints,
-            scroll: [0, 0],
+            scroll: [0, 0, 0],
             filter: String::new(),
             typing: false,
             help: false,
@@ -319,7 +319,7 @@ impl App {
         let i = match self.focus {
             Panel::Endpoints => 0,
             Panel::Events => 1,
-            Panel::Topology => return,
+            Panel::Topology => 2,
         };
         self.scroll[i] = self.scroll[i].saturating_add_signed(d);
     }

@@ -225,7 +225,8 @@ fn a_frame_shows_ejection_time_left_split_events_and_tuned_values() {
         " 90%",
         "shop v2 ",
         " 10%",
-        "fortio → shop 100/s 0.0% err",
+        "│fortio ",
+        "└→ shop 100/s 0.0% err",
         "3.50 eject       client-0 shop-v1-0 reason=consec",
         "Events (3; 2 so far)",
     ] {

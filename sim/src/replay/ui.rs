@@ -404,22 +404,39 @@ fn split_lines(
     lines
 }
 
-fn draw_topology(f: &mut Frame<'_>, app: &App, area: Rect) {
+/// The call graph in the current window, one tree per caller (the load's
+/// client first), each edge with its rate and error rate, coloured by
+/// health as in Kiali's graph.
+fn draw_topology(f: &mut Frame<'_>, app: &mut App, area: Rect) {
     let Some(r) = &app.replay else { return };
     #[allow(clippy::cast_precision_loss)]
     let window_s = r.window_ns as f64 / 1e9;
-    let lines: Vec<Line<'_>> = (0..r.edges.len())
-        .map(|e| {
-            let edge = &r.edges[e];
+    // Sources in order of first appearance, each with its edges.
+    let mut sources: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (e, edge) in r.edges.iter().enumerate() {
+        match sources.iter_mut().find(|(s, _)| *s == edge.source) {
+            Some((_, v)) => v.push(e),
+            None => sources.push((edge.source.as_str(), vec![e])),
+        }
+    }
+    let mut lines: Vec<Line<'_>> = Vec::new();
+    for (source, edges) in &sources {
+        lines.push(Line::styled(
+            (*source).to_owned(),
+            Style::new().add_modifier(Modifier::BOLD),
+        ));
+        for (k, &e) in edges.iter().enumerate() {
             let c = r.edge(app.cursor, e).counts;
-            let failed = c.requests - c.successes;
+            let failed = c.requests - c.successes.min(c.requests);
             #[allow(clippy::cast_precision_loss)]
             let err = if c.requests == 0 {
                 0.0
             } else {
                 100.0 * failed as f64 / c.requests as f64
             };
-            let color = if err == 0.0 {
+            let color = if c.requests == 0 {
+                DIM
+            } else if err == 0.0 {
                 GOOD
             } else if err < 1.0 {
                 WARN
@@ -428,18 +445,25 @@ fn draw_topology(f: &mut Frame<'_>, app: &App, area: Rect) {
             };
             #[allow(clippy::cast_precision_loss)]
             let rps = c.requests as f64 / window_s;
-            Line::from(vec![
-                Span::raw(format!("{} → {} ", edge.source, edge.host)),
-                Span::raw(format!("{rps:.0}/s ")),
+            let branch = if k + 1 == edges.len() {
+                "└→ "
+            } else {
+                "├→ "
+            };
+            lines.push(Line::from(vec![
+                Span::styled(branch, Style::new().fg(DIM)),
+                Span::styled(r.edges[e].host.clone(), Style::new().fg(color)),
+                Span::raw(format!(" {rps:.0}/s ")),
                 Span::styled(format!("{err:.1}% err"), Style::new().fg(color)),
-            ])
-        })
-        .collect();
-    let lines = if lines.is_empty() {
-        vec![Line::styled("no calls.csv edges", Style::new().fg(DIM))]
-    } else {
-        lines
-    };
+            ]));
+        }
+    }
+    if lines.is_empty() {
+        lines.push(Line::styled("no calls.csv edges", Style::new().fg(DIM)));
+    }
+    let visible = usize::from(area.height.saturating_sub(2));
+    app.scroll[2] = app.scroll[2].min(lines.len().saturating_sub(visible));
+    let lines: Vec<Line<'_>> = lines.into_iter().skip(app.scroll[2]).collect();
     f.render_widget(
         Paragraph::new(lines).block(focus_block(
             " Topology ".to_owned(),
