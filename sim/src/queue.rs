@@ -42,6 +42,10 @@ impl<E> Ord for Entry<E> {
 /// A min-queue of events keyed by (time, class, sequence).
 pub(crate) struct EventQueue<E> {
     heap: BinaryHeap<Entry<E>>,
+    /// One event kept beside the heap (the next open-loop arrival: there is
+    /// never more than one), popped in the same (time, class, sequence)
+    /// order as if it were in the heap, without the heap's cost.
+    lone: Option<Entry<E>>,
     seq: u64,
 }
 
@@ -49,24 +53,47 @@ impl<E> EventQueue<E> {
     pub(crate) fn new() -> Self {
         Self {
             heap: BinaryHeap::new(),
+            lone: None,
             seq: 0,
         }
     }
 
-    pub(crate) fn push(&mut self, at: Time, class: Class, event: E) {
+    fn key(&mut self, at: Time, class: Class) -> u128 {
         // 64 bits of time, 1 of class, 63 of sequence: one integer compare.
         let key = (u128::from(at.as_nanos()) << 64)
             | (u128::from(class as u8) << 63)
             | u128::from(self.seq);
         self.seq += 1;
+        key
+    }
+
+    pub(crate) fn push(&mut self, at: Time, class: Class, event: E) {
+        let key = self.key(at, class);
         self.heap.push(Entry { key, event });
     }
 
+    /// Pushes the one event kept beside the heap; a previous one still
+    /// pending moves into the heap (so nothing is ever lost).
+    pub(crate) fn push_lone(&mut self, at: Time, class: Class, event: E) {
+        let key = self.key(at, class);
+        if let Some(old) = self.lone.replace(Entry { key, event }) {
+            self.heap.push(old);
+        }
+    }
+
     pub(crate) fn pop(&mut self) -> Option<(Time, E)> {
-        self.heap.pop().map(|e| {
-            let nanos = u64::try_from(e.key >> 64).unwrap_or(u64::MAX);
-            (Time::from_nanos(nanos), e.event)
-        })
+        let lone_first = match (&self.lone, self.heap.peek()) {
+            (Some(l), Some(h)) => l.key < h.key,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let e = if lone_first {
+            self.lone.take()
+        } else {
+            self.heap.pop()
+        }?;
+        let nanos = u64::try_from(e.key >> 64).unwrap_or(u64::MAX);
+        Some((Time::from_nanos(nanos), e.event))
     }
 }
 
@@ -83,5 +110,24 @@ mod tests {
         q.push(Time::from_secs(1), Class::Traffic, "traffic-2");
         let order: Vec<_> = std::iter::from_fn(|| q.pop().map(|(_, e)| e)).collect();
         assert_eq!(order, ["timer", "traffic-1", "traffic-2", "late"]);
+    }
+
+    #[test]
+    fn the_lone_event_pops_where_the_heap_would_have_put_it() {
+        let mut q = EventQueue::new();
+        q.push(Time::from_secs(1), Class::Traffic, "a");
+        q.push_lone(Time::from_secs(1), Class::Traffic, "lone-1");
+        q.push(Time::from_secs(1), Class::Traffic, "b");
+        q.push(Time::from_secs(1), Class::Timer, "timer");
+        let order: Vec<_> = std::iter::from_fn(|| q.pop().map(|(_, e)| e))
+            .take(2)
+            .collect();
+        assert_eq!(order, ["timer", "a"]);
+        assert_eq!(q.pop().map(|(_, e)| e), Some("lone-1"));
+        q.push_lone(Time::from_secs(3), Class::Traffic, "lone-3");
+        // A second lone event while one is pending: both are kept.
+        q.push_lone(Time::from_secs(2), Class::Traffic, "lone-2");
+        let order: Vec<_> = std::iter::from_fn(|| q.pop().map(|(_, e)| e)).collect();
+        assert_eq!(order, ["b", "lone-2", "lone-3"]);
     }
 }

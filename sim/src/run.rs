@@ -361,7 +361,7 @@ impl<'m> Run<'m> {
         if m.load.qps.is_some() {
             let first = self.interarrival();
             self.queue
-                .push(Time::ZERO + first, Class::Traffic, Ev::Arrival);
+                .push_lone(Time::ZERO + first, Class::Traffic, Ev::Arrival);
         }
         if let Some(c) = m.load.connections {
             let n = m.load.proxies.len().max(1);
@@ -463,7 +463,8 @@ impl<'m> Run<'m> {
                     self.start_request(now, proxy, false);
                 }
                 let next = self.interarrival();
-                self.queue.push(now + next, Class::Traffic, Ev::Arrival);
+                self.queue
+                    .push_lone(now + next, Class::Traffic, Ev::Arrival);
             }
             Ev::Connection { proxy } => self.start_request(now, proxy as usize, true),
             Ev::Delayed { slot, attempt } => {
