@@ -3,7 +3,7 @@
 # same run, on loopback. Not part of CI (it takes a few minutes and needs
 # wrk, nginx and haproxy: `apt-get install wrk nginx-light haproxy`).
 #
-#   bench/proxy.sh [SECONDS_PER_ROUND] [ROUNDS] [CONNECTIONS]
+#   [MESH_BIN=DIR] bench/proxy.sh [SECONDS_PER_ROUND] [ROUNDS] [CONNECTIONS]
 #
 # Setup: 5 meshecho upstreams (small keep-alive responses); each proxy runs
 # one worker (meshproxy: one thread; nginx: worker_processes 1; HAProxy:
@@ -23,8 +23,14 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 for t in wrk nginx haproxy; do
   command -v "$t" >/dev/null || { echo "bench/proxy.sh: $t not found (apt-get install wrk nginx-light haproxy)" >&2; exit 2; }
 done
-(cd "$root" && cargo build --quiet --release -p mesh-proxy)
-bin="$root/target/release"
+# MESH_BIN=DIR: use the meshproxy and meshecho binaries in DIR (e.g. a
+# copy of an earlier build, for before/after runs) instead of building.
+if [ -n "${MESH_BIN:-}" ]; then
+  bin="$MESH_BIN"
+else
+  (cd "$root" && cargo build --quiet --release -p mesh-proxy)
+  bin="$root/target/release"
+fi
 work="$(mktemp -d)"
 pids=()
 stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }

@@ -24,6 +24,7 @@ use mesh_engine::{
 };
 use tokio::sync::oneshot;
 
+use crate::h1;
 use crate::log::Entry;
 use crate::pool::{Conn, Grant};
 use crate::proxy::{Acquire, Shared, spawn_connects};
@@ -622,12 +623,15 @@ async fn attempt(flight: &mut Flight, template: &Template, n: u32) -> AttemptEnd
     };
     flight.phase = Phase::Outstanding;
     flight.conn = Some(conn);
-    let req = template.request(n);
+    let limits = h1::Limits {
+        max_head: sh.options.max_header_bytes,
+        max_body: sh.options.max_body_bytes,
+    };
     let result = {
         let Some(c) = flight.conn.as_mut() else {
             return AttemptEnd::Failed(Outcome::Reset);
         };
-        exchange(c, req, sh.options.max_body_bytes).await
+        exchange(c, template, n, limits).await
     };
     let mut p = sh.proxy(li);
     let now = sh.now();
@@ -644,9 +648,9 @@ async fn attempt(flight: &mut Flight, template: &Template, n: u32) -> AttemptEnd
             );
             p.engine
                 .handle_response(flight.up, Outcome::Status(status), now);
-            let keep = !closes(resp.headers());
             if let Some(c) = flight.conn.take() {
-                p.release(pool, c, keep, now);
+                // Kept unless the exchange marked it finished.
+                p.release(pool, c, true, now);
             }
             AttemptEnd::Response(resp)
         }
@@ -667,71 +671,71 @@ async fn attempt(flight: &mut Flight, template: &Template, n: u32) -> AttemptEnd
     end
 }
 
-/// Sends a request on a connection and reads the whole response, driving
-/// the connection's I/O from this task meanwhile.
+/// Bodies up to this size go out in the same `write` as the head.
+const INLINE_BODY: usize = 64 << 10;
+
+/// Sends attempt `n` of the request on a connection and reads the whole
+/// response. A connection that may not carry another request afterwards
+/// (the upstream closes it, HTTP/1.0, bytes after the response, any
+/// error) is marked finished, so the pool closes it.
 async fn exchange(
     conn: &mut Conn,
-    req: Request<Full<Bytes>>,
-    max_body: usize,
+    template: &Template,
+    n: u32,
+    limits: h1::Limits,
 ) -> Result<Response<Full<Bytes>>, ()> {
-    let sender = &mut conn.sender;
-    let work = async move {
-        sender.ready().await.map_err(|_| ())?;
-        let resp = sender.send_request(req).await.map_err(|_| ())?;
-        let (mut parts, body) = resp.into_parts();
-        let body = Limited::new(body, max_body)
-            .collect()
-            .await
-            .map_err(|_| ())?
-            .to_bytes();
-        strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, Full::new(body)))
-    };
-    let mut work = std::pin::pin!(work);
-    tokio::select! {
-        biased;
-        r = &mut work => return r,
-        _ = conn.io.as_mut() => conn.finished = true,
+    conn.wbuf.clear();
+    template.write_head(n, &mut conn.wbuf);
+    let inline = template.body.len() <= INLINE_BODY;
+    if inline {
+        conn.wbuf.extend_from_slice(&template.body);
     }
-    // The connection ended: the answer is whole in the body channel (an
-    // upstream that closes after answering), or the request fails.
-    work.await
-}
-
-fn closes(headers: &HeaderMap) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.to_ascii_lowercase().contains("close"))
-    })
+    let result = h1::exchange(
+        &mut conn.stream,
+        &mut conn.rbuf,
+        &conn.wbuf,
+        (!inline).then_some(&template.body[..]),
+        template.head_request,
+        limits,
+    )
+    .await;
+    if conn.wbuf.capacity() > INLINE_BODY * 2 {
+        conn.wbuf = Vec::new();
+    }
+    let (head, body) = match result {
+        Ok(r) => r,
+        Err(_) => {
+            conn.finished = true;
+            return Err(());
+        }
+    };
+    if !head.keep_alive || !conn.rbuf.is_empty() {
+        conn.finished = true;
+    }
+    let mut response = Response::new(Full::new(body));
+    // `parse_head` admits 200–999 only, all valid status codes.
+    *response.status_mut() = StatusCode::from_u16(head.status).map_err(|_| ())?;
+    *response.headers_mut() = head.headers;
+    Ok(response)
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
 
-/// Headers of one connection, not forwarded (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::TE,
-    header::TRAILER,
-    header::PROXY_AUTHENTICATE,
-];
-
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    for n in &HOP_BY_HOP {
+    for n in h1::HOP_BY_HOP {
         h.remove(n);
     }
 }
 
 /// The upstream request of every attempt, built once.
 struct Template {
-    method: hyper::Method,
-    uri: hyper::Uri,
-    headers: HeaderMap,
+    /// Request line and headers, without `x-envoy-attempt-count` and the
+    /// blank line that ends the head.
+    head: Vec<u8>,
     body: Bytes,
+    /// A `HEAD` request: the response has no body whatever it says.
+    head_request: bool,
     response_ops: Vec<HeaderOps>,
 }
 
@@ -782,11 +786,34 @@ impl Template {
                 &ops.request_remove,
             );
         }
+        headers.remove(header::CONTENT_LENGTH);
+        headers.remove(X_ENVOY_ATTEMPT_COUNT);
+        let method = &parts.method;
+        let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let mut head = Vec::with_capacity(256);
+        for part in [method.as_str(), " ", target, " HTTP/1.1\r\n"] {
+            head.extend_from_slice(part.as_bytes());
+        }
+        for (k, v) in &headers {
+            head.extend_from_slice(k.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(v.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        // The body is whole: its length goes out as `content-length`, also
+        // `0` for the methods that define content (RFC 9110 section 8.6).
+        if !body.is_empty()
+            || matches!(
+                *method,
+                hyper::Method::POST | hyper::Method::PUT | hyper::Method::PATCH
+            )
+        {
+            head.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+        }
         Self {
-            method: parts.method.clone(),
-            uri,
-            headers,
+            head,
             body,
+            head_request: *method == hyper::Method::HEAD,
             response_ops: [&route.headers, dest]
                 .into_iter()
                 .filter(|o| **o != HeaderOps::default())
@@ -795,14 +822,12 @@ impl Template {
         }
     }
 
-    fn request(&self, attempt: u32) -> Request<Full<Bytes>> {
-        let mut r = Request::new(Full::new(self.body.clone()));
-        *r.method_mut() = self.method.clone();
-        *r.uri_mut() = self.uri.clone();
-        *r.headers_mut() = self.headers.clone();
-        r.headers_mut()
-            .insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(attempt));
-        r
+    /// Writes attempt `attempt`'s head into `out`.
+    fn write_head(&self, attempt: u32, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        out.extend_from_slice(&self.head);
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "x-envoy-attempt-count: {attempt}\r\n\r\n");
     }
 
     fn response_ops(&self, h: &mut HeaderMap) {
@@ -902,12 +927,5 @@ mod tests {
         assert_eq!(host_only("echo:8080"), "echo");
         assert_eq!(host_only("[::1]:80"), "[::1]");
         assert_eq!(host_only("echo"), "echo");
-    }
-
-    #[test]
-    fn connection_close_is_seen_in_any_case() {
-        let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("Close"));
-        assert!(closes(&h));
     }
 }

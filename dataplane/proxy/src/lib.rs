@@ -10,7 +10,8 @@
 //!
 //! Map: [`config`] reads the mesh TOML and its `[[listener]]`s; `proxy`
 //! holds each listener's engine, pools and counters; `pool` the upstream
-//! connection pools; `forward` one request's life; `server` listeners,
+//! connection pools; `h1` the HTTP/1.1 client they speak (a small codec
+//! over `httparse`); `forward` one request's life; `server` listeners,
 //! timer, reload and drain; `admin` the admin endpoints; `log` the access
 //! log; `record` the run directory from live traffic; [`echo`] the test
 //! upstream.
@@ -20,6 +21,7 @@ mod admin;
 pub mod config;
 pub mod echo;
 mod forward;
+mod h1;
 mod log;
 mod pool;
 mod proxy;

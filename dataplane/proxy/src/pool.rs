@@ -10,34 +10,27 @@
 //! refused connection does.
 
 use std::collections::VecDeque;
-use std::future::Future as _;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::client::conn::http1::SendRequest;
+use bytes::BytesMut;
 use mesh_engine::Upstream;
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-/// hyper's HTTP/1.1 client connection state machine over a TCP stream.
-pub(crate) type ConnIo = std::pin::Pin<
-    Box<
-        hyper::client::conn::http1::Connection<
-            hyper_util::rt::TokioIo<tokio::net::TcpStream>,
-            Full<Bytes>,
-        >,
-    >,
->;
-
-/// An open upstream connection. It has no task of its own: the request
-/// using it polls its I/O (`io`) while it waits for the answer, so a
-/// request costs no hop to another task. Dropping it closes the socket.
+/// An open upstream connection: the socket and its buffers, reused from
+/// request to request ([`crate::h1`] speaks HTTP/1.1 over it). It has no
+/// task of its own: the request using it does its I/O. Dropping it closes
+/// the socket.
 pub(crate) struct Conn {
-    pub(crate) sender: SendRequest<Full<Bytes>>,
-    pub(crate) io: ConnIo,
-    /// `io` has completed (the connection is over); never poll it again.
+    pub(crate) stream: TcpStream,
+    /// Bytes read and not yet parsed (empty between exchanges).
+    pub(crate) rbuf: BytesMut,
+    /// The request being written.
+    pub(crate) wbuf: Vec<u8>,
+    /// The connection may not carry another request (closed, failed, or
+    /// the upstream said so).
     pub(crate) finished: bool,
     /// Requests it has served.
     pub(crate) served: u32,
@@ -58,16 +51,30 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    /// Polls the idle connection once without waiting: false if the
-    /// upstream closed it (or it failed) meanwhile.
+    /// A connection just opened.
+    pub(crate) fn new(stream: TcpStream, up: Upstream) -> Self {
+        Self {
+            stream,
+            rbuf: BytesMut::new(),
+            wbuf: Vec::new(),
+            finished: false,
+            served: 0,
+            idle_since: Instant::now(),
+            up,
+        }
+    }
+
+    /// Checks the idle connection without waiting: false if the upstream
+    /// closed it meanwhile, or sent something unasked (either way it may
+    /// not carry a request).
     pub(crate) fn alive(&mut self) -> bool {
         if self.finished {
             return false;
         }
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match self.io.as_mut().poll(&mut cx) {
-            std::task::Poll::Pending => !self.sender.is_closed(),
-            std::task::Poll::Ready(_) => {
+        let mut probe = [0u8; 1];
+        match self.stream.try_read(&mut probe) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+            _ => {
                 self.finished = true;
                 false
             }

@@ -429,10 +429,7 @@ impl Proxy {
             .connection_pool(conn.up)
             .map_or(0, |c| c.max_requests_per_connection);
         conn.served += 1;
-        let keep = keep
-            && (limit == 0 || conn.served < limit)
-            && !conn.finished
-            && !conn.sender.is_closed();
+        let keep = keep && (limit == 0 || conn.served < limit) && !conn.finished;
         let p = &mut self.pools[pool];
         p.busy = p.busy.saturating_sub(1);
         if keep {
@@ -672,17 +669,5 @@ async fn connect(target: Target, timeout: Duration, up: Upstream) -> Option<Conn
     .ok()?
     .ok()?;
     let _ = stream.set_nodelay(true);
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let (sender, conn) = tokio::time::timeout(timeout, hyper::client::conn::http1::handshake(io))
-        .await
-        .ok()?
-        .ok()?;
-    Some(Conn {
-        io: Box::pin(conn),
-        finished: false,
-        sender,
-        served: 0,
-        idle_since: tokio::time::Instant::now(),
-        up,
-    })
+    Some(Conn::new(stream, up))
 }

@@ -705,3 +705,106 @@ fn the_json_access_log_has_one_object_per_request() {
     );
     assert!(line.contains("\"attempts\":1}"), "{line}");
 }
+
+/// A scripted HTTP/1.1 upstream on a raw socket: answers each request by
+/// its path (`/chunked`, `/http10`, `/garbage`, `/body` echoing the
+/// request body) and records each request head it read.
+fn scripted_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    let length: usize = head
+                        .lines()
+                        .filter_map(|l| l.split_once(':'))
+                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .and_then(|(_, v)| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < end + 4 + length {
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body: Vec<u8> = buf[end + 4..end + 4 + length].to_vec();
+                    buf.drain(..end + 4 + length);
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                    seen.lock().unwrap().push(head);
+                    let (answer, close): (Vec<u8>, bool) = match path.as_str() {
+                        "/chunked" => (
+                            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec(),
+                            false,
+                        ),
+                        "/http10" => (b"HTTP/1.0 200 OK\r\n\r\nold".to_vec(), true),
+                        "/garbage" => (b"HTTP/1.1 2x0 what\r\n\r\n".to_vec(), true),
+                        _ => {
+                            let mut a = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+                            a.extend_from_slice(&body);
+                            (a, false)
+                        }
+                    };
+                    if s.write_all(&answer).is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, heads)
+}
+
+#[test]
+fn chunked_http_1_0_and_garbage_upstream_answers_are_framed_or_refused() {
+    let (up, heads) = scripted_upstream();
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n\n[[service]]\nname = \"echo\"\nport = 80\nendpoints = [{{ address = \"{up}\" }}]\n{}",
+        vs(
+            "[[virtualService.http]]\nretries = { attempts = 0 }\nroute = [{ destination = { host = \"echo\" } }]"
+        )
+    );
+    let p = Proxy::start(&config, &[]);
+    let r = p.get("/chunked", &[]);
+    assert_eq!((r.status, r.body.as_str()), (200, "hello world"));
+    assert_eq!(r.header("transfer-encoding"), None, "{r:?}");
+    let r = p.get("/http10", &[]);
+    assert_eq!((r.status, r.body.as_str()), (200, "old"));
+    let r = raw(
+        p.addr,
+        b"POST /body HTTP/1.1\r\nHost: echo\r\nContent-Length: 7\r\nConnection: close\r\n\r\npayload",
+    );
+    assert_eq!((r.status, r.body.as_str()), (200, "payload"));
+    // A malformed answer is a reset: 503 with flag UR, and the proxy serves on.
+    let r = p.get("/garbage", &[]);
+    assert_eq!(r.status, 503);
+    p.proc.stdout.wait_for(" 503 UR");
+    let r = p.get("/chunked", &[]);
+    assert_eq!((r.status, r.body.as_str()), (200, "hello world"));
+    // Every request went out with its attempt count and one length.
+    let heads = heads.lock().unwrap();
+    assert!(
+        heads.iter().all(|h| h.contains("x-envoy-attempt-count: 1")),
+        "{heads:?}"
+    );
+    let post = heads.iter().find(|h| h.starts_with("POST")).unwrap();
+    assert_eq!(post.matches("content-length").count(), 1, "{post}");
+}
