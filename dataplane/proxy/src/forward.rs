@@ -147,12 +147,8 @@ pub(crate) async fn handle(
         p.stats
             .count_response(answer.response.status().as_u16(), &answer.flags);
     }
-    sh.record_answer(
-        li,
-        answer.response.status().as_u16(),
-        &answer.flags,
-        started.elapsed(),
-    );
+    let took = started.elapsed();
+    sh.record_answer(li, answer.response.status().as_u16(), &answer.flags, took);
     Entry {
         method,
         path,
@@ -160,7 +156,7 @@ pub(crate) async fn handle(
         status: answer.response.status().as_u16(),
         flags: &answer.flags,
         upstream: answer.upstream.as_deref().unwrap_or(""),
-        duration: started.elapsed(),
+        duration: took,
         attempts: answer.attempts,
     }
     .write(sh.options.access_log);
@@ -334,11 +330,7 @@ impl Flight {
                 p.engine
                     .handle_response(self.up, mesh_engine::Outcome::Timeout, now);
                 p.pools[self.pool].stats.rq_class[0] += 1;
-                sh.record_attempt(
-                    &p.pools[self.pool].address,
-                    0,
-                    self.attempt_started.elapsed(),
-                );
+                sh.record_attempt(&p.pools[self.pool].address, 0, self.attempt_started);
                 if let Some(c) = self.conn.take() {
                     p.release(self.pool, c, false, now);
                 }
@@ -610,11 +602,7 @@ async fn attempt(flight: &mut Flight, template: &Template, n: u32) -> AttemptEnd
                     p.engine
                         .handle_response(flight.up, Outcome::ConnectFailure, now);
                     p.pools[flight.pool].stats.rq_class[0] += 1;
-                    sh.record_attempt(
-                        &p.pools[flight.pool].address,
-                        0,
-                        flight.attempt_started.elapsed(),
-                    );
+                    sh.record_attempt(&p.pools[flight.pool].address, 0, flight.attempt_started);
                     p.drain_events(now);
                     return AttemptEnd::Failed(Outcome::ConnectFailure);
                 }
@@ -641,11 +629,7 @@ async fn attempt(flight: &mut Flight, template: &Template, n: u32) -> AttemptEnd
         Ok(resp) => {
             let status = resp.status().as_u16();
             p.pools[pool].stats.rq_class[usize::from(status / 100).min(5)] += 1;
-            sh.record_attempt(
-                &p.pools[pool].address,
-                status,
-                flight.attempt_started.elapsed(),
-            );
+            sh.record_attempt(&p.pools[pool].address, status, flight.attempt_started);
             p.engine
                 .handle_response(flight.up, Outcome::Status(status), now);
             if let Some(c) = flight.conn.take() {
@@ -656,7 +640,7 @@ async fn attempt(flight: &mut Flight, template: &Template, n: u32) -> AttemptEnd
         }
         Err(()) => {
             p.pools[pool].stats.rq_class[0] += 1;
-            sh.record_attempt(&p.pools[pool].address, 0, flight.attempt_started.elapsed());
+            sh.record_attempt(&p.pools[pool].address, 0, flight.attempt_started);
             p.engine.handle_response(flight.up, Outcome::Reset, now);
             if let Some(c) = flight.conn.take() {
                 p.release(pool, c, false, now);
@@ -728,6 +712,19 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// Headers never copied from the request to the upstream: hop-by-hop
+/// ones, and those the proxy writes itself.
+fn skipped(k: &HeaderName) -> bool {
+    *k == header::CONTENT_LENGTH || *k == X_ENVOY_ATTEMPT_COUNT || h1::is_hop_by_hop(k)
+}
+
+fn put_header(head: &mut Vec<u8>, k: &str, v: &[u8]) {
+    head.extend_from_slice(k.as_bytes());
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(v);
+    head.extend_from_slice(b"\r\n");
+}
+
 /// The upstream request of every attempt, built once.
 struct Template {
     /// Request line and headers, without `x-envoy-attempt-count` and the
@@ -749,8 +746,6 @@ impl Template {
         dest: &HeaderOps,
         conn: ConnInfo,
     ) -> Self {
-        let mut headers = parts.headers.clone();
-        strip_hop_by_hop(&mut headers);
         let mut uri = parts.uri.path_and_query().map_or_else(
             || hyper::Uri::from_static("/"),
             |pq| hyper::Uri::from(pq.clone()),
@@ -760,45 +755,82 @@ impl Template {
                 .parse()
                 .unwrap_or_else(|_| hyper::Uri::from_static("/"));
         }
-        // HTTP/1.1 upstreams need `Host`: the rewritten authority, or the
-        // request's (an HTTP/2 request carries it as `:authority`).
-        let host = route
-            .rewrite
-            .as_ref()
-            .and_then(|rw| rw.authority.as_deref());
-        if (host.is_some() || !headers.contains_key(header::HOST))
-            && let Ok(v) = HeaderValue::from_str(host.unwrap_or(authority))
-        {
-            headers.insert(header::HOST, v);
-        }
-        let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {}", conn.remote.ip()),
-            None => conn.remote.ip().to_string(),
-        };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            headers.insert(X_FORWARDED_FOR, v);
-        }
-        for ops in [&route.headers, dest] {
-            apply(
-                &mut headers,
-                &ops.request_set,
-                &ops.request_add,
-                &ops.request_remove,
-            );
-        }
-        headers.remove(header::CONTENT_LENGTH);
-        headers.remove(X_ENVOY_ATTEMPT_COUNT);
         let method = &parts.method;
         let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
         let mut head = Vec::with_capacity(256);
         for part in [method.as_str(), " ", target, " HTTP/1.1\r\n"] {
             head.extend_from_slice(part.as_bytes());
         }
-        for (k, v) in &headers {
-            head.extend_from_slice(k.as_str().as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(v.as_bytes());
-            head.extend_from_slice(b"\r\n");
+        // HTTP/1.1 upstreams need `Host`: the rewritten authority, or the
+        // request's (an HTTP/2 request carries it as `:authority`).
+        let host = route
+            .rewrite
+            .as_ref()
+            .and_then(|rw| rw.authority.as_deref());
+        let ops = [&route.headers, dest];
+        if ops.iter().all(|o| {
+            o.request_set.is_empty() && o.request_add.is_empty() && o.request_remove.is_empty()
+        }) {
+            // The usual case, no header operations: the request's headers
+            // are written as they come, with no map to build.
+            let mut prev_xff = None;
+            let mut has_host = false;
+            for (k, v) in &parts.headers {
+                if *k == X_FORWARDED_FOR {
+                    prev_xff = prev_xff.or(Some(v));
+                    continue;
+                }
+                if *k == header::HOST {
+                    if host.is_some() {
+                        continue;
+                    }
+                    has_host = true;
+                }
+                if !skipped(k) {
+                    put_header(&mut head, k.as_str(), v.as_bytes());
+                }
+            }
+            if (host.is_some() || !has_host)
+                && let Ok(v) = HeaderValue::from_str(host.unwrap_or(authority))
+            {
+                put_header(&mut head, "host", v.as_bytes());
+            }
+            let ip = conn.remote.ip();
+            let xff = match prev_xff.and_then(|v| v.to_str().ok()) {
+                Some(prev) => format!("{prev}, {ip}"),
+                None => ip.to_string(),
+            };
+            if HeaderValue::from_str(&xff).is_ok() {
+                put_header(&mut head, X_FORWARDED_FOR.as_str(), xff.as_bytes());
+            }
+        } else {
+            let mut headers = parts.headers.clone();
+            strip_hop_by_hop(&mut headers);
+            if (host.is_some() || !headers.contains_key(header::HOST))
+                && let Ok(v) = HeaderValue::from_str(host.unwrap_or(authority))
+            {
+                headers.insert(header::HOST, v);
+            }
+            let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+                Some(prev) => format!("{prev}, {}", conn.remote.ip()),
+                None => conn.remote.ip().to_string(),
+            };
+            if let Ok(v) = HeaderValue::from_str(&xff) {
+                headers.insert(X_FORWARDED_FOR, v);
+            }
+            for o in ops {
+                apply(
+                    &mut headers,
+                    &o.request_set,
+                    &o.request_add,
+                    &o.request_remove,
+                );
+            }
+            for (k, v) in &headers {
+                if !skipped(k) {
+                    put_header(&mut head, k.as_str(), v.as_bytes());
+                }
+            }
         }
         // The body is whole: its length goes out as `content-length`, also
         // `0` for the methods that define content (RFC 9110 section 8.6).

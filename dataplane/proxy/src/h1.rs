@@ -53,7 +53,7 @@ pub(crate) struct Head {
 }
 
 /// Most header lines in a response head.
-const MAX_HEADERS: usize = 128;
+const MAX_HEADERS: usize = 100;
 /// Longest chunk-size line (with extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4096;
 /// Longest trailer section accepted (trailers are read and dropped).
@@ -73,7 +73,7 @@ pub(crate) const HOP_BY_HOP: [&str; 8] = [
     "proxy-authenticate",
 ];
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str())
 }
 
@@ -88,11 +88,13 @@ pub(crate) fn parse_head(
     loop {
         // Header positions in `buf`: (name start, name end, value start,
         // value end), so the head can be frozen and sliced afterwards.
-        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+        // (u32: a head is far below 4 GiB, `max_head` bounds it.)
+        let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
         let (len, status, minor, count) = {
-            let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut r = httparse::Response::new(&mut raw);
-            let len = match r.parse(buf) {
+            let mut raw = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut r = httparse::Response::new(&mut []);
+            let config = httparse::ParserConfig::default();
+            let len = match config.parse_response_with_uninit_headers(&mut r, buf, &mut raw) {
                 Ok(httparse::Status::Complete(n)) => n,
                 Ok(httparse::Status::Partial) => {
                     return if buf.len() > max_head {
@@ -106,14 +108,21 @@ pub(crate) fn parse_head(
             };
             let base = buf.as_ptr() as usize;
             let count = r.headers.len();
+            let at = |p: *const u8| u32::try_from(p as usize - base).unwrap_or(u32::MAX);
             for (s, h) in spans.iter_mut().zip(r.headers.iter()) {
-                let name = h.name.as_ptr() as usize - base;
-                let value = h.value.as_ptr() as usize - base;
-                *s = (name, name + h.name.len(), value, value + h.value.len());
+                let (name, value) = (at(h.name.as_ptr()), at(h.value.as_ptr()));
+                // Each length is below the head's, itself in u32.
+                let (nl, vl) = (h.name.len() as u32, h.value.len() as u32);
+                *s = (
+                    name,
+                    name.saturating_add(nl),
+                    value,
+                    value.saturating_add(vl),
+                );
             }
             (len, r.code.unwrap_or(0), r.version.unwrap_or(1), count)
         };
-        if len > max_head {
+        if len > max_head || u32::try_from(len).is_err() {
             return Err(Error::TooLarge);
         }
         if status == 101 {
@@ -135,7 +144,7 @@ pub(crate) fn parse_head(
 /// Builds the [`Head`] from the frozen head bytes and the header spans.
 fn head_from(
     raw: &Bytes,
-    spans: &[(usize, usize, usize, usize)],
+    spans: &[(u32, u32, u32, u32)],
     status: u16,
     minor: u8,
     head_request: bool,
@@ -147,9 +156,11 @@ fn head_from(
     let mut chunked_last = false;
     let mut length: Option<u64> = None;
     for &(ns, ne, vs, ve) in spans {
-        let name =
-            HeaderName::from_bytes(&raw[ns..ne]).map_err(|_| Error::Malformed("header name"))?;
-        let value = &raw[vs..ve];
+        let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
+        let (Some(name), Some(value)) = (raw.get(ns..ne), raw.get(vs..ve)) else {
+            return Err(Error::Malformed("header position"));
+        };
+        let name = HeaderName::from_bytes(name).map_err(|_| Error::Malformed("header name"))?;
         if name == header::CONNECTION {
             for token in value.split(|&b| b == b',') {
                 let token = token.trim_ascii();

@@ -130,14 +130,15 @@ impl Shared {
         }
     }
 
-    /// Records an upstream attempt (`status` 0: no status), if recording.
-    pub(crate) fn record_attempt(&self, address: &str, status: u16, latency: Duration) {
+    /// Records an upstream attempt started at `started` (`status` 0: no
+    /// status), if recording (the clock is read only then).
+    pub(crate) fn record_attempt(&self, address: &str, status: u16, started: std::time::Instant) {
         if let Some(r) = self.recorder.borrow_mut().as_mut() {
-            r.attempt(address, status, latency);
+            r.attempt(address, status, started.elapsed());
         }
     }
 
-    /// Records a downstream answer, if recording.
+    /// Records a downstream answer that took `latency`, if recording.
     pub(crate) fn record_answer(&self, li: usize, status: u16, flags: &str, latency: Duration) {
         if let Some(r) = self.recorder.borrow_mut().as_mut() {
             r.answer(li, status, flags, latency);

@@ -808,3 +808,55 @@ fn chunked_http_1_0_and_garbage_upstream_answers_are_framed_or_refused() {
     let post = heads.iter().find(|h| h.starts_with("POST")).unwrap();
     assert_eq!(post.matches("content-length").count(), 1, "{post}");
 }
+
+#[test]
+fn upstream_requests_carry_host_forwarded_for_and_the_route_header_operations() {
+    let (up, heads) = scripted_upstream();
+    let endpoints = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n\n[[service]]\nname = \"echo\"\nport = 80\nendpoints = [{{ address = \"{up}\" }}]\n"
+    );
+    let plain = Proxy::start(&endpoints, &[]);
+    let r = plain.get(
+        "/plain?q=1",
+        &[
+            ("X-Keep", "k"),
+            ("Keep-Alive", "timeout=5"),
+            ("X-Forwarded-For", "10.0.0.1"),
+        ],
+    );
+    assert_eq!(r.status, 200);
+    let ops = format!(
+        "{endpoints}{}",
+        vs(
+            "[[virtualService.http]]\nheaders = { request = { set = { \"x-route\" = \"r1\" }, remove = [\"x-drop\"] } }\nroute = [{ destination = { host = \"echo\" } }]"
+        )
+    );
+    let with_ops = Proxy::start(&ops, &[]);
+    let r = with_ops.get("/ops", &[("X-Drop", "d"), ("X-Keep", "k")]);
+    assert_eq!(r.status, 200);
+    let heads = heads.lock().unwrap();
+    let find = |prefix: &str| -> String {
+        let h = heads.iter().find(|h| h.starts_with(prefix)).unwrap();
+        h.to_ascii_lowercase()
+    };
+    // Without header operations: the request's own headers, hop-by-hop
+    // ones removed, the client's address appended to X-Forwarded-For.
+    let h = find("GET /plain?q=1 HTTP/1.1\r\n");
+    assert!(h.contains("\r\nhost: echo\r\n"), "{h}");
+    assert!(h.contains("\r\nx-keep: k\r\n"), "{h}");
+    assert!(
+        h.contains("\r\nx-forwarded-for: 10.0.0.1, 127.0.0.1\r\n"),
+        "{h}"
+    );
+    assert!(
+        !h.contains("keep-alive") && !h.contains("connection"),
+        "{h}"
+    );
+    // With them: set and removed as the route says.
+    let h = find("GET /ops HTTP/1.1\r\n");
+    assert!(h.contains("\r\nx-route: r1\r\n"), "{h}");
+    assert!(h.contains("\r\nx-keep: k\r\n"), "{h}");
+    assert!(!h.contains("x-drop"), "{h}");
+    assert!(h.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"), "{h}");
+    assert!(h.contains("\r\nhost: echo\r\n"), "{h}");
+}

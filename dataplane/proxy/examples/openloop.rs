@@ -1,0 +1,162 @@
+//! An open-loop HTTP/1.1 load generator for `bench/proxy.sh` (wrk has no
+//! open-loop mode in Debian, oha is not packaged): requests are scheduled
+//! at a fixed rate whatever the answers do, over keep-alive connections,
+//! and each latency is measured from the request's *scheduled* time (so a
+//! stall shows as latency, not as fewer requests).
+//!
+//! ```sh
+//! cargo run --release -p mesh-proxy --example openloop -- \
+//!     ADDR RATE SECONDS [CONNECTIONS] [HOST]
+//! ```
+//!
+//! Prints requests, errors (non-2xx or failed), the achieved rate and the
+//! latency percentiles p50/p90/p99/max in microseconds. Connection `k` of
+//! `C` sends requests `k, k + C, k + 2C, …` at `t0 + i / RATE`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: openloop ADDR RATE SECONDS [CONNECTIONS] [HOST]";
+    let (Some(addr), Some(rate), Some(secs)) = (
+        args.first().and_then(|a| a.parse::<SocketAddr>().ok()),
+        args.get(1).and_then(|a| a.parse::<f64>().ok()),
+        args.get(2).and_then(|a| a.parse::<f64>().ok()),
+    ) else {
+        eprintln!("{usage}");
+        std::process::exit(2);
+    };
+    let conns: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(16);
+    let host = args.get(4).cloned().unwrap_or_else(|| "echo".to_owned());
+    if rate <= 0.0 || secs <= 0.0 || conns == 0 {
+        eprintln!("{usage}");
+        std::process::exit(2);
+    }
+    let total = (rate * secs) as usize;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    let results = local.block_on(&rt, async move {
+        let t0 = Instant::now() + Duration::from_millis(50);
+        let mut tasks = Vec::new();
+        for k in 0..conns {
+            let host = host.clone();
+            tasks.push(tokio::task::spawn_local(async move {
+                connection(addr, &host, k, conns, total, rate, t0).await
+            }));
+        }
+        let mut lat = Vec::with_capacity(total);
+        let mut errors = 0usize;
+        for t in tasks {
+            if let Ok((l, e)) = t.await {
+                lat.extend(l);
+                errors += e;
+            }
+        }
+        (lat, errors, t0.elapsed())
+    });
+    let (mut lat, errors, took) = results;
+    lat.sort_unstable();
+    let pct = |p: f64| -> u128 {
+        if lat.is_empty() {
+            return 0;
+        }
+        let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
+        lat[i].as_micros()
+    };
+    println!(
+        "requests {} errors {} rate {:.0}/s p50_us {} p90_us {} p99_us {} max_us {}",
+        lat.len(),
+        errors,
+        lat.len() as f64 / took.as_secs_f64(),
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        lat.last().map_or(0, Duration::as_micros),
+    );
+}
+
+/// Sends this connection's share of the schedule; (latencies, errors).
+async fn connection(
+    addr: SocketAddr,
+    host: &str,
+    k: usize,
+    conns: usize,
+    total: usize,
+    rate: f64,
+    t0: Instant,
+) -> (Vec<Duration>, usize) {
+    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes();
+    let mut lat = Vec::with_capacity(total / conns + 1);
+    let mut errors = 0;
+    let mut stream = None;
+    let mut buf = Vec::with_capacity(4096);
+    let mut i = k;
+    while i < total {
+        let at = t0 + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(at.into()).await;
+        if stream.is_none() {
+            stream = tokio::net::TcpStream::connect(addr).await.ok();
+            if let Some(s) = &stream {
+                let _ = s.set_nodelay(true);
+            }
+        }
+        let ok = match stream.as_mut() {
+            Some(s) => exchange(s, &request, &mut buf).await,
+            None => None,
+        };
+        match ok {
+            Some(status) => {
+                lat.push(at.elapsed());
+                if !(200..300).contains(&status) {
+                    errors += 1;
+                }
+            }
+            None => {
+                errors += 1;
+                stream = None;
+            }
+        }
+        i += conns;
+    }
+    (lat, errors)
+}
+
+/// One request and its `Content-Length` response; the status, or `None`
+/// if the connection failed or the answer cannot be read.
+async fn exchange(s: &mut tokio::net::TcpStream, request: &[u8], buf: &mut Vec<u8>) -> Option<u16> {
+    s.write_all(request).await.ok()?;
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut r = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(head) = r.parse(buf).ok()? {
+            let length: usize = r
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                .unwrap_or(0);
+            let status = r.code?;
+            while buf.len() < head + length {
+                let n = s.read(&mut chunk).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return Some(status);
+        }
+    }
+}
