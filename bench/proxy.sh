@@ -13,7 +13,8 @@
 # interleaved; the script prints per round and the median: requests/s, the
 # proxy's CPU time per request (user + system, from /proc), and its RSS;
 # then the median latency of one closed-loop connection, direct and through
-# each proxy.
+# each proxy, and open-loop latency at 1,000 requests/s; then the outlier
+# scenario (one of five upstreams always 503).
 # Everything started here is stopped by PID on exit.
 set -euo pipefail
 secs="${1:-10}"
@@ -28,9 +29,12 @@ done
 if [ -n "${MESH_BIN:-}" ]; then
   bin="$MESH_BIN"
 else
-  (cd "$root" && cargo build --quiet --release -p mesh-proxy)
+  (cd "$root" && cargo build --quiet --release -p mesh-proxy --bins --example openloop)
   bin="$root/target/release"
 fi
+# The open-loop load generator (dataplane/proxy/examples/openloop.rs).
+openloop="$bin/openloop"
+[ -x "$openloop" ] || openloop="$root/target/release/examples/openloop"
 work="$(mktemp -d)"
 pids=()
 stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -141,6 +145,16 @@ done
 echo
 lat() { wrk -t1 -c1 -d"${secs}s" --latency -H 'Host: echo' "$1" | awk '$1 == "50%" {print $2}'; }
 echo "median latency, 1 connection: direct $(lat http://127.0.0.1:19101/), meshproxy $(lat http://127.0.0.1:19100/), nginx $(lat http://127.0.0.1:19200/), haproxy $(lat http://127.0.0.1:19300/)"
+# Open loop: 1,000 requests/s on 16 keep-alive connections, latency from
+# each request's scheduled time (openloop.rs); added = proxy - direct.
+if [ -x "$openloop" ]; then
+  echo "open loop, 1000 req/s for ${secs}s (p50/p90/p99 us):"
+  for target in direct:19101 meshproxy:19100 nginx:19200 haproxy:19300; do
+    echo "  ${target%%:*}: $("$openloop" "127.0.0.1:${target#*:}" 1000 "$secs" 16)"
+  done
+else
+  echo "open loop: $openloop not built (cargo build --release -p mesh-proxy --example openloop)"
+fi
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
 printf "%-10s %12s %16s\n" proxy "req/s (med)" "CPU us/req (med)"
@@ -148,3 +162,28 @@ for t in meshproxy nginx haproxy; do
   printf "%-10s %12s %16s\n" "$t" "$(echo "${rps[$t]}" | median)" "$(echo "${cpu[$t]}" | median)"
 done
 echo "meshproxy RSS after load: $(rss_kb "$meshproxy_pid") kB"
+
+# Outlier scenario: the same 5 upstreams but the last always answers 503
+# (meshecho --status 503); consecutive5xxErrors 5, maxEjectionPercent 20
+# (one host of five may be ejected), baseEjectionTime longer than the run.
+# Reference semantics (Envoy, and the simulator): the bad host is ejected
+# on its 5th consecutive 5xx, so it receives 5 attempts, plus those already
+# sent to it when the 5th answer arrives (none with one connection).
+"$bin/meshecho" --listen 127.0.0.1:19106 --name bad --status 503 >/dev/null 2>&1 &
+pids+=($!)
+sed -e 's/19105/19106/' -e 's/baseEjectionTime = "30s"/baseEjectionTime = "600s"/' "$work/mesh.toml" >"$work/outlier.toml"
+echo
+for c in 1 "$conns"; do
+  sed -i "s/^address = .*/address = \"127.0.0.1:1911$((c > 1))\"/" "$work/outlier.toml"
+  admin="127.0.0.1:1912$((c > 1))"
+  "$bin/meshproxy" --config "$work/outlier.toml" --admin "$admin" --access-log off >/dev/null 2>>"$work/outlier.err" &
+  pids+=($!)
+  sleep 0.5
+  out="$(wrk -t1 -c"$c" -d"${secs}s" -H 'Host: echo' "http://127.0.0.1:1911$((c > 1))/")"
+  stats="$(curl -s "http://$admin/stats")"
+  bad=$(echo "$stats" | awk '/^meshproxy_upstream_rq_total/ && /127.0.0.1:19106/ {n += $NF} END {print n + 0}')
+  ej=$(echo "$stats" | awk '/^meshproxy_outlier_ejections_total/ {n += $NF} END {print n + 0}')
+  total=$(echo "$out" | awk '/requests in/ {print $1}')
+  errors=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+  echo "outlier, $c connection(s): $total requests, bad upstream got $bad attempts, $ej ejection(s), ${errors:-0} non-2xx answers"
+done

@@ -1,16 +1,19 @@
 //! An open-loop HTTP/1.1 load generator for `bench/proxy.sh` (wrk has no
 //! open-loop mode in Debian, oha is not packaged): requests are scheduled
-//! at a fixed rate whatever the answers do, over keep-alive connections,
-//! and each latency is measured from the request's *scheduled* time (so a
-//! stall shows as latency, not as fewer requests).
+//! at a fixed rate whatever the answers do, over keep-alive connections.
+//! Each latency is measured from the moment the request is written (as oha
+//! does by default); the lateness of each send against its schedule is
+//! reported apart (tokio's timer has a 1 ms resolution, so sends are up to
+//! about a millisecond late even when nothing stalls; a stall shows there).
 //!
 //! ```sh
 //! cargo run --release -p mesh-proxy --example openloop -- \
 //!     ADDR RATE SECONDS [CONNECTIONS] [HOST]
 //! ```
 //!
-//! Prints requests, errors (non-2xx or failed), the achieved rate and the
-//! latency percentiles p50/p90/p99/max in microseconds. Connection `k` of
+//! Prints requests, errors (non-2xx or failed), the achieved rate, the
+//! latency percentiles p50/p90/p99/max in microseconds, and the p50/p99 of
+//! the sends' lateness. Connection `k` of
 //! `C` sends requests `k, k + C, k + 2C, …` at `t0 + i / RATE`.
 
 use std::net::SocketAddr;
@@ -51,37 +54,45 @@ fn main() {
             }));
         }
         let mut lat = Vec::with_capacity(total);
+        let mut late = Vec::with_capacity(total);
         let mut errors = 0usize;
         for t in tasks {
-            if let Ok((l, e)) = t.await {
+            if let Ok((l, d, e)) = t.await {
                 lat.extend(l);
+                late.extend(d);
                 errors += e;
             }
         }
-        (lat, errors, t0.elapsed())
+        (lat, late, errors, t0.elapsed())
     });
-    let (mut lat, errors, took) = results;
+    let (mut lat, mut late, errors, took) = results;
     lat.sort_unstable();
-    let pct = |p: f64| -> u128 {
-        if lat.is_empty() {
-            return 0;
-        }
-        let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
-        lat[i].as_micros()
-    };
+    late.sort_unstable();
     println!(
-        "requests {} errors {} rate {:.0}/s p50_us {} p90_us {} p99_us {} max_us {}",
+        "requests {} errors {} rate {:.0}/s p50_us {} p90_us {} p99_us {} max_us {} send_late_p50_us {} send_late_p99_us {}",
         lat.len(),
         errors,
         lat.len() as f64 / took.as_secs_f64(),
-        pct(0.5),
-        pct(0.9),
-        pct(0.99),
+        pct(&lat, 0.5),
+        pct(&lat, 0.9),
+        pct(&lat, 0.99),
         lat.last().map_or(0, Duration::as_micros),
+        pct(&late, 0.5),
+        pct(&late, 0.99),
     );
 }
 
-/// Sends this connection's share of the schedule; (latencies, errors).
+/// The `p` quantile of sorted durations, in microseconds.
+fn pct(sorted: &[Duration], p: f64) -> u128 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_micros()
+}
+
+/// Sends this connection's share of the schedule; (latencies, lateness
+/// of the sends, errors).
 async fn connection(
     addr: SocketAddr,
     host: &str,
@@ -90,9 +101,10 @@ async fn connection(
     total: usize,
     rate: f64,
     t0: Instant,
-) -> (Vec<Duration>, usize) {
+) -> (Vec<Duration>, Vec<Duration>, usize) {
     let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes();
     let mut lat = Vec::with_capacity(total / conns + 1);
+    let mut late = Vec::with_capacity(total / conns + 1);
     let mut errors = 0;
     let mut stream = None;
     let mut buf = Vec::with_capacity(4096);
@@ -106,13 +118,15 @@ async fn connection(
                 let _ = s.set_nodelay(true);
             }
         }
+        let sent = Instant::now();
+        late.push(sent.saturating_duration_since(at));
         let ok = match stream.as_mut() {
             Some(s) => exchange(s, &request, &mut buf).await,
             None => None,
         };
         match ok {
             Some(status) => {
-                lat.push(at.elapsed());
+                lat.push(sent.elapsed());
                 if !(200..300).contains(&status) {
                     errors += 1;
                 }
@@ -124,7 +138,7 @@ async fn connection(
         }
         i += conns;
     }
-    (lat, errors)
+    (lat, late, errors)
 }
 
 /// One request and its `Content-Length` response; the status, or `None`
