@@ -12,44 +12,11 @@
 set -euo pipefail
 secs="${1:-600}"
 rate="${2:-5000}"
-root="$(cd "$(dirname "$0")/.." && pwd)"
-if [ -n "${MESH_BIN:-}" ]; then
-  bin="$MESH_BIN"
-else
-  (cd "$root" && cargo build --quiet --release -p mesh-proxy --bins --example openloop)
-  bin="$root/target/release"
-fi
-openloop="$bin/openloop"
-[ -x "$openloop" ] || openloop="$root/target/release/examples/openloop"
-work="$(mktemp -d)"
-pids=()
-stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap stop EXIT
-
-ports=(19501 19502 19503 19504 19505)
-for p in "${ports[@]}"; do
-  "$bin/meshecho" --listen "127.0.0.1:$p" --name "e$p" >/dev/null 2>&1 &
-  pids+=($!)
-done
-{
-  echo '[[listener]]'
-  echo 'address = "127.0.0.1:19500"'
-  echo '[[service]]'
-  echo 'name = "echo"'
-  echo 'port = 80'
-  echo 'endpoints = ['
-  for p in "${ports[@]}"; do echo "  { address = \"127.0.0.1:$p\" },"; done
-  echo ']'
-  echo '[[destinationRule]]'
-  echo 'name = "echo"'
-  echo 'host = "echo"'
-  echo 'trafficPolicy = { outlierDetection = { consecutive5xxErrors = 5, interval = "10s", baseEjectionTime = "30s", maxEjectionPercent = 20 } }'
-} >"$work/mesh.toml"
-"$bin/meshproxy" --config "$work/mesh.toml" --access-log off >/dev/null 2>"$work/meshproxy.err" &
-mp=$!
-pids+=($mp)
+. "$(dirname "$0")/proxy-common.sh"
+start_upstreams 19500
+start_meshproxy 19500
+mp=$meshproxy_pid
 sleep 1
-rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "idle RSS: $(rss_kb $mp) kB"
 "$openloop" 127.0.0.1:19500 "$rate" "$secs" 16 >"$work/load.txt" &

@@ -20,50 +20,12 @@ set -euo pipefail
 secs="${1:-10}"
 rounds="${2:-3}"
 conns="${3:-50}"
-root="$(cd "$(dirname "$0")/.." && pwd)"
 for t in wrk nginx haproxy; do
   command -v "$t" >/dev/null || { echo "bench/proxy.sh: $t not found (apt-get install wrk nginx-light haproxy)" >&2; exit 2; }
 done
-# MESH_BIN=DIR: use the meshproxy and meshecho binaries in DIR (e.g. a
-# copy of an earlier build, for before/after runs) instead of building.
-if [ -n "${MESH_BIN:-}" ]; then
-  bin="$MESH_BIN"
-else
-  (cd "$root" && cargo build --quiet --release -p mesh-proxy --bins --example openloop)
-  bin="$root/target/release"
-fi
-# The open-loop load generator (dataplane/proxy/examples/openloop.rs).
-openloop="$bin/openloop"
-[ -x "$openloop" ] || openloop="$root/target/release/examples/openloop"
-work="$(mktemp -d)"
-pids=()
-stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap stop EXIT
-
-ports=(19101 19102 19103 19104 19105)
-for p in "${ports[@]}"; do
-  "$bin/meshecho" --listen "127.0.0.1:$p" --name "e$p" >/dev/null 2>&1 &
-  pids+=($!)
-done
-
-# meshproxy
-{
-  echo '[[listener]]'
-  echo 'address = "127.0.0.1:19100"'
-  echo '[[service]]'
-  echo 'name = "echo"'
-  echo 'port = 80'
-  echo 'endpoints = ['
-  for p in "${ports[@]}"; do echo "  { address = \"127.0.0.1:$p\" },"; done
-  echo ']'
-  echo '[[destinationRule]]'
-  echo 'name = "echo"'
-  echo 'host = "echo"'
-  echo 'trafficPolicy = { outlierDetection = { consecutive5xxErrors = 5, interval = "10s", baseEjectionTime = "30s", maxEjectionPercent = 20 } }'
-} >"$work/mesh.toml"
-"$bin/meshproxy" --config "$work/mesh.toml" --access-log off >/dev/null 2>"$work/meshproxy.err" &
-meshproxy_pid=$!
-pids+=($meshproxy_pid)
+. "$(dirname "$0")/proxy-common.sh"
+start_upstreams 19100
+start_meshproxy 19100
 
 # nginx: one worker, keep-alive upstream pool.
 mkdir -p "$work/nginx"
@@ -113,7 +75,6 @@ pid_of() {
 port_of() { case "$1" in meshproxy) echo 19100 ;; nginx) echo 19200 ;; haproxy) echo 19300 ;; esac; }
 # CPU ticks (user + system) of a process.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK)
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%Y-%m-%dT%H:%MZ)"

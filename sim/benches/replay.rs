@@ -13,25 +13,36 @@ use meshsim::replay::{App, Key, Replay};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-fn hour_run() -> PathBuf {
+/// Simulates `experiment` with `sets` once into `target/<name>` (reused
+/// by later benches) and returns the run directory.
+fn simulated(name: &str, experiment: &str, sets: &[(&str, &str)]) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = root.join("target/bench-replay-hour");
+    let dir = root.join("target").join(name);
     if dir.join("summary.csv").exists() {
         return dir;
     }
-    let sets: Vec<(String, String)> = [
-        ("service.backend.version.v1.pods", "1000"),
-        ("load.qps", "2000"),
-        ("duration", "3600s"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    let plan = meshsim::plan::load(&root.join("experiments/one-bad-pod.toml"), &sets, None)
-        .expect("the experiment loads");
+    let sets: Vec<(String, String)> = sets
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let plan =
+        meshsim::plan::load(&root.join(experiment), &sets, None).expect("the experiment loads");
     let out = |_: &meshsim::plan::Job| dir.clone();
     meshsim::plan::execute(&plan.jobs[..1], 1, Some(&out), &|| {}).expect("the run completes");
     dir
+}
+
+/// One-bad-pod with 1,000 pods for an hour.
+fn hour_run() -> PathBuf {
+    simulated(
+        "bench-replay-hour",
+        "experiments/one-bad-pod.toml",
+        &[
+            ("service.backend.version.v1.pods", "1000"),
+            ("load.qps", "2000"),
+            ("duration", "3600s"),
+        ],
+    )
 }
 
 fn open(dir: &Path) -> App {
@@ -79,25 +90,16 @@ fn bench(c: &mut Criterion) {
 /// A canary of 1,000 endpoints (800 v1, 200 v2) for an hour: the split
 /// panel's share history parses the windows it shows.
 fn canary_run() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = root.join("target/bench-replay-canary");
-    if dir.join("summary.csv").exists() {
-        return dir;
-    }
-    let sets: Vec<(String, String)> = [
-        ("service.web.version.v1.pods", "800"),
-        ("service.web.version.v2.pods", "200"),
-        ("duration", "3600s"),
-        ("load.qps", "1000"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    let plan = meshsim::plan::load(&root.join("experiments/canary-gateway.toml"), &sets, None)
-        .expect("the experiment loads");
-    let out = |_: &meshsim::plan::Job| dir.clone();
-    meshsim::plan::execute(&plan.jobs[..1], 1, Some(&out), &|| {}).expect("the run completes");
-    dir
+    simulated(
+        "bench-replay-canary",
+        "experiments/canary-gateway.toml",
+        &[
+            ("service.web.version.v1.pods", "800"),
+            ("service.web.version.v2.pods", "200"),
+            ("duration", "3600s"),
+            ("load.qps", "1000"),
+        ],
+    )
 }
 
 fn bench_split(c: &mut Criterion) {

@@ -4,9 +4,6 @@
 
 use std::fmt::Write as _;
 use std::io;
-use std::path::Path;
-
-use mesh_rundir::{CallRow, EventRow, RunWriter, WindowRow};
 
 use crate::metrics::{Metrics, ms};
 use crate::model::Model;
@@ -23,52 +20,6 @@ pub fn finish_run_dir(
         Some(Err(e)) => Err(e),
         Some(Ok(w)) => w.finish(&metrics.summary(model), Some(experiment_text)),
     }
-}
-
-/// Writes a whole run directory from a run whose rows were kept in memory
-/// (the library's default; `meshsim run` streams instead).
-pub fn write_run_dir(
-    dir: &Path,
-    model: &Model,
-    metrics: &Metrics,
-    experiment_text: &str,
-) -> io::Result<()> {
-    let mut w = RunWriter::create(dir)?;
-    for r in &metrics.windows {
-        w.window(&WindowRow {
-            time_ns: r.time_ns,
-            endpoint: &r.endpoint,
-            service: &r.service,
-            version: &r.version,
-            requests: r.requests,
-            successes: r.successes,
-            errors: r.errors,
-            latency_ms_p50: r.latency_ms_p50,
-            latency_ms_p99: r.latency_ms_p99,
-            ejected_by: r.ejected_by,
-            active_requests: r.active_requests,
-        })?;
-    }
-    for r in &metrics.call_windows {
-        w.call(&CallRow {
-            time_ns: r.time_ns,
-            source: &r.source,
-            host: &r.host,
-            counts: r.counts,
-            latency_ms_p50: r.latency_ms_p50,
-            latency_ms_p99: r.latency_ms_p99,
-        })?;
-    }
-    for e in &metrics.events {
-        w.event(&EventRow {
-            time_ns: e.time.as_nanos(),
-            kind: e.kind,
-            proxy: &e.proxy,
-            endpoint: &e.endpoint,
-            detail: &e.detail,
-        })?;
-    }
-    w.finish(&metrics.summary(model), Some(experiment_text))
 }
 
 /// A fortio-like summary of a run.

@@ -407,38 +407,27 @@ impl Timeseries {
             if line.is_empty() {
                 continue;
             }
-            let bad = |what: String| ReadError::Row {
+            let not_a_number = |col: usize, f: &[u8]| ReadError::Row {
                 path: self.path.display().to_string(),
                 line: w.first_line + k,
-                what,
+                what: format!(
+                    "column `{}`: expected a number, found `{}`",
+                    TIMESERIES_COLUMNS[col],
+                    String::from_utf8_lossy(f)
+                ),
             };
             let mut fields = line.split(|&b| b == b',');
             // Columns 4 (requests), 6 (errors) and 8 (latency_ms_p99).
             let requests = fields.nth(4).unwrap_or(b"");
             let errors = fields.nth(1).unwrap_or(b"");
             let p99 = fields.nth(1).unwrap_or(b"");
-            let parsed = |col: usize, f: &[u8]| -> Result<f64, ReadError> {
-                let t = String::from_utf8_lossy(f);
-                t.parse::<f64>().map_err(|_| {
-                    bad(format!(
-                        "column `{}`: expected a number, found `{t}`",
-                        TIMESERIES_COLUMNS[col]
-                    ))
-                })
-            };
-            let whole = |col: usize, f: &[u8]| -> Result<u64, ReadError> {
-                digits(f).ok_or_else(|| {
-                    bad(format!(
-                        "column `{}`: expected a number, found `{}`",
-                        TIMESERIES_COLUMNS[col],
-                        String::from_utf8_lossy(f)
-                    ))
-                })
-            };
             out.push(RowCounts {
-                requests: whole(4, requests)?,
-                errors: whole(6, errors)?,
-                latency_ms_p99: parsed(8, p99)?,
+                requests: digits(requests).ok_or_else(|| not_a_number(4, requests))?,
+                errors: digits(errors).ok_or_else(|| not_a_number(6, errors))?,
+                latency_ms_p99: std::str::from_utf8(p99)
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| not_a_number(8, p99))?,
             });
         }
         Ok(out)
