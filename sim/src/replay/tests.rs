@@ -210,6 +210,17 @@ fn the_filter_is_typed_after_a_slash_and_cleared_by_esc() {
     assert!(app.filter.is_empty());
     app.key(Key::Tab);
     assert_eq!(app.focus, Panel::Events);
+    // ↓ scrolls the focused panel; the topology's two lines fit, so the
+    // scroll is clamped back when drawn and its caller stays in view.
+    app.key(Key::Tab);
+    assert_eq!(app.focus, Panel::Topology);
+    for _ in 0..5 {
+        app.key(Key::Down);
+    }
+    assert_eq!(app.scroll[2], 5);
+    let frame = frame_text(&mut app, 100, 30).unwrap();
+    assert_eq!(app.scroll[2], 0);
+    assert!(frame.contains("│fortio "), "{frame}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
