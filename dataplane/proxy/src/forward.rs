@@ -8,16 +8,16 @@
 //! `retry` after the back-off, and `finish_request` at the end. A request
 //! whose client goes away is cleaned up by [`Flight`]'s `Drop` (`cancel`,
 //! as Envoy resets the upstream stream).
+//!
+//! Requests come as slices of the listener's read buffer ([`Req`]) and
+//! answers go back with their headers in wire form ([`Answer`]), whichever
+//! protocol the client speaks.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode};
 use mesh_engine::config::{Action, HeaderOps, Match, StrMatch};
 use mesh_engine::{
     Decision, Forward, Outcome, RequestState, ResponseFlag, RetryDecision, RouteId, Upstream,
@@ -25,6 +25,7 @@ use mesh_engine::{
 use tokio::sync::oneshot;
 
 use crate::h1;
+use crate::hdr;
 use crate::log::Entry;
 use crate::pool::{Conn, Grant};
 use crate::proxy::{Acquire, Shared, spawn_connects};
@@ -36,28 +37,62 @@ pub(crate) struct ConnInfo {
     pub(crate) local: SocketAddr,
 }
 
-/// The answer, before it is logged.
-struct Answer {
-    response: Response<Full<Bytes>>,
-    flags: String,
-    upstream: Option<Rc<str>>,
-    attempts: u32,
+/// A downstream request, whole, as slices of where it was read.
+#[derive(Debug)]
+pub(crate) struct Req<'a> {
+    pub(crate) method: &'a str,
+    /// Path and query.
+    pub(crate) path: &'a str,
+    pub(crate) authority: &'a str,
+    /// Names in lower case, in the order received.
+    pub(crate) headers: &'a [(&'a str, &'a [u8])],
+    pub(crate) body: &'a [u8],
+    pub(crate) conn: ConnInfo,
+}
+
+impl Req<'_> {
+    /// A request too malformed to have a method or a path (for the log).
+    pub(crate) fn unparsed(conn: ConnInfo) -> Self {
+        Self {
+            method: "",
+            path: "",
+            authority: "",
+            headers: &[],
+            body: &[],
+            conn,
+        }
+    }
+}
+
+/// The answer to a request, before it is logged and written.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    /// Headers in wire form ([`crate::hdr`]), hop-by-hop ones and the
+    /// body's length excluded.
+    pub(crate) headers: Vec<u8>,
+    /// `headers` has a `Date`.
+    pub(crate) date: bool,
+    pub(crate) body: Bytes,
+    pub(crate) flags: String,
+    pub(crate) upstream: Option<Rc<str>>,
+    pub(crate) attempts: u32,
 }
 
 impl Answer {
-    fn local(status: u16, flag: Option<ResponseFlag>, body: &str) -> Self {
-        let mut response = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
-        *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    /// A local reply: `body` as plain text, with Envoy's
+    /// `x-envoy-overloaded` on an overflow.
+    pub(crate) fn local(status: u16, flag: Option<ResponseFlag>, body: &str) -> Self {
+        let mut headers = Vec::with_capacity(64);
+        hdr::push(&mut headers, b"content-type", b"text/plain");
         if flag == Some(ResponseFlag::UpstreamOverflow) {
-            response
-                .headers_mut()
-                .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+            hdr::push(&mut headers, b"x-envoy-overloaded", b"true");
         }
         Self {
-            response,
+            status,
+            headers,
+            date: false,
+            body: Bytes::from(format!("{body}\n")),
             flags: flag.map(|f| f.as_str().to_owned()).unwrap_or_default(),
             upstream: None,
             attempts: 0,
@@ -95,72 +130,39 @@ fn local_body(flag: Option<ResponseFlag>) -> &'static str {
     }
 }
 
-/// Handles one request end to end; never fails (errors are answers).
-pub(crate) async fn handle(
-    sh: Rc<Shared>,
-    li: usize,
-    conn: ConnInfo,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+/// Handles one request end to end and accounts for it (counters, the
+/// recording, the access log); never fails (errors are answers).
+pub(crate) async fn handle(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
     let started = std::time::Instant::now();
     sh.in_flight.set(sh.in_flight.get() + 1);
     let _in_flight = InFlight(sh.clone());
-    let (parts, body) = req.into_parts();
-    let method = parts.method.as_str();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
-        .unwrap_or("");
-    let answer = match Limited::new(body, sh.options.max_body_bytes)
-        .collect()
-        .await
-    {
-        Ok(b) => {
-            let body = b.to_bytes();
-            route(&sh, li, conn, &parts, method, path, authority, body).await
-        }
-        Err(e) => {
-            let too_large = e.is::<http_body_util::LengthLimitError>();
-            let mut a = Answer::local(
-                if too_large { 413 } else { 400 },
-                None,
-                if too_large {
-                    "request body too large"
-                } else {
-                    "bad request body"
-                },
-            );
-            a.flags = "DPE".to_owned();
-            a
-        }
-    };
-    {
-        let mut p = sh.proxy(li);
-        p.stats
-            .count_response(answer.response.status().as_u16(), &answer.flags);
-    }
-    let took = started.elapsed();
-    sh.record_answer(li, answer.response.status().as_u16(), &answer.flags, took);
+    let answer = route(sh, li, req).await;
+    account(sh, li, req, &answer, &answer.flags, started.elapsed());
+    answer
+}
+
+/// Counts, records and logs an answer that took `took`, with `flags`.
+pub(crate) fn account(
+    sh: &Shared,
+    li: usize,
+    req: &Req<'_>,
+    answer: &Answer,
+    flags: &str,
+    took: Duration,
+) {
+    sh.proxy(li).stats.count_response(answer.status, flags);
+    sh.record_answer(li, answer.status, flags, took);
     Entry {
-        method,
-        path,
-        authority,
-        status: answer.response.status().as_u16(),
-        flags: &answer.flags,
+        method: req.method,
+        path: req.path,
+        authority: req.authority,
+        status: answer.status,
+        flags,
         upstream: answer.upstream.as_deref().unwrap_or(""),
         duration: took,
         attempts: answer.attempts,
     }
     .write(sh.options.access_log);
-    answer.response
 }
 
 /// Counts a request in flight until dropped.
@@ -174,43 +176,35 @@ impl Drop for InFlight {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn route(
-    sh: &Rc<Shared>,
-    li: usize,
-    conn: ConnInfo,
-    parts: &hyper::http::request::Parts,
-    method: &str,
-    path: &str,
-    authority: &str,
-    body: Bytes,
-) -> Answer {
+async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
     // The engine's view of the headers, on the stack for the usual few.
     let mut stack = [("", ""); 32];
     let mut n = 0;
     let mut heap = Vec::new();
-    for (k, v) in &parts.headers {
-        let Ok(v) = v.to_str() else { continue };
+    for &(k, v) in req.headers {
+        let Ok(v) = std::str::from_utf8(v) else {
+            continue;
+        };
         if n < stack.len() {
-            stack[n] = (k.as_str(), v);
+            stack[n] = (k, v);
             n += 1;
         } else {
             if heap.is_empty() {
                 heap.extend_from_slice(&stack);
             }
-            heap.push((k.as_str(), v));
+            heap.push((k, v));
         }
     }
     let pairs: &[(&str, &str)] = if heap.is_empty() { &stack[..n] } else { &heap };
     let ereq = mesh_engine::Request {
-        method,
+        method: req.method,
         scheme: "http",
-        authority,
-        path,
+        authority: req.authority,
+        path: req.path,
         headers: pairs,
-        port: conn.local.port(),
-        source: Some(conn.remote),
-        destination: Some(conn.local),
+        port: req.conn.local.port(),
+        source: Some(req.conn.remote),
+        destination: Some(req.conn.local),
     };
     let mut decision = {
         let mut p = sh.proxy(li);
@@ -229,12 +223,12 @@ async fn route(
         p.drain_events(now);
     }
     let mut answer = match decision {
-        Decision::Forward(f) => forward(sh, li, f, parts, path, authority, body, conn).await,
+        Decision::Forward(f) => forward(sh, li, f, req).await,
         Decision::Reject(r) => {
             let flag = r.flag();
             Answer::local(r.status, Some(flag), local_body(Some(flag)))
         }
-        Decision::Respond(r) => respond(sh, li, r.route, r.status, path, authority),
+        Decision::Respond(r) => respond(sh, li, r.route, r.status, req.path, req.authority),
         Decision::Delay(_) => Answer::local(500, None, "fault delay twice"),
     };
     if delayed {
@@ -263,13 +257,14 @@ fn respond(
                 .unwrap_or_else(|| host_only(authority));
             let port = r.port.map(|p| format!(":{p}")).unwrap_or_default();
             let uri = r.uri.as_deref().unwrap_or(path);
-            if let Ok(v) = HeaderValue::from_str(&format!("{scheme}://{host}{port}{uri}")) {
-                a.response.headers_mut().insert(header::LOCATION, v);
+            let location = format!("{scheme}://{host}{port}{uri}");
+            if hdr::valid_value(location.as_bytes()) {
+                hdr::push(&mut a.headers, b"location", location.as_bytes());
             }
-            *a.response.body_mut() = Full::new(Bytes::new());
+            a.body = Bytes::new();
         }
         Action::DirectResponse { body, .. } => {
-            *a.response.body_mut() = Full::new(Bytes::from(body.clone().unwrap_or_default()));
+            a.body = Bytes::from(body.clone().unwrap_or_default());
         }
         Action::Route(_) => {}
     }
@@ -401,22 +396,12 @@ enum AttemptEnd {
     /// The breaker refused it (503 `UO`); nothing to report.
     Overflow,
     /// An upstream answer (reported).
-    Response(Response<Full<Bytes>>),
+    Response(Answer),
     /// A local-origin failure (reported).
     Failed(Outcome),
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn forward(
-    sh: &Rc<Shared>,
-    li: usize,
-    f: Forward,
-    parts: &hyper::http::request::Parts,
-    path: &str,
-    authority: &str,
-    body: Bytes,
-    conn: ConnInfo,
-) -> Answer {
+async fn forward(sh: &Rc<Shared>, li: usize, f: Forward, req: &Req<'_>) -> Answer {
     let (flight, set_cookie, per_try, template) = {
         let p = sh.proxy(li);
         let now = sh.now();
@@ -431,7 +416,7 @@ async fn forward(
                 .unwrap_or_default(),
             _ => HeaderOps::default(),
         };
-        let template = Template::new(parts, path, authority, body, route, &dest_ops, conn);
+        let template = Template::new(req, route, &dest_ops);
         let flight = Flight {
             sh: sh.clone(),
             li,
@@ -465,11 +450,11 @@ async fn forward(
         answer.upstream = Some(p.pools[flight.pool].address.clone());
     }
     if let Some(c) = set_cookie
-        && let Ok(v) = HeaderValue::from_str(&c)
+        && hdr::valid_value(c.as_bytes())
     {
-        answer.response.headers_mut().append(header::SET_COOKIE, v);
+        hdr::push(&mut answer.headers, b"set-cookie", c.as_bytes());
     }
-    template.response_ops(answer.response.headers_mut());
+    template.response_ops(&mut answer.headers);
     drop(flight);
     answer
 }
@@ -477,7 +462,7 @@ async fn forward(
 async fn attempts_loop(
     flight: &mut Flight,
     per_try: Option<Duration>,
-    template: &Template,
+    template: &Template<'_>,
     attempts: &std::cell::Cell<u32>,
 ) -> Answer {
     let sh = flight.sh.clone();
@@ -501,7 +486,7 @@ async fn attempts_loop(
                 let flag = Some(ResponseFlag::UpstreamOverflow);
                 return Answer::local(503, flag, local_body(flag));
             }
-            AttemptEnd::Response(r) => Outcome::Status(r.status().as_u16()),
+            AttemptEnd::Response(r) => Outcome::Status(r.status),
             AttemptEnd::Failed(o) => *o,
         };
         let decision = {
@@ -537,12 +522,7 @@ async fn attempts_loop(
                     Outcome::Status(_) => None,
                 };
                 let mut a = match end {
-                    AttemptEnd::Response(r) => Answer {
-                        response: r,
-                        flags: String::new(),
-                        upstream: None,
-                        attempts: 0,
-                    },
+                    AttemptEnd::Response(r) => r,
                     _ => {
                         let status = if outcome == Outcome::Timeout {
                             504
@@ -562,7 +542,7 @@ async fn attempts_loop(
 }
 
 /// One attempt: admission, connection, request, whole response.
-async fn attempt(flight: &mut Flight, template: &Template, n: u32) -> AttemptEnd {
+async fn attempt(flight: &mut Flight, template: &Template<'_>, n: u32) -> AttemptEnd {
     let sh = flight.sh.clone();
     let li = flight.li;
     flight.attempt_started = std::time::Instant::now();
@@ -627,7 +607,7 @@ async fn attempt(flight: &mut Flight, template: &Template, n: u32) -> AttemptEnd
     p.pools[pool].stats.rq_total += 1;
     let end = match result {
         Ok(resp) => {
-            let status = resp.status().as_u16();
+            let status = resp.status;
             p.pools[pool].stats.rq_class[usize::from(status / 100).min(5)] += 1;
             sh.record_attempt(&p.pools[pool].address, status, flight.attempt_started);
             p.engine
@@ -664,21 +644,21 @@ const INLINE_BODY: usize = 64 << 10;
 /// error) is marked finished, so the pool closes it.
 async fn exchange(
     conn: &mut Conn,
-    template: &Template,
+    template: &Template<'_>,
     n: u32,
     limits: h1::Limits,
-) -> Result<Response<Full<Bytes>>, ()> {
+) -> Result<Answer, ()> {
     conn.wbuf.clear();
     template.write_head(n, &mut conn.wbuf);
     let inline = template.body.len() <= INLINE_BODY;
     if inline {
-        conn.wbuf.extend_from_slice(&template.body);
+        conn.wbuf.extend_from_slice(template.body);
     }
     let result = h1::exchange(
         &mut conn.stream,
         &mut conn.rbuf,
         &conn.wbuf,
-        (!inline).then_some(&template.body[..]),
+        (!inline).then_some(template.body),
         template.head_request,
         limits,
     )
@@ -696,69 +676,49 @@ async fn exchange(
     if !head.keep_alive || !conn.rbuf.is_empty() {
         conn.finished = true;
     }
-    let mut response = Response::new(Full::new(body));
-    // `parse_head` admits 200–999 only, all valid status codes.
-    *response.status_mut() = StatusCode::from_u16(head.status).map_err(|_| ())?;
-    *response.headers_mut() = head.headers;
-    Ok(response)
-}
-
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
-
-fn strip_hop_by_hop(h: &mut HeaderMap) {
-    for n in h1::HOP_BY_HOP {
-        h.remove(n);
-    }
+    Ok(Answer {
+        status: head.status,
+        headers: head.headers,
+        date: head.date,
+        body,
+        flags: String::new(),
+        upstream: None,
+        attempts: 0,
+    })
 }
 
 /// Headers never copied from the request to the upstream: hop-by-hop
 /// ones, and those the proxy writes itself.
-fn skipped(k: &HeaderName) -> bool {
-    *k == header::CONTENT_LENGTH || *k == X_ENVOY_ATTEMPT_COUNT || h1::is_hop_by_hop(k)
-}
-
-fn put_header(head: &mut Vec<u8>, k: &str, v: &[u8]) {
-    head.extend_from_slice(k.as_bytes());
-    head.extend_from_slice(b": ");
-    head.extend_from_slice(v);
-    head.extend_from_slice(b"\r\n");
+fn skipped(name: &str) -> bool {
+    name == "content-length"
+        || name == "x-envoy-attempt-count"
+        || hdr::is_hop_by_hop(name.as_bytes())
 }
 
 /// The upstream request of every attempt, built once.
-struct Template {
+struct Template<'a> {
     /// Request line and headers, without `x-envoy-attempt-count` and the
     /// blank line that ends the head.
     head: Vec<u8>,
-    body: Bytes,
+    body: &'a [u8],
     /// A `HEAD` request: the response has no body whatever it says.
     head_request: bool,
     response_ops: Vec<HeaderOps>,
 }
 
-impl Template {
-    fn new(
-        parts: &hyper::http::request::Parts,
-        path: &str,
-        authority: &str,
-        body: Bytes,
-        route: &mesh_engine::config::HttpRoute,
-        dest: &HeaderOps,
-        conn: ConnInfo,
-    ) -> Self {
-        let mut uri = parts.uri.path_and_query().map_or_else(
-            || hyper::Uri::from_static("/"),
-            |pq| hyper::Uri::from(pq.clone()),
-        );
-        if let Some(rw) = &route.rewrite {
-            uri = rewrite_path(path, &route.matches, rw)
-                .parse()
-                .unwrap_or_else(|_| hyper::Uri::from_static("/"));
-        }
-        let method = &parts.method;
-        let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut head = Vec::with_capacity(256);
-        for part in [method.as_str(), " ", target, " HTTP/1.1\r\n"] {
+impl<'a> Template<'a> {
+    fn new(req: &Req<'a>, route: &mesh_engine::config::HttpRoute, dest: &HeaderOps) -> Self {
+        let rewritten = route
+            .rewrite
+            .as_ref()
+            .map(|rw| rewrite_path(req.path, &route.matches, rw));
+        let target = match &rewritten {
+            Some(t) if hdr::valid_value(t.as_bytes()) && !t.contains(' ') => t.as_str(),
+            Some(_) => "/",
+            None => req.path,
+        };
+        let mut head = Vec::with_capacity(256 + req.headers.len() * 32);
+        for part in [req.method, " ", target, " HTTP/1.1\r\n"] {
             head.extend_from_slice(part.as_bytes());
         }
         // HTTP/1.1 upstreams need `Host`: the rewritten authority, or the
@@ -768,84 +728,69 @@ impl Template {
             .as_ref()
             .and_then(|rw| rw.authority.as_deref());
         let ops = [&route.headers, dest];
-        if ops.iter().all(|o| {
-            o.request_set.is_empty() && o.request_add.is_empty() && o.request_remove.is_empty()
-        }) {
-            // The usual case, no header operations: the request's headers
-            // are written as they come, with no map to build.
-            let mut prev_xff = None;
-            let mut has_host = false;
-            for (k, v) in &parts.headers {
-                if *k == X_FORWARDED_FOR {
-                    prev_xff = prev_xff.or(Some(v));
+        let edits = ops.iter().any(|o| {
+            !o.request_set.is_empty() || !o.request_add.is_empty() || !o.request_remove.is_empty()
+        });
+        // The request's headers as they come (no map built), then `Host`
+        // and `X-Forwarded-For`; with header operations, edited as a block.
+        let mut block = Vec::new();
+        let out = if edits { &mut block } else { &mut head };
+        let mut prev_xff: Option<&[u8]> = None;
+        let mut has_host = false;
+        for &(k, v) in req.headers {
+            if k == "x-forwarded-for" {
+                prev_xff = prev_xff.or(Some(v));
+                continue;
+            }
+            if k == "host" {
+                if host.is_some() {
                     continue;
                 }
-                if *k == header::HOST {
-                    if host.is_some() {
-                        continue;
-                    }
-                    has_host = true;
-                }
-                if !skipped(k) {
-                    put_header(&mut head, k.as_str(), v.as_bytes());
-                }
+                has_host = true;
             }
-            if (host.is_some() || !has_host)
-                && let Ok(v) = HeaderValue::from_str(host.unwrap_or(authority))
-            {
-                put_header(&mut head, "host", v.as_bytes());
+            if !skipped(k) {
+                hdr::push(out, k.as_bytes(), v);
             }
-            let ip = conn.remote.ip();
-            let xff = match prev_xff.and_then(|v| v.to_str().ok()) {
-                Some(prev) => format!("{prev}, {ip}"),
-                None => ip.to_string(),
-            };
-            if HeaderValue::from_str(&xff).is_ok() {
-                put_header(&mut head, X_FORWARDED_FOR.as_str(), xff.as_bytes());
+        }
+        if host.is_some() || !has_host {
+            let h = host.unwrap_or(req.authority);
+            if hdr::valid_value(h.as_bytes()) {
+                hdr::push(out, b"host", h.as_bytes());
             }
-        } else {
-            let mut headers = parts.headers.clone();
-            strip_hop_by_hop(&mut headers);
-            if (host.is_some() || !headers.contains_key(header::HOST))
-                && let Ok(v) = HeaderValue::from_str(host.unwrap_or(authority))
-            {
-                headers.insert(header::HOST, v);
-            }
-            let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-                Some(prev) => format!("{prev}, {}", conn.remote.ip()),
-                None => conn.remote.ip().to_string(),
-            };
-            if let Ok(v) = HeaderValue::from_str(&xff) {
-                headers.insert(X_FORWARDED_FOR, v);
-            }
+        }
+        let mut xff = Vec::with_capacity(48);
+        if let Some(prev) = prev_xff {
+            xff.extend_from_slice(prev);
+            xff.extend_from_slice(b", ");
+        }
+        {
+            use std::io::Write as _;
+            // Writing to a Vec cannot fail.
+            let _ = write!(xff, "{}", req.conn.remote.ip());
+        }
+        hdr::push(out, b"x-forwarded-for", &xff);
+        if edits {
             for o in ops {
-                apply(
-                    &mut headers,
+                hdr::apply(
+                    &mut block,
                     &o.request_set,
                     &o.request_add,
                     &o.request_remove,
                 );
             }
-            for (k, v) in &headers {
-                if !skipped(k) {
-                    put_header(&mut head, k.as_str(), v.as_bytes());
-                }
-            }
+            head.extend_from_slice(&block);
         }
         // The body is whole: its length goes out as `content-length`, also
         // `0` for the methods that define content (RFC 9110 section 8.6).
-        if !body.is_empty()
-            || matches!(
-                *method,
-                hyper::Method::POST | hyper::Method::PUT | hyper::Method::PATCH
-            )
-        {
-            head.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+        if !req.body.is_empty() || matches!(req.method, "POST" | "PUT" | "PATCH") {
+            head.extend_from_slice(b"content-length: ");
+            crate::downstream::push_decimal(&mut head, req.body.len());
+            head.extend_from_slice(b"\r\n");
         }
         Self {
             head,
-            body,
-            head_request: *method == hyper::Method::HEAD,
+            body: req.body,
+            head_request: req.method == "HEAD",
             response_ops: [&route.headers, dest]
                 .into_iter()
                 .filter(|o| **o != HeaderOps::default())
@@ -856,43 +801,21 @@ impl Template {
 
     /// Writes attempt `attempt`'s head into `out`.
     fn write_head(&self, attempt: u32, out: &mut Vec<u8>) {
-        use std::io::Write as _;
         out.extend_from_slice(&self.head);
-        // Writing to a Vec cannot fail.
-        let _ = write!(out, "x-envoy-attempt-count: {attempt}\r\n\r\n");
+        out.extend_from_slice(b"x-envoy-attempt-count: ");
+        crate::downstream::push_decimal(out, attempt as usize);
+        out.extend_from_slice(b"\r\n\r\n");
     }
 
-    fn response_ops(&self, h: &mut HeaderMap) {
+    fn response_ops(&self, h: &mut Vec<u8>) {
         for ops in &self.response_ops {
-            apply(
+            hdr::apply(
                 h,
                 &ops.response_set,
                 &ops.response_add,
                 &ops.response_remove,
             );
         }
-    }
-}
-
-fn apply(h: &mut HeaderMap, set: &[(String, String)], add: &[(String, String)], remove: &[String]) {
-    for (k, v) in set {
-        if let (Ok(k), Ok(v)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            h.insert(k, v);
-        }
-    }
-    for (k, v) in add {
-        if let (Ok(k), Ok(v)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            h.append(k, v);
-        }
-    }
-    for k in remove {
-        h.remove(k.as_str());
     }
 }
 
@@ -950,7 +873,10 @@ mod tests {
     #[test]
     fn the_overflow_reply_says_overloaded() {
         let a = Answer::local(503, Some(ResponseFlag::UpstreamOverflow), "x");
-        assert_eq!(a.response.headers()["x-envoy-overloaded"], "true");
+        assert_eq!(
+            hdr::get(&a.headers, "x-envoy-overloaded"),
+            Some(&b"true"[..])
+        );
         assert_eq!(a.flags, "UO");
     }
 

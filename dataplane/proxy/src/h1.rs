@@ -8,12 +8,14 @@
 //! [`exchange`] drives them over any byte stream. Every failure (a closed
 //! or reset connection, a malformed or oversized response, an upgrade) is
 //! an [`Error`], which the caller reports as the engine's `Reset` outcome.
-//! Header values and `Content-Length` bodies are slices of the read buffer,
-//! not copies.
+//! The forwarded headers are one block in wire form ([`crate::hdr`]),
+//! copied once from the read buffer; `Content-Length` bodies are slices of
+//! the read buffer, not copies.
 
 use bytes::{Buf, Bytes, BytesMut};
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::hdr;
 
 /// Why a response could not be read; each is a `Reset` outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,8 +47,12 @@ pub(crate) enum Framing {
 #[derive(Debug)]
 pub(crate) struct Head {
     pub(crate) status: u16,
-    /// The headers to forward: hop-by-hop ones removed.
-    pub(crate) headers: HeaderMap,
+    /// The headers to forward, in wire form ([`crate::hdr`]): hop-by-hop
+    /// ones removed, and `Content-Length` too unless the response has no
+    /// body to measure it by (a `HEAD` request's, a `304`).
+    pub(crate) headers: Vec<u8>,
+    /// The upstream sent a `Date`.
+    pub(crate) date: bool,
     pub(crate) framing: Framing,
     /// The connection may carry another request after this response.
     pub(crate) keep_alive: bool,
@@ -60,22 +66,6 @@ const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILERS: usize = 64 << 10;
 /// Read buffer growth: small responses share one allocation.
 const READ_CHUNK: usize = 8 << 10;
-
-/// Headers of one connection, not forwarded (RFC 9110 section 7.6.1).
-pub(crate) const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "trailer",
-    "proxy-authenticate",
-];
-
-pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name.as_str())
-}
 
 /// Parses one response head from the front of `buf`, removing it (and any
 /// `1xx` heads before it). `Ok(None)`: incomplete, read more.
@@ -136,44 +126,49 @@ pub(crate) fn parse_head(
         if !(200..1000).contains(&status) {
             return Err(Error::Malformed("status code"));
         }
-        let raw = buf.split_to(len).freeze();
-        return head_from(&raw, &spans[..count], status, minor, head_request).map(Some);
+        let head = head_from(&buf[..len], &spans[..count], status, minor, head_request);
+        buf.advance(len);
+        return head.map(Some);
     }
 }
 
 /// Builds the [`Head`] from the frozen head bytes and the header spans.
 fn head_from(
-    raw: &Bytes,
+    raw: &[u8],
     spans: &[(u32, u32, u32, u32)],
     status: u16,
     minor: u8,
     head_request: bool,
 ) -> Result<Head, Error> {
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    let mut headers = Vec::with_capacity(raw.len());
+    let mut date = false;
     let mut close = false;
     let mut keep_alive_token = false;
     let mut transfer_encoding = false;
     let mut chunked_last = false;
     let mut length: Option<u64> = None;
+    let keep_length = head_request || status == 304;
     for &(ns, ne, vs, ve) in spans {
         let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
         let (Some(name), Some(value)) = (raw.get(ns..ne), raw.get(vs..ve)) else {
             return Err(Error::Malformed("header position"));
         };
-        let name = HeaderName::from_bytes(name).map_err(|_| Error::Malformed("header name"))?;
-        if name == header::CONNECTION {
+        if !hdr::valid_name(name) || !hdr::valid_value(value) {
+            return Err(Error::Malformed("header"));
+        }
+        if name.eq_ignore_ascii_case(b"connection") {
             for token in value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 close |= token.eq_ignore_ascii_case(b"close");
                 keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
             }
-        } else if name == header::TRANSFER_ENCODING {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_encoding = true;
             // The last coding of the last field decides.
             if let Some(last) = value.rsplit(|&b| b == b',').map(<[u8]>::trim_ascii).next() {
                 chunked_last = last.eq_ignore_ascii_case(b"chunked");
             }
-        } else if name == header::CONTENT_LENGTH {
+        } else if name.eq_ignore_ascii_case(b"content-length") {
             // `5` or `5, 5` (a repeated field folded); differing values or
             // anything not a number is malformed (RFC 9112 section 6.3).
             for part in value.split(|&b| b == b',') {
@@ -184,13 +179,16 @@ fn head_from(
                 }
                 length = Some(n);
             }
+            if !keep_length {
+                continue;
+            }
+        } else if name.eq_ignore_ascii_case(b"date") {
+            date = true;
         }
-        if is_hop_by_hop(&name) {
+        if hdr::is_hop_by_hop(name) {
             continue;
         }
-        let value = HeaderValue::from_maybe_shared(raw.slice(vs..ve))
-            .map_err(|_| Error::Malformed("header value"))?;
-        headers.append(name, value);
+        hdr::push(&mut headers, name, value);
     }
     let framing = if head_request || status == 204 || status == 304 {
         Framing::Empty
@@ -216,6 +214,7 @@ fn head_from(
     Ok(Head {
         status,
         headers,
+        date,
         framing,
         keep_alive,
     })
@@ -495,8 +494,7 @@ mod tests {
         assert_eq!(h.status, 200);
         assert_eq!(h.framing, Framing::Length(5));
         assert!(h.keep_alive);
-        assert_eq!(h.headers["x-name"], "e1");
-        assert_eq!(h.headers[header::CONTENT_LENGTH], "5");
+        assert_eq!(h.headers, b"x-name: e1\r\n");
         assert_eq!(&body[..], b"hello");
         assert!(rest.is_empty());
     }
@@ -511,7 +509,7 @@ mod tests {
         .unwrap();
         assert_eq!(h.framing, Framing::Chunked);
         assert!(h.keep_alive);
-        assert!(h.headers.get(header::TRANSFER_ENCODING).is_none());
+        assert!(h.headers.is_empty());
         assert_eq!(&body[..], b"hello, world");
         assert!(rest.is_empty());
     }
@@ -573,7 +571,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(h.status, 201);
-        assert!(h.headers.get("link").is_none());
+        assert!(hdr::get(&h.headers, "link").is_none());
         assert_eq!(&body[..], b"ok");
         assert_eq!(
             head("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n").unwrap_err(),
@@ -604,7 +602,7 @@ mod tests {
         )
         .unwrap();
         assert!(!h.keep_alive);
-        assert!(h.headers.get(header::CONNECTION).is_none());
+        assert!(hdr::get(&h.headers, "connection").is_none());
     }
 
     #[test]

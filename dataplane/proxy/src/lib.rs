@@ -19,9 +19,11 @@
 
 mod admin;
 pub mod config;
+mod downstream;
 pub mod echo;
 mod forward;
 mod h1;
+mod hdr;
 mod log;
 mod pool;
 mod proxy;

@@ -78,6 +78,8 @@ pub(crate) struct Shared {
     pub(crate) timer_wake: tokio::sync::Notify,
     /// The run-directory recorder (`--record`).
     pub(crate) recorder: RefCell<Option<Recorder>>,
+    /// The `Date` of responses, formatted once a second.
+    date: RefCell<(u64, [u8; 29])>,
 }
 
 impl Shared {
@@ -127,7 +129,23 @@ impl Shared {
             in_flight: Cell::new(0),
             timer_wake: tokio::sync::Notify::new(),
             recorder: RefCell::new(recorder),
+            date: RefCell::new((u64::MAX, [0; 29])),
         }
+    }
+
+    /// Hands `f` the `Date` of a response made now (IMF-fixdate). The
+    /// wall clock is read once a second of the engine clock, so a date
+    /// may lag up to a second, within the field's resolution.
+    pub(crate) fn http_date(&self, f: impl FnOnce(&[u8])) {
+        let second = self.last.get().as_nanos() / 1_000_000_000;
+        let mut d = self.date.borrow_mut();
+        if d.0 != second {
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |t| t.as_secs());
+            *d = (second, crate::log::imf_fixdate(unix));
+        }
+        f(&d.1);
     }
 
     /// Records an upstream attempt started at `started` (`status` 0: no

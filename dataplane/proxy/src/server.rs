@@ -2,7 +2,6 @@
 //! and graceful drain, all on one thread.
 
 use std::cell::Cell;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,7 +13,8 @@ use tokio::sync::watch;
 
 use crate::admin;
 use crate::config::{self, Loaded};
-use crate::forward::{self, ConnInfo};
+use crate::downstream;
+use crate::forward::ConnInfo;
 use crate::log::now_rfc3339;
 use crate::proxy::{Options, Shared};
 
@@ -211,19 +211,6 @@ async fn timer(sh: Rc<Shared>) {
     }
 }
 
-/// A local executor, so HTTP/2 connections run on this thread.
-#[derive(Clone, Copy, Debug)]
-struct LocalExec;
-
-impl<F> hyper::rt::Executor<F> for LocalExec
-where
-    F: Future + 'static,
-{
-    fn execute(&self, fut: F) {
-        tokio::task::spawn_local(fut);
-    }
-}
-
 async fn accept_loop(
     sh: Rc<Shared>,
     li: usize,
@@ -231,18 +218,6 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
     connections: Rc<Cell<usize>>,
 ) {
-    let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(sh.options.header_read_timeout)
-        .max_buf_size(sh.options.max_header_bytes.max(8192))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .max_header_list_size(u32::try_from(sh.options.max_header_bytes).unwrap_or(u32::MAX));
-    let builder = Rc::new(builder);
     loop {
         let (stream, remote) = tokio::select! {
             r = listener.accept() => match r {
@@ -262,28 +237,11 @@ async fn accept_loop(
             .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
         let info = ConnInfo { remote, local };
         let sh = sh.clone();
-        let builder = builder.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
         let connections = connections.clone();
         connections.set(connections.get() + 1);
         tokio::task::spawn_local(async move {
-            let service = hyper::service::service_fn({
-                let sh = sh.clone();
-                move |req| {
-                    let sh = sh.clone();
-                    async move { Ok::<_, Infallible>(forward::handle(sh, li, info, req).await) }
-                }
-            });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let conn = builder.serve_connection(io, service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.wait_for(|s| *s) => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            downstream::serve(sh, li, info, stream, stop).await;
             connections.set(connections.get().saturating_sub(1));
         });
     }

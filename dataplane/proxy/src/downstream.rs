@@ -1,0 +1,842 @@
+//! The listener side: one task per client connection, speaking HTTP/1.1
+//! through a small codec over `httparse`, or HTTP/2 (h2c with prior
+//! knowledge) through hyper.
+//!
+//! HTTP/1.1 requests on a connection are served one after another
+//! (pipelined ones wait their turn). A request head is parsed in the
+//! connection's read buffer, its header names lower-cased in place, and the
+//! request handed to [`forward::handle`] as slices of that buffer; the
+//! answer's head and a small body go out in one `write`. What a serious
+//! HTTP/1.1 server does is here: `Content-Length` and chunked request
+//! bodies, `Expect: 100-continue`, HTTP/1.0 keep-alive, `Connection:
+//! close`, size limits (431, 413), malformed requests (400, then close),
+//! a header-read timeout (408, then close), a `Date` on every response,
+//! and a client that goes away mid-request cancelling it (as Envoy resets
+//! the upstream stream).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::{BodyExt, Full, Limited};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::forward::{self, Answer, ConnInfo, Req};
+use crate::h1::{self, BodyDecoder, Framing};
+use crate::hdr;
+use crate::proxy::Shared;
+
+/// Most header lines in a request head.
+const MAX_HEADERS: usize = 100;
+/// Read buffer growth.
+const READ_CHUNK: usize = 8 << 10;
+/// Bodies up to this size are copied behind the head, for one `write`.
+const INLINE_BODY: usize = 16 << 10;
+/// The HTTP/2 connection preface (RFC 9113 section 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Serves one client connection until it closes, fails, or the proxy
+/// drains (`stop`): a request in progress is answered first.
+pub(crate) async fn serve(
+    sh: Rc<Shared>,
+    li: usize,
+    info: ConnInfo,
+    mut stream: TcpStream,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut wbuf = Vec::with_capacity(1024);
+    // The first request's head is due within the header-read timeout of
+    // the connection's start; a later one's, of its first byte.
+    let mut deadline = Some(Instant::now() + sh.options.header_read_timeout);
+    let mut first = true;
+    loop {
+        let head = match read_head(&sh, &mut stream, &mut rbuf, &mut stop, deadline, first).await {
+            Ok(h) => h,
+            Err(End::Quiet) => return,
+            Err(End::H2) => {
+                serve_h2(sh, li, info, stream, rbuf, stop).await;
+                return;
+            }
+            Err(End::Answer(status, why)) => {
+                let a = Answer::local(status, None, why);
+                let took = Duration::ZERO;
+                forward::account(&sh, li, &Req::unparsed(info), &a, "DPE", took);
+                let _ =
+                    write_answer(&sh, &mut stream, &mut wbuf, &a, Version::H11, false, true).await;
+                return;
+            }
+        };
+        first = false;
+        match serve_one(
+            &sh,
+            li,
+            info,
+            &mut stream,
+            &mut rbuf,
+            &mut wbuf,
+            &head,
+            &stop,
+        )
+        .await
+        {
+            Ok(true) if !*stop.borrow() => {}
+            _ => return,
+        }
+        // A later request's clock starts with its first byte.
+        deadline = None;
+    }
+}
+
+/// Why a connection ends before a request is served.
+enum End {
+    /// The client closed, or the proxy drains while the connection idles.
+    Quiet,
+    /// An HTTP/2 connection preface: hand the connection to hyper.
+    H2,
+    /// A request that cannot be served: answer it and close.
+    Answer(u16, &'static str),
+}
+
+/// Where a parsed request head lies in the read buffer.
+struct Head {
+    len: usize,
+    method: (u32, u32),
+    target: (u32, u32),
+    /// HTTP/1.x minor version.
+    minor: u8,
+    /// (name start, name end, value start, value end) of each header.
+    spans: [(u32, u32, u32, u32); MAX_HEADERS],
+    count: usize,
+}
+
+impl Head {
+    fn spans(&self) -> &[(u32, u32, u32, u32)] {
+        &self.spans[..self.count]
+    }
+}
+
+/// Reads until a whole request head is in `rbuf`.
+async fn read_head(
+    sh: &Shared,
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    stop: &mut watch::Receiver<bool>,
+    mut deadline: Option<Instant>,
+    first: bool,
+) -> Result<Head, End> {
+    let max_head = sh.options.max_header_bytes;
+    loop {
+        if !rbuf.is_empty() {
+            if first && H2_PREFACE.starts_with(&rbuf[..rbuf.len().min(H2_PREFACE.len())]) {
+                if rbuf.len() >= H2_PREFACE.len() {
+                    return Err(End::H2);
+                }
+            } else if let Some(h) = parse_head(rbuf, max_head)? {
+                return Ok(h);
+            }
+            deadline.get_or_insert_with(|| Instant::now() + sh.options.header_read_timeout);
+        }
+        if rbuf.capacity() - rbuf.len() < 1024 {
+            rbuf.reserve(READ_CHUNK);
+        }
+        let read = match deadline {
+            // Between requests: wait for the next one, or the drain.
+            None => tokio::select! {
+                r = stream.read_buf(rbuf) => r,
+                _ = stop.wait_for(|s| *s) => return Err(End::Quiet),
+            },
+            Some(d) => {
+                let d = tokio::time::Instant::from_std(d);
+                match tokio::time::timeout_at(d, stream.read_buf(rbuf)).await {
+                    Ok(r) => r,
+                    Err(_) if rbuf.is_empty() => return Err(End::Quiet),
+                    Err(_) => return Err(End::Answer(408, "request header read timeout")),
+                }
+            }
+        };
+        match read {
+            Ok(0) | Err(_) => return Err(End::Quiet),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Parses a request head at the front of `rbuf`; `Ok(None)`: incomplete.
+/// Header names are lower-cased in place.
+fn parse_head(rbuf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, End> {
+    let mut raw = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut r = httparse::Request::new(&mut []);
+    let base = rbuf.as_ptr() as usize;
+    let at = |p: *const u8| u32::try_from(p as usize - base).unwrap_or(u32::MAX);
+    let head = match httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut r, rbuf, &mut raw)
+    {
+        Ok(httparse::Status::Complete(len)) => {
+            if len > max_head || u32::try_from(len).is_err() {
+                return Err(End::Answer(431, "request header fields too large"));
+            }
+            let span = |s: &str| (at(s.as_ptr()), at(s.as_ptr()) + s.len() as u32);
+            let (Some(method), Some(target)) = (r.method, r.path) else {
+                return Err(End::Answer(400, "bad request"));
+            };
+            let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
+            for (s, h) in spans.iter_mut().zip(r.headers.iter()) {
+                // Each length is below the head's, itself in u32.
+                let (n, v) = (at(h.name.as_ptr()), at(h.value.as_ptr()));
+                *s = (n, n + h.name.len() as u32, v, v + h.value.len() as u32);
+            }
+            Head {
+                len,
+                method: span(method),
+                target: span(target),
+                minor: r.version.unwrap_or(1),
+                spans,
+                count: r.headers.len(),
+            }
+        }
+        Ok(httparse::Status::Partial) if rbuf.len() > max_head => {
+            return Err(End::Answer(431, "request header fields too large"));
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(End::Answer(431, "request header fields too large"));
+        }
+        Err(_) => return Err(End::Answer(400, "bad request")),
+    };
+    for &(ns, ne, ..) in head.spans() {
+        rbuf[ns as usize..ne as usize].make_ascii_lowercase();
+    }
+    Ok(Some(head))
+}
+
+/// What a request head says about its body and its connection.
+struct Meta {
+    framing: Framing,
+    close: bool,
+    keep_alive_token: bool,
+    expect_continue: bool,
+}
+
+fn meta(rbuf: &[u8], head: &Head) -> Result<Meta, End> {
+    let mut m = Meta {
+        framing: Framing::Empty,
+        close: false,
+        keep_alive_token: false,
+        expect_continue: false,
+    };
+    let mut length: Option<u64> = None;
+    let mut chunked: Option<bool> = None;
+    for &(ns, ne, vs, ve) in head.spans() {
+        let name = &rbuf[ns as usize..ne as usize];
+        let value = &rbuf[vs as usize..ve as usize];
+        match name {
+            b"content-length" => {
+                for part in value.split(|&b| b == b',') {
+                    let n = parse_decimal(part.trim_ascii())
+                        .ok_or(End::Answer(400, "bad content-length"))?;
+                    if length.is_some_and(|l| l != n) {
+                        return Err(End::Answer(400, "bad content-length"));
+                    }
+                    length = Some(n);
+                }
+            }
+            b"transfer-encoding" => {
+                let last = value.rsplit(|&b| b == b',').map(<[u8]>::trim_ascii).next();
+                chunked = Some(last.is_some_and(|l| l.eq_ignore_ascii_case(b"chunked")));
+            }
+            b"connection" => {
+                for token in value.split(|&b| b == b',') {
+                    let token = token.trim_ascii();
+                    m.close |= token.eq_ignore_ascii_case(b"close");
+                    m.keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            b"expect" => m.expect_continue = value.eq_ignore_ascii_case(b"100-continue"),
+            _ => {}
+        }
+    }
+    m.framing = match (chunked, length) {
+        // Both framings at once is a smuggling vector; a final coding
+        // other than chunked leaves the length unknown (RFC 9112 6.3).
+        (Some(_), Some(_)) | (Some(false), None) => {
+            return Err(End::Answer(400, "bad transfer-encoding"));
+        }
+        (Some(true), None) => Framing::Chunked,
+        (None, Some(0) | None) => Framing::Empty,
+        (None, Some(n)) => Framing::Length(n),
+    };
+    if head.minor == 0 && m.framing == Framing::Chunked {
+        return Err(End::Answer(400, "chunked HTTP/1.0 request"));
+    }
+    Ok(m)
+}
+
+/// A decimal number of at most 19 digits.
+fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// The HTTP version of a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Version {
+    H10,
+    H11,
+}
+
+/// Serves the request whose head is parsed: reads its body, forwards it,
+/// writes the answer. `Ok(true)`: the connection may carry another
+/// request.
+#[allow(clippy::too_many_arguments)]
+async fn serve_one(
+    sh: &Rc<Shared>,
+    li: usize,
+    info: ConnInfo,
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    wbuf: &mut Vec<u8>,
+    head: &Head,
+    stop: &watch::Receiver<bool>,
+) -> io::Result<bool> {
+    let fail = |status, why| (Answer::local(status, None, why), "DPE");
+    let early = match meta(rbuf, &head) {
+        Ok(m) => Ok(m),
+        Err(End::Answer(s, why)) => Err(fail(s, why)),
+        Err(_) => Err(fail(400, "bad request")),
+    };
+    let m = match early {
+        Ok(m) => m,
+        Err((a, flags)) => {
+            forward::account(sh, li, &Req::unparsed(info), &a, flags, Duration::ZERO);
+            write_answer(sh, stream, wbuf, &a, Version::H11, false, true).await?;
+            return Ok(false);
+        }
+    };
+    let version = if head.minor == 0 {
+        Version::H10
+    } else {
+        Version::H11
+    };
+    let persistent = match version {
+        Version::H10 => m.keep_alive_token && !m.close,
+        Version::H11 => !m.close,
+    };
+    let method_is_head = &rbuf[head.method.0 as usize..head.method.1 as usize] == b"HEAD";
+    let max_body = sh.options.max_body_bytes;
+
+    // The body: in the buffer behind the head, or read until it is.
+    let mut decoded: Option<Bytes> = None;
+    let body_end = match m.framing {
+        Framing::Empty | Framing::UntilClose => head.len,
+        Framing::Length(n) => {
+            if n > max_body as u64 {
+                let a = Answer::local(413, None, "request body too large");
+                forward::account(sh, li, &Req::unparsed(info), &a, "DPE", Duration::ZERO);
+                write_answer(sh, stream, wbuf, &a, version, method_is_head, true).await?;
+                return Ok(false);
+            }
+            // At most `max_body`, so it fits.
+            let end = head.len + n as usize;
+            if rbuf.len() < end && m.expect_continue && version == Version::H11 {
+                stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+            }
+            while rbuf.len() < end {
+                rbuf.reserve((end - rbuf.len()).min(1 << 20));
+                if stream.read_buf(rbuf).await? == 0 {
+                    return Ok(false);
+                }
+            }
+            end
+        }
+        Framing::Chunked => {
+            let mut rest = rbuf.split_off(head.len);
+            if m.expect_continue && rest.is_empty() {
+                stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+            }
+            let mut decoder = BodyDecoder::new(Framing::Chunked, max_body);
+            let body = loop {
+                match decoder.decode(&mut rest, false) {
+                    Ok(Some(b)) => break b,
+                    Ok(None) => {}
+                    Err(e) => {
+                        let (s, why) = if e == h1::Error::TooLarge {
+                            (413, "request body too large")
+                        } else {
+                            (400, "bad request body")
+                        };
+                        let a = Answer::local(s, None, why);
+                        forward::account(sh, li, &Req::unparsed(info), &a, "DPE", Duration::ZERO);
+                        write_answer(sh, stream, wbuf, &a, version, method_is_head, true).await?;
+                        return Ok(false);
+                    }
+                }
+                if rest.capacity() - rest.len() < 1024 {
+                    rest.reserve(READ_CHUNK);
+                }
+                if stream.read_buf(&mut rest).await? == 0 {
+                    return Ok(false);
+                }
+            };
+            // What follows the body (a pipelined request) goes back.
+            rbuf.unsplit(rest);
+            decoded = Some(body);
+            head.len
+        }
+    };
+
+    // The request, as slices of the buffer.
+    let text =
+        |(s, e): (u32, u32)| std::str::from_utf8(&rbuf[s as usize..e as usize]).unwrap_or("");
+    let method = text(head.method);
+    let target = text(head.target);
+    let mut headers: [(&str, &[u8]); MAX_HEADERS] = [("", &[]); MAX_HEADERS];
+    let mut n = 0;
+    let mut host = "";
+    for &(ns, ne, vs, ve) in head.spans() {
+        let name = text((ns, ne));
+        let value = &rbuf[vs as usize..ve as usize];
+        if name == "host" && host.is_empty() {
+            host = std::str::from_utf8(value).unwrap_or("");
+        }
+        headers[n] = (name, value);
+        n += 1;
+    }
+    let (authority, path) = split_target(target, host);
+    let body: &[u8] = match &decoded {
+        Some(b) => b,
+        None => &rbuf[head.len..body_end],
+    };
+    let req = Req {
+        method,
+        path,
+        authority,
+        headers: &headers[..n],
+        body,
+        conn: info,
+    };
+
+    // Forward it, watching the client: one that goes away cancels the
+    // request; bytes it sends meanwhile (a pipelined request) are kept.
+    let mut early_bytes = Vec::new();
+    let answer = {
+        let fut = forward::handle(sh, li, &req);
+        tokio::pin!(fut);
+        let mut watching = true;
+        loop {
+            tokio::select! {
+                biased;
+                a = &mut fut => break Some(a),
+                r = stream.readable(), if watching => {
+                    if r.is_err() {
+                        break None;
+                    }
+                    let mut chunk = [0u8; 4096];
+                    match stream.try_read(&mut chunk) {
+                        Ok(0) => break None,
+                        Ok(k) => {
+                            early_bytes.extend_from_slice(&chunk[..k]);
+                            watching = early_bytes.len() < sh.options.max_header_bytes;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => break None,
+                    }
+                }
+            }
+        }
+    };
+    let Some(answer) = answer else {
+        return Ok(false);
+    };
+    let close = !persistent || *stop.borrow();
+    write_answer(sh, stream, wbuf, &answer, version, method_is_head, close).await?;
+    drop(req);
+    rbuf.advance(body_end);
+    rbuf.extend_from_slice(&early_bytes);
+    Ok(!close)
+}
+
+/// `(authority, path)` of a request target: absolute form
+/// (`http://host/p`) carries its authority; origin form takes `Host`.
+fn split_target<'a>(target: &'a str, host: &'a str) -> (&'a str, &'a str) {
+    for scheme in ["http://", "https://"] {
+        if target.len() > scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme) {
+            let rest = &target[scheme.len()..];
+            return match rest.find(['/', '?']) {
+                Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
+                Some(i) => (&rest[..i], "/"),
+                None => (rest, "/"),
+            };
+        }
+    }
+    (host, target)
+}
+
+/// Writes `answer` as an HTTP/1.x response; `close`: say so and end the
+/// connection afterwards.
+async fn write_answer(
+    sh: &Shared,
+    stream: &mut TcpStream,
+    wbuf: &mut Vec<u8>,
+    a: &Answer,
+    version: Version,
+    head_request: bool,
+    close: bool,
+) -> io::Result<()> {
+    wbuf.clear();
+    let status = hyper::StatusCode::from_u16(a.status).ok();
+    let reason = status.and_then(|s| s.canonical_reason()).unwrap_or("");
+    wbuf.extend_from_slice(b"HTTP/1.1 ");
+    wbuf.extend_from_slice(itoa3(a.status).as_slice());
+    wbuf.push(b' ');
+    wbuf.extend_from_slice(reason.as_bytes());
+    wbuf.extend_from_slice(b"\r\n");
+    wbuf.extend_from_slice(&a.headers);
+    if !a.date {
+        wbuf.extend_from_slice(b"date: ");
+        sh.http_date(|d| wbuf.extend_from_slice(d));
+        wbuf.extend_from_slice(b"\r\n");
+    }
+    if close {
+        wbuf.extend_from_slice(b"connection: close\r\n");
+    } else if version == Version::H10 {
+        wbuf.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    let bodiless = a.status == 204 || a.status == 304 || a.status < 200;
+    if !bodiless && !(head_request && hdr::get(&a.headers, "content-length").is_some()) {
+        wbuf.extend_from_slice(b"content-length: ");
+        push_decimal(wbuf, a.body.len());
+        wbuf.extend_from_slice(b"\r\n");
+    }
+    wbuf.extend_from_slice(b"\r\n");
+    let send_body = !bodiless && !head_request;
+    if send_body && a.body.len() <= INLINE_BODY {
+        wbuf.extend_from_slice(&a.body);
+        stream.write_all(wbuf).await?;
+    } else {
+        stream.write_all(wbuf).await?;
+        if send_body {
+            stream.write_all(&a.body).await?;
+        }
+    }
+    if wbuf.capacity() > 4 * INLINE_BODY {
+        *wbuf = Vec::with_capacity(1024);
+    }
+    if close {
+        let _ = stream.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Appends `n` in decimal.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// A status code's three digits.
+fn itoa3(status: u16) -> [u8; 3] {
+    let s = status.min(999);
+    [
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ]
+}
+
+/// Serves an HTTP/2 connection (prior knowledge) with hyper; `read` holds
+/// the bytes already read from it (the preface, maybe more).
+async fn serve_h2(
+    sh: Rc<Shared>,
+    li: usize,
+    info: ConnInfo,
+    stream: TcpStream,
+    read: BytesMut,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut builder = hyper::server::conn::http2::Builder::new(LocalExec);
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_header_list_size(u32::try_from(sh.options.max_header_bytes).unwrap_or(u32::MAX));
+    let service = hyper::service::service_fn(move |req| {
+        let sh = sh.clone();
+        async move { Ok::<_, Infallible>(handle_h2(sh, li, info, req).await) }
+    });
+    let io = hyper_util::rt::TokioIo::new(Prefixed {
+        read: read.freeze(),
+        stream,
+    });
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.wait_for(|s| *s) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// One HTTP/2 request: the same [`forward::handle`] as HTTP/1.1.
+async fn handle_h2(
+    sh: Rc<Shared>,
+    li: usize,
+    info: ConnInfo,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let method = parts.method.as_str();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| parts.headers.get("host").and_then(|h| h.to_str().ok()))
+        .unwrap_or("");
+    let headers: Vec<(&str, &[u8])> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_bytes()))
+        .collect();
+    let answer = match Limited::new(body, sh.options.max_body_bytes)
+        .collect()
+        .await
+    {
+        Ok(b) => {
+            let body = b.to_bytes();
+            let req = Req {
+                method,
+                path,
+                authority,
+                headers: &headers,
+                body: &body,
+                conn: info,
+            };
+            forward::handle(&sh, li, &req).await
+        }
+        Err(e) => {
+            let too_large = e.is::<http_body_util::LengthLimitError>();
+            let a = if too_large {
+                Answer::local(413, None, "request body too large")
+            } else {
+                Answer::local(400, None, "bad request body")
+            };
+            let req = Req {
+                method,
+                path,
+                authority,
+                headers: &headers,
+                body: &[],
+                conn: info,
+            };
+            forward::account(&sh, li, &req, &a, "DPE", Duration::ZERO);
+            a
+        }
+    };
+    let mut r = hyper::Response::new(Full::new(answer.body.clone()));
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(answer.status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+    let h = r.headers_mut();
+    for (k, v) in hdr::lines(&answer.headers) {
+        if let (Ok(k), Ok(v)) = (
+            hyper::header::HeaderName::from_bytes(k),
+            hyper::header::HeaderValue::from_bytes(v),
+        ) {
+            h.append(k, v);
+        }
+    }
+    r
+}
+
+/// A local executor, so HTTP/2 streams run on this thread.
+#[derive(Clone, Copy, Debug)]
+struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: Future + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
+/// A connection with bytes already read from it put back in front.
+struct Prefixed {
+    read: Bytes,
+    stream: TcpStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.read.is_empty() {
+            let n = self.read.len().min(buf.remaining());
+            buf.put_slice(&self.read[..n]);
+            self.read.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(s: &str) -> Result<Option<(Head, BytesMut)>, u16> {
+        let mut b = BytesMut::from(s.as_bytes());
+        match parse_head(&mut b, 1024) {
+            Ok(h) => Ok(h.map(|h| (h, b))),
+            Err(End::Answer(s, _)) => Err(s),
+            Err(_) => Err(0),
+        }
+    }
+
+    fn framing(s: &str) -> Result<Framing, u16> {
+        let (h, b) = parsed(s).unwrap().unwrap();
+        match meta(&b, &h) {
+            Ok(m) => Ok(m.framing),
+            Err(End::Answer(s, _)) => Err(s),
+            Err(_) => Err(0),
+        }
+    }
+
+    #[test]
+    fn a_head_is_parsed_in_place_with_names_lower_cased() {
+        let (h, b) = parsed("GET /a?b=1 HTTP/1.1\r\nHost: echo\r\nX-User: Ann\r\n\r\nrest")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.len, b.len() - 4);
+        assert_eq!(&b[h.target.0 as usize..h.target.1 as usize], b"/a?b=1");
+        let names: Vec<&[u8]> = h
+            .spans()
+            .iter()
+            .map(|&(s, e, ..)| &b[s as usize..e as usize])
+            .collect();
+        assert_eq!(names, vec![&b"host"[..], b"x-user"]);
+        let (_, _, vs, ve) = h.spans[1];
+        assert_eq!(&b[vs as usize..ve as usize], b"Ann");
+    }
+
+    #[test]
+    fn partial_heads_wait_and_oversized_or_malformed_ones_are_refused() {
+        assert!(parsed("GET / HTTP/1.1\r\nHost: ec").unwrap().is_none());
+        let big = format!("GET / HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(2000));
+        assert_eq!(parsed(&big).err(), Some(431));
+        let long_partial = format!("GET / HTTP/1.1\r\nx: {}", "a".repeat(2000));
+        assert_eq!(parsed(&long_partial).err(), Some(431));
+        assert_eq!(parsed("THIS IS NOT HTTP\r\n\r\n").err(), Some(400));
+    }
+
+    #[test]
+    fn body_framing_follows_rfc_9112() {
+        assert_eq!(framing("GET / HTTP/1.1\r\n\r\n"), Ok(Framing::Empty));
+        assert_eq!(
+            framing("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"),
+            Ok(Framing::Length(5))
+        );
+        assert_eq!(
+            framing("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n"),
+            Ok(Framing::Length(5))
+        );
+        assert_eq!(
+            framing("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Ok(Framing::Chunked)
+        );
+        assert_eq!(
+            framing("POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n"),
+            Err(400)
+        );
+        assert_eq!(
+            framing("POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+            Err(400)
+        );
+        assert_eq!(
+            framing("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"),
+            Err(400)
+        );
+        assert_eq!(
+            framing("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            Err(400)
+        );
+    }
+
+    #[test]
+    fn targets_in_absolute_form_carry_their_authority() {
+        assert_eq!(split_target("/p?q", "echo"), ("echo", "/p?q"));
+        assert_eq!(
+            split_target("http://reviews:9080/r/1", "x"),
+            ("reviews:9080", "/r/1")
+        );
+        assert_eq!(split_target("HTTP://reviews", "x"), ("reviews", "/"));
+        assert_eq!(split_target("http://reviews?a", "x"), ("reviews", "/"));
+    }
+
+    #[test]
+    fn decimals_are_written_like_display() {
+        for n in [0, 7, 10, 4096, usize::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+    }
+
+    #[test]
+    fn status_codes_are_three_digits() {
+        assert_eq!(&itoa3(200), b"200");
+        assert_eq!(&itoa3(503), b"503");
+        assert_eq!(&itoa3(99), b"099");
+    }
+}
