@@ -133,11 +133,12 @@ fn local_body(flag: Option<ResponseFlag>) -> &'static str {
 /// Handles one request end to end and accounts for it (counters, the
 /// recording, the access log); never fails (errors are answers).
 pub(crate) async fn handle(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
-    let started = std::time::Instant::now();
+    let started = sh.now();
     sh.in_flight.set(sh.in_flight.get() + 1);
     let _in_flight = InFlight(sh.clone());
     let answer = route(sh, li, req).await;
-    account(sh, li, req, &answer, &answer.flags, started.elapsed());
+    let took = sh.recent().saturating_since(started);
+    account(sh, li, req, &answer, &answer.flags, took);
     answer
 }
 
@@ -208,7 +209,7 @@ async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
     };
     let mut decision = {
         let mut p = sh.proxy(li);
-        let now = sh.now();
+        let now = sh.recent();
         let d = p.engine.handle_request(&ereq, now);
         p.drain_events(now);
         d
@@ -307,7 +308,7 @@ struct Flight {
     rx: Option<oneshot::Receiver<Grant>>,
     conn: Option<Conn>,
     /// When the attempt in progress started (for the recorder).
-    attempt_started: std::time::Instant,
+    attempt_started: mesh_engine::Time,
 }
 
 impl Flight {
@@ -371,7 +372,12 @@ impl Drop for Flight {
         let Ok(mut p) = sh.proxies[self.li].try_borrow_mut() else {
             return;
         };
-        let now = sh.now();
+        let now = if self.phase == Phase::Idle {
+            // The request ended with its last event: no new clock read.
+            sh.recent()
+        } else {
+            sh.now()
+        };
         match self.phase {
             Phase::Idle => {}
             Phase::Pending(_) => self.leave_queue(&mut p, now, false),
@@ -404,7 +410,7 @@ enum AttemptEnd {
 async fn forward(sh: &Rc<Shared>, li: usize, f: Forward, req: &Req<'_>) -> Answer {
     let (flight, set_cookie, per_try, template) = {
         let p = sh.proxy(li);
-        let now = sh.now();
+        let now = sh.recent();
         let state = p.engine.start_request(&f, now);
         let route = p.engine.route(f.route);
         let per_try = route.retries.as_ref().and_then(|r| r.per_try_timeout);
@@ -426,7 +432,7 @@ async fn forward(sh: &Rc<Shared>, li: usize, f: Forward, req: &Req<'_>) -> Answe
             phase: Phase::Idle,
             rx: None,
             conn: None,
-            attempt_started: std::time::Instant::now(),
+            attempt_started: now,
         };
         (flight, p.engine.set_cookie_header(&f), per_try, template)
     };
@@ -491,7 +497,7 @@ async fn attempts_loop(
         };
         let decision = {
             let mut p = sh.proxy(li);
-            let now = sh.now();
+            let now = sh.recent();
             p.engine.retry_decision(&mut flight.state, outcome, now)
         };
         match decision {
@@ -545,10 +551,12 @@ async fn attempts_loop(
 async fn attempt(flight: &mut Flight, template: &Template<'_>, n: u32) -> AttemptEnd {
     let sh = flight.sh.clone();
     let li = flight.li;
-    flight.attempt_started = std::time::Instant::now();
+    // An attempt starts with the event that led to it (the request, or
+    // the end of a retry's back-off): no new clock read.
+    flight.attempt_started = sh.recent();
     let acq = {
         let mut p = sh.proxy(li);
-        let now = sh.now();
+        let now = sh.recent();
         p.acquire(flight.pool, flight.up, now)
     };
     spawn_connects(&sh, li);

@@ -14,10 +14,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::BytesMut;
-use mesh_engine::Upstream;
+use mesh_engine::{Time, Upstream};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
 /// An open upstream connection: the socket and its buffers, reused from
 /// request to request ([`crate::h1`] speaks HTTP/1.1 over it). It has no
@@ -35,7 +34,7 @@ pub(crate) struct Conn {
     /// Requests it has served.
     pub(crate) served: u32,
     /// When it last became idle.
-    pub(crate) idle_since: Instant,
+    pub(crate) idle_since: Time,
     /// The upstream it was opened for (its cluster's breaker counts it).
     pub(crate) up: Upstream,
 }
@@ -59,7 +58,7 @@ impl Conn {
             wbuf: Vec::new(),
             finished: false,
             served: 0,
-            idle_since: Instant::now(),
+            idle_since: Time::ZERO,
             up,
         }
     }
@@ -163,6 +162,6 @@ impl HostPool {
 }
 
 /// Whether an idle connection may still be used.
-pub(crate) fn usable(conn: &mut Conn, now: Instant, idle_timeout: std::time::Duration) -> bool {
-    now.saturating_duration_since(conn.idle_since) < idle_timeout && conn.alive()
+pub(crate) fn usable(conn: &mut Conn, now: Time, idle_timeout: std::time::Duration) -> bool {
+    now.saturating_since(conn.idle_since) < idle_timeout && conn.alive()
 }

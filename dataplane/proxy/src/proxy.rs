@@ -150,9 +150,9 @@ impl Shared {
 
     /// Records an upstream attempt started at `started` (`status` 0: no
     /// status), if recording (the clock is read only then).
-    pub(crate) fn record_attempt(&self, address: &str, status: u16, started: std::time::Instant) {
+    pub(crate) fn record_attempt(&self, address: &str, status: u16, started: Time) {
         if let Some(r) = self.recorder.borrow_mut().as_mut() {
-            r.attempt(address, status, started.elapsed());
+            r.attempt(address, status, self.recent().saturating_since(started));
         }
     }
 
@@ -195,8 +195,18 @@ impl Shared {
         }
     }
 
+    /// The time of the event being handled, read by the last [`now`]
+    /// (no clock read): what happens in one go after an `await` shares
+    /// the time read when it woke.
+    ///
+    /// [`now`]: Shared::now
+    pub(crate) fn recent(&self) -> Time {
+        self.last.get()
+    }
+
     /// The engine clock: nanoseconds since the process started, never
-    /// going backwards. Read once per engine input.
+    /// going backwards. Read once per event (a request arriving, an
+    /// upstream answering, a timer firing); see [`Shared::recent`].
     pub(crate) fn now(&self) -> Time {
         let t =
             Time::from_nanos(u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX));
@@ -314,8 +324,7 @@ impl Proxy {
     /// Admission of an attempt to `up` in pool `pool`.
     pub(crate) fn acquire(&mut self, pool: usize, up: Upstream, now: Time) -> Acquire {
         let idle_timeout = self.idle_timeout(up);
-        let instant = tokio::time::Instant::now();
-        self.close_unusable(pool, instant, idle_timeout, now);
+        self.close_unusable(pool, idle_timeout, now);
         let p = &self.pools[pool];
         let ready = !p.idle.is_empty();
         let empty = p.is_empty();
@@ -358,17 +367,11 @@ impl Proxy {
     }
 
     /// Closes idle connections that are closed or idle for too long.
-    fn close_unusable(
-        &mut self,
-        pool: usize,
-        instant: tokio::time::Instant,
-        idle_timeout: Duration,
-        now: Time,
-    ) {
+    fn close_unusable(&mut self, pool: usize, idle_timeout: Duration, now: Time) {
         let p = &mut self.pools[pool];
         let mut i = 0;
         while i < p.idle.len() {
-            if usable(&mut p.idle[i], instant, idle_timeout) {
+            if usable(&mut p.idle[i], now, idle_timeout) {
                 i += 1;
             } else {
                 let c = p.idle.swap_remove(i);
@@ -381,13 +384,12 @@ impl Proxy {
     /// Closes expired idle connections of every pool (the timer task calls
     /// this about once a second).
     pub(crate) fn sweep_idle(&mut self, now: Time) {
-        let instant = tokio::time::Instant::now();
         for i in 0..self.pools.len() {
             let Some(up) = self.pools[i].idle.first().map(|c| c.up) else {
                 continue;
             };
             let t = self.idle_timeout(up);
-            self.close_unusable(i, instant, t, now);
+            self.close_unusable(i, t, now);
         }
     }
 
@@ -418,7 +420,8 @@ impl Proxy {
         let p = &mut self.pools[pool];
         p.connecting = p.connecting.saturating_sub(1);
         match conn {
-            Some(c) => {
+            Some(mut c) => {
+                c.idle_since = now;
                 p.idle.push(c);
             }
             None => {
@@ -452,7 +455,7 @@ impl Proxy {
         let p = &mut self.pools[pool];
         p.busy = p.busy.saturating_sub(1);
         if keep {
-            conn.idle_since = tokio::time::Instant::now();
+            conn.idle_since = now;
             p.idle.push(conn);
         } else {
             self.engine.connection_closed(conn.up, now);
@@ -474,7 +477,7 @@ impl Proxy {
     pub(crate) fn pump(&mut self, pool: usize, now: Time) {
         while let Some(up) = self.pools[pool].waiters.front().map(|w| w.up) {
             let idle_timeout = self.idle_timeout(up);
-            self.close_unusable(pool, tokio::time::Instant::now(), idle_timeout, now);
+            self.close_unusable(pool, idle_timeout, now);
             let p = &mut self.pools[pool];
             if p.idle.is_empty() {
                 if p.busy == 0 && p.connecting == 0 {
