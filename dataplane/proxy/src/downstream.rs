@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::forward::{self, Answer, ConnInfo, Req};
+use crate::forward::{self, Answer, ConnInfo, Headers, Req};
 use crate::h1::{self, BodyDecoder, Framing};
 use crate::hdr;
 use crate::proxy::Shared;
@@ -53,12 +53,23 @@ pub(crate) async fn serve(
 ) {
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = Vec::with_capacity(1024);
+    // Where the request head's headers lie in `rbuf` (reused).
+    let mut spans = Vec::with_capacity(32);
     // The first request's head is due within the header-read timeout of
     // the connection's start; a later one's, of its first byte.
     let mut deadline = Some(Instant::now() + sh.options.header_read_timeout);
     let mut first = true;
     loop {
-        let head = match read_head(&sh, &mut stream, &mut rbuf, &mut stop, deadline, first).await {
+        let read = read_head(
+            &sh,
+            &mut stream,
+            &mut rbuf,
+            &mut spans,
+            &mut stop,
+            deadline,
+            first,
+        );
+        let head = match read.await {
             Ok(h) => h,
             Err(End::Quiet) => return,
             Err(End::H2) => {
@@ -75,7 +86,7 @@ pub(crate) async fn serve(
             }
         };
         first = false;
-        match serve_one(
+        let one = serve_one(
             &sh,
             li,
             info,
@@ -83,10 +94,10 @@ pub(crate) async fn serve(
             &mut rbuf,
             &mut wbuf,
             &head,
+            &spans,
             &stop,
-        )
-        .await
-        {
+        );
+        match one.await {
             Ok(true) if !*stop.borrow() => {}
             _ => return,
         }
@@ -112,22 +123,20 @@ struct Head {
     target: (u32, u32),
     /// HTTP/1.x minor version.
     minor: u8,
-    /// (name start, name end, value start, value end) of each header.
-    spans: [(u32, u32, u32, u32); MAX_HEADERS],
-    count: usize,
 }
 
-impl Head {
-    fn spans(&self) -> &[(u32, u32, u32, u32)] {
-        &self.spans[..self.count]
-    }
-}
+/// (name start, name end, value start, value end) of a header in the
+/// read buffer.
+type Span = (u32, u32, u32, u32);
 
-/// Reads until a whole request head is in `rbuf`.
+/// Reads until a whole request head is in `rbuf`, its headers' places in
+/// `spans`.
+#[allow(clippy::too_many_arguments)]
 async fn read_head(
     sh: &Shared,
     stream: &mut TcpStream,
     rbuf: &mut BytesMut,
+    spans: &mut Vec<Span>,
     stop: &mut watch::Receiver<bool>,
     mut deadline: Option<Instant>,
     first: bool,
@@ -139,7 +148,7 @@ async fn read_head(
                 if rbuf.len() >= H2_PREFACE.len() {
                     return Err(End::H2);
                 }
-            } else if let Some(h) = parse_head(rbuf, max_head)? {
+            } else if let Some(h) = parse_head(rbuf, max_head, spans)? {
                 return Ok(h);
             }
             deadline.get_or_insert_with(|| Instant::now() + sh.options.header_read_timeout);
@@ -171,7 +180,11 @@ async fn read_head(
 
 /// Parses a request head at the front of `rbuf`; `Ok(None)`: incomplete.
 /// Header names are lower-cased in place.
-fn parse_head(rbuf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, End> {
+fn parse_head(
+    rbuf: &mut BytesMut,
+    max_head: usize,
+    spans: &mut Vec<Span>,
+) -> Result<Option<Head>, End> {
     let mut raw = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
     let mut r = httparse::Request::new(&mut []);
     let base = rbuf.as_ptr() as usize;
@@ -187,19 +200,17 @@ fn parse_head(rbuf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, End>
             let (Some(method), Some(target)) = (r.method, r.path) else {
                 return Err(End::Answer(400, "bad request"));
             };
-            let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
-            for (s, h) in spans.iter_mut().zip(r.headers.iter()) {
+            spans.clear();
+            spans.extend(r.headers.iter().map(|h| {
                 // Each length is below the head's, itself in u32.
                 let (n, v) = (at(h.name.as_ptr()), at(h.value.as_ptr()));
-                *s = (n, n + h.name.len() as u32, v, v + h.value.len() as u32);
-            }
+                (n, n + h.name.len() as u32, v, v + h.value.len() as u32)
+            }));
             Head {
                 len,
                 method: span(method),
                 target: span(target),
                 minor: r.version.unwrap_or(1),
-                spans,
-                count: r.headers.len(),
             }
         }
         Ok(httparse::Status::Partial) if rbuf.len() > max_head => {
@@ -211,7 +222,7 @@ fn parse_head(rbuf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, End>
         }
         Err(_) => return Err(End::Answer(400, "bad request")),
     };
-    for &(ns, ne, ..) in head.spans() {
+    for &(ns, ne, ..) in spans.iter() {
         rbuf[ns as usize..ne as usize].make_ascii_lowercase();
     }
     Ok(Some(head))
@@ -225,7 +236,7 @@ struct Meta {
     expect_continue: bool,
 }
 
-fn meta(rbuf: &[u8], head: &Head) -> Result<Meta, End> {
+fn meta(rbuf: &[u8], head: &Head, spans: &[Span]) -> Result<Meta, End> {
     let mut m = Meta {
         framing: Framing::Empty,
         close: false,
@@ -234,7 +245,7 @@ fn meta(rbuf: &[u8], head: &Head) -> Result<Meta, End> {
     };
     let mut length: Option<u64> = None;
     let mut chunked: Option<bool> = None;
-    for &(ns, ne, vs, ve) in head.spans() {
+    for &(ns, ne, vs, ve) in spans {
         let name = &rbuf[ns as usize..ne as usize];
         let value = &rbuf[vs as usize..ve as usize];
         match name {
@@ -306,10 +317,11 @@ async fn serve_one(
     rbuf: &mut BytesMut,
     wbuf: &mut Vec<u8>,
     head: &Head,
+    spans: &[Span],
     stop: &watch::Receiver<bool>,
 ) -> io::Result<bool> {
     let fail = |status, why| (Answer::local(status, None, why), "DPE");
-    let early = match meta(rbuf, &head) {
+    let early = match meta(rbuf, head, spans) {
         Ok(m) => Ok(m),
         Err(End::Answer(s, why)) => Err(fail(s, why)),
         Err(_) => Err(fail(400, "bad request")),
@@ -399,18 +411,12 @@ async fn serve_one(
         |(s, e): (u32, u32)| std::str::from_utf8(&rbuf[s as usize..e as usize]).unwrap_or("");
     let method = text(head.method);
     let target = text(head.target);
-    let mut headers: [(&str, &[u8]); MAX_HEADERS] = [("", &[]); MAX_HEADERS];
-    let mut n = 0;
-    let mut host = "";
-    for &(ns, ne, vs, ve) in head.spans() {
-        let name = text((ns, ne));
-        let value = &rbuf[vs as usize..ve as usize];
-        if name == "host" && host.is_empty() {
-            host = std::str::from_utf8(value).unwrap_or("");
-        }
-        headers[n] = (name, value);
-        n += 1;
-    }
+    let headers = Headers::Spans(rbuf, spans);
+    let host = headers
+        .iter()
+        .find(|(k, _)| *k == "host")
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .unwrap_or("");
     let (authority, path) = split_target(target, host);
     let body: &[u8] = match &decoded {
         Some(b) => b,
@@ -420,7 +426,7 @@ async fn serve_one(
         method,
         path,
         authority,
-        headers: &headers[..n],
+        headers,
         body,
         conn: info,
     };
@@ -626,7 +632,7 @@ async fn handle_h2(
                 method,
                 path,
                 authority,
-                headers: &headers,
+                headers: Headers::Pairs(&headers),
                 body: &body,
                 conn: info,
             };
@@ -643,7 +649,7 @@ async fn handle_h2(
                 method,
                 path,
                 authority,
-                headers: &headers,
+                headers: Headers::Pairs(&headers),
                 body: &[],
                 conn: info,
             };
@@ -735,18 +741,19 @@ impl AsyncWrite for Prefixed {
 mod tests {
     use super::*;
 
-    fn parsed(s: &str) -> Result<Option<(Head, BytesMut)>, u16> {
+    fn parsed(s: &str) -> Result<Option<(Head, BytesMut, Vec<Span>)>, u16> {
         let mut b = BytesMut::from(s.as_bytes());
-        match parse_head(&mut b, 1024) {
-            Ok(h) => Ok(h.map(|h| (h, b))),
+        let mut spans = Vec::new();
+        match parse_head(&mut b, 1024, &mut spans) {
+            Ok(h) => Ok(h.map(|h| (h, b, spans))),
             Err(End::Answer(s, _)) => Err(s),
             Err(_) => Err(0),
         }
     }
 
     fn framing(s: &str) -> Result<Framing, u16> {
-        let (h, b) = parsed(s).unwrap().unwrap();
-        match meta(&b, &h) {
+        let (h, b, spans) = parsed(s).unwrap().unwrap();
+        match meta(&b, &h, &spans) {
             Ok(m) => Ok(m.framing),
             Err(End::Answer(s, _)) => Err(s),
             Err(_) => Err(0),
@@ -755,18 +762,17 @@ mod tests {
 
     #[test]
     fn a_head_is_parsed_in_place_with_names_lower_cased() {
-        let (h, b) = parsed("GET /a?b=1 HTTP/1.1\r\nHost: echo\r\nX-User: Ann\r\n\r\nrest")
+        let (h, b, spans) = parsed("GET /a?b=1 HTTP/1.1\r\nHost: echo\r\nX-User: Ann\r\n\r\nrest")
             .unwrap()
             .unwrap();
         assert_eq!(h.len, b.len() - 4);
         assert_eq!(&b[h.target.0 as usize..h.target.1 as usize], b"/a?b=1");
-        let names: Vec<&[u8]> = h
-            .spans()
+        let names: Vec<&[u8]> = spans
             .iter()
             .map(|&(s, e, ..)| &b[s as usize..e as usize])
             .collect();
         assert_eq!(names, vec![&b"host"[..], b"x-user"]);
-        let (_, _, vs, ve) = h.spans[1];
+        let (_, _, vs, ve) = spans[1];
         assert_eq!(&b[vs as usize..ve as usize], b"Ann");
     }
 

@@ -45,7 +45,7 @@ pub(crate) struct Req<'a> {
     pub(crate) path: &'a str,
     pub(crate) authority: &'a str,
     /// Names in lower case, in the order received.
-    pub(crate) headers: &'a [(&'a str, &'a [u8])],
+    pub(crate) headers: Headers<'a>,
     pub(crate) body: &'a [u8],
     pub(crate) conn: ConnInfo,
 }
@@ -57,10 +57,41 @@ impl Req<'_> {
             method: "",
             path: "",
             authority: "",
-            headers: &[],
+            headers: Headers::Pairs(&[]),
             body: &[],
             conn,
         }
+    }
+}
+
+/// A request's headers: where an HTTP/1.1 head lies in its read buffer,
+/// or pairs (HTTP/2, through hyper).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Headers<'a> {
+    /// The buffer and each header's (name start, name end, value start,
+    /// value end) in it; names already in lower case.
+    Spans(&'a [u8], &'a [(u32, u32, u32, u32)]),
+    /// (name, value) pairs, names in lower case.
+    Pairs(&'a [(&'a str, &'a [u8])]),
+}
+
+impl<'a> Headers<'a> {
+    pub(crate) fn iter(self) -> impl Iterator<Item = (&'a str, &'a [u8])> {
+        let n = match self {
+            Self::Spans(_, s) => s.len(),
+            Self::Pairs(p) => p.len(),
+        };
+        (0..n).map(move |i| match self {
+            Self::Spans(buf, spans) => {
+                let (ns, ne, vs, ve) = spans[i];
+                let name = buf.get(ns as usize..ne as usize).unwrap_or_default();
+                (
+                    std::str::from_utf8(name).unwrap_or(""),
+                    buf.get(vs as usize..ve as usize).unwrap_or_default(),
+                )
+            }
+            Self::Pairs(p) => p[i],
+        })
     }
 }
 
@@ -182,7 +213,7 @@ async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
     let mut stack = [("", ""); 32];
     let mut n = 0;
     let mut heap = Vec::new();
-    for &(k, v) in req.headers {
+    for (k, v) in req.headers.iter() {
         let Ok(v) = std::str::from_utf8(v) else {
             continue;
         };
@@ -725,7 +756,7 @@ impl<'a> Template<'a> {
             Some(_) => "/",
             None => req.path,
         };
-        let mut head = Vec::with_capacity(256 + req.headers.len() * 32);
+        let mut head = Vec::with_capacity(512);
         for part in [req.method, " ", target, " HTTP/1.1\r\n"] {
             head.extend_from_slice(part.as_bytes());
         }
@@ -745,7 +776,7 @@ impl<'a> Template<'a> {
         let out = if edits { &mut block } else { &mut head };
         let mut prev_xff: Option<&[u8]> = None;
         let mut has_host = false;
-        for &(k, v) in req.headers {
+        for (k, v) in req.headers.iter() {
             if k == "x-forwarded-for" {
                 prev_xff = prev_xff.or(Some(v));
                 continue;
