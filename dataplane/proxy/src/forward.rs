@@ -35,6 +35,28 @@ use crate::proxy::{Acquire, Shared, spawn_connects};
 pub(crate) struct ConnInfo {
     pub(crate) remote: SocketAddr,
     pub(crate) local: SocketAddr,
+    /// The client's IP as text, for `X-Forwarded-For`, formatted once.
+    remote_ip: ([u8; 46], u8),
+}
+
+impl ConnInfo {
+    pub(crate) fn new(remote: SocketAddr, local: SocketAddr) -> Self {
+        use std::io::Write as _;
+        let mut buf = [0u8; 46];
+        let mut w = &mut buf[..];
+        // An IP address is at most 45 characters: it fits.
+        let _ = write!(w, "{}", remote.ip());
+        let len = 46 - w.len();
+        Self {
+            remote,
+            local,
+            remote_ip: (buf, len as u8),
+        }
+    }
+
+    fn remote_ip(&self) -> &[u8] {
+        &self.remote_ip.0[..usize::from(self.remote_ip.1)]
+    }
 }
 
 /// A downstream request, whole, as slices of where it was read.
@@ -802,11 +824,7 @@ impl<'a> Template<'a> {
             xff.extend_from_slice(prev);
             xff.extend_from_slice(b", ");
         }
-        {
-            use std::io::Write as _;
-            // Writing to a Vec cannot fail.
-            let _ = write!(xff, "{}", req.conn.remote.ip());
-        }
+        xff.extend_from_slice(req.conn.remote_ip());
         hdr::push(out, b"x-forwarded-for", &xff);
         if edits {
             for o in ops {
@@ -907,6 +925,19 @@ mod tests {
             "/v1/users?x=1"
         );
         assert_eq!(rewrite_path("/other", &[], &rw), "/v1");
+    }
+
+    #[test]
+    fn the_client_ip_is_formatted_once_for_forwarded_for() {
+        let local = "127.0.0.1:80".parse().unwrap();
+        for ip in [
+            "10.1.2.3",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:10.1.2.3",
+        ] {
+            let remote = SocketAddr::new(ip.parse().unwrap(), 5000);
+            assert_eq!(ConnInfo::new(remote, local).remote_ip(), ip.as_bytes());
+        }
     }
 
     #[test]

@@ -153,9 +153,8 @@ fn head_from(
         let (Some(name), Some(value)) = (raw.get(ns..ne), raw.get(vs..ve)) else {
             return Err(Error::Malformed("header position"));
         };
-        if !hdr::valid_name(name) || !hdr::valid_value(value) {
-            return Err(Error::Malformed("header"));
-        }
+        // httparse admitted the name (a token) and the value (no CR, LF
+        // or NUL), so the line may be written again as it is.
         if name.eq_ignore_ascii_case(b"connection") {
             for token in value.split(|&b| b == b',') {
                 let token = token.trim_ascii();

@@ -324,7 +324,7 @@ impl Proxy {
     /// Admission of an attempt to `up` in pool `pool`.
     pub(crate) fn acquire(&mut self, pool: usize, up: Upstream, now: Time) -> Acquire {
         let idle_timeout = self.idle_timeout(up);
-        self.close_unusable(pool, idle_timeout, now);
+        self.close_unusable_last(pool, idle_timeout, now);
         let p = &self.pools[pool];
         let ready = !p.idle.is_empty();
         let empty = p.is_empty();
@@ -364,6 +364,21 @@ impl Proxy {
         self.engine
             .connection_pool(up)
             .map_or(Duration::from_secs(3600), |c| c.idle_timeout)
+    }
+
+    /// Closes the idle connections next in line (the pool hands out the
+    /// last one) while they are closed or idle for too long; the others
+    /// wait for [`Proxy::sweep_idle`].
+    fn close_unusable_last(&mut self, pool: usize, idle_timeout: Duration, now: Time) {
+        let p = &mut self.pools[pool];
+        while let Some(c) = p.idle.last_mut() {
+            if usable(c, now, idle_timeout) {
+                break;
+            }
+            if let Some(c) = p.idle.pop() {
+                self.engine.connection_closed(c.up, now);
+            }
+        }
     }
 
     /// Closes idle connections that are closed or idle for too long.
@@ -477,7 +492,7 @@ impl Proxy {
     pub(crate) fn pump(&mut self, pool: usize, now: Time) {
         while let Some(up) = self.pools[pool].waiters.front().map(|w| w.up) {
             let idle_timeout = self.idle_timeout(up);
-            self.close_unusable(pool, idle_timeout, now);
+            self.close_unusable_last(pool, idle_timeout, now);
             let p = &mut self.pools[pool];
             if p.idle.is_empty() {
                 if p.busy == 0 && p.connecting == 0 {

@@ -235,7 +235,7 @@ async fn accept_loop(
         let local = stream
             .local_addr()
             .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-        let info = ConnInfo { remote, local };
+        let info = ConnInfo::new(remote, local);
         let sh = sh.clone();
         let stop = stop.clone();
         let connections = connections.clone();
