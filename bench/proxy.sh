@@ -84,8 +84,9 @@ for t in meshproxy nginx haproxy; do
   wrk -t1 -c"$conns" -d2s -H 'Host: echo' "http://127.0.0.1:$(port_of $t)/" >/dev/null
 done
 
-declare -A rps cpu
+declare -A rps cpu ratio
 for r in $(seq "$rounds"); do
+  declare -A this_rps this_cpu
   for t in meshproxy nginx haproxy; do
     pid="$(pid_of $t)"
     before=$(ticks "$pid")
@@ -97,7 +98,14 @@ for r in $(seq "$rounds"); do
     us=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$total" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
     rps[$t]+="$rate "
     cpu[$t]+="$us "
+    this_rps[$t]=$rate
+    this_cpu[$t]=$us
     echo "round $r $t: $rate req/s, ${us} us CPU/request, RSS $(rss_kb "$pid") kB${errors:+, non-2xx $errors}"
+  done
+  # Same-round ratios: the machine's drift between rounds cancels out.
+  for t in nginx haproxy; do
+    ratio[rps_$t]+="$(awk -v a="${this_rps[meshproxy]}" -v b="${this_rps[$t]}" 'BEGIN { printf "%.3f", a / b }') "
+    ratio[cpu_$t]+="$(awk -v a="${this_cpu[meshproxy]}" -v b="${this_cpu[$t]}" 'BEGIN { printf "%.3f", a / b }') "
   done
 done
 # Added latency: one connection, closed loop (wrk has no open-loop mode;
@@ -122,6 +130,8 @@ printf "%-10s %12s %16s\n" proxy "req/s (med)" "CPU us/req (med)"
 for t in meshproxy nginx haproxy; do
   printf "%-10s %12s %16s\n" "$t" "$(echo "${rps[$t]}" | median)" "$(echo "${cpu[$t]}" | median)"
 done
+echo "meshproxy / nginx, median of same-round ratios: req/s $(echo "${ratio[rps_nginx]}" | median), CPU/request $(echo "${ratio[cpu_nginx]}" | median)"
+echo "meshproxy / haproxy, median of same-round ratios: req/s $(echo "${ratio[rps_haproxy]}" | median), CPU/request $(echo "${ratio[cpu_haproxy]}" | median)"
 echo "meshproxy RSS after load: $(rss_kb "$meshproxy_pid") kB"
 
 # Outlier scenario: the same 5 upstreams but the last always answers 503

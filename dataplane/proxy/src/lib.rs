@@ -2,7 +2,7 @@
 //!
 //! `meshproxy`: the mesh engine (`mesh-engine`) behind real sockets, and
 //! `meshecho`, a test upstream. The proxy is a thin shell that owns the
-//! clock, the sockets and hyper: per request it reads the clock once, asks
+//! clock and the sockets: per event it reads the clock once, asks
 //! the engine, forwards with retries and timeouts as the engine decides,
 //! and reports each outcome back (STYLE.md pattern 9). One timer task
 //! drives `poll_timeout` / `handle_timeout`. Everything runs on one thread
@@ -11,8 +11,9 @@
 //! Map: [`config`] reads the mesh TOML and its `[[listener]]`s; `proxy`
 //! holds each listener's engine, pools and counters; `pool` the upstream
 //! connection pools; `h1` the HTTP/1.1 client they speak (a small codec
-//! over `httparse`); `forward` one request's life; `server` listeners,
-//! timer, reload and drain; `admin` the admin endpoints; `log` the access
+//! over `httparse`); `downstream` the listener side (its own HTTP/1.1
+//! codec, hyper for h2c); `hdr` header blocks in wire form; `forward` one
+//! request's life; `server` accept loops, timer, reload and drain; `admin` the admin endpoints; `log` the access
 //! log; `record` the run directory from live traffic; [`echo`] the test
 //! upstream.
 #![forbid(unsafe_code)]
