@@ -156,24 +156,33 @@ async fn read_head(
         if rbuf.capacity() - rbuf.len() < 1024 {
             rbuf.reserve(READ_CHUNK);
         }
-        let read = match deadline {
-            // Between requests: wait for the next one, or the drain.
-            None => tokio::select! {
-                r = stream.read_buf(rbuf) => r,
-                _ = stop.wait_for(|s| *s) => return Err(End::Quiet),
-            },
-            Some(d) => {
-                let d = tokio::time::Instant::from_std(d);
-                match tokio::time::timeout_at(d, stream.read_buf(rbuf)).await {
-                    Ok(r) => r,
-                    Err(_) if rbuf.is_empty() => return Err(End::Quiet),
-                    Err(_) => return Err(End::Answer(408, "request header read timeout")),
+        // An idle connection (no byte of a request yet) also ends when
+        // the proxy drains; one in the middle of a head has until its
+        // deadline.
+        let idle = rbuf.is_empty();
+        let read = async {
+            match deadline {
+                None => stream.read_buf(rbuf).await.map_err(|_| End::Quiet),
+                Some(d) => {
+                    let d = tokio::time::Instant::from_std(d);
+                    match tokio::time::timeout_at(d, stream.read_buf(rbuf)).await {
+                        Ok(r) => r.map_err(|_| End::Quiet),
+                        Err(_) if idle => Err(End::Quiet),
+                        Err(_) => Err(End::Answer(408, "request header read timeout")),
+                    }
                 }
             }
         };
-        match read {
-            Ok(0) | Err(_) => return Err(End::Quiet),
-            Ok(_) => {}
+        let n = if idle {
+            tokio::select! {
+                r = read => r?,
+                _ = stop.wait_for(|s| *s) => return Err(End::Quiet),
+            }
+        } else {
+            read.await?
+        };
+        if n == 0 {
+            return Err(End::Quiet);
         }
     }
 }

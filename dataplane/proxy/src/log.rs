@@ -71,8 +71,8 @@ impl Entry<'_> {
                 let _ = write!(
                     s,
                     "[{time}] \"{} {}\" {} {} {} {ms:.3} {} \"{}\"",
-                    self.method,
-                    self.path,
+                    dash(self.method),
+                    dash(self.path),
                     self.status,
                     dash(self.flags),
                     dash(self.upstream),

@@ -378,10 +378,23 @@ route = [{ destination = { host = "echo", subset = "v1" } }]
 
 #[test]
 fn sigterm_drains_in_flight_requests_and_exits_0() {
+    use std::io::{Read, Write};
     let a = Echo::start("v1", &[]);
     let config = service(&[(&a, "v1")]);
-    let mut p = Proxy::start(&config, &[]);
+    // A drain longer than the test's patience: idle connections must not
+    // hold it.
+    let args = ["--drain-timeout", "60s", "--header-read-timeout", "60s"];
+    let mut p = Proxy::start(&config, &args);
     let addr = p.addr;
+    // Two idle connections: a fresh one, and one after a keep-alive answer.
+    let mut fresh = std::net::TcpStream::connect(addr).unwrap();
+    let mut kept = std::net::TcpStream::connect(addr).unwrap();
+    kept.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    fresh.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: echo\r\n\r\n")
+        .unwrap();
+    let (head, _) = read_response(&mut kept, &mut Vec::new());
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let handles: Vec<_> = (0..5)
         .map(|_| std::thread::spawn(move || get(addr, "/?delay=1s", &[])))
         .collect();
@@ -401,6 +414,9 @@ fn sigterm_drains_in_flight_requests_and_exits_0() {
         std::net::TcpStream::connect(addr).is_err(),
         "still accepting"
     );
+    for idle in [&mut fresh, &mut kept] {
+        assert_eq!(idle.read(&mut [0u8; 16]).unwrap_or(0), 0);
+    }
 }
 
 #[test]
@@ -859,4 +875,113 @@ fn upstream_requests_carry_host_forwarded_for_and_the_route_header_operations() 
     assert!(!h.contains("x-drop"), "{h}");
     assert!(h.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"), "{h}");
     assert!(h.contains("\r\nhost: echo\r\n"), "{h}");
+}
+
+/// Reads one response (head and `Content-Length` body) from a keep-alive
+/// connection: (head, body).
+fn read_response(s: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> (String, String) {
+    use std::io::Read;
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let length: usize = head
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse().ok())
+                .unwrap_or(0);
+            let status = head.split(' ').nth(1).unwrap_or("");
+            let length = if status.starts_with('1') { 0 } else { length };
+            if buf.len() >= end + 4 + length {
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned();
+                buf.drain(..end + 4 + length);
+                return (head, body);
+            }
+        }
+        let n = s.read(&mut chunk).expect("read");
+        assert!(n > 0, "closed before a whole response: {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn the_listener_serves_pipelined_chunked_continued_and_http_1_0_requests() {
+    use std::io::{Read, Write};
+    let (up, heads) = scripted_upstream();
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n\n[[service]]\nname = \"echo\"\nport = 80\nendpoints = [{{ address = \"{up}\" }}]\n"
+    );
+    let p = Proxy::start(&config, &[]);
+    let mut s = std::net::TcpStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    let mut buf = Vec::new();
+    // Two requests in one write: two answers, in order, each with a Date.
+    s.write_all(
+        b"POST /1 HTTP/1.1\r\nHost: echo\r\nContent-Length: 3\r\n\r\none\
+          POST /2 HTTP/1.1\r\nHost: echo\r\nContent-Length: 3\r\n\r\ntwo",
+    )
+    .unwrap();
+    for want in ["one", "two"] {
+        let (head, body) = read_response(&mut s, &mut buf);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.to_ascii_lowercase().contains("\r\ndate: "), "{head}");
+        assert_eq!(body, want);
+    }
+    // A chunked body goes upstream whole, with its length.
+    s.write_all(
+        b"POST /chunked-in HTTP/1.1\r\nHost: echo\r\nTransfer-Encoding: chunked\r\n\r\n\
+          3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut s, &mut buf).1, "abcdefg");
+    // Expect: 100-continue is answered before the body is sent.
+    s.write_all(
+        b"PUT /c HTTP/1.1\r\nHost: echo\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+    )
+    .unwrap();
+    let (head, _) = read_response(&mut s, &mut buf);
+    assert!(head.starts_with("HTTP/1.1 100 Continue"), "{head}");
+    s.write_all(b"body").unwrap();
+    assert_eq!(read_response(&mut s, &mut buf).1, "body");
+    // Both framings at once is refused, and the connection closed.
+    s.write_all(
+        b"POST /x HTTP/1.1\r\nHost: echo\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    let (head, _) = read_response(&mut s, &mut buf);
+    assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
+    assert_eq!(s.read(&mut [0u8; 16]).unwrap_or(0), 0);
+    let heads = heads.lock().unwrap();
+    let chunked = heads
+        .iter()
+        .find(|h| h.starts_with("POST /chunked-in"))
+        .unwrap();
+    assert!(chunked.contains("content-length: 7"), "{chunked}");
+    assert!(
+        !chunked.to_ascii_lowercase().contains("transfer-encoding"),
+        "{chunked}"
+    );
+    drop(heads);
+
+    // HTTP/1.0: kept alive only when asked, and told so.
+    let mut s = std::net::TcpStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    let mut buf = Vec::new();
+    s.write_all(b"GET /a HTTP/1.0\r\nHost: echo\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let (head, _) = read_response(&mut s, &mut buf);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("\r\nconnection: keep-alive"),
+        "{head}"
+    );
+    s.write_all(b"GET /b HTTP/1.0\r\nHost: echo\r\n\r\n")
+        .unwrap();
+    let (head, _) = read_response(&mut s, &mut buf);
+    assert!(
+        head.to_ascii_lowercase().contains("\r\nconnection: close"),
+        "{head}"
+    );
+    assert_eq!(s.read(&mut [0u8; 16]).unwrap_or(0), 0);
 }
