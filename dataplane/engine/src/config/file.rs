@@ -634,6 +634,13 @@ pub struct HttpSettings {
     /// HTTP/2 streams per connection.
     #[serde(default)]
     pub max_concurrent_streams: Option<u32>,
+    /// `DEFAULT` (the mesh default: do not upgrade), `DO_NOT_UPGRADE` or
+    /// `UPGRADE` (speak HTTP/2 to the upstream).
+    #[serde(default)]
+    pub h2_upgrade_policy: Option<String>,
+    /// Speak to the upstream the protocol the client spoke.
+    #[serde(default)]
+    pub use_client_protocol: Option<bool>,
 }
 
 /// Istio `OutlierDetection`. Istio copies only the fields that are set.

@@ -41,6 +41,10 @@ pub struct Service {
     pub endpoints: Vec<Endpoint>,
     /// True for a `MESH_EXTERNAL` ServiceEntry.
     pub external: bool,
+    /// The port's protocol is HTTP/2 (`HTTP2`, `GRPC` or `GRPC-WEB`, any
+    /// case): a ServiceEntry's `ports[0].protocol`. Registry services have
+    /// no port protocol in the file: HTTP.
+    pub http2: bool,
 }
 
 /// An endpoint of a service.
@@ -144,6 +148,27 @@ pub struct ConnectionPool {
     pub connect_timeout: Duration,
     /// `http.idleTimeout`, else `tcp.idleTimeout` (1 h).
     pub idle_timeout: Duration,
+    /// The protocol spoken to the endpoints (HTTP/1.1 unless the port or
+    /// the rule says otherwise).
+    pub protocol: UpstreamProtocol,
+    /// `http.maxConcurrentStreams`: streams per HTTP/2 connection (Envoy's
+    /// default, 1024 since Envoy 1.36, when unset).
+    pub max_concurrent_streams: u32,
+}
+
+/// The protocol of a cluster's upstream connections, as Istio configures
+/// Envoy's `HttpProtocolOptions.upstream_protocol_options`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (Envoy's default).
+    #[default]
+    Http1,
+    /// HTTP/2 (`explicit_http_config.http2_protocol_options`): a service
+    /// port of protocol `HTTP2` or `GRPC`, or `h2UpgradePolicy: UPGRADE`.
+    Http2,
+    /// The client's protocol (`use_downstream_protocol_config`):
+    /// `useClientProtocol: true`.
+    Downstream,
 }
 
 impl Default for ConnectionPool {
@@ -156,6 +181,8 @@ impl Default for ConnectionPool {
             max_requests_per_connection: 0,
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(3600),
+            protocol: UpstreamProtocol::Http1,
+            max_concurrent_streams: 1024,
         }
     }
 }

@@ -16,7 +16,7 @@ use super::file as t;
 use super::model::{
     Action, ClusterPolicy, ClusterSpec, Config, ConnectionPool, Endpoint, Fault, HashKey,
     HeaderOps, HttpRoute, LbPolicy, Match, OutlierPolicy, Redirect, RetryOn, RetryPolicy, Rewrite,
-    Service, StrMatch, VirtualService, WeightedDestination,
+    Service, StrMatch, UpstreamProtocol, VirtualService, WeightedDestination,
 };
 
 /// A problem Istio would accept, reported so the user can look twice.
@@ -167,6 +167,7 @@ impl Validator {
                 port: s.port,
                 endpoints,
                 external: false,
+                http2: false,
             });
         }
         for (i, se) in src.service_entry.iter().enumerate() {
@@ -198,6 +199,12 @@ impl Validator {
             if se.hosts.is_empty() {
                 self.err(path.key("hosts"), "expected at least one host");
             }
+            // Istio's `protocol.Parse` (case-insensitive) and `IsHTTP2`.
+            let http2 = port.protocol.as_deref().is_some_and(|p| {
+                ["HTTP2", "GRPC", "GRPC-WEB"]
+                    .iter()
+                    .any(|h| p.eq_ignore_ascii_case(h))
+            });
             for (h, host) in se.hosts.iter().enumerate() {
                 let host = fqdn(host, &namespace);
                 if let Some(first) = seen.get(&host) {
@@ -231,6 +238,7 @@ impl Validator {
                     port: port.number,
                     endpoints,
                     external,
+                    http2,
                 });
             }
         }
@@ -357,7 +365,7 @@ impl Validator {
                 service: s,
                 subset: None,
                 endpoints: (0..svc.endpoints.len()).collect(),
-                policy: self.merge_policy(top, None, svc.port),
+                policy: self.merge_policy(top, None, svc.port, svc.http2),
             });
             let Some(dr) = dr else { continue };
             for sub in &dr.subsets {
@@ -373,7 +381,12 @@ impl Validator {
                     service: s,
                     subset: Some(sub.name.clone()),
                     endpoints,
-                    policy: self.merge_policy(top, sub.traffic_policy.as_ref(), svc.port),
+                    policy: self.merge_policy(
+                        top,
+                        sub.traffic_policy.as_ref(),
+                        svc.port,
+                        svc.http2,
+                    ),
                 });
             }
         }
@@ -461,6 +474,14 @@ impl Validator {
             }
             if let Some(http) = &cp.http {
                 self.positive(&http.idle_timeout, cpp.key("http").key("idleTimeout"));
+                if let Some(p) = http.h2_upgrade_policy.as_deref()
+                    && !H2_UPGRADE_POLICIES.contains(&p)
+                {
+                    self.err(
+                        cpp.key("http").key("h2UpgradePolicy"),
+                        format!("expected DEFAULT, DO_NOT_UPGRADE or UPGRADE, found \"{p}\""),
+                    );
+                }
             }
         }
         if let Some(od) = od {
@@ -603,11 +624,13 @@ impl Validator {
 
     /// The policy of one cluster: the rule's blocks, replaced per port, then
     /// replaced block by block by the subset's (reference §1, [MERGE]).
+    /// `http2`: the service port's protocol is HTTP/2.
     fn merge_policy(
         &mut self,
         top: Option<&t::TrafficPolicy>,
         subset: Option<&t::TrafficPolicy>,
         port: u16,
+        http2: bool,
     ) -> ClusterPolicy {
         type Blocks<'a> = (
             Option<&'a t::LoadBalancerSettings>,
@@ -649,7 +672,10 @@ impl Validator {
         ClusterPolicy {
             lb,
             hash,
-            connection_pool: cp.map(connection_pool).unwrap_or_default(),
+            connection_pool: ConnectionPool {
+                protocol: upstream_protocol(http2, cp.and_then(|c| c.http.as_ref())),
+                ..cp.map(connection_pool).unwrap_or_default()
+            },
             panic_threshold_percent: match od {
                 Some(od) => od.min_health_percent.unwrap_or(0).min(100),
                 None => 50,
@@ -1312,6 +1338,28 @@ pub fn default_retry_policy(previous_hosts: bool) -> Option<RetryPolicy> {
     })
 }
 
+/// Istio's `ConnectionPoolSettings.HTTPSettings.H2UpgradePolicy` values.
+const H2_UPGRADE_POLICIES: [&str; 3] = ["DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"];
+
+/// The protocol Istio has Envoy speak to a cluster's endpoints. Its cluster
+/// builder applies `useClientProtocol` (use the downstream protocol), then
+/// `h2UpgradePolicy` (`UPGRADE` sets HTTP/2, replacing it; `DEFAULT` means
+/// the mesh-wide `h2UpgradePolicy`, whose default, `DO_NOT_UPGRADE`, is the
+/// only one modelled), then the port's protocol (`HTTP2`/`GRPC` set HTTP/2,
+/// replacing either): `pilot/pkg/networking/core/cluster_traffic_policy.go`
+/// (`applyConnectionPool`, `shouldH2Upgrade`) and `cluster_builder.go`
+/// (`setUpstreamProtocol`, `setH2Options`).
+fn upstream_protocol(port_http2: bool, http: Option<&t::HttpSettings>) -> UpstreamProtocol {
+    let upgrade = http.and_then(|h| h.h2_upgrade_policy.as_deref()) == Some("UPGRADE");
+    if port_http2 || upgrade {
+        UpstreamProtocol::Http2
+    } else if http.and_then(|h| h.use_client_protocol) == Some(true) {
+        UpstreamProtocol::Downstream
+    } else {
+        UpstreamProtocol::Http1
+    }
+}
+
 fn connection_pool(cp: &t::ConnectionPoolSettings) -> ConnectionPool {
     let d = ConnectionPool::default();
     // Istio: 0 cannot be expressed for these limits; it reads as unset.
@@ -1333,6 +1381,11 @@ fn connection_pool(cp: &t::ConnectionPoolSettings) -> ConnectionPool {
             .and_then(|h| h.idle_timeout.as_ref())
             .or(tcp.and_then(|t| t.idle_timeout.as_ref()))
             .map_or(d.idle_timeout, |x| x.value),
+        protocol: d.protocol,
+        max_concurrent_streams: http
+            .and_then(|h| h.max_concurrent_streams)
+            .filter(|&n| n > 0)
+            .unwrap_or(d.max_concurrent_streams),
     }
 }
 
@@ -1996,6 +2049,142 @@ consecutive5xxErrors = 7"#,
         assert_eq!(
             c.clusters[0].policy.hash,
             Some(HashKey::Header("x-user".into()))
+        );
+    }
+
+    /// The upstream protocol of each cluster of `toml`, in order.
+    fn protocols(toml: &str) -> Vec<(UpstreamProtocol, u32)> {
+        let (c, w) = from_toml(toml, Some(FILE)).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        c.clusters
+            .iter()
+            .map(|c| {
+                let cp = c.policy.connection_pool;
+                (cp.protocol, cp.max_concurrent_streams)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn upstreams_speak_http1_unless_the_rule_upgrades_or_follows_the_client() {
+        use UpstreamProtocol::{Downstream, Http1, Http2};
+        assert_eq!(protocols(BASE), vec![(Http1, 1024); 3]);
+        for (http, want) in [
+            (r#"h2UpgradePolicy = "DEFAULT""#, Http1),
+            (r#"h2UpgradePolicy = "DO_NOT_UPGRADE""#, Http1),
+            (r#"h2UpgradePolicy = "UPGRADE""#, Http2),
+            ("useClientProtocol = false", Http1),
+            ("useClientProtocol = true", Downstream),
+            // Istio's cluster builder applies the upgrade after the client
+            // protocol, and the upgrade replaces it.
+            (
+                r#"useClientProtocol = true, h2UpgradePolicy = "UPGRADE""#,
+                Http2,
+            ),
+            (
+                r#"useClientProtocol = true, h2UpgradePolicy = "DO_NOT_UPGRADE""#,
+                Downstream,
+            ),
+        ] {
+            let toml = policy(&format!("connectionPool = {{ http = {{ {http} }} }}"));
+            assert_eq!(protocols(&toml), vec![(want, 1024)], "{http}");
+        }
+        let toml = policy(
+            r#"connectionPool = { http = { h2UpgradePolicy = "UPGRADE", maxConcurrentStreams = 7 } }"#,
+        );
+        assert_eq!(protocols(&toml), vec![(Http2, 7)]);
+        // A subset's own connectionPool replaces the rule's whole block.
+        let toml = policy(
+            r#"connectionPool = { http = { h2UpgradePolicy = "UPGRADE" } }
+[[destinationRule.subsets]]
+name = "v1"
+labels = { version = "v1" }
+[[destinationRule.subsets]]
+name = "v2"
+labels = { version = "v2" }
+trafficPolicy = { connectionPool = { tcp = { maxConnections = 5 } } }
+"#,
+        );
+        assert_eq!(
+            protocols(&toml)
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect::<Vec<_>>(),
+            vec![Http2, Http2, Http1]
+        );
+    }
+
+    #[test]
+    fn service_entry_ports_of_protocol_http2_or_grpc_speak_http2() {
+        use UpstreamProtocol::{Downstream, Http1, Http2};
+        let entry = |protocol: &str, http: &str| {
+            format!(
+                r#"
+[[serviceEntry]]
+name = "api"
+hosts = ["api.example.com"]
+ports = [{{ number = 8080, name = "p", {protocol} }}]
+resolution = "STATIC"
+endpoints = [{{ address = "10.0.0.9" }}]
+
+[[destinationRule]]
+name = "api"
+host = "api.example.com"
+trafficPolicy = {{ connectionPool = {{ http = {{ {http} }} }} }}
+"#
+            )
+        };
+        for (protocol, http, want) in [
+            (r#"protocol = "HTTP2""#, "", Http2),
+            (r#"protocol = "grpc""#, "", Http2),
+            (r#"protocol = "GRPC-WEB""#, "", Http2),
+            (r#"protocol = "HTTP""#, "", Http1),
+            ("", "", Http1),
+            // DO_NOT_UPGRADE keeps a port's own HTTP/2, and the port's
+            // protocol is applied after the client's.
+            (
+                r#"protocol = "HTTP2""#,
+                r#"h2UpgradePolicy = "DO_NOT_UPGRADE""#,
+                Http2,
+            ),
+            (r#"protocol = "GRPC""#, "useClientProtocol = true", Http2),
+            (
+                r#"protocol = "HTTP""#,
+                "useClientProtocol = true",
+                Downstream,
+            ),
+        ] {
+            let toml = entry(protocol, http);
+            assert_eq!(protocols(&toml), vec![(want, 1024)], "{protocol} {http}");
+        }
+    }
+
+    #[test]
+    fn a_bad_h2_upgrade_policy_is_rejected_with_its_path() {
+        let toml = policy(r#"connectionPool = { http = { h2UpgradePolicy = "upgrade" } }"#);
+        assert_error(
+            &toml,
+            r#"h2UpgradePolicy = "upgrade""#,
+            "destinationRule[reviews].trafficPolicy.connectionPool.http.h2UpgradePolicy",
+            "expected DEFAULT, DO_NOT_UPGRADE or UPGRADE, found \"upgrade\"",
+        );
+        let toml = with(
+            r#"[destinationRule.trafficPolicy]
+portLevelSettings = [{ port = { number = 9080 }, connectionPool = { http = { h2UpgradePolicy = "H2" } } }]
+"#,
+        );
+        assert_error(
+            &toml,
+            r#"h2UpgradePolicy = "H2""#,
+            "destinationRule[reviews].trafficPolicy.portLevelSettings[0].connectionPool.http.h2UpgradePolicy",
+            "found \"H2\"",
+        );
+        let toml = policy(r#"connectionPool = { http = { useClientProtocol = "yes" } }"#);
+        assert_error(
+            &toml,
+            r#""yes""#,
+            "destinationRule[reviews].trafficPolicy.connectionPool.http.useClientProtocol",
+            "boolean",
         );
     }
 
