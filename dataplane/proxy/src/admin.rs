@@ -141,8 +141,7 @@ fn stats(sh: &Shared) -> String {
             for e in 0..p.engine.endpoint_count(id) {
                 let up = p.engine.upstream(id, u32::try_from(e).unwrap_or(u32::MAX));
                 let addr = label(p.engine.endpoint_address(up));
-                let pool = &p.pools[p.pool_for(up)];
-                let s = pool.stats;
+                let s = p.endpoint_stats(up);
                 for (class, n) in s.rq_class.iter().enumerate() {
                     let class = if class == 0 {
                         "failed".to_owned()
@@ -187,7 +186,7 @@ fn clusters(sh: &Shared) -> String {
             for e in 0..p.engine.endpoint_count(id) {
                 let up = p.engine.upstream(id, u32::try_from(e).unwrap_or(u32::MAX));
                 let addr = p.engine.endpoint_address(up);
-                let s = p.pools[p.pool_for(up)].stats;
+                let s = p.endpoint_stats(up);
                 let errors = s.rq_class[0] + s.rq_class[5];
                 let _ = writeln!(out, "{name}::{addr}::rq_total::{}", s.rq_total);
                 let _ = writeln!(out, "{name}::{addr}::rq_error::{errors}");

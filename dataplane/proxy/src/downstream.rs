@@ -73,6 +73,8 @@ pub(crate) async fn serve(
             Ok(h) => h,
             Err(End::Quiet) => return,
             Err(End::H2) => {
+                let mut info = info;
+                info.h2 = true;
                 serve_h2(sh, li, info, stream, rbuf, stop).await;
                 return;
             }
@@ -681,9 +683,10 @@ async fn handle_h2(
     r
 }
 
-/// A local executor, so HTTP/2 streams run on this thread.
+/// A local executor, so HTTP/2 streams (and connections) run on this
+/// thread.
 #[derive(Clone, Copy, Debug)]
-struct LocalExec;
+pub(crate) struct LocalExec;
 
 impl<F> hyper::rt::Executor<F> for LocalExec
 where

@@ -13,7 +13,9 @@
 //! (every answer without its own `status` is 503 once 60 s have passed since
 //! start), `--error-rate P` (P percent of those answers are 503 from the
 //! start). The dice come from `--seed`. Every answer carries `x-meshecho-name`
-//! so tests and demos see which upstream answered.
+//! so tests and demos see which upstream answered, and `x-meshecho-proto`
+//! (`HTTP/1.1` or `HTTP/2`: it speaks HTTP/1.1, and HTTP/2 to a client
+//! that opens with the h2c preface) so they see how it was reached.
 
 use std::fmt;
 use std::time::Duration;
@@ -232,7 +234,8 @@ pub fn decide(ask: &Ask, defaults: &Defaults, elapsed: Duration, rng: &mut Pcg64
 }
 
 /// Serves `listener` until `shutdown` resolves: one task per connection,
-/// HTTP/1.1 with keep-alive, on the current thread.
+/// HTTP/1.1 with keep-alive or HTTP/2 (prior knowledge), on the current
+/// thread.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     defaults: Defaults,
@@ -269,7 +272,9 @@ pub async fn serve(
                 let state = state.clone();
                 async move { Ok::<_, std::convert::Infallible>(state.answer(req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            // HTTP/1.1, or HTTP/2 when the client opens with the h2c
+            // preface (prior knowledge).
+            let _ = hyper_util::server::conn::auto::Builder::new(crate::downstream::LocalExec)
                 .serve_connection(io, service)
                 .await;
         });
@@ -289,6 +294,11 @@ impl EchoState {
     ) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
         use http_body_util::BodyExt;
         let query = req.uri().query().unwrap_or("").to_owned();
+        let proto = match req.version() {
+            hyper::Version::HTTP_2 => "HTTP/2",
+            hyper::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        };
         let ask = match Ask::parse(&query) {
             Ok(a) => a,
             Err(e) => return text(400, format!("meshecho: {e}\n"), &self.defaults.name),
@@ -323,6 +333,10 @@ impl EchoState {
         if let Ok(v) = hyper::header::HeaderValue::from_str(&self.defaults.name) {
             h.insert("x-meshecho-name", v);
         }
+        h.insert(
+            "x-meshecho-proto",
+            hyper::header::HeaderValue::from_static(proto),
+        );
         for (k, v) in &ask.headers {
             if let (Ok(k), Ok(v)) = (
                 hyper::header::HeaderName::from_bytes(k.as_bytes()),
@@ -331,7 +345,8 @@ impl EchoState {
                 h.append(k, v);
             }
         }
-        if answer.close {
+        // HTTP/2 has no `Connection` header.
+        if answer.close && proto != "HTTP/2" {
             h.insert(
                 hyper::header::CONNECTION,
                 hyper::header::HeaderValue::from_static("close"),

@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 use crate::h1;
 use crate::hdr;
 use crate::log::Entry;
-use crate::pool::{Conn, Grant};
+use crate::pool::{Conn, Grant, Stream};
 use crate::proxy::{Acquire, Shared, spawn_connects};
 
 /// The downstream connection a request came on.
@@ -35,6 +35,8 @@ use crate::proxy::{Acquire, Shared, spawn_connects};
 pub(crate) struct ConnInfo {
     pub(crate) remote: SocketAddr,
     pub(crate) local: SocketAddr,
+    /// The client speaks HTTP/2 (for `useClientProtocol`).
+    pub(crate) h2: bool,
     /// The client's IP as text, for `X-Forwarded-For`, formatted once.
     remote_ip: ([u8; 46], u8),
 }
@@ -50,6 +52,7 @@ impl ConnInfo {
         Self {
             remote,
             local,
+            h2: false,
             remote_ip: (buf, len as u8),
         }
     }
@@ -360,6 +363,11 @@ struct Flight {
     phase: Phase,
     rx: Option<oneshot::Receiver<Grant>>,
     conn: Option<Conn>,
+    /// The HTTP/2 stream of the attempt in progress (instead of `conn`).
+    stream: Option<Stream>,
+    /// The client speaks HTTP/2 (which pool a cluster that follows the
+    /// client's protocol uses).
+    client_h2: bool,
     /// When the attempt in progress started (for the recorder).
     attempt_started: mesh_engine::Time,
 }
@@ -383,6 +391,9 @@ impl Flight {
                 if let Some(c) = self.conn.take() {
                     p.release(self.pool, c, false, now);
                 }
+                if let Some(s) = self.stream.take() {
+                    p.release_stream(self.pool, &s, true, now);
+                }
             }
         }
         self.phase = Phase::Idle;
@@ -405,6 +416,10 @@ impl Flight {
                 Ok(Grant::Conn(c)) => {
                     p.engine.cancel(self.up, true, now);
                     p.put_back(self.pool, c, now);
+                }
+                Ok(Grant::Stream(s)) => {
+                    p.engine.cancel(self.up, true, now);
+                    p.release_stream(self.pool, &s, false, now);
                 }
                 Ok(Grant::ConnectFailure) if report => {
                     p.engine
@@ -440,6 +455,9 @@ impl Drop for Flight {
                 p.engine.cancel(self.up, true, now);
                 if let Some(c) = self.conn.take() {
                     p.release(self.pool, c, false, now);
+                }
+                if let Some(s) = self.stream.take() {
+                    p.release_stream(self.pool, &s, true, now);
                 }
             }
         }
@@ -481,10 +499,12 @@ async fn forward(sh: &Rc<Shared>, li: usize, f: Forward, req: &Req<'_>) -> Answe
             li,
             state,
             up: f.upstream,
-            pool: p.pool_for(f.upstream),
+            pool: p.pool_for(f.upstream, req.conn.h2),
             phase: Phase::Idle,
             rx: None,
             conn: None,
+            stream: None,
+            client_h2: req.conn.h2,
             attempt_started: now,
         };
         (flight, p.engine.set_cookie_header(&f), per_try, template)
@@ -564,7 +584,7 @@ async fn attempts_loop(
                     p.drain_events(now);
                     if let Decision::Forward(f) = d {
                         flight.up = f.upstream;
-                        flight.pool = p.pool_for(f.upstream);
+                        flight.pool = p.pool_for(f.upstream, flight.client_h2);
                     }
                     d
                 };
@@ -616,6 +636,7 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>, n: u32) -> Attemp
     let conn = match acq {
         Acquire::Overflow => return AttemptEnd::Overflow,
         Acquire::Ready(c) => c,
+        Acquire::Stream(s) => return attempt_h2(flight, template, n, s).await,
         Acquire::Wait(id, rx) => {
             flight.phase = Phase::Pending(id);
             flight.rx = Some(rx);
@@ -627,6 +648,7 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>, n: u32) -> Attemp
             flight.phase = Phase::Idle;
             match g {
                 Ok(Grant::Conn(c)) => c,
+                Ok(Grant::Stream(s)) => return attempt_h2(flight, template, n, s).await,
                 Ok(Grant::Overflow) => return AttemptEnd::Overflow,
                 Err(_) => {
                     // The pool dropped the request without an answer (not
@@ -694,6 +716,93 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>, n: u32) -> Attemp
     drop(p);
     spawn_connects(&sh, li);
     end
+}
+
+/// The rest of an attempt on an HTTP/2 stream: the request, the whole
+/// response, the outcome reported as for HTTP/1.1 (a stream reset, GOAWAY
+/// or connection error is `Reset`).
+async fn attempt_h2(
+    flight: &mut Flight,
+    template: &Template<'_>,
+    n: u32,
+    stream: Stream,
+) -> AttemptEnd {
+    let sh = flight.sh.clone();
+    let li = flight.li;
+    flight.phase = Phase::Outstanding;
+    let mut send = stream.send.clone();
+    flight.stream = Some(stream);
+    let max_body = sh.options.max_body_bytes;
+    let result = match template.h2_request(n) {
+        Ok(req) => exchange_h2(&mut send, req, max_body).await,
+        Err(()) => Err(()),
+    };
+    drop(send);
+    let mut p = sh.proxy(li);
+    let now = sh.now();
+    let pool = flight.pool;
+    p.pools[pool].stats.rq_total += 1;
+    let end = match result {
+        Ok(resp) => {
+            let status = resp.status;
+            p.pools[pool].stats.rq_class[usize::from(status / 100).min(5)] += 1;
+            sh.record_attempt(&p.pools[pool].address, status, flight.attempt_started);
+            p.engine
+                .handle_response(flight.up, Outcome::Status(status), now);
+            AttemptEnd::Response(resp)
+        }
+        Err(()) => {
+            p.pools[pool].stats.rq_class[0] += 1;
+            sh.record_attempt(&p.pools[pool].address, 0, flight.attempt_started);
+            p.engine.handle_response(flight.up, Outcome::Reset, now);
+            AttemptEnd::Failed(Outcome::Reset)
+        }
+    };
+    if let Some(s) = flight.stream.take() {
+        p.release_stream(pool, &s, true, now);
+    }
+    flight.phase = Phase::Idle;
+    p.drain_events(now);
+    drop(p);
+    spawn_connects(&sh, li);
+    end
+}
+
+/// Sends a request on an HTTP/2 connection and reads the whole response
+/// into an [`Answer`] (headers in wire form, hop-by-hop ones and the
+/// length dropped).
+async fn exchange_h2(
+    send: &mut crate::pool::H2Send,
+    req: hyper::Request<http_body_util::Full<Bytes>>,
+    max_body: usize,
+) -> Result<Answer, ()> {
+    use http_body_util::BodyExt as _;
+    let resp = send.send_request(req).await.map_err(|_| ())?;
+    let (parts, body) = resp.into_parts();
+    let mut headers = Vec::with_capacity(256);
+    let mut date = false;
+    for (k, v) in &parts.headers {
+        let k = k.as_str();
+        if k == "content-length" || hdr::is_hop_by_hop(k.as_bytes()) {
+            continue;
+        }
+        date |= k == "date";
+        hdr::push(&mut headers, k.as_bytes(), v.as_bytes());
+    }
+    let body = http_body_util::Limited::new(body, max_body)
+        .collect()
+        .await
+        .map_err(|_| ())?
+        .to_bytes();
+    Ok(Answer {
+        status: parts.status.as_u16(),
+        headers,
+        date,
+        body,
+        flags: String::new(),
+        upstream: None,
+        attempts: 0,
+    })
 }
 
 /// Bodies up to this size go out in the same `write` as the head.
@@ -862,6 +971,29 @@ impl<'a> Template<'a> {
         out.extend_from_slice(b"x-envoy-attempt-count: ");
         crate::downstream::push_decimal(out, attempt as usize);
         out.extend_from_slice(b"\r\n\r\n");
+    }
+
+    /// Attempt `attempt` as an HTTP/2 request: the same head (its `Host`
+    /// becomes the `:authority`), the body copied once per attempt.
+    fn h2_request(&self, attempt: u32) -> Result<hyper::Request<http_body_util::Full<Bytes>>, ()> {
+        let end = self.head.windows(2).position(|w| w == b"\r\n").ok_or(())?;
+        let line = std::str::from_utf8(&self.head[..end]).map_err(|_| ())?;
+        let mut words = line.split(' ');
+        let (method, target) = (words.next().ok_or(())?, words.next().ok_or(())?);
+        let mut b = hyper::Request::builder().method(method);
+        let mut authority: &[u8] = b"";
+        for (k, v) in hdr::lines(&self.head[end + 2..]) {
+            if k == b"host" {
+                authority = v;
+            } else {
+                b = b.header(k, v);
+            }
+        }
+        let authority = std::str::from_utf8(authority).map_err(|_| ())?;
+        b.uri(format!("http://{authority}{target}"))
+            .header("x-envoy-attempt-count", attempt)
+            .body(http_body_util::Full::new(Bytes::copy_from_slice(self.body)))
+            .map_err(|_| ())
     }
 
     fn response_ops(&self, h: &mut Vec<u8>) {

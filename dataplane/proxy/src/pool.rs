@@ -1,8 +1,15 @@
-//! Upstream HTTP/1.1 connection pools: one per (cluster, endpoint), as
+//! Upstream connection pools: one per (cluster, endpoint, protocol), as
 //! Envoy keeps them, enforcing the cluster's `connectionPool` through the
 //! engine's breaker (`admit` / `dequeue` / `may_open_connection`).
 //!
-//! A connection serves one request at a time. A request that finds no idle
+//! An HTTP/2 pool ([`HostPool::h2`]) multiplexes: each connection carries
+//! up to `maxConcurrentStreams` streams at once and
+//! `maxRequestsPerConnection` over its life (then it drains and closes),
+//! and a connection is opened only when the open and connecting ones have
+//! no stream capacity left for the queue, as Envoy's HTTP/2 pool does
+//! (reference §3.2 step 5).
+//!
+//! An HTTP/1.1 connection serves one request at a time. A request that finds no idle
 //! connection waits in the pool's FIFO queue (counted by the engine as a
 //! pending request); a connection that becomes free, or a new one that
 //! finishes connecting, goes to the first waiter still there. A connect
@@ -81,11 +88,65 @@ impl Conn {
     }
 }
 
+/// The sending half of an upstream HTTP/2 connection (hyper's); its
+/// connection task runs apart and ends when the connection closes.
+pub(crate) type H2Send =
+    hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>;
+
+/// An open upstream HTTP/2 connection of an HTTP/2 pool.
+pub(crate) struct H2Conn {
+    pub(crate) send: H2Send,
+    /// Its number in the pool, for streams to find it again.
+    pub(crate) id: u64,
+    /// Streams in progress.
+    pub(crate) active: u32,
+    /// Streams started over its life (`maxRequestsPerConnection`).
+    pub(crate) served: u32,
+    /// When its last stream ended (or it connected).
+    pub(crate) idle_since: Time,
+    /// The upstream it was opened for (its cluster's breaker counts it).
+    pub(crate) up: Upstream,
+}
+
+impl std::fmt::Debug for H2Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H2Conn")
+            .field("id", &self.id)
+            .field("active", &self.active)
+            .field("served", &self.served)
+            .field("up", &self.up)
+            .finish_non_exhaustive()
+    }
+}
+
+impl H2Conn {
+    /// May start another stream: open, under `max_streams` at once and
+    /// under `limit` over its life (0: no limit).
+    pub(crate) fn has_capacity(&self, max_streams: u32, limit: u32) -> bool {
+        self.active < max_streams && (limit == 0 || self.served < limit) && !self.send.is_closed()
+    }
+
+    /// Will never start another stream.
+    pub(crate) fn spent(&self, limit: u32) -> bool {
+        (limit != 0 && self.served >= limit) || self.send.is_closed()
+    }
+}
+
+/// A stream granted on an HTTP/2 connection: the request sends on `send`
+/// and gives the stream back with [`crate::proxy::Proxy::release_stream`].
+#[derive(Debug)]
+pub(crate) struct Stream {
+    pub(crate) send: H2Send,
+    pub(crate) conn: u64,
+}
+
 /// What a waiting request is handed.
 #[derive(Debug)]
 pub(crate) enum Grant {
     /// A connection, attached (the engine's `dequeue` said `Attach`).
     Conn(Conn),
+    /// A stream on an HTTP/2 connection, attached.
+    Stream(Stream),
     /// The engine's `dequeue` overflowed (503 `UO`).
     Overflow,
     /// A connection attempt for it failed; it is attached and must report
@@ -123,30 +184,39 @@ pub(crate) struct HostPool {
     /// `None` when the endpoint is a `host:port` (a DNS ServiceEntry),
     /// resolved at each connection attempt.
     pub(crate) socket: Option<SocketAddr>,
+    /// Speaks HTTP/2 (cleartext, prior knowledge): `h2conns` instead of
+    /// `idle`/`busy`. Decided when the pool is indexed.
+    pub(crate) h2: bool,
     pub(crate) idle: Vec<Conn>,
     pub(crate) busy: u32,
     pub(crate) connecting: u32,
     pub(crate) waiters: VecDeque<Waiter>,
     pub(crate) stats: PoolStats,
+    /// Open HTTP/2 connections, oldest first.
+    pub(crate) h2conns: Vec<H2Conn>,
+    pub(crate) next_conn: u64,
 }
 
 impl HostPool {
-    pub(crate) fn new(cluster: Rc<str>, address: Rc<str>) -> Self {
+    pub(crate) fn new(cluster: Rc<str>, address: Rc<str>, h2: bool) -> Self {
         Self {
             socket: address.parse().ok(),
             cluster,
             address,
+            h2,
             idle: Vec::new(),
             busy: 0,
             connecting: 0,
             waiters: VecDeque::new(),
             stats: PoolStats::default(),
+            h2conns: Vec::new(),
+            next_conn: 0,
         }
     }
 
-    /// No connection at all: idle, busy or connecting.
+    /// No connection at all: idle, busy, connecting or HTTP/2.
     pub(crate) fn is_empty(&self) -> bool {
-        self.idle.is_empty() && self.busy == 0 && self.connecting == 0
+        self.idle.is_empty() && self.busy == 0 && self.connecting == 0 && self.h2conns.is_empty()
     }
 
     /// Removes a waiter; false if it was already served.

@@ -10,14 +10,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mesh_engine::config::Config;
+use mesh_engine::config::{Config, UpstreamProtocol};
 use mesh_engine::{Admission, Engine, EngineEvent, Time, Upstream};
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
 use crate::config::ListenerSpec;
 use crate::log::{AccessLog, now_rfc3339};
-use crate::pool::{Conn, Grant, HostPool, Waiter, usable};
+use crate::pool::{Conn, Grant, H2Conn, H2Send, HostPool, Stream, Waiter, usable};
 use crate::record::{RecEvent, Recorder};
 
 /// Limits and switches of the process.
@@ -251,8 +251,10 @@ pub(crate) struct Proxy {
     pub(crate) listener: ListenerSpec,
     pub(crate) engine: Engine,
     pub(crate) pools: Vec<HostPool>,
-    /// Pool of each (cluster, endpoint) of the engine's current config.
-    pool_of: Vec<Vec<usize>>,
+    /// Pools of each (cluster, endpoint) of the engine's current config:
+    /// for a client speaking HTTP/1.1, and one speaking HTTP/2 (the same
+    /// pool unless the cluster follows the client's protocol).
+    pool_of: Vec<Vec<[usize; 2]>>,
     pub(crate) stats: Stats,
     next_waiter: u64,
     /// Connections the pools want opened (see [`spawn_connects`]).
@@ -278,13 +280,15 @@ impl Proxy {
     }
 
     /// Maps the engine's current (cluster, endpoint) pairs to pools, keeping
-    /// the pools (and their connections) of pairs that stay.
+    /// the pools (and their connections) of pairs that stay. A pool speaks
+    /// HTTP/1.1 or HTTP/2 as its cluster's `connectionPool.protocol` says;
+    /// a cluster that follows the client's protocol has one of each.
     fn index_pools(&mut self) {
-        let mut by_key: FxHashMap<(Rc<str>, Rc<str>), usize> = self
+        let mut by_key: FxHashMap<(Rc<str>, Rc<str>, bool), usize> = self
             .pools
             .iter()
             .enumerate()
-            .map(|(i, p)| ((p.cluster.clone(), p.address.clone()), i))
+            .map(|(i, p)| ((p.cluster.clone(), p.address.clone(), p.h2), i))
             .collect();
         let mut pool_of = Vec::with_capacity(self.engine.cluster_count());
         for c in 0..self.engine.cluster_count() {
@@ -296,12 +300,25 @@ impl Proxy {
                     .engine
                     .upstream(id, u32::try_from(e).unwrap_or(u32::MAX));
                 let address: Rc<str> = Rc::from(self.engine.endpoint_address(up));
-                let key = (cluster.clone(), address.clone());
-                let i = *by_key.entry(key).or_insert_with(|| {
-                    self.pools.push(HostPool::new(cluster.clone(), address));
-                    self.pools.len() - 1
-                });
-                row.push(i);
+                let protocol = self
+                    .engine
+                    .connection_pool(up)
+                    .map_or(UpstreamProtocol::Http1, |c| c.protocol);
+                let h2 = match protocol {
+                    UpstreamProtocol::Http1 => [false, false],
+                    UpstreamProtocol::Http2 => [true, true],
+                    UpstreamProtocol::Downstream => [false, true],
+                };
+                let mut pair = [0; 2];
+                for (slot, h2) in pair.iter_mut().zip(h2) {
+                    let key = (cluster.clone(), address.clone(), h2);
+                    *slot = *by_key.entry(key).or_insert_with(|| {
+                        self.pools
+                            .push(HostPool::new(cluster.clone(), address.clone(), h2));
+                        self.pools.len() - 1
+                    });
+                }
+                row.push(pair);
             }
             pool_of.push(row);
         }
@@ -309,9 +326,26 @@ impl Proxy {
     }
 
     /// The pool of an upstream just handed out by the engine (current
-    /// generation).
-    pub(crate) fn pool_for(&self, up: Upstream) -> usize {
-        self.pool_of[up.cluster.0 as usize][up.endpoint.0 as usize]
+    /// generation), for a client speaking HTTP/2 (`client_h2`) or not.
+    pub(crate) fn pool_for(&self, up: Upstream, client_h2: bool) -> usize {
+        self.pool_of[up.cluster.0 as usize][up.endpoint.0 as usize][usize::from(client_h2)]
+    }
+
+    /// The counters of an upstream's pools, summed (one pool, or two when
+    /// the cluster follows the client's protocol).
+    pub(crate) fn endpoint_stats(&self, up: Upstream) -> crate::pool::PoolStats {
+        let [a, b] = self.pool_of[up.cluster.0 as usize][up.endpoint.0 as usize];
+        let mut s = self.pools[a].stats;
+        if b != a {
+            let t = self.pools[b].stats;
+            s.rq_total += t.rq_total;
+            for (x, y) in s.rq_class.iter_mut().zip(t.rq_class) {
+                *x += y;
+            }
+            s.cx_total += t.cx_total;
+            s.cx_connect_fail += t.cx_connect_fail;
+        }
+        s
     }
 
     /// Applies a new config, keeping outlier state and pools.
@@ -323,6 +357,11 @@ impl Proxy {
 
     /// Admission of an attempt to `up` in pool `pool`.
     pub(crate) fn acquire(&mut self, pool: usize, up: Upstream, now: Time) -> Acquire {
+        if self.pools[pool].h2 {
+            let out = self.acquire_h2(pool, up, now);
+            self.drain_events(now);
+            return out;
+        }
         let idle_timeout = self.idle_timeout(up);
         self.close_unusable_last(pool, idle_timeout, now);
         let p = &self.pools[pool];
@@ -400,6 +439,13 @@ impl Proxy {
     /// this about once a second).
     pub(crate) fn sweep_idle(&mut self, now: Time) {
         for i in 0..self.pools.len() {
+            if self.pools[i].h2 {
+                if let Some(up) = self.pools[i].h2conns.first().map(|c| c.up) {
+                    let l = self.h2_limits(up);
+                    self.close_spent_h2(i, l, now);
+                }
+                continue;
+            }
             let Some(up) = self.pools[i].idle.first().map(|c| c.up) else {
                 continue;
             };
@@ -422,11 +468,13 @@ impl Proxy {
             Some(s) => Target::Socket(s),
             None => Target::Name(p.address.clone()),
         };
+        let h2 = p.h2;
         self.connects.push(Connect {
             pool,
             up,
             target,
             connect_timeout,
+            h2,
         });
     }
 
@@ -490,6 +538,11 @@ impl Proxy {
     /// Gives idle connections to waiting requests in order; opens one if
     /// requests wait and nothing else will serve them.
     pub(crate) fn pump(&mut self, pool: usize, now: Time) {
+        if self.pools[pool].h2 {
+            self.pump_h2(pool, now);
+            self.drain_events(now);
+            return;
+        }
         while let Some(up) = self.pools[pool].waiters.front().map(|w| w.up) {
             let idle_timeout = self.idle_timeout(up);
             self.close_unusable_last(pool, idle_timeout, now);
@@ -525,6 +578,237 @@ impl Proxy {
             }
         }
         self.drain_events(now);
+    }
+
+    /// `maxConcurrentStreams`, `maxRequestsPerConnection` and the idle
+    /// timeout of an upstream's cluster.
+    fn h2_limits(&self, up: Upstream) -> H2Limits {
+        let d = mesh_engine::config::ConnectionPool::default();
+        let c = self.engine.connection_pool(up).unwrap_or(d);
+        H2Limits {
+            max_streams: c.max_concurrent_streams.max(1),
+            per_connection: c.max_requests_per_connection,
+            idle_timeout: c.idle_timeout,
+        }
+    }
+
+    /// Admission of an attempt to `up` in HTTP/2 pool `pool`: `ready` when
+    /// a connection has a free stream. A queued request opens a connection
+    /// (if the breaker allows) only when the connections being set up will
+    /// not carry the whole queue.
+    fn acquire_h2(&mut self, pool: usize, up: Upstream, now: Time) -> Acquire {
+        let l = self.h2_limits(up);
+        self.close_spent_h2(pool, l, now);
+        let p = &self.pools[pool];
+        let ready = p.h2conns.iter().any(|c| l.has_capacity(c));
+        let empty = p.is_empty();
+        match self.engine.admit(up, ready, empty, now) {
+            Admission::Attach => match self.take_stream(pool, l) {
+                Some(s) => Acquire::Stream(s),
+                None => {
+                    // Not reachable: `ready` said a connection has room.
+                    self.engine.cancel(up, true, now);
+                    Acquire::Overflow
+                }
+            },
+            Admission::Queue { open_connection } => {
+                let (tx, rx) = oneshot::channel();
+                self.next_waiter += 1;
+                let id = self.next_waiter;
+                let p = &mut self.pools[pool];
+                p.waiters.push_back(Waiter { id, up, tx });
+                let coming = u64::from(p.connecting) * u64::from(l.streams_per_connection());
+                if open_connection && p.waiters.len() as u64 > coming {
+                    self.open(pool, up, now);
+                }
+                Acquire::Wait(id, rx)
+            }
+            Admission::Overflow => Acquire::Overflow,
+        }
+    }
+
+    /// Starts a stream on the oldest connection with room.
+    fn take_stream(&mut self, pool: usize, l: H2Limits) -> Option<Stream> {
+        let c = self.pools[pool]
+            .h2conns
+            .iter_mut()
+            .find(|c| l.has_capacity(c))?;
+        c.active += 1;
+        c.served += 1;
+        Some(Stream {
+            send: c.send.clone(),
+            conn: c.id,
+        })
+    }
+
+    /// Closes the HTTP/2 connections without streams that will carry no
+    /// more (closed by the upstream, or at `maxRequestsPerConnection`) or
+    /// have been idle for the idle timeout.
+    fn close_spent_h2(&mut self, pool: usize, l: H2Limits, now: Time) {
+        let mut i = 0;
+        while i < self.pools[pool].h2conns.len() {
+            let c = &self.pools[pool].h2conns[i];
+            if c.active == 0
+                && (c.spent(l.per_connection)
+                    || now.saturating_since(c.idle_since) >= l.idle_timeout)
+            {
+                let c = self.pools[pool].h2conns.remove(i);
+                self.engine.connection_closed(c.up, now);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// A stream is over (`used`: it was sent; otherwise it is as if never
+    /// granted). A connection that will carry no more closes with its last
+    /// stream.
+    pub(crate) fn release_stream(&mut self, pool: usize, stream: &Stream, used: bool, now: Time) {
+        let p = &mut self.pools[pool];
+        if let Some(i) = p.h2conns.iter().position(|c| c.id == stream.conn) {
+            let c = &mut p.h2conns[i];
+            c.active = c.active.saturating_sub(1);
+            if !used {
+                c.served = c.served.saturating_sub(1);
+            }
+            if c.active == 0 {
+                c.idle_since = now;
+                let up = c.up;
+                let l = self.h2_limits(up);
+                if self.pools[pool].h2conns[i].spent(l.per_connection) {
+                    self.pools[pool].h2conns.remove(i);
+                    self.engine.connection_closed(up, now);
+                }
+            }
+        }
+        self.pump(pool, now);
+    }
+
+    /// Gives streams to waiting requests in order; opens a connection if
+    /// requests wait and nothing open or connecting will serve them.
+    fn pump_h2(&mut self, pool: usize, now: Time) {
+        while let Some(up) = self.pools[pool].waiters.front().map(|w| w.up) {
+            let l = self.h2_limits(up);
+            self.close_spent_h2(pool, l, now);
+            let p = &self.pools[pool];
+            if !p.h2conns.iter().any(|c| l.has_capacity(c)) {
+                let live = p.h2conns.iter().any(|c| !c.spent(l.per_connection));
+                if p.connecting == 0 && !live {
+                    let empty = p.is_empty();
+                    if self.engine.may_open_connection(up, empty, now) {
+                        self.open(pool, up, now);
+                    }
+                }
+                break;
+            }
+            let Some(w) = self.pools[pool].waiters.pop_front() else {
+                break;
+            };
+            match self.engine.dequeue(w.up, now) {
+                Admission::Attach => {
+                    let Some(s) = self.take_stream(pool, l) else {
+                        break;
+                    };
+                    if let Err(Grant::Stream(s)) = w.tx.send(Grant::Stream(s)) {
+                        // The request left without taking it off the queue.
+                        self.engine.cancel(w.up, true, now);
+                        let p = &mut self.pools[pool];
+                        if let Some(c) = p.h2conns.iter_mut().find(|c| c.id == s.conn) {
+                            c.active = c.active.saturating_sub(1);
+                            c.served = c.served.saturating_sub(1);
+                        }
+                    }
+                }
+                _ => {
+                    let _ = w.tx.send(Grant::Overflow);
+                }
+            }
+        }
+    }
+
+    /// An HTTP/2 connection finished its handshake (or failed to connect:
+    /// the requests it was to carry, beyond what the other connections
+    /// being set up will, fail with `ConnectFailure`).
+    pub(crate) fn connected_h2(
+        &mut self,
+        pool: usize,
+        up: Upstream,
+        send: Option<H2Send>,
+        now: Time,
+    ) {
+        let l = self.h2_limits(up);
+        let p = &mut self.pools[pool];
+        p.connecting = p.connecting.saturating_sub(1);
+        match send {
+            Some(send) => {
+                p.next_conn += 1;
+                let id = p.next_conn;
+                p.h2conns.push(H2Conn {
+                    send,
+                    id,
+                    active: 0,
+                    served: 0,
+                    idle_since: now,
+                    up,
+                });
+                // The first waiter gets a stream on it even if the upstream
+                // closed it meanwhile (its request then fails as `Reset`),
+                // as an HTTP/1.1 connection is handed out unchecked: a pool
+                // never reconnects in a loop for a request.
+                if let Some(w) = self.pools[pool].waiters.pop_front() {
+                    let g = match self.engine.dequeue(w.up, now) {
+                        Admission::Attach => {
+                            // The connection just pushed is the last one.
+                            let p = &mut self.pools[pool];
+                            match p.h2conns.last_mut() {
+                                Some(c) => {
+                                    c.active += 1;
+                                    c.served += 1;
+                                    Grant::Stream(Stream {
+                                        send: c.send.clone(),
+                                        conn: c.id,
+                                    })
+                                }
+                                None => {
+                                    self.engine.cancel(w.up, true, now);
+                                    Grant::Overflow
+                                }
+                            }
+                        }
+                        _ => Grant::Overflow,
+                    };
+                    if let Err(Grant::Stream(s)) = w.tx.send(g) {
+                        self.engine.cancel(w.up, true, now);
+                        let p = &mut self.pools[pool];
+                        if let Some(c) = p.h2conns.iter_mut().find(|c| c.id == s.conn) {
+                            c.active = c.active.saturating_sub(1);
+                            c.served = c.served.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+            None => {
+                p.stats.cx_connect_fail += 1;
+                self.engine.connection_closed(up, now);
+                let per = l.streams_per_connection() as usize;
+                let p = &self.pools[pool];
+                let coming = p.connecting as usize * per;
+                let failed = p.waiters.len().saturating_sub(coming).min(per);
+                for _ in 0..failed {
+                    let Some(w) = self.pools[pool].waiters.pop_front() else {
+                        break;
+                    };
+                    let g = match self.engine.dequeue(w.up, now) {
+                        Admission::Attach => Grant::ConnectFailure,
+                        _ => Grant::Overflow,
+                    };
+                    if let Err(Grant::ConnectFailure) = w.tx.send(g) {
+                        self.engine.cancel(w.up, true, now);
+                    }
+                }
+            }
+        }
+        self.pump(pool, now);
     }
 
     /// Drains the engine's events into counters, the log and the recorder.
@@ -651,11 +935,38 @@ fn record_endpoints(mesh: &Config) -> Vec<(String, String, String)> {
     out
 }
 
+/// The HTTP/2 limits of a cluster's connections.
+#[derive(Clone, Copy, Debug)]
+struct H2Limits {
+    /// Streams at once (`maxConcurrentStreams`, at least 1).
+    max_streams: u32,
+    /// Streams over a connection's life (`maxRequestsPerConnection`, 0: no
+    /// limit).
+    per_connection: u32,
+    idle_timeout: Duration,
+}
+
+impl H2Limits {
+    fn has_capacity(self, c: &H2Conn) -> bool {
+        c.has_capacity(self.max_streams, self.per_connection)
+    }
+
+    /// Streams a new connection will carry at once.
+    fn streams_per_connection(self) -> u32 {
+        match self.per_connection {
+            0 => self.max_streams,
+            n => n.min(self.max_streams),
+        }
+    }
+}
+
 /// The answer to an attempt's admission.
 #[derive(Debug)]
 pub(crate) enum Acquire {
     /// An idle connection, attached.
     Ready(Conn),
+    /// A stream on an HTTP/2 connection, attached.
+    Stream(Stream),
     /// Queued: wait for the grant.
     Wait(u64, oneshot::Receiver<Grant>),
     /// 503 `UO`.
@@ -670,6 +981,8 @@ pub(crate) struct Connect {
     up: Upstream,
     target: Target,
     connect_timeout: Duration,
+    /// Speak HTTP/2 (prior knowledge) once connected.
+    h2: bool,
 }
 
 /// Where to connect: an `ip:port`, or a `host:port` resolved at connect
@@ -687,9 +1000,16 @@ pub(crate) fn spawn_connects(sh: &Rc<Shared>, li: usize) {
     for c in todo {
         let sh = sh.clone();
         tokio::task::spawn_local(async move {
-            let conn = connect(c.target, c.connect_timeout, c.up).await;
-            let now = sh.now();
-            sh.proxy(li).connected(c.pool, c.up, conn, now);
+            if c.h2 {
+                let max_head = sh.options.max_header_bytes;
+                let send = connect_h2(c.target, c.connect_timeout, max_head).await;
+                let now = sh.now();
+                sh.proxy(li).connected_h2(c.pool, c.up, send, now);
+            } else {
+                let conn = connect(c.target, c.connect_timeout, c.up).await;
+                let now = sh.now();
+                sh.proxy(li).connected(c.pool, c.up, conn, now);
+            }
             spawn_connects(&sh, li);
         });
     }
@@ -707,4 +1027,31 @@ async fn connect(target: Target, timeout: Duration, up: Upstream) -> Option<Conn
     .ok()?;
     let _ = stream.set_nodelay(true);
     Some(Conn::new(stream, up))
+}
+
+/// Connects and starts an HTTP/2 connection with prior knowledge (cleartext,
+/// no upgrade), within `timeout`; its connection task runs on this thread
+/// until the connection closes.
+async fn connect_h2(target: Target, timeout: Duration, max_head: usize) -> Option<H2Send> {
+    tokio::time::timeout(timeout, async {
+        let stream = match target {
+            Target::Socket(s) => tokio::net::TcpStream::connect(s).await,
+            Target::Name(name) => tokio::net::TcpStream::connect(&*name).await,
+        }
+        .ok()?;
+        let _ = stream.set_nodelay(true);
+        let (send, conn) = hyper::client::conn::http2::Builder::new(crate::downstream::LocalExec)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .max_header_list_size(u32::try_from(max_head).unwrap_or(u32::MAX))
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .ok()?;
+        tokio::task::spawn_local(async move {
+            let _ = conn.await;
+        });
+        Some(send)
+    })
+    .await
+    .ok()
+    .flatten()
 }

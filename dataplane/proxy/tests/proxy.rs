@@ -985,3 +985,162 @@ fn the_listener_serves_pipelined_chunked_continued_and_http_1_0_requests() {
     );
     assert_eq!(s.read(&mut [0u8; 16]).unwrap_or(0), 0);
 }
+
+/// The `echo` service on `a` with a DestinationRule (no subsets) whose
+/// `connectionPool.http` has these fields.
+fn http_pool(a: &Echo, http: &str) -> String {
+    service(&[(a, "v1")])
+        + &format!(
+            "\n[[destinationRule]]\nname = \"echo\"\nhost = \"echo\"\ntrafficPolicy = {{ connectionPool = {{ http = {{ {http} }} }} }}\n"
+        )
+}
+
+/// The value of `metric` for the `echo` service's cluster (the first line
+/// of it with all of `labels`).
+fn echo_stat(p: &Proxy, metric: &str, labels: &str) -> u64 {
+    let body = p.admin("/stats").body;
+    let cluster = "cluster=\"outbound|80||echo.default.svc.cluster.local\"";
+    body.lines()
+        .find(|l| l.starts_with(metric) && l.contains(cluster) && l.contains(labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {metric} {labels} in:\n{body}"))
+}
+
+/// `meshproxy_upstream_cx_total` of the `echo` service's cluster.
+fn cx_total(p: &Proxy) -> u64 {
+    echo_stat(p, "meshproxy_upstream_cx_total{", "")
+}
+
+/// `GET path` from `n` clients at once; their statuses and protocols.
+fn concurrently(p: &Proxy, n: usize, path: &str) -> Vec<(u16, String)> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                s.spawn(|| {
+                    let r = p.get(path, &[]);
+                    let proto = r.header("x-meshecho-proto").unwrap_or("-").to_owned();
+                    (r.status, proto)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn upstreams_are_spoken_to_in_http1_unless_the_rule_upgrades() {
+    let a = Echo::start("v1", &[]);
+    let p = Proxy::start(&service(&[(&a, "v1")]), &[]);
+    let r = p.get("/", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-meshecho-proto"), Some("HTTP/1.1"));
+    let p = Proxy::start(&http_pool(&a, r#"h2UpgradePolicy = "DO_NOT_UPGRADE""#), &[]);
+    assert_eq!(p.get("/", &[]).header("x-meshecho-proto"), Some("HTTP/1.1"));
+    let p = Proxy::start(&http_pool(&a, r#"h2UpgradePolicy = "UPGRADE""#), &[]);
+    let r = p.get("/?status=418&header=x-a:b", &[]);
+    assert_eq!(r.status, 418);
+    assert_eq!(r.header("x-meshecho-proto"), Some("HTTP/2"));
+    assert_eq!(r.echo(), "v1");
+    assert_eq!(r.header("x-a"), Some("b"));
+    assert!(r.header("date").is_some(), "{r:?}");
+    // The request body goes up and comes back (meshecho echoes it).
+    let body = "hello over h2";
+    let r = raw(
+        p.addr,
+        format!(
+            "POST / HTTP/1.1\r\nHost: echo\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!((r.status, r.body.as_str()), (200, body));
+}
+
+#[test]
+fn concurrent_requests_share_one_http2_upstream_connection() {
+    let a = Echo::start("v1", &[]);
+    let p = Proxy::start(&http_pool(&a, r#"h2UpgradePolicy = "UPGRADE""#), &[]);
+    let got = concurrently(&p, 16, "/?delay=500ms");
+    assert!(
+        got.iter().all(|(s, proto)| *s == 200 && proto == "HTTP/2"),
+        "{got:?}"
+    );
+    assert_eq!(cx_total(&p), 1);
+}
+
+#[test]
+fn http2_connections_open_only_when_the_others_have_no_stream_left() {
+    let a = Echo::start("v1", &[]);
+    // Two streams at once per connection: six requests at once need three.
+    let p = Proxy::start(
+        &http_pool(
+            &a,
+            r#"h2UpgradePolicy = "UPGRADE", maxConcurrentStreams = 2"#,
+        ),
+        &[],
+    );
+    let got = concurrently(&p, 6, "/?delay=1s");
+    assert!(got.iter().all(|(s, _)| *s == 200), "{got:?}");
+    assert_eq!(cx_total(&p), 3);
+    // maxRequestsPerConnection counts streams over a connection's life.
+    let p = Proxy::start(
+        &http_pool(
+            &a,
+            r#"h2UpgradePolicy = "UPGRADE", maxRequestsPerConnection = 2"#,
+        ),
+        &[],
+    );
+    for _ in 0..5 {
+        assert_eq!(p.get("/", &[]).header("x-meshecho-proto"), Some("HTTP/2"));
+    }
+    assert_eq!(cx_total(&p), 3);
+}
+
+#[test]
+fn use_client_protocol_follows_the_client() {
+    let a = Echo::start("v1", &[]);
+    let p = Proxy::start(&http_pool(&a, "useClientProtocol = true"), &[]);
+    assert_eq!(p.get("/", &[]).header("x-meshecho-proto"), Some("HTTP/1.1"));
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--http2-prior-knowledge",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-H",
+            "Host: echo",
+            &format!("http://{}/", p.addr),
+        ])
+        .output()
+        .expect("curl runs (apt-get install curl)");
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(head.starts_with("http/2 200"), "{head}");
+    assert!(head.contains("x-meshecho-proto: http/2\r\n"), "{head}");
+    assert_eq!(p.get("/", &[]).header("x-meshecho-proto"), Some("HTTP/1.1"));
+    // One connection of each protocol, counted together.
+    assert_eq!(cx_total(&p), 2);
+}
+
+#[test]
+fn an_upstream_closing_its_http2_connection_is_a_reset() {
+    // An upstream that accepts and closes at once, whatever it is sent.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            drop(s);
+        }
+    });
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n\n[[service]]\nname = \"echo\"\nport = 80\nendpoints = [{{ address = \"{addr}\" }}]\n\n[[destinationRule]]\nname = \"echo\"\nhost = \"echo\"\ntrafficPolicy = {{ connectionPool = {{ http = {{ h2UpgradePolicy = \"UPGRADE\" }} }} }}\n"
+    );
+    let p = Proxy::start(&config, &[]);
+    let r = p.get("/", &[]);
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.body.contains("remote reset"), "{r:?}");
+    let failed = echo_stat(&p, "meshproxy_upstream_rq_total{", "class=\"failed\"");
+    assert!(failed >= 1);
+}
