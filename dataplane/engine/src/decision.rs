@@ -53,6 +53,10 @@ pub struct Forward {
     pub route: RouteId,
     /// Where to send it.
     pub upstream: Upstream,
+    /// Which of the route's weighted destinations was drawn (its index in
+    /// the route's `route` list): whose header operations apply, even when
+    /// two destinations share a cluster. Retries keep it.
+    pub destination: u32,
     /// The injected delay this request has already waited (response flag
     /// DI), if any; informational, not to be waited again.
     pub delay: Option<Duration>,

@@ -154,6 +154,7 @@ pub struct RequestState {
     pub started: Time,
     /// Retries made so far.
     pub retries: u32,
+    destination: u32,
     hash: Option<u64>,
     tried: [u32; MAX_TRACKED_HOSTS],
     tried_len: u8,
@@ -419,6 +420,7 @@ impl Engine {
         Decision::Forward(Forward {
             route: route_id,
             upstream,
+            destination: u32::try_from(chosen).unwrap_or(u32::MAX),
             delay,
             timeout,
             hash,
@@ -660,6 +662,7 @@ impl Engine {
             upstream: forward.upstream,
             started: now,
             retries: 0,
+            destination: forward.destination,
             hash: forward.hash,
             tried: [0; MAX_TRACKED_HOSTS],
             tried_len: 0,
@@ -852,6 +855,7 @@ impl Engine {
         Decision::Forward(Forward {
             route: route_id,
             upstream: state.upstream,
+            destination: state.destination,
             delay: None,
             timeout: routing_of(&self.routing, &self.retired, route_id)
                 .table

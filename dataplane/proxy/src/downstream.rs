@@ -476,7 +476,6 @@ async fn serve_one(
     };
     let close = !persistent || *stop.borrow();
     write_answer(sh, stream, wbuf, &answer, version, method_is_head, close).await?;
-    drop(req);
     rbuf.advance(body_end);
     rbuf.extend_from_slice(&early_bytes);
     Ok(!close)
@@ -529,7 +528,9 @@ async fn write_answer(
         wbuf.extend_from_slice(b"connection: keep-alive\r\n");
     }
     let bodiless = a.status == 204 || a.status == 304 || a.status < 200;
-    if !bodiless && !(head_request && hdr::get(&a.headers, "content-length").is_some()) {
+    // A `HEAD` answer from upstream keeps the length it announced.
+    let announced = head_request && hdr::get(&a.headers, "content-length").is_some();
+    if !(bodiless || announced) {
         wbuf.extend_from_slice(b"content-length: ");
         push_decimal(wbuf, a.body.len());
         wbuf.extend_from_slice(b"\r\n");

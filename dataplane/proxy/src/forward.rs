@@ -487,8 +487,7 @@ async fn forward(sh: &Rc<Shared>, li: usize, f: Forward, req: &Req<'_>) -> Answe
         let per_try = route.retries.as_ref().and_then(|r| r.per_try_timeout);
         let dest_ops = match &route.action {
             Action::Route(ds) => ds
-                .iter()
-                .find(|d| d.cluster == Some(f.upstream.cluster.0 as usize))
+                .get(f.destination as usize)
                 .map(|d| d.headers.clone())
                 .unwrap_or_default(),
             _ => HeaderOps::default(),

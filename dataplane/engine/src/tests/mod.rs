@@ -105,3 +105,55 @@ subsets = [
 "#
     )
 }
+
+#[test]
+fn a_forward_names_the_drawn_destination_even_when_two_share_a_cluster() {
+    // Two destinations of one subset, told apart only by their header
+    // operations: the forward says which was drawn, a retry keeps it.
+    let mut e = engine(&three_versions(
+        r#"
+[[virtualService]]
+name = "reviews"
+hosts = ["reviews"]
+[[virtualService.http]]
+retries = { attempts = 1, retryOn = "5xx" }
+route = [
+  { destination = { host = "reviews", subset = "v1" }, weight = 30, headers = { request = { set = { "x-d" = "a" } } } },
+  { destination = { host = "reviews", subset = "v1" }, weight = 70, headers = { request = { set = { "x-d" = "b" } } } },
+]
+"#,
+    ));
+    let mut drawn = [0u32; 2];
+    let mut retried = 0;
+    for _ in 0..1000 {
+        let f = forward(&mut e, &Request::get("reviews", "/"));
+        drawn[f.destination as usize] += 1;
+        let mut state = e.start_request(&f, Time::ZERO);
+        assert_eq!(
+            e.admit(f.upstream, true, false, Time::ZERO),
+            crate::Admission::Attach
+        );
+        e.handle_response(f.upstream, Outcome::Status(503), Time::ZERO);
+        match e.retry_decision(&mut state, Outcome::Status(503), Time::ZERO) {
+            crate::RetryDecision::Retry { .. } => match e.retry(&mut state, Time::ZERO) {
+                Decision::Forward(r) => {
+                    assert_eq!(r.destination, f.destination);
+                    retried += 1;
+                    assert_eq!(
+                        e.admit(r.upstream, true, false, Time::ZERO),
+                        crate::Admission::Attach
+                    );
+                    e.handle_response(r.upstream, Outcome::Status(200), Time::ZERO);
+                    let done = e.retry_decision(&mut state, Outcome::Status(200), Time::ZERO);
+                    assert!(matches!(done, crate::RetryDecision::Done { .. }));
+                }
+                other => panic!("expected a retry forward, got {}", e.describe(&other)),
+            },
+            crate::RetryDecision::Done { .. } => e.finish_request(&mut state, Time::ZERO),
+        }
+    }
+    // 30/70 of 1,000 draws, within 5 sigma (sigma ≈ 14.5).
+    assert!((228..=372).contains(&drawn[0]), "{drawn:?}");
+    // Every first attempt's 503 was retried (`retryOn = "5xx"`).
+    assert_eq!(retried, 1000);
+}
