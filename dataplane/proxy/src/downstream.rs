@@ -262,7 +262,7 @@ fn meta(rbuf: &[u8], head: &Head, spans: &[Span]) -> Result<Meta, End> {
         match name {
             b"content-length" => {
                 for part in value.split(|&b| b == b',') {
-                    let n = parse_decimal(part.trim_ascii())
+                    let n = h1::parse_decimal(part.trim_ascii())
                         .ok_or(End::Answer(400, "bad content-length"))?;
                     if length.is_some_and(|l| l != n) {
                         return Err(End::Answer(400, "bad content-length"));
@@ -299,14 +299,6 @@ fn meta(rbuf: &[u8], head: &Head, spans: &[Span]) -> Result<Meta, End> {
         return Err(End::Answer(400, "chunked HTTP/1.0 request"));
     }
     Ok(m)
-}
-
-/// A decimal number of at most 19 digits.
-fn parse_decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(s.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
 /// The HTTP version of a response.

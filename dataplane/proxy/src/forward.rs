@@ -685,35 +685,45 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>, n: u32) -> Attemp
     };
     let mut p = sh.proxy(li);
     let now = sh.now();
-    let pool = flight.pool;
-    p.pools[pool].stats.rq_total += 1;
-    let end = match result {
-        Ok(resp) => {
-            let status = resp.status;
-            p.pools[pool].stats.rq_class[usize::from(status / 100).min(5)] += 1;
-            sh.record_attempt(&p.pools[pool].address, status, flight.attempt_started);
-            p.engine
-                .handle_response(flight.up, Outcome::Status(status), now);
-            if let Some(c) = flight.conn.take() {
-                // Kept unless the exchange marked it finished.
-                p.release(pool, c, true, now);
-            }
-            AttemptEnd::Response(resp)
-        }
-        Err(()) => {
-            p.pools[pool].stats.rq_class[0] += 1;
-            sh.record_attempt(&p.pools[pool].address, 0, flight.attempt_started);
-            p.engine.handle_response(flight.up, Outcome::Reset, now);
-            if let Some(c) = flight.conn.take() {
-                p.release(pool, c, false, now);
-            }
-            AttemptEnd::Failed(Outcome::Reset)
-        }
-    };
+    let answered = result.is_ok();
+    let end = report(&sh, &mut p, flight, result, now);
+    if let Some(c) = flight.conn.take() {
+        // Kept if answered and not marked finished by the exchange.
+        p.release(flight.pool, c, answered, now);
+    }
     flight.phase = Phase::Idle;
     p.drain_events(now);
     drop(p);
     spawn_connects(&sh, li);
+    end
+}
+
+/// Reports an admitted attempt's end to the engine, the pool's counters
+/// and the recording: the upstream's answer, or (`Err`) a reset.
+fn report(
+    sh: &Shared,
+    p: &mut crate::proxy::Proxy,
+    flight: &Flight,
+    result: Result<Answer, ()>,
+    now: mesh_engine::Time,
+) -> AttemptEnd {
+    let stats = &mut p.pools[flight.pool].stats;
+    stats.rq_total += 1;
+    let (status, end) = match result {
+        Ok(resp) => (resp.status, AttemptEnd::Response(resp)),
+        Err(()) => (0, AttemptEnd::Failed(Outcome::Reset)),
+    };
+    stats.rq_class[usize::from(status / 100).min(5)] += 1;
+    sh.record_attempt(
+        &p.pools[flight.pool].address,
+        status,
+        flight.attempt_started,
+    );
+    let outcome = match &end {
+        AttemptEnd::Failed(o) => *o,
+        _ => Outcome::Status(status),
+    };
+    p.engine.handle_response(flight.up, outcome, now);
     end
 }
 
@@ -739,26 +749,9 @@ async fn attempt_h2(
     drop(send);
     let mut p = sh.proxy(li);
     let now = sh.now();
-    let pool = flight.pool;
-    p.pools[pool].stats.rq_total += 1;
-    let end = match result {
-        Ok(resp) => {
-            let status = resp.status;
-            p.pools[pool].stats.rq_class[usize::from(status / 100).min(5)] += 1;
-            sh.record_attempt(&p.pools[pool].address, status, flight.attempt_started);
-            p.engine
-                .handle_response(flight.up, Outcome::Status(status), now);
-            AttemptEnd::Response(resp)
-        }
-        Err(()) => {
-            p.pools[pool].stats.rq_class[0] += 1;
-            sh.record_attempt(&p.pools[pool].address, 0, flight.attempt_started);
-            p.engine.handle_response(flight.up, Outcome::Reset, now);
-            AttemptEnd::Failed(Outcome::Reset)
-        }
-    };
+    let end = report(&sh, &mut p, flight, result, now);
     if let Some(s) = flight.stream.take() {
-        p.release_stream(pool, &s, true, now);
+        p.release_stream(flight.pool, &s, true, now);
     }
     flight.phase = Phase::Idle;
     p.drain_events(now);

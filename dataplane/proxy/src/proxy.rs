@@ -490,20 +490,28 @@ impl Proxy {
             None => {
                 p.stats.cx_connect_fail += 1;
                 self.engine.connection_closed(up, now);
-                // The first waiter's connection failed: it is attached and
-                // reports the failure (or overflows on `maxRequests`).
-                if let Some(w) = self.pools[pool].waiters.pop_front() {
-                    let g = match self.engine.dequeue(w.up, now) {
-                        Admission::Attach => Grant::ConnectFailure,
-                        _ => Grant::Overflow,
-                    };
-                    if let Err(Grant::ConnectFailure) = w.tx.send(g) {
-                        self.engine.cancel(w.up, true, now);
-                    }
-                }
+                // The first waiter's connection failed.
+                self.fail_first_waiter(pool, now);
             }
         }
         self.pump(pool, now);
+    }
+
+    /// The connection meant for the first waiter failed: it is attached and
+    /// reports the failure (or overflows on `maxRequests`). False if no
+    /// request waits.
+    fn fail_first_waiter(&mut self, pool: usize, now: Time) -> bool {
+        let Some(w) = self.pools[pool].waiters.pop_front() else {
+            return false;
+        };
+        let g = match self.engine.dequeue(w.up, now) {
+            Admission::Attach => Grant::ConnectFailure,
+            _ => Grant::Overflow,
+        };
+        if let Err(Grant::ConnectFailure) = w.tx.send(g) {
+            self.engine.cancel(w.up, true, now);
+        }
+        true
     }
 
     /// An attempt is over with its connection: keep it idle (answered, not
@@ -795,15 +803,8 @@ impl Proxy {
                 let coming = p.connecting as usize * per;
                 let failed = p.waiters.len().saturating_sub(coming).min(per);
                 for _ in 0..failed {
-                    let Some(w) = self.pools[pool].waiters.pop_front() else {
+                    if !self.fail_first_waiter(pool, now) {
                         break;
-                    };
-                    let g = match self.engine.dequeue(w.up, now) {
-                        Admission::Attach => Grant::ConnectFailure,
-                        _ => Grant::Overflow,
-                    };
-                    if let Err(Grant::ConnectFailure) = w.tx.send(g) {
-                        self.engine.cancel(w.up, true, now);
                     }
                 }
             }
