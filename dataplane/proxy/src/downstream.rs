@@ -59,13 +59,14 @@ pub(crate) async fn serve(
     // the connection's start; a later one's, of its first byte.
     let mut deadline = Some(Instant::now() + sh.options.header_read_timeout);
     let mut first = true;
+    let mut idle = IdleTimer::new(&sh);
     loop {
         let read = read_head(
             &sh,
             &mut stream,
             &mut rbuf,
             &mut spans,
-            &mut stop,
+            (&mut stop, &mut idle),
             deadline,
             first,
         );
@@ -103,8 +104,52 @@ pub(crate) async fn serve(
             Ok(true) if !*stop.borrow() => {}
             _ => return,
         }
-        // A later request's clock starts with its first byte.
+        // A later request's clock starts with its first byte; the idle
+        // time, with the end of this one.
         deadline = None;
+        idle.last_active = sh.recent();
+    }
+}
+
+/// The idle timeout of a keep-alive connection between requests, as
+/// Envoy's `idle_timeout`, armed lazily: one timer per connection, moved
+/// only when it fires early (the connection was busy meanwhile), so a
+/// request costs no timer operation and no clock read.
+struct IdleTimer {
+    timeout: Option<Duration>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When the connection last finished a request (engine time).
+    last_active: mesh_engine::Time,
+}
+
+impl IdleTimer {
+    fn new(sh: &Shared) -> Self {
+        Self {
+            timeout: sh.options.idle_timeout,
+            sleep: None,
+            last_active: sh.recent(),
+        }
+    }
+
+    /// Resolves once the connection has been idle for the timeout; never
+    /// without one.
+    async fn expired(&mut self, sh: &Shared) {
+        let Some(timeout) = self.timeout else {
+            return std::future::pending().await;
+        };
+        loop {
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+            sleep.as_mut().await;
+            let idle = sh.now().saturating_since(self.last_active);
+            if idle >= timeout {
+                return;
+            }
+            sleep
+                .as_mut()
+                .reset(tokio::time::Instant::now() + (timeout - idle));
+        }
     }
 }
 
@@ -139,7 +184,7 @@ async fn read_head(
     stream: &mut TcpStream,
     rbuf: &mut BytesMut,
     spans: &mut Vec<Span>,
-    stop: &mut watch::Receiver<bool>,
+    (stop, idle_timer): (&mut watch::Receiver<bool>, &mut IdleTimer),
     mut deadline: Option<Instant>,
     first: bool,
 ) -> Result<Head, End> {
@@ -179,6 +224,7 @@ async fn read_head(
             tokio::select! {
                 r = read => r?,
                 _ = stop.wait_for(|s| *s) => return Err(End::Quiet),
+                () = idle_timer.expired(sh), if deadline.is_none() => return Err(End::Quiet),
             }
         } else {
             read.await?

@@ -31,6 +31,10 @@ struct Args {
     /// How long a client may take to send its request headers.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     header_read_timeout: Duration,
+    /// How long an HTTP/1.1 client connection may sit idle between
+    /// requests before it is closed, as Envoy's `idle_timeout` (0s: never).
+    #[arg(long, default_value = "1h", value_parser = parse_duration_or_zero)]
+    idle_timeout: Duration,
     /// Largest request or response body buffered, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     max_body_bytes: usize,
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         max_body_bytes: args.max_body_bytes,
         max_header_bytes: args.max_header_bytes,
         header_read_timeout: args.header_read_timeout,
+        idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
         drain_timeout: args.drain_timeout,
         watch_interval: (!args.watch_interval.is_zero()).then_some(args.watch_interval),
         seed: args.seed,

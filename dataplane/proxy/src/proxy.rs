@@ -31,6 +31,9 @@ pub struct Options {
     pub max_header_bytes: usize,
     /// Time a client has to send its request headers.
     pub header_read_timeout: Duration,
+    /// How long an HTTP/1.1 client connection may idle between requests
+    /// (`None`: forever).
+    pub idle_timeout: Option<Duration>,
     /// How long SIGTERM waits for in-flight requests.
     pub drain_timeout: Duration,
     /// How often the config file is checked for changes (`None`: never).
@@ -50,6 +53,7 @@ impl Default for Options {
             max_body_bytes: 16 << 20,
             max_header_bytes: 64 << 10,
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(3600)),
             drain_timeout: Duration::from_secs(10),
             watch_interval: Some(Duration::from_secs(1)),
             seed: 1,

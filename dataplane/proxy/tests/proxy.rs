@@ -1144,3 +1144,37 @@ fn an_upstream_closing_its_http2_connection_is_a_reset() {
     let failed = echo_stat(&p, "meshproxy_upstream_rq_total{", "class=\"failed\"");
     assert!(failed >= 1);
 }
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout_and_a_busy_one_is_not() {
+    use std::io::{Read, Write};
+    let a = Echo::start("v1", &[]);
+    let p = Proxy::start(&service(&[(&a, "v1")]), &["--idle-timeout", "1s"]);
+    let mut s = std::net::TcpStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    let mut buf = Vec::new();
+    // Busy for 2 s (a request every 100 ms): the connection stays open
+    // past its idle timeout.
+    let start = std::time::Instant::now();
+    let mut answered;
+    loop {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: echo\r\n\r\n")
+            .unwrap();
+        let (head, _) = read_response(&mut s, &mut buf);
+        // The proxy finished this request before this instant.
+        answered = std::time::Instant::now();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        if start.elapsed() >= Duration::from_secs(2) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Then idle: the proxy closes it, a second after its last answer (no
+    // answer on close, as Envoy's idle timeout), never before.
+    assert_eq!(s.read(&mut [0u8; 16]).unwrap_or(0), 0);
+    assert!(
+        answered.elapsed() >= Duration::from_millis(900),
+        "closed {:?} after the last answer",
+        answered.elapsed()
+    );
+}
