@@ -291,6 +291,8 @@ struct Meta {
     close: bool,
     keep_alive_token: bool,
     expect_continue: bool,
+    /// `Connection` names more hop-by-hop fields.
+    connection_options: bool,
 }
 
 fn meta(rbuf: &[u8], head: &Head, spans: &[Span]) -> Result<Meta, End> {
@@ -299,6 +301,7 @@ fn meta(rbuf: &[u8], head: &Head, spans: &[Span]) -> Result<Meta, End> {
         close: false,
         keep_alive_token: false,
         expect_continue: false,
+        connection_options: false,
     };
     let mut length: Option<u64> = None;
     let mut chunked: Option<bool> = None;
@@ -326,6 +329,7 @@ fn meta(rbuf: &[u8], head: &Head, spans: &[Span]) -> Result<Meta, End> {
                     m.close |= token.eq_ignore_ascii_case(b"close");
                     m.keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
+                m.connection_options |= hdr::connection_options(value).next().is_some();
             }
             b"expect" => m.expect_continue = value.eq_ignore_ascii_case(b"100-continue"),
             _ => {}
@@ -478,6 +482,7 @@ async fn serve_one(
         headers,
         body,
         conn: info,
+        connection_options: m.connection_options,
     };
 
     // Forward it, watching the client: one that goes away cancels the
@@ -685,6 +690,7 @@ async fn handle_h2(
                 headers: Headers::Pairs(&headers),
                 body: &body,
                 conn: info,
+                connection_options: false,
             };
             forward::handle(&sh, li, &req).await
         }
@@ -702,6 +708,7 @@ async fn handle_h2(
                 headers: Headers::Pairs(&headers),
                 body: &[],
                 conn: info,
+                connection_options: false,
             };
             forward::account(&sh, li, &req, &a, "DPE", Duration::ZERO);
             a

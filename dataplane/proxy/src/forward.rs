@@ -73,6 +73,8 @@ pub(crate) struct Req<'a> {
     pub(crate) headers: Headers<'a>,
     pub(crate) body: &'a [u8],
     pub(crate) conn: ConnInfo,
+    /// A `Connection` header names more hop-by-hop fields (HTTP/1.1 only).
+    pub(crate) connection_options: bool,
 }
 
 impl Req<'_> {
@@ -85,6 +87,7 @@ impl Req<'_> {
             headers: Headers::Pairs(&[]),
             body: &[],
             conn,
+            connection_options: false,
         }
     }
 }
@@ -890,6 +893,16 @@ impl<'a> Template<'a> {
             .as_ref()
             .and_then(|rw| rw.authority.as_deref());
         let ops = [&route.headers, dest];
+        // Fields the client's `Connection` header names are hop-by-hop too.
+        let listed: Vec<&[u8]> = if req.connection_options {
+            req.headers
+                .iter()
+                .filter(|(k, _)| *k == "connection")
+                .flat_map(|(_, v)| hdr::connection_options(v))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let edits = ops.iter().any(|o| {
             !o.request_set.is_empty() || !o.request_add.is_empty() || !o.request_remove.is_empty()
         });
@@ -900,6 +913,13 @@ impl<'a> Template<'a> {
         let mut prev_xff: Option<&[u8]> = None;
         let mut has_host = false;
         for (k, v) in req.headers.iter() {
+            // (`Host` is the request's, whatever `Connection` says.)
+            if !listed.is_empty()
+                && k != "host"
+                && listed.iter().any(|x| k.as_bytes().eq_ignore_ascii_case(x))
+            {
+                continue;
+            }
             if k == "x-forwarded-for" {
                 prev_xff = prev_xff.or(Some(v));
                 continue;

@@ -148,6 +148,8 @@ fn head_from(
     let mut chunked_last = false;
     let mut length: Option<u64> = None;
     let keep_length = head_request || status == 304;
+    // Fields the `Connection` header names (rare: allocated only then).
+    let mut listed: Vec<&[u8]> = Vec::new();
     for &(ns, ne, vs, ve) in spans {
         let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
         let (Some(name), Some(value)) = (raw.get(ns..ne), raw.get(vs..ve)) else {
@@ -161,6 +163,7 @@ fn head_from(
                 close |= token.eq_ignore_ascii_case(b"close");
                 keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
             }
+            listed.extend(hdr::connection_options(value));
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_encoding = true;
             // The last coding of the last field decides.
@@ -189,6 +192,7 @@ fn head_from(
         }
         hdr::push(&mut headers, name, value);
     }
+    hdr::remove_named(&mut headers, &listed);
     let framing = if head_request || status == 204 || status == 304 {
         Framing::Empty
     } else if transfer_encoding {

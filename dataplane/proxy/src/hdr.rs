@@ -26,6 +26,33 @@ pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
         .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
 }
 
+/// The field names a `Connection` value lists besides `close` and
+/// `keep-alive`: hop-by-hop too, never forwarded (RFC 9110 section 7.6.1).
+pub(crate) fn connection_options(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case(b"close")
+                && !t.eq_ignore_ascii_case(b"keep-alive")
+        })
+}
+
+/// Removes every field of the block named in `names` (any case).
+pub(crate) fn remove_named(block: &mut Vec<u8>, names: &[&[u8]]) {
+    if names.is_empty() {
+        return;
+    }
+    let mut kept = Vec::with_capacity(block.len());
+    for (n, v) in lines(block) {
+        if !names.iter().any(|x| n.eq_ignore_ascii_case(x)) {
+            push(&mut kept, n, v);
+        }
+    }
+    *block = kept;
+}
+
 /// Appends `name: value\r\n`, the name in lower case.
 pub(crate) fn push(block: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     block.reserve(name.len() + value.len() + 4);
@@ -171,6 +198,15 @@ mod tests {
             &[],
         );
         assert_eq!(b, block(&[("x-fine", "v")]));
+    }
+
+    #[test]
+    fn fields_a_connection_header_names_are_removed() {
+        let names: Vec<&[u8]> = connection_options(b"keep-alive, X-Hop ,close,,te").collect();
+        assert_eq!(names, vec![&b"X-Hop"[..], b"te"]);
+        let mut b = block(&[("x-hop", "1"), ("x-keep", "2"), ("X-HOP", "3")]);
+        remove_named(&mut b, &names);
+        assert_eq!(b, block(&[("x-keep", "2")]));
     }
 
     #[test]

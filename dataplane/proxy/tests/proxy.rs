@@ -772,6 +772,10 @@ fn scripted_upstream() -> (
                             false,
                         ),
                         "/http10" => (b"HTTP/1.0 200 OK\r\n\r\nold".to_vec(), true),
+                        "/listed" => (
+                            b"HTTP/1.1 200 OK\r\nX-Up-Hop: 1\r\nConnection: x-up-hop\r\nX-Kept: 2\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+                            false,
+                        ),
                         "/garbage" => (b"HTTP/1.1 2x0 what\r\n\r\n".to_vec(), true),
                         _ => {
                             let mut a = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
@@ -1177,4 +1181,28 @@ fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout_and_a_busy_one
         "closed {:?} after the last answer",
         answered.elapsed()
     );
+}
+
+#[test]
+fn fields_named_by_connection_are_not_forwarded_either_way() {
+    let (up, heads) = scripted_upstream();
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n\n[[service]]\nname = \"echo\"\nport = 80\nendpoints = [{{ address = \"{up}\" }}]\n"
+    );
+    let p = Proxy::start(&config, &[]);
+    let r = raw(
+        p.addr,
+        b"GET /listed HTTP/1.1\r\nHost: echo\r\nX-Hop: h\r\nX-Stay: s\r\nConnection: close, X-Hop\r\n\r\n",
+    );
+    assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+    // RFC 9110 section 7.6.1: the upstream's `Connection: x-up-hop` makes
+    // X-Up-Hop hop-by-hop, and the client's makes X-Hop so.
+    assert_eq!(r.header("x-up-hop"), None, "{r:?}");
+    assert_eq!(r.header("x-kept"), Some("2"), "{r:?}");
+    let heads = heads.lock().unwrap();
+    let h = heads.iter().find(|h| h.starts_with("GET /listed")).unwrap();
+    let h = h.to_ascii_lowercase();
+    assert!(!h.contains("x-hop"), "{h}");
+    assert!(h.contains("\r\nx-stay: s\r\n"), "{h}");
+    assert!(h.contains("\r\nhost: echo\r\n"), "{h}");
 }
