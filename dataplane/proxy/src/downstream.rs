@@ -293,6 +293,8 @@ struct Meta {
     expect_continue: bool,
     /// `Connection` names more hop-by-hop fields.
     connection_options: bool,
+    /// `Host` fields.
+    hosts: u32,
 }
 
 fn meta(rbuf: &[u8], head: &Head, spans: &[Span]) -> Result<Meta, End> {
@@ -302,6 +304,7 @@ fn meta(rbuf: &[u8], head: &Head, spans: &[Span]) -> Result<Meta, End> {
         keep_alive_token: false,
         expect_continue: false,
         connection_options: false,
+        hosts: 0,
     };
     let mut length: Option<u64> = None;
     let mut chunked: Option<bool> = None;
@@ -320,9 +323,15 @@ fn meta(rbuf: &[u8], head: &Head, spans: &[Span]) -> Result<Meta, End> {
                 }
             }
             b"transfer-encoding" => {
-                let last = value.rsplit(|&b| b == b',').map(<[u8]>::trim_ascii).next();
-                chunked = Some(last.is_some_and(|l| l.eq_ignore_ascii_case(b"chunked")));
+                // Only `chunked`, once: the proxy decodes no other coding
+                // (RFC 9112 section 6.1: 501).
+                let only_chunked = value.trim_ascii().eq_ignore_ascii_case(b"chunked");
+                if !only_chunked || chunked.is_some() {
+                    return Err(End::Answer(501, "transfer coding not implemented"));
+                }
+                chunked = Some(true);
             }
+            b"host" => m.hosts += 1,
             b"connection" => {
                 for token in value.split(|&b| b == b',') {
                     let token = token.trim_ascii();
@@ -374,7 +383,14 @@ async fn serve_one(
     stop: &watch::Receiver<bool>,
 ) -> io::Result<bool> {
     let fail = |status, why| (Answer::local(status, None, why), "DPE");
+    let is_connect = &rbuf[head.method.0 as usize..head.method.1 as usize] == b"CONNECT";
     let early = match meta(rbuf, head, spans) {
+        // RFC 9112 section 3.2: exactly one Host (HTTP/1.1 must send it).
+        Ok(m) if m.hosts > 1 || (m.hosts == 0 && head.minor != 0) => {
+            Err(fail(400, "missing or repeated host"))
+        }
+        // Tunnels are not proxied (Envoy needs an upgrade config for them).
+        Ok(_) if is_connect => Err(fail(405, "CONNECT is not supported")),
         Ok(m) => Ok(m),
         Err(End::Answer(s, why)) => Err(fail(s, why)),
         Err(_) => Err(fail(400, "bad request")),
@@ -417,7 +433,7 @@ async fn serve_one(
             }
             while rbuf.len() < end {
                 rbuf.reserve((end - rbuf.len()).min(1 << 20));
-                if stream.read_buf(rbuf).await? == 0 {
+                if read_body(stream, rbuf).await? == 0 {
                     return Ok(false);
                 }
             }
@@ -448,7 +464,7 @@ async fn serve_one(
                 if rest.capacity() - rest.len() < 1024 {
                     rest.reserve(READ_CHUNK);
                 }
-                if stream.read_buf(&mut rest).await? == 0 {
+                if read_body(stream, &mut rest).await? == 0 {
                     return Ok(false);
                 }
             };
@@ -524,11 +540,27 @@ async fn serve_one(
     Ok(!close)
 }
 
+/// Envoy's `stream_idle_timeout` default: a request body that stops
+/// arriving for this long ends the connection.
+const BODY_IDLE: Duration = Duration::from_secs(300);
+
+/// One read of a request body, cut (as a closed connection) after
+/// [`BODY_IDLE`] without a byte.
+async fn read_body(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    match tokio::time::timeout(BODY_IDLE, stream.read_buf(buf)).await {
+        Ok(r) => r,
+        Err(_) => Ok(0),
+    }
+}
+
 /// `(authority, path)` of a request target: absolute form
 /// (`http://host/p`) carries its authority; origin form takes `Host`.
 fn split_target<'a>(target: &'a str, host: &'a str) -> (&'a str, &'a str) {
     for scheme in ["http://", "https://"] {
-        if target.len() > scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        let prefix = target.as_bytes().get(..scheme.len());
+        if target.len() > scheme.len()
+            && prefix.is_some_and(|p| p.eq_ignore_ascii_case(scheme.as_bytes()))
+        {
             let rest = &target[scheme.len()..];
             return match rest.find(['/', '?']) {
                 Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
@@ -571,9 +603,10 @@ async fn write_answer(
         wbuf.extend_from_slice(b"connection: keep-alive\r\n");
     }
     let bodiless = a.status == 204 || a.status == 304 || a.status < 200;
-    // A `HEAD` answer from upstream keeps the length it announced.
-    let announced = head_request && hdr::get(&a.headers, "content-length").is_some();
-    if !(bodiless || announced) {
+    // A `HEAD` answer from upstream keeps the length it announced, if any
+    // (its body is not there to measure); a local one has its own.
+    let from_upstream_head = head_request && a.upstream.is_some() && a.attempts > 0;
+    if !(bodiless || from_upstream_head) {
         wbuf.extend_from_slice(b"content-length: ");
         push_decimal(wbuf, a.body.len());
         wbuf.extend_from_slice(b"\r\n");
@@ -594,8 +627,28 @@ async fn write_answer(
     }
     if close {
         let _ = stream.shutdown().await;
+        linger(stream).await;
     }
     Ok(())
+}
+
+/// After the last answer on a connection, reads and drops what the client
+/// is still sending (a body the answer refused, say) for a moment, so that
+/// closing with unread bytes does not reset the connection before the
+/// client has read the answer (a "lingering close", as nginx and hyper
+/// do).
+async fn linger(stream: &mut TcpStream) {
+    const LINGER: Duration = Duration::from_millis(500);
+    const MAX: usize = 256 << 10;
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let mut sink = [0u8; 4096];
+    let mut seen = 0;
+    while seen < MAX {
+        match tokio::time::timeout_at(deadline, stream.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => seen += n,
+            _ => return,
+        }
+    }
 }
 
 /// Appends `n` in decimal.
@@ -856,8 +909,19 @@ mod tests {
             Ok(Framing::Length(5))
         );
         assert_eq!(
-            framing("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            framing("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n"),
             Ok(Framing::Chunked)
+        );
+        // Codings the proxy cannot decode, or chunked twice: 501.
+        for te in ["gzip, chunked", "chunked, chunked", "gzip"] {
+            let req = format!("POST / HTTP/1.1\r\nTransfer-Encoding: {te}\r\n\r\n");
+            assert_eq!(framing(&req), Err(501), "{te}");
+        }
+        assert_eq!(
+            framing(
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            Err(501)
         );
         assert_eq!(
             framing("POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n"),
@@ -871,10 +935,6 @@ mod tests {
             framing("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"),
             Err(400)
         );
-        assert_eq!(
-            framing("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
-            Err(400)
-        );
     }
 
     #[test]
@@ -886,6 +946,8 @@ mod tests {
         );
         assert_eq!(split_target("HTTP://reviews", "x"), ("reviews", "/"));
         assert_eq!(split_target("http://reviews?a", "x"), ("reviews", "/"));
+        // Not ASCII where a scheme would end: origin form, no panic.
+        assert_eq!(split_target("/abcdeéx", "echo"), ("echo", "/abcdeéx"));
     }
 
     #[test]

@@ -856,6 +856,7 @@ async fn exchange(
 /// ones, and those the proxy writes itself.
 fn skipped(name: &str) -> bool {
     name == "content-length"
+        || name == "expect"
         || name == "x-envoy-attempt-count"
         || hdr::is_hop_by_hop(name.as_bytes())
 }
@@ -910,40 +911,26 @@ impl<'a> Template<'a> {
         // and `X-Forwarded-For`; with header operations, edited as a block.
         let mut block = Vec::new();
         let out = if edits { &mut block } else { &mut head };
-        let mut prev_xff: Option<&[u8]> = None;
-        let mut has_host = false;
+        // Earlier hops' `X-Forwarded-For` lines, joined in order.
+        let mut xff = Vec::with_capacity(48);
         for (k, v) in req.headers.iter() {
-            // (`Host` is the request's, whatever `Connection` says.)
-            if !listed.is_empty()
-                && k != "host"
-                && listed.iter().any(|x| k.as_bytes().eq_ignore_ascii_case(x))
-            {
+            if !listed.is_empty() && listed.iter().any(|x| k.as_bytes().eq_ignore_ascii_case(x)) {
                 continue;
             }
             if k == "x-forwarded-for" {
-                prev_xff = prev_xff.or(Some(v));
+                xff.extend_from_slice(v);
+                xff.extend_from_slice(b", ");
                 continue;
             }
-            if k == "host" {
-                if host.is_some() {
-                    continue;
-                }
-                has_host = true;
-            }
-            if !skipped(k) {
+            // `Host` is written once below, from the authority the request
+            // was routed by (RFC 9112 section 3.2.2), never the client's.
+            if k != "host" && !skipped(k) {
                 hdr::push(out, k.as_bytes(), v);
             }
         }
-        if host.is_some() || !has_host {
-            let h = host.unwrap_or(req.authority);
-            if hdr::valid_value(h.as_bytes()) {
-                hdr::push(out, b"host", h.as_bytes());
-            }
-        }
-        let mut xff = Vec::with_capacity(48);
-        if let Some(prev) = prev_xff {
-            xff.extend_from_slice(prev);
-            xff.extend_from_slice(b", ");
+        let h = host.unwrap_or(req.authority);
+        if hdr::valid_value(h.as_bytes()) {
+            hdr::push(out, b"host", h.as_bytes());
         }
         xff.extend_from_slice(req.conn.remote_ip());
         hdr::push(out, b"x-forwarded-for", &xff);

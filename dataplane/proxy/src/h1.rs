@@ -165,11 +165,13 @@ fn head_from(
             }
             listed.extend(hdr::connection_options(value));
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            transfer_encoding = true;
-            // The last coding of the last field decides.
-            if let Some(last) = value.rsplit(|&b| b == b',').map(<[u8]>::trim_ascii).next() {
-                chunked_last = last.eq_ignore_ascii_case(b"chunked");
+            // Only `chunked`, once: a body in another coding could not be
+            // passed on without its (hop-by-hop) `Transfer-Encoding`.
+            if transfer_encoding || !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(Error::Malformed("transfer coding other than chunked"));
             }
+            transfer_encoding = true;
+            chunked_last = true;
         } else if name.eq_ignore_ascii_case(b"content-length") {
             // `5` or `5, 5` (a repeated field folded); differing values or
             // anything not a number is malformed (RFC 9112 section 6.3).

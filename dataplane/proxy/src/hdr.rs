@@ -72,6 +72,7 @@ pub(crate) fn lines(block: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 }
 
 /// The first value of `name` (lower case) in the block.
+#[cfg(test)]
 pub(crate) fn get<'a>(block: &'a [u8], name: &str) -> Option<&'a [u8]> {
     lines(block)
         .find(|(n, _)| *n == name.as_bytes())

@@ -241,8 +241,19 @@ async fn accept_loop(
         let connections = connections.clone();
         connections.set(connections.get() + 1);
         tokio::task::spawn_local(async move {
+            // Counted out however the task ends (a panic included), so the
+            // drain never waits for a connection that is gone.
+            let _counted = Counted(connections);
             downstream::serve(sh, li, info, stream, stop).await;
-            connections.set(connections.get().saturating_sub(1));
         });
+    }
+}
+
+/// An open client connection, counted until dropped.
+struct Counted(Rc<Cell<usize>>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }

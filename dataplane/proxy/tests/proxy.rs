@@ -1206,3 +1206,53 @@ fn fields_named_by_connection_are_not_forwarded_either_way() {
     assert!(h.contains("\r\nx-stay: s\r\n"), "{h}");
     assert!(h.contains("\r\nhost: echo\r\n"), "{h}");
 }
+
+#[test]
+fn requests_the_proxy_must_not_route_are_refused_and_hosts_are_the_routed_authority() {
+    let (up, heads) = scripted_upstream();
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n\n[[service]]\nname = \"echo\"\nport = 80\nendpoints = [{{ address = \"{up}\" }}]\n"
+    );
+    let p = Proxy::start(&config, &[]);
+    let status = |req: &[u8]| raw(p.addr, req).status;
+    // RFC 9112 section 3.2: one Host, required in HTTP/1.1.
+    assert_eq!(status(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"), 400);
+    assert_eq!(
+        status(b"GET / HTTP/1.1\r\nHost: echo\r\nHost: other\r\nConnection: close\r\n\r\n"),
+        400
+    );
+    // Codings other than chunked: 501; tunnels: 405.
+    assert_eq!(
+        status(b"POST / HTTP/1.1\r\nHost: echo\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n"),
+        501
+    );
+    assert_eq!(
+        status(b"CONNECT echo:443 HTTP/1.1\r\nHost: echo:443\r\nConnection: close\r\n\r\n"),
+        405
+    );
+    // Absolute form: routed by, and sent with, the target's authority.
+    let r = raw(
+        p.addr,
+        b"GET http://echo/abs HTTP/1.1\r\nHost: elsewhere\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let heads = heads.lock().unwrap();
+    let h = heads.iter().find(|h| h.starts_with("GET /abs ")).unwrap();
+    let h = h.to_ascii_lowercase();
+    assert_eq!(h.matches("\r\nhost: ").count(), 1, "{h}");
+    assert!(h.contains("\r\nhost: echo\r\n"), "{h}");
+    assert!(
+        h.contains("\r\nx-forwarded-for: 1.1.1.1, 2.2.2.2, 127.0.0.1\r\n"),
+        "{h}"
+    );
+    assert!(!h.contains("expect"), "{h}");
+    drop(heads);
+    // A target that is not ASCII is routed like any other (no panic).
+    let e = Echo::start("v1", &[]);
+    let p = Proxy::start(&service(&[(&e, "v1")]), &[]);
+    let r = raw(
+        p.addr,
+        "GET /abcdeéx HTTP/1.1\r\nHost: echo\r\nConnection: close\r\n\r\n".as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+}
