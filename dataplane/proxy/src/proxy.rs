@@ -388,10 +388,7 @@ impl Proxy {
                 }
             }
             Admission::Queue { open_connection } => {
-                let (tx, rx) = oneshot::channel();
-                self.next_waiter += 1;
-                let id = self.next_waiter;
-                self.pools[pool].waiters.push_back(Waiter { id, up, tx });
+                let (id, rx) = self.enqueue(pool, up);
                 if open_connection {
                     self.open(pool, up, now);
                 }
@@ -401,6 +398,16 @@ impl Proxy {
         };
         self.drain_events(now);
         out
+    }
+
+    /// Puts a request for `up` at the end of pool `pool`'s queue: its
+    /// waiter id and where its grant will come.
+    fn enqueue(&mut self, pool: usize, up: Upstream) -> (u64, oneshot::Receiver<Grant>) {
+        let (tx, rx) = oneshot::channel();
+        self.next_waiter += 1;
+        let id = self.next_waiter;
+        self.pools[pool].waiters.push_back(Waiter { id, up, tx });
+        (id, rx)
     }
 
     fn idle_timeout(&self, up: Upstream) -> Duration {
@@ -624,11 +631,8 @@ impl Proxy {
                 }
             },
             Admission::Queue { open_connection } => {
-                let (tx, rx) = oneshot::channel();
-                self.next_waiter += 1;
-                let id = self.next_waiter;
-                let p = &mut self.pools[pool];
-                p.waiters.push_back(Waiter { id, up, tx });
+                let (id, rx) = self.enqueue(pool, up);
+                let p = &self.pools[pool];
                 let coming = u64::from(p.connecting) * u64::from(l.streams_per_connection());
                 if open_connection && p.waiters.len() as u64 > coming {
                     self.open(pool, up, now);
