@@ -5,13 +5,16 @@
 //! TOML text ──serde──▶ types::MeshConfig ──validate──▶ model::Config
 //!                     (Istio field names)            (defaults applied,
 //!                                                      regexes compiled)
+//! Istio YAML ──yaml──▶ the same tables (source: files, directories, merged)
 //! ```
 
 mod duration;
 mod error;
 pub mod file;
 mod model;
+pub mod source;
 mod validate;
+pub mod yaml;
 
 pub use duration::{IstioDuration, format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors, FieldPath, LineCol, Segment, line_col};

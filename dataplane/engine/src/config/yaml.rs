@@ -1,0 +1,850 @@
+//! Istio manifests as Kubernetes YAML: the second syntax of the one config
+//! model.
+//!
+//! ```text
+//! YAML text ──saphyr-parser events──▶ Node tree (line:column on every node)
+//!   ──per document: apiVersion/kind──▶ mesh-shaped TOML tables
+//!     (metadata.name/namespace beside the spec's fields, as a mesh file writes them)
+//! ```
+//!
+//! The tables are exactly what a TOML mesh file holds, so everything after
+//! this point (`--set`, sweeps, validation) is shared by both syntaxes. Each
+//! object keeps the line:column of every field it came from ([`Spans`]), so an
+//! error found later names the YAML file, line and column.
+//!
+//! What Kubernetes users keep in their repos is accepted as it is: several
+//! documents per file (`---`), `kind: List` (as `kubectl get -o yaml` writes
+//! it), `networking.istio.io/v1`, `v1beta1` and `v1alpha3`. Objects of other
+//! kinds are skipped with one note each; an Istio field the engine does not
+//! model is a warning naming its path (never a silent drop); anything else
+//! unknown is an error, as the Kubernetes API server's schema would make it.
+
+use std::collections::BTreeMap;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use toml::{Table, Value as Toml};
+
+use super::error::{ConfigError, FieldPath, LineCol};
+
+/// Where each field of one object was written: index-form paths relative to
+/// the object (`http[0].route[1].weight`; `name` and `namespace` are the
+/// metadata's) → line:column. The empty path is the object itself.
+pub type Spans = BTreeMap<String, LineCol>;
+
+/// The Istio kinds the engine models, with the mesh file's array for each.
+pub const KINDS: [(&str, &str); 4] = [
+    ("VirtualService", "virtualService"),
+    ("DestinationRule", "destinationRule"),
+    ("Gateway", "gateway"),
+    ("ServiceEntry", "serviceEntry"),
+];
+
+/// The Istio API versions accepted for those kinds.
+pub const API_VERSIONS: [&str; 3] = [
+    "networking.istio.io/v1",
+    "networking.istio.io/v1beta1",
+    "networking.istio.io/v1alpha3",
+];
+
+/// Aliases may expand to at most this many nodes in one file (a "billion
+/// laughs" document is an error, not an out-of-memory).
+const ALIAS_BUDGET: usize = 1_000_000;
+/// Deepest nesting accepted (no Istio object comes close).
+const MAX_DEPTH: usize = 128;
+
+/// A YAML node with the line:column where it starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// The value.
+    pub value: Value,
+    /// Where it starts.
+    pub at: LineCol,
+}
+
+/// A YAML value under the core schema (YAML 1.2).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// `~`, `null` or nothing.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string (any quoted or block scalar, or a plain one that is no other type).
+    Str(String),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in written order, keys unique.
+    Map(Vec<Entry>),
+}
+
+/// One `key: value` of a mapping.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// The key (scalars only).
+    pub key: String,
+    /// Where the key is written.
+    pub key_at: LineCol,
+    /// The value.
+    pub value: Node,
+}
+
+impl Node {
+    /// The value of `key` in a mapping.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            Value::Map(entries) => entries.iter().find(|e| e.key == key).map(|e| &e.value),
+            _ => None,
+        }
+    }
+
+    /// The text of a string scalar.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A short name of the node's type, for messages.
+    pub fn type_name(&self) -> &'static str {
+        match self.value {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Str(_) => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+}
+
+fn at(span: &Span) -> LineCol {
+    LineCol {
+        line: span.start.line(),
+        column: span.start.col() + 1,
+    }
+}
+
+fn problem(file: &str, location: LineCol, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: Some(file.to_owned()),
+        path: FieldPath::root(),
+        message: message.into(),
+        location: Some(location),
+    }
+}
+
+enum Frame {
+    Seq {
+        items: Vec<Node>,
+        at: LineCol,
+        anchor: usize,
+    },
+    Map {
+        entries: Vec<Entry>,
+        key: Option<(String, LineCol)>,
+        at: LineCol,
+        anchor: usize,
+    },
+}
+
+/// Parses every document of a YAML stream (an empty document is `Null`).
+///
+/// Errors (syntax, tabs used as indentation, duplicate keys, non-scalar keys,
+/// alias bombs, nesting too deep) name the file and line:column.
+pub fn parse(source: &str, file: &str) -> Result<Vec<Node>, ConfigError> {
+    let mut docs = Vec::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut root: Option<Node> = None;
+    let mut anchors: BTreeMap<usize, (Node, usize)> = BTreeMap::new();
+    let mut expanded = 0usize;
+    let mut parser = Parser::new_from_str(source);
+    loop {
+        let Some(next) = parser.next_event() else {
+            break;
+        };
+        let (event, span) = next.map_err(|e| {
+            let m = e.marker();
+            problem(
+                file,
+                LineCol {
+                    line: m.line(),
+                    column: m.col() + 1,
+                },
+                format!("invalid YAML: {}", e.info()),
+            )
+        })?;
+        let here = at(&span);
+        let complete = match event {
+            Event::StreamStart | Event::StreamEnd | Event::Nothing => None,
+            Event::DocumentStart(_) => {
+                root = None;
+                None
+            }
+            Event::DocumentEnd => {
+                docs.push(root.take().unwrap_or(Node {
+                    value: Value::Null,
+                    at: here,
+                }));
+                None
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                let plain = matches!(style, ScalarStyle::Plain)
+                    && !tag
+                        .as_ref()
+                        .is_some_and(|t| t.is_yaml_core_schema() && t.suffix == "str");
+                let value = if plain {
+                    resolve_plain(&text)
+                } else {
+                    Value::Str(text.into_owned())
+                };
+                Some((Node { value, at: here }, anchor))
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(problem(
+                        file,
+                        here,
+                        format!("nesting deeper than {MAX_DEPTH} levels"),
+                    ));
+                }
+                stack.push(if matches!(event, Event::SequenceStart(..)) {
+                    Frame::Seq {
+                        items: Vec::new(),
+                        at: here,
+                        anchor,
+                    }
+                } else {
+                    Frame::Map {
+                        entries: Vec::new(),
+                        key: None,
+                        at: here,
+                        anchor,
+                    }
+                });
+                None
+            }
+            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
+                Some(Frame::Seq { items, at, anchor }) => Some((
+                    Node {
+                        value: Value::Seq(items),
+                        at,
+                    },
+                    anchor,
+                )),
+                Some(Frame::Map {
+                    entries,
+                    at,
+                    anchor,
+                    ..
+                }) => Some((
+                    Node {
+                        value: Value::Map(entries),
+                        at,
+                    },
+                    anchor,
+                )),
+                None => None,
+            },
+            Event::Alias(id) => {
+                let Some((node, size)) = anchors.get(&id) else {
+                    return Err(problem(file, here, "alias of an unknown anchor"));
+                };
+                expanded += size;
+                if expanded > ALIAS_BUDGET {
+                    return Err(problem(
+                        file,
+                        here,
+                        format!(
+                            "aliases expand to more than {ALIAS_BUDGET} nodes: refusing a document that multiplies itself through anchors"
+                        ),
+                    ));
+                }
+                Some((node.clone(), 0))
+            }
+        };
+        let Some((node, anchor)) = complete else {
+            continue;
+        };
+        if anchor != 0 {
+            let size = count(&node);
+            anchors.insert(anchor, (node.clone(), size));
+        }
+        match stack.last_mut() {
+            None => root = Some(node),
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map { entries, key, .. }) => match key.take() {
+                None => {
+                    let k = match &node.value {
+                        Value::Str(s) => s.clone(),
+                        Value::Int(i) => i.to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        Value::Float(f) => f.to_string(),
+                        Value::Null => "null".to_owned(),
+                        Value::Seq(_) | Value::Map(_) => {
+                            return Err(problem(
+                                file,
+                                node.at,
+                                format!(
+                                    "a mapping key must be a string, found {}",
+                                    node.type_name()
+                                ),
+                            ));
+                        }
+                    };
+                    if let Some(first) = entries.iter().find(|e| e.key == k) {
+                        return Err(problem(
+                            file,
+                            node.at,
+                            format!(
+                                "duplicate key `{k}` (first at line {}): keep one of them",
+                                first.key_at.line
+                            ),
+                        ));
+                    }
+                    *key = Some((k, node.at));
+                }
+                Some((k, key_at)) => entries.push(Entry {
+                    key: k,
+                    key_at,
+                    value: node,
+                }),
+            },
+        }
+    }
+    Ok(docs)
+}
+
+fn count(node: &Node) -> usize {
+    1 + match &node.value {
+        Value::Seq(items) => items.iter().map(count).sum(),
+        Value::Map(entries) => entries.iter().map(|e| count(&e.value)).sum(),
+        _ => 0,
+    }
+}
+
+/// The core schema's resolution of a plain scalar.
+fn resolve_plain(s: &str) -> Value {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float(f64::INFINITY);
+        }
+        "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
+        _ => {}
+    }
+    let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(i) = s.parse::<i64>() {
+            return Value::Int(i);
+        }
+    } else if let Some(hex) = s.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return Value::Int(i);
+    } else if let Some(oct) = s.strip_prefix("0o")
+        && let Ok(i) = i64::from_str_radix(oct, 8)
+    {
+        return Value::Int(i);
+    }
+    let float_chars = unsigned
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'));
+    if float_chars
+        && unsigned
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_digit() || b == b'.')
+        && unsigned.bytes().any(|b| b.is_ascii_digit())
+        && let Ok(f) = s.parse::<f64>()
+    {
+        return Value::Float(f);
+    }
+    Value::Str(s.to_owned())
+}
+
+/// One Istio object read from YAML, in the mesh file's shape.
+#[derive(Clone, Debug)]
+pub struct Object {
+    /// The mesh file's array it belongs to (`virtualService`, …).
+    pub array: &'static str,
+    /// `name`, `namespace` and the spec's fields.
+    pub table: Table,
+    /// Where each field was written.
+    pub spans: Spans,
+}
+
+/// What one YAML file holds for the engine.
+#[derive(Clone, Debug, Default)]
+pub struct Manifests {
+    /// The Istio objects, in file order.
+    pub objects: Vec<Object>,
+    /// Kubernetes objects that are not mesh config, with their document
+    /// (kept for `meshsim import`), in file order.
+    pub others: Vec<Node>,
+    /// Notes: objects of other kinds, skipped.
+    pub notes: Vec<ConfigError>,
+    /// Warnings: Istio fields that are not modelled, ignored.
+    pub warnings: Vec<ConfigError>,
+}
+
+/// Reads the Istio objects of a YAML stream. Every problem found is
+/// returned (each with file, line:column and field), not only the first.
+pub fn read(source: &str, file: &str) -> Result<Manifests, Vec<ConfigError>> {
+    let docs = parse(source, file).map_err(|e| vec![e])?;
+    let mut out = Manifests::default();
+    let mut errors = Vec::new();
+    for doc in docs {
+        document(doc, file, &mut out, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+fn document(doc: Node, file: &str, out: &mut Manifests, errors: &mut Vec<ConfigError>) {
+    let Value::Map(_) = &doc.value else {
+        if doc.value != Value::Null {
+            errors.push(problem(
+                file,
+                doc.at,
+                format!(
+                    "expected a Kubernetes object (a mapping with apiVersion and kind), found {}",
+                    doc.type_name()
+                ),
+            ));
+        }
+        return;
+    };
+    let text = |key: &str| doc.get(key).and_then(Node::as_str).unwrap_or_default();
+    let (api_version, kind) = (text("apiVersion"), text("kind"));
+    if kind.is_empty() {
+        errors.push(problem(
+            file,
+            doc.at,
+            "expected a Kubernetes object with `kind` and `apiVersion` (e.g. kind: VirtualService, apiVersion: networking.istio.io/v1)",
+        ));
+        return;
+    }
+    if kind == "List" || kind.ends_with("List") && doc.get("items").is_some() {
+        match doc.get("items").map(|n| &n.value) {
+            Some(Value::Seq(items)) => {
+                for item in items.clone() {
+                    document(item, file, out, errors);
+                }
+            }
+            Some(Value::Null) | None => {}
+            Some(_) => errors.push(problem(file, doc.at, "`items` of a List must be a list")),
+        }
+        return;
+    }
+    let Some(&(_, array)) = KINDS.iter().find(|(k, _)| *k == kind) else {
+        out.notes.push(problem(
+            file,
+            doc.at,
+            format!(
+                "skipped {kind} ({api_version}): not a mesh config object (meshsim reads {})",
+                KINDS.map(|k| k.0).join(", ")
+            ),
+        ));
+        out.others.push(doc);
+        return;
+    };
+    if !API_VERSIONS.contains(&api_version) {
+        errors.push(problem(
+            file,
+            doc.get("apiVersion").map_or(doc.at, |n| n.at),
+            format!(
+                "{kind}: expected apiVersion {}, found \"{api_version}\"",
+                API_VERSIONS.join(", ")
+            ),
+        ));
+        return;
+    }
+    let Some(metadata) = doc.get("metadata") else {
+        errors.push(problem(
+            file,
+            doc.at,
+            format!("{kind}: expected `metadata` with a `name`"),
+        ));
+        return;
+    };
+    let mut table = Table::new();
+    let mut spans = Spans::new();
+    spans.insert(String::new(), doc.at);
+    for key in ["name", "namespace"] {
+        match metadata.get(key) {
+            Some(Node {
+                value: Value::Str(s),
+                at,
+            }) => {
+                table.insert(key.to_owned(), Toml::String(s.clone()));
+                spans.insert(key.to_owned(), *at);
+            }
+            None
+            | Some(Node {
+                value: Value::Null, ..
+            }) if key == "namespace" => {}
+            Some(other) => errors.push(problem(
+                file,
+                other.at,
+                format!(
+                    "{kind}: metadata.{key}: expected a string, found {}",
+                    other.type_name()
+                ),
+            )),
+            None => errors.push(problem(
+                file,
+                metadata.at,
+                format!("{kind}: expected metadata.name"),
+            )),
+        }
+    }
+    let name = table
+        .get("name")
+        .and_then(Toml::as_str)
+        .unwrap_or("?")
+        .to_owned();
+    match doc.get("spec") {
+        Some(Node {
+            value: Value::Map(entries),
+            ..
+        }) => {
+            let mut ctx = Convert {
+                file,
+                kind,
+                name: &name,
+                spans: &mut spans,
+                warnings: &mut out.warnings,
+                errors,
+            };
+            for e in entries {
+                if e.key == "name" || e.key == "namespace" {
+                    ctx.errors.push(problem(
+                        file,
+                        e.key_at,
+                        format!(
+                            "{kind} {name}: unknown field `spec.{}`: the object's {0} belongs in metadata",
+                            e.key
+                        ),
+                    ));
+                    continue;
+                }
+                if let Some(v) = ctx.field(&e.key, e.key_at, &e.value, String::new()) {
+                    table.insert(e.key.clone(), v);
+                }
+            }
+        }
+        Some(other) => errors.push(problem(
+            file,
+            other.at,
+            format!(
+                "{kind} {name}: spec: expected a mapping, found {}",
+                other.type_name()
+            ),
+        )),
+        None => errors.push(problem(
+            file,
+            doc.at,
+            format!("{kind} {name}: expected `spec`"),
+        )),
+    }
+    out.objects.push(Object {
+        array,
+        table,
+        spans,
+    });
+}
+
+struct Convert<'a> {
+    file: &'a str,
+    kind: &'a str,
+    name: &'a str,
+    spans: &'a mut Spans,
+    warnings: &'a mut Vec<ConfigError>,
+    errors: &'a mut Vec<ConfigError>,
+}
+
+impl Convert<'_> {
+    /// Converts the field `key` (written at `key_at`) under `parent`; `None`
+    /// drops it (null, or a field that is not modelled, with a warning).
+    fn field(&mut self, key: &str, key_at: LineCol, value: &Node, parent: String) -> Option<Toml> {
+        let path = if parent.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{parent}.{key}")
+        };
+        self.spans.insert(path.clone(), key_at);
+        if let Some(why) = unmodelled(self.kind, &path) {
+            self.warnings.push(problem(
+                self.file,
+                key_at,
+                format!(
+                    "{} {}: spec.{path} is not modelled by meshsim and is ignored ({why})",
+                    self.kind, self.name
+                ),
+            ));
+            return None;
+        }
+        self.value(value, path)
+    }
+
+    fn value(&mut self, node: &Node, path: String) -> Option<Toml> {
+        Some(match &node.value {
+            Value::Null => return None,
+            Value::Bool(b) => Toml::Boolean(*b),
+            Value::Int(i) => Toml::Integer(*i),
+            Value::Float(f) => Toml::Float(*f),
+            Value::Str(s) => Toml::String(s.clone()),
+            Value::Seq(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let p = format!("{path}[{i}]");
+                    self.spans.insert(p.clone(), item.at);
+                    match self.value(item, p) {
+                        Some(v) => out.push(v),
+                        None if item.value == Value::Null => self.errors.push(problem(
+                            self.file,
+                            item.at,
+                            format!(
+                                "{} {}: spec.{path}[{i}]: expected a value, found null",
+                                self.kind, self.name
+                            ),
+                        )),
+                        None => {}
+                    }
+                }
+                Toml::Array(out)
+            }
+            Value::Map(entries) => {
+                let mut t = Table::new();
+                for e in entries {
+                    if let Some(v) = self.field(&e.key, e.key_at, &e.value, path.clone()) {
+                        t.insert(e.key.clone(), v);
+                    }
+                }
+                Toml::Table(t)
+            }
+        })
+    }
+}
+
+/// Istio fields the engine does not model, per kind, as index-free paths
+/// under `spec` (`[]` for any index); `None` for a field that is modelled or
+/// not Istio's (the latter is then an unknown-field error).
+fn unmodelled(kind: &str, path: &str) -> Option<&'static str> {
+    let shape = index_free(path);
+    let shape = shape.as_str();
+    let table: &[(&str, &str)] = match kind {
+        "VirtualService" => &[
+            ("tls", "TLS routes are not simulated"),
+            ("tcp", "TCP routes are not simulated"),
+            ("http[].delegate", "delegate VirtualServices are not read"),
+            ("http[].mirror", "traffic mirroring is not simulated"),
+            ("http[].mirrors", "traffic mirroring is not simulated"),
+            (
+                "http[].mirrorPercentage",
+                "traffic mirroring is not simulated",
+            ),
+            ("http[].mirrorPercent", "traffic mirroring is not simulated"),
+            (
+                "http[].mirror_percent",
+                "traffic mirroring is not simulated",
+            ),
+            ("http[].corsPolicy", "CORS is not simulated"),
+            (
+                "http[].match[].statPrefix",
+                "stats prefixes do not change routing",
+            ),
+            (
+                "http[].redirect.derivePort",
+                "redirect ports are kept as written",
+            ),
+            (
+                "http[].directResponse.body.bytes",
+                "only string bodies are kept",
+            ),
+            (
+                "http[].fault.delay.exponentialDelay",
+                "only fixed delays are simulated",
+            ),
+            (
+                "http[].fault.abort.grpcStatus",
+                "only HTTP status aborts are simulated",
+            ),
+            (
+                "http[].fault.abort.http2Error",
+                "only HTTP status aborts are simulated",
+            ),
+        ],
+        "DestinationRule" => {
+            let policy = shape
+                .strip_prefix("trafficPolicy.")
+                .or_else(|| shape.strip_prefix("subsets[].trafficPolicy."));
+            if let Some(p) = policy {
+                let p = p.strip_prefix("portLevelSettings[].").unwrap_or(p);
+                return match p {
+                    "tls" => Some("mTLS and TLS origination are not simulated"),
+                    "tunnel" => Some("tunnels are not simulated"),
+                    "proxyProtocol" => Some("the PROXY protocol is not simulated"),
+                    "retryBudget" => Some("retry budgets are not modelled; maxRetries is"),
+                    "loadBalancer.localityLbSetting" => {
+                        Some("localities are not modelled: one locality")
+                    }
+                    "loadBalancer.warmupDurationSecs" | "loadBalancer.warmup" => {
+                        Some("slow-start warm-up is not modelled")
+                    }
+                    "loadBalancer.consistentHash.httpCookie.attributes" => {
+                        Some("cookie attributes do not change hashing")
+                    }
+                    "connectionPool.tcp.tcpKeepalive" => Some("TCP keepalive is not simulated"),
+                    _ => None,
+                };
+            }
+            &[("workloadSelector", "the rule applies to every workload")]
+        }
+        "Gateway" => &[
+            ("servers[].tls", "TLS termination is not simulated"),
+            ("servers[].bind", "the gateway listens on every address"),
+            (
+                "servers[].defaultEndpoint",
+                "the gateway forwards to the routed service",
+            ),
+        ],
+        "ServiceEntry" => &[
+            ("addresses", "virtual IPs are not modelled"),
+            ("workloadSelector", "workload selection is not modelled"),
+            ("subjectAltNames", "TLS is not simulated"),
+            (
+                "endpoints[].network",
+                "networks are not modelled: one network",
+            ),
+            (
+                "endpoints[].locality",
+                "localities are not modelled: one locality",
+            ),
+            ("endpoints[].serviceAccount", "identities are not simulated"),
+        ],
+        _ => &[],
+    };
+    table.iter().find(|(p, _)| *p == shape).map(|(_, why)| *why)
+}
+
+/// `http[2].route[0].x` → `http[].route[].x`.
+fn index_free(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut skipping = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                skipping = true;
+                out.push('[');
+            }
+            ']' => {
+                skipping = false;
+                out.push(']');
+            }
+            _ if skipping => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(src: &str) -> Node {
+        parse(src, "t.yaml").unwrap().remove(0)
+    }
+
+    #[test]
+    fn plain_scalars_resolve_by_the_core_schema_and_quoted_ones_stay_strings() {
+        let doc = one(
+            "a: 1\nb: \"1\"\nc: 1.5\nd: true\ne: ~\nf: 10s\ng: -3\nh: 1e3\ni: !!str 7\nj: 0x1F\n",
+        );
+        let v = |k: &str| doc.get(k).unwrap().value.clone();
+        assert_eq!(v("a"), Value::Int(1));
+        assert_eq!(v("b"), Value::Str("1".into()));
+        assert_eq!(v("c"), Value::Float(1.5));
+        assert_eq!(v("d"), Value::Bool(true));
+        assert_eq!(v("e"), Value::Null);
+        assert_eq!(v("f"), Value::Str("10s".into()));
+        assert_eq!(v("g"), Value::Int(-3));
+        assert_eq!(v("h"), Value::Float(1000.0));
+        assert_eq!(v("i"), Value::Str("7".into()));
+        assert_eq!(v("j"), Value::Int(31));
+    }
+
+    #[test]
+    fn every_node_knows_its_line_and_column() {
+        let doc = one("spec:\n  http:\n  - timeout: 5s\n");
+        let http = doc.get("spec").unwrap().get("http").unwrap();
+        let Value::Seq(items) = &http.value else {
+            panic!()
+        };
+        assert_eq!(items[0].at, LineCol { line: 3, column: 5 });
+        let Value::Map(e) = &items[0].value else {
+            panic!()
+        };
+        assert_eq!(e[0].key_at, LineCol { line: 3, column: 5 });
+    }
+
+    #[test]
+    fn anchors_and_aliases_copy_the_anchored_node() {
+        let doc = one("a: &x {k: 1}\nb: *x\n");
+        assert_eq!(doc.get("a").unwrap().value, doc.get("b").unwrap().value);
+    }
+
+    #[test]
+    fn a_duplicate_key_is_an_error_naming_both_lines() {
+        let e = parse("a: 1\nb: 2\na: 3\n", "t.yaml").unwrap_err();
+        assert_eq!(e.location, Some(LineCol { line: 3, column: 1 }));
+        assert!(
+            e.message.contains("duplicate key `a` (first at line 1)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused() {
+        let mut src = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let p = i - 1;
+            src.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let e = parse(&src, "t.yaml").unwrap_err();
+        assert!(e.message.contains("aliases expand to more than"), "{e}");
+    }
+
+    #[test]
+    fn tabs_as_indentation_are_a_located_error() {
+        let e = parse("a:\n\tb: 1\n", "t.yaml").unwrap_err();
+        assert_eq!(e.file.as_deref(), Some("t.yaml"));
+        assert_eq!(e.location.map(|l| l.line), Some(2));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let src = "[".repeat(200) + &"]".repeat(200);
+        let e = parse(&src, "t.yaml").unwrap_err();
+        assert!(e.message.contains("nesting deeper"), "{e}");
+    }
+
+    #[test]
+    fn index_free_paths_drop_indices() {
+        assert_eq!(index_free("http[12].route[0].x"), "http[].route[].x");
+    }
+}
