@@ -91,9 +91,11 @@ pub struct ExperimentFile {
     /// before checking; relative to the experiment).
     #[serde(default)]
     pub topology: Option<String>,
-    /// A file holding the Istio objects (merged in before checking).
+    /// The Istio objects from files: a TOML mesh file, Kubernetes YAML, or a
+    /// directory of them; one path or a list (merged in before checking;
+    /// relative to the experiment).
     #[serde(default)]
-    pub mesh: Option<String>,
+    pub mesh: Option<MeshFiles>,
     /// Services and their pods.
     #[serde(default)]
     pub service: Vec<ServiceModel>,
@@ -358,6 +360,26 @@ pub struct SlowAction {
     pub factor: f64,
 }
 
+/// `mesh = "istio/"` or `mesh = ["istio/", "extra.yaml"]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum MeshFiles {
+    /// One file or directory.
+    One(String),
+    /// Several, merged in order.
+    Many(Vec<String>),
+}
+
+impl MeshFiles {
+    /// The paths, in order.
+    pub fn paths(&self) -> Vec<&str> {
+        match self {
+            Self::One(p) => vec![p.as_str()],
+            Self::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
 /// A config push: the new Istio objects and the propagation delay to each proxy.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -365,6 +387,9 @@ pub struct Push {
     /// Delay between the push and the proxies applying it (0 when absent).
     #[serde(default)]
     pub propagation: Option<IstioDuration>,
+    /// The Istio objects after the push, from files (as the experiment's `mesh`).
+    #[serde(default)]
+    pub mesh: Option<MeshFiles>,
     /// VirtualServices after the push.
     #[serde(default)]
     pub virtual_service: Vec<mesh::VirtualService>,

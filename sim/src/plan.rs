@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use mesh_engine::config::source::{self, Origins};
 use mesh_engine::config::{ConfigError, ConfigErrors};
 use rayon::prelude::*;
 use toml::{Table, Value};
@@ -41,6 +42,8 @@ pub struct Plan {
     pub jobs: Vec<Job>,
     /// Warnings of the configs (located in the file when possible).
     pub warnings: Vec<ConfigError>,
+    /// Notes of reading the mesh files (Kubernetes objects skipped).
+    pub notes: Vec<ConfigError>,
 }
 
 /// Reads `path`, applies `sets`, expands the sweep and the seeds, and checks
@@ -54,6 +57,7 @@ pub fn load(path: &Path, sets: &[(String, String)], seed: Option<u64>) -> Result
     let base = experiment::parse(&text, Some(&name)).map_err(|e| e.to_string())?;
     let mut table: Table = toml::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
     let included = include_files(&mut table, path)?;
+    let origins = &included.origins;
     for (p, v) in sets {
         setpath::set(&mut table, p, setpath::parse_value(v)).map_err(|e| e.to_string())?;
         // A path set on the command line is pinned: it leaves the sweep.
@@ -61,7 +65,7 @@ pub fn load(path: &Path, sets: &[(String, String)], seed: Option<u64>) -> Result
             sweep.remove(p);
         }
     }
-    let rewritten = !sets.is_empty() || included;
+    let rewritten = !sets.is_empty() || included.any;
     let (resolved_text, file) = if !rewritten {
         (text.clone(), base)
     } else {
@@ -79,7 +83,9 @@ pub fn load(path: &Path, sets: &[(String, String)], seed: Option<u64>) -> Result
                 errors
                     .into_iter()
                     .map(|mut e| {
-                        e.file = Some(format!("{name}{point}"));
+                        if !origins.locate(&mut e) {
+                            e.file = Some(format!("{name}{point}"));
+                        }
                         e
                     })
                     .collect(),
@@ -148,17 +154,23 @@ pub fn load(path: &Path, sets: &[(String, String)], seed: Option<u64>) -> Result
             });
         }
     }
-    let warnings = if !rewritten {
+    let mut warnings = if !rewritten {
         ConfigErrors(warnings).locate_in(Some(&name), &text).0
     } else {
+        for w in &mut warnings {
+            origins.locate(w);
+        }
         warnings
     };
+    let mut all = included.warnings;
+    all.append(&mut warnings);
     Ok(Plan {
         name: file.name.clone(),
         text: resolved_text,
         swept,
         jobs,
-        warnings,
+        warnings: all,
+        notes: included.notes,
     })
 }
 
@@ -207,69 +219,134 @@ fn run_job(job: &Job, dir: Option<PathBuf>) -> Result<Metrics, RunError> {
     Ok(m)
 }
 
+/// What the files named by `mesh = ...` (and `push.mesh`) brought in:
+/// where each object came from, and the notes and warnings of reading them.
+#[derive(Debug, Default)]
+struct Included {
+    origins: Origins,
+    notes: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+    any: bool,
+}
+
 /// Merges `topology = "FILE"` (its `[[service]]` and `[[client]]` tables)
-/// and `mesh = "FILE"` (its Istio objects) into the experiment, paths being
-/// relative to the experiment file. Returns whether anything was included.
-fn include_files(table: &mut Table, experiment: &Path) -> Result<bool, String> {
+/// and `mesh = PATHS` (the Istio objects of TOML mesh files and Kubernetes
+/// YAML, files or directories), also in each timeline `push`, paths being
+/// relative to the experiment file.
+fn include_files(table: &mut Table, experiment: &Path) -> Result<Included, String> {
     let dir = experiment.parent().unwrap_or_else(|| Path::new("."));
-    let mut included = false;
-    for (key, arrays) in [
-        ("topology", &["service", "client"][..]),
-        (
-            "mesh",
-            &[
-                "virtualService",
-                "destinationRule",
-                "gateway",
-                "serviceEntry",
-            ][..],
-        ),
-    ] {
-        let Some(v) = table.remove(key) else { continue };
+    let shown_exp = experiment.display().to_string();
+    let mut inc = Included::default();
+    if let Some(v) = table.remove("topology") {
         let Value::String(rel) = v else {
             return Err(format!(
-                "{}: `{key}`: expected a file path (a string)",
-                experiment.display()
+                "{shown_exp}: `topology`: expected a file path (a string)"
             ));
         };
         let file = dir.join(&rel);
         let shown = file.display().to_string();
         let text = std::fs::read_to_string(&file).map_err(|e| {
-            format!(
-                "{}: `{key} = \"{rel}\"`: cannot read {shown}: {e}",
-                experiment.display()
-            )
+            format!("{shown_exp}: `topology = \"{rel}\"`: cannot read {shown}: {e}")
         })?;
         let mut other: Table = toml::from_str(&text).map_err(|e| {
             let c = mesh_engine::config::toml_error(&e, &text, Some(&shown));
             c.to_string()
         })?;
-        if key == "mesh" && other.contains_key("service") {
+        let arrays = ["service", "client"];
+        if let Some(k) = other.keys().find(|k| !arrays.contains(&k.as_str())) {
             return Err(format!(
-                "{shown}: a mesh file included by an experiment must not define [[service]]: the experiment's topology generates the registry; keep only virtualService, destinationRule, gateway and serviceEntry"
+                "{shown}: unexpected `{k}` in a topology file: expected only {}",
+                arrays.join(", ")
             ));
         }
-        for k in other.keys() {
-            if !arrays.contains(&k.as_str()) {
-                return Err(format!(
-                    "{shown}: unexpected `{k}` in a {key} file: expected only {}",
-                    arrays.join(", ")
-                ));
-            }
-        }
         for a in arrays {
-            let Some(Value::Array(items)) = other.remove(*a) else {
+            let Some(items) = other.remove(a) else {
                 continue;
             };
-            if table.contains_key(*a) {
+            if table.contains_key(a) {
                 return Err(format!(
-                    "{}: `{a}` is both inline and in {shown}: keep one of them",
-                    experiment.display()
+                    "{shown_exp}: `{a}` is both inline and in {shown}: keep one of them"
                 ));
             }
-            table.insert((*a).to_owned(), Value::Array(items));
+            table.insert(a.to_owned(), items);
         }
-        included = true;
+        inc.any = true;
     }
-    Ok(included)
+    include_mesh(table, dir, "", &shown_exp, &mut inc)?;
+    if let Some(Value::Array(timeline)) = table.get_mut("timeline") {
+        for (i, entry) in timeline.iter_mut().enumerate() {
+            if let Some(Value::Table(push)) = entry.get_mut("push") {
+                include_mesh(
+                    push,
+                    dir,
+                    &format!("timeline[{i}].push"),
+                    &shown_exp,
+                    &mut inc,
+                )?;
+            }
+        }
+    }
+    Ok(inc)
+}
+
+/// Resolves `mesh = PATHS` in `table` (the experiment, or a push at `at`).
+fn include_mesh(
+    table: &mut Table,
+    dir: &Path,
+    at: &str,
+    experiment: &str,
+    inc: &mut Included,
+) -> Result<(), String> {
+    let Some(v) = table.remove("mesh") else {
+        return Ok(());
+    };
+    let key = if at.is_empty() {
+        "mesh".to_owned()
+    } else {
+        format!("{at}.mesh")
+    };
+    let rels: Vec<String> = match v {
+        Value::String(s) => vec![s],
+        Value::Array(items) => items
+            .into_iter()
+            .map(|i| match i {
+                Value::String(s) => Ok(s),
+                _ => Err(()),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|()| format!("{experiment}: `{key}`: expected paths (strings)"))?,
+        _ => {
+            return Err(format!(
+                "{experiment}: `{key}`: expected a path or a list of paths, e.g. mesh = [\"istio/\", \"extra.yaml\"]"
+            ));
+        }
+    };
+    if rels.is_empty() {
+        return Err(format!("{experiment}: `{key}`: expected at least one path"));
+    }
+    let paths: Vec<PathBuf> = rels.iter().map(|r| dir.join(r)).collect();
+    let sources = source::read(&paths, &source::ISTIO_ARRAYS).map_err(|e| {
+        let n = e.0.len();
+        format!(
+            "{e}\n{experiment}: `{key}`: {n} error{} in the mesh config",
+            if n == 1 { "" } else { "s" }
+        )
+    })?;
+    for (array, items) in sources.table {
+        if table.contains_key(&array) {
+            return Err(format!(
+                "{experiment}: `{array}` is both inline and in `{key}`: keep one of them"
+            ));
+        }
+        table.insert(array, items);
+    }
+    inc.origins.extend(if at.is_empty() {
+        sources.origins
+    } else {
+        sources.origins.under(at)
+    });
+    inc.notes.extend(sources.notes);
+    inc.warnings.extend(sources.warnings);
+    inc.any = true;
+    Ok(())
 }
