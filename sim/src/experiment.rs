@@ -532,6 +532,7 @@ pub(crate) fn err(path: FieldPath, msg: impl Into<String>) -> ConfigError {
     ConfigError {
         file: None,
         path,
+        code: None,
         message: msg.into(),
         location: None,
     }

@@ -109,6 +109,8 @@ pub struct ConfigError {
     pub file: Option<String>,
     /// The field at fault (empty for a syntax error outside any field).
     pub path: FieldPath,
+    /// The analyzer code (Istio's `IST…` where one exists, ours `MSH…`).
+    pub code: Option<&'static str>,
     /// What was expected and what to do.
     pub message: String,
     /// Where in the file, when known.
@@ -120,9 +122,17 @@ impl ConfigError {
         Self {
             file: None,
             path,
+            code: None,
             message: message.into(),
             location: None,
         }
+    }
+
+    /// This problem with an analyzer code.
+    #[must_use]
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
     }
 }
 

@@ -8,6 +8,7 @@
 //! Istio YAML ──yaml──▶ the same tables (source: files, directories, merged)
 //! ```
 
+pub mod analyze;
 mod duration;
 mod error;
 pub mod file;
@@ -53,6 +54,7 @@ pub fn toml_error(e: &toml::de::Error, source: &str, file: Option<&str>) -> Conf
     ConfigError {
         file: file.map(str::to_owned),
         path,
+        code: None,
         message: e.message().trim().to_owned(),
         location: span.map(|s| line_col(source, s.start)),
     }

@@ -173,6 +173,7 @@ pub fn expand(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let fail = |message: String| ConfigError {
         file: Some(shown.clone()),
         path: FieldPath::root(),
+        code: None,
         message,
         location: None,
     };
@@ -271,6 +272,7 @@ fn whole_file(file: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         file: Some(file.to_owned()),
         path: FieldPath::root(),
+        code: None,
         message: message.into(),
         location: None,
     }
@@ -326,6 +328,7 @@ fn toml_objects(
             errors.push(ConfigError {
                 file: Some(file.to_owned()),
                 path: FieldPath::root().key(name),
+                code: None,
                 message: format!("unexpected `{name}`: expected only {}", arrays.join(", ")),
                 location: Some(at),
             });
@@ -335,6 +338,7 @@ fn toml_objects(
             errors.push(ConfigError {
                 file: Some(file.to_owned()),
                 path: FieldPath::root().key(name),
+                code: None,
                 message: if array == "service" {
                     "a mesh file included by an experiment must not define [[service]]: the experiment's topology generates the registry; keep only virtualService, destinationRule, gateway and serviceEntry".to_owned()
                 } else {
@@ -348,6 +352,7 @@ fn toml_objects(
             errors.push(ConfigError {
                 file: Some(file.to_owned()),
                 path: FieldPath::root().key(name),
+                code: None,
                 message: format!("expected an array of tables ([[{name}]])"),
                 location: Some(at),
             });
@@ -363,6 +368,7 @@ fn toml_objects(
                     errors.push(ConfigError {
                         file: Some(file.to_owned()),
                         path: FieldPath::root().key(name),
+                        code: None,
                         message: format!("expected an array of tables ([[{name}]])"),
                         location: Some(line_col(text, item.span().start)),
                     });
@@ -457,6 +463,7 @@ fn check_shape(
     errors.push(ConfigError {
         file: Some(origin.file.clone()),
         path,
+        code: None,
         message,
         location,
     });
@@ -501,6 +508,7 @@ pub fn validate_table(sources: &Sources) -> Result<(Config, Vec<Warning>), Confi
                 ConfigErrors(vec![ConfigError {
                     file: None,
                     path: FieldPath::root(),
+                    code: None,
                     message: e.message().trim().to_owned(),
                     location: None,
                 }])

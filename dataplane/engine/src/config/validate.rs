@@ -38,16 +38,16 @@ pub fn validate(source: t::MeshConfig) -> Result<(Config, Vec<Warning>), Vec<Con
     let virtual_services = v.virtual_services(&source, &services, &clusters, &gateways);
     v.listeners(&source, &gateways);
     if v.errors.is_empty() {
-        Ok((
-            Config {
-                source,
-                services,
-                clusters,
-                virtual_services,
-                gateways,
-            },
-            v.warnings,
-        ))
+        let config = Config {
+            source,
+            services,
+            clusters,
+            virtual_services,
+            gateways,
+        };
+        let mut warnings = v.warnings;
+        warnings.extend(super::analyze::analyze(&config));
+        Ok((config, warnings))
     } else {
         Err(v.errors)
     }
@@ -89,8 +89,10 @@ impl Validator {
         self.errors.push(ConfigError::new(path, msg));
     }
 
-    fn warn(&mut self, path: FieldPath, msg: impl Into<String>) {
-        self.warnings.push(ConfigError::new(path, msg));
+    /// A warning with its analyzer code (see [`super::analyze::RULES`]).
+    fn warn(&mut self, code: &'static str, path: FieldPath, msg: impl Into<String>) {
+        self.warnings
+            .push(ConfigError::new(path, msg).with_code(code));
     }
 
     /// A duration that Istio requires to be at least 1 ms.
@@ -342,7 +344,7 @@ impl Validator {
                             &ns(&src.destination_rule[prev].namespace),
                         );
                         if prev_host == svc.host || host != svc.host {
-                            self.warn(path.key("host"), format!("service \"{}\" already has DestinationRule \"{}\"; this one is ignored for it, as Istio keeps the first", svc.host, src.destination_rule[prev].name));
+                            self.warn("MSH0012", path.key("host"), format!("service \"{}\" already has DestinationRule \"{}\"; this one is ignored for it, as Istio keeps the first", svc.host, src.destination_rule[prev].name));
                         } else {
                             rules[s] = Some(i);
                         }
@@ -351,6 +353,7 @@ impl Validator {
             }
             if !matched {
                 self.warn(
+                    "MSH0011",
                     path.key("host"),
                     format!("no service matches host \"{host}\"; the rule has no effect"),
                 );
@@ -502,12 +505,13 @@ impl Validator {
                 }
             }
             if od.consecutive_errors.is_some() {
-                self.warn(op.key("consecutiveErrors"), "deprecated and ignored since Istio 1.7; use consecutive5xxErrors or consecutiveGatewayErrors");
+                self.warn("MSH0007", op.key("consecutiveErrors"), "deprecated and ignored since Istio 1.7; use consecutive5xxErrors or consecutiveGatewayErrors");
             }
             if od.consecutive_local_origin_failures.is_some()
                 && od.split_external_local_origin_errors != Some(true)
             {
                 self.warn(
+                    "MSH0008",
                     op.key("consecutiveLocalOriginFailures"),
                     "has no effect unless splitExternalLocalOriginErrors = true",
                 );
@@ -728,6 +732,7 @@ impl Validator {
                 self.gateway_refs(&vs.gateways, &namespace, gateways, &path.key("gateways"));
             if vs.http.is_empty() {
                 self.warn(
+                    "MSH0009",
                     path.key("http"),
                     "no http routes: requests for these hosts get 404 (NR)",
                 );
@@ -737,7 +742,7 @@ impl Validator {
             for (j, r) in vs.http.iter().enumerate() {
                 let rp = path.key("http").index(j);
                 if after_catch_all {
-                    self.warn(rp.clone(), "unreachable: an earlier route matches every request, and Istio emits nothing after it");
+                    self.warn("IST0131", rp.clone(), "unreachable: an earlier route matches every request, and Istio emits nothing after it");
                 }
                 let route = self.http_route(
                     r, &rp, &vs.name, j, &namespace, services, clusters, gateways,
@@ -929,7 +934,7 @@ impl Validator {
             let service = services.iter().position(|s| s.host == host);
             let cluster = match (service, &d.destination.subset) {
                 (None, _) => {
-                    self.warn(dp.key("destination").key("host"), format!("no service \"{host}\" in the registry: requests routed here get 503 (NC)"));
+                    self.warn("IST0101", dp.key("destination").key("host"), format!("no service \"{host}\" in the registry: requests routed here get 503 (NC)"));
                     None
                 }
                 (Some(s), None) => clusters
@@ -989,7 +994,7 @@ impl Validator {
                     "expected the weights of several destinations to add up to more than 0",
                 );
             } else if total != 100 {
-                self.warn(path.clone(), format!("weights add up to {total}, not 100: Istio 1.15+ treats them as relative (weight/{total}); Istio 1.14 and older reject this"));
+                self.warn("MSH0006", path.clone(), format!("weights add up to {total}, not 100: Istio 1.15+ treats them as relative (weight/{total}); Istio 1.14 and older reject this"));
             }
             out.retain(|d| d.weight > 0);
         }
@@ -1219,7 +1224,7 @@ impl Validator {
                     0
                 }
                 (None, None) => {
-                    self.warn(dp.clone(), "no `percentage`: Istio delays 0% of requests; add percentage = { value = 100.0 }");
+                    self.warn("MSH0010", dp.clone(), "no `percentage`: Istio delays 0% of requests; add percentage = { value = 100.0 }");
                     0
                 }
             };
@@ -1244,7 +1249,7 @@ impl Validator {
             let ppm = match &a.percentage {
                 Some(p) => self.percent(p, &ap.key("percentage")),
                 None => {
-                    self.warn(ap.clone(), "no `percentage`: Istio aborts 0% of requests; add percentage = { value = 100.0 }");
+                    self.warn("MSH0010", ap.clone(), "no `percentage`: Istio aborts 0% of requests; add percentage = { value = 100.0 }");
                     0
                 }
             };
@@ -2055,7 +2060,8 @@ consecutive5xxErrors = 7"#,
     /// The upstream protocol of each cluster of `toml`, in order.
     fn protocols(toml: &str) -> Vec<(UpstreamProtocol, u32)> {
         let (c, w) = from_toml(toml, Some(FILE)).unwrap();
-        assert!(w.is_empty(), "{w:?}");
+        // The registry here has no version labels: only the subsets' finding.
+        assert!(w.iter().all(|w| w.code == Some("IST0173")), "{w:?}");
         c.clusters
             .iter()
             .map(|c| {

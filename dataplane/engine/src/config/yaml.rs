@@ -133,6 +133,7 @@ fn problem(file: &str, location: LineCol, message: impl Into<String>) -> ConfigE
     ConfigError {
         file: Some(file.to_owned()),
         path: FieldPath::root(),
+        code: None,
         message: message.into(),
         location: Some(location),
     }
@@ -585,14 +586,17 @@ impl Convert<'_> {
         };
         self.spans.insert(path.clone(), key_at);
         if let Some(why) = unmodelled(self.kind, &path) {
-            self.warnings.push(problem(
-                self.file,
-                key_at,
-                format!(
-                    "{} {}: spec.{path} is not modelled by meshsim and is ignored ({why})",
-                    self.kind, self.name
-                ),
-            ));
+            self.warnings.push(
+                problem(
+                    self.file,
+                    key_at,
+                    format!(
+                        "{} {}: spec.{path} is not modelled by meshsim and is ignored ({why})",
+                        self.kind, self.name
+                    ),
+                )
+                .with_code("MSH0014"),
+            );
             return None;
         }
         self.value(value, path)
