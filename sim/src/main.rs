@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod check;
+
 use clap::{Parser, Subcommand};
 use mesh_engine::config::{self, Config};
 use mesh_engine::{Decision, Engine, ProxySpec, Request, Time};
@@ -28,12 +30,22 @@ enum Command {
     /// Validate experiment files (topology, load, timeline, mesh config,
     /// sweep) or mesh config files without running them.
     Check {
-        /// Experiment or mesh config files (TOML).
-        #[arg(required = true)]
+        /// Experiments (TOML), mesh config files (TOML), Istio YAML files or
+        /// directories of them (all the YAML is checked as one config).
+        #[arg(required_unless_present = "rules")]
         files: Vec<PathBuf>,
         /// Override a field of an experiment: `--set load.qps=5000` (repeatable).
         #[arg(long = "set", value_parser = parse_set)]
         sets: Vec<(String, String)>,
+        /// `text` (for people) or `json` (for CI).
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+        /// Exit 2 on findings of this severity or above: `error`, `warning` or `info`.
+        #[arg(long, default_value = "error", value_parser = ["error", "warning", "info"])]
+        fail_on: String,
+        /// Print the analyzer's rules (codes, severities) and exit.
+        #[arg(long)]
+        rules: bool,
     },
     /// Ask the engine how one proxy routes a request, as Envoy configured by
     /// Istio would. With `-n N` sends N such requests and prints the split.
@@ -129,8 +141,9 @@ fn replay(args: &ReplayArgs) -> Result<String, String> {
 
 #[derive(Debug, clap::Args)]
 struct RouteArgs {
-    /// Mesh config file (TOML).
-    file: PathBuf,
+    /// Mesh config: TOML mesh files, Istio YAML, or directories of them.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
     /// Host (and port) the caller asks for, e.g. `reviews:9080`.
     #[arg(long)]
     authority: String,
@@ -190,7 +203,32 @@ const BAD_INPUT: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { files, sets } => check(&files, &sets),
+        Command::Check {
+            files,
+            sets,
+            output,
+            fail_on,
+            rules,
+        } => {
+            if rules {
+                Ok(mesh_engine::config::analyze::rules_text())
+            } else {
+                let args = check::Args {
+                    files: &files,
+                    sets: &sets,
+                    json: output == "json",
+                    fail_on: mesh_engine::config::analyze::Severity::parse(&fail_on)
+                        .unwrap_or(mesh_engine::config::analyze::Severity::Error),
+                };
+                match check::check(&args) {
+                    Ok(out) => Ok(out),
+                    Err((out, err)) => {
+                        print!("{out}");
+                        Err(err)
+                    }
+                }
+            }
+        }
         Command::Route(args) => route(&args),
         Command::Run {
             file,
@@ -220,98 +258,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// Reads and validates one file; the error text names file, line:column,
-/// field and what to do.
-fn load(path: &Path) -> Result<(Config, Vec<config::Warning>), String> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{name}: cannot read the mesh config: {e}"))?;
-    config::from_toml(&text, Some(&name)).map_err(|errors| {
-        let n = errors.0.len();
-        format!(
-            "{errors}\n{name}: {n} error{} found; fix {} and run `meshsim check {name}` again",
-            if n == 1 { "" } else { "s" },
-            if n == 1 { "it" } else { "them" }
-        )
-    })
-}
-
-/// Whether a file is an experiment (it has a `[load]` table) rather than a
-/// mesh config.
-fn is_experiment(path: &Path) -> bool {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
-        .is_some_and(|t| t.contains_key("load"))
-}
-
-fn check(files: &[PathBuf], sets: &[(String, String)]) -> Result<String, String> {
-    let mut out = String::new();
-    let mut failures = Vec::new();
-    for path in files {
-        if is_experiment(path) {
-            match meshsim::plan::load(path, sets, None) {
-                Ok(plan) => {
-                    for w in &plan.warnings {
-                        let _ = writeln!(out, "warning: {w}");
-                    }
-                    let points = plan.jobs.last().map_or(0, |j| j.point + 1);
-                    let m = &plan.jobs[0].model;
-                    let _ = writeln!(
-                        out,
-                        "{}: ok: experiment {}, {} simulated, {} run(s) ({points} sweep point(s) × {} seed(s))",
-                        path.display(),
-                        plan.name,
-                        m.duration_text(),
-                        plan.jobs.len(),
-                        plan.jobs.len() / points.max(1)
-                    );
-                }
-                Err(msg) => failures.push(msg),
-            }
-            continue;
-        }
-        if !sets.is_empty() {
-            failures.push(format!(
-                "{}: --set applies to experiment files only",
-                path.display()
-            ));
-            continue;
-        }
-        match load(path) {
-            Ok((cfg, warnings)) => {
-                for w in &warnings {
-                    let _ = writeln!(out, "warning: {w}");
-                }
-                let endpoints: usize = cfg.services.iter().map(|s| s.endpoints.len()).sum();
-                let _ = writeln!(
-                    out,
-                    "{}: ok: {} services, {} endpoints, {} clusters, {} VirtualServices, {} DestinationRules, {} Gateways, {} ServiceEntries, {} warning{}",
-                    path.display(),
-                    cfg.services.len(),
-                    endpoints,
-                    cfg.clusters.len(),
-                    cfg.virtual_services.len(),
-                    cfg.source.destination_rule.len(),
-                    cfg.gateways.len(),
-                    cfg.source.service_entry.len(),
-                    warnings.len(),
-                    if warnings.len() == 1 { "" } else { "s" }
-                );
-            }
-            Err(msg) => failures.push(msg),
-        }
-    }
-    if failures.is_empty() {
-        Ok(out)
-    } else {
-        print!("{out}");
-        Err(failures.join("\n"))
-    }
+/// Reads and validates a mesh config from files or directories (TOML and
+/// Istio YAML); the error text names file, line:column, field and what to do.
+fn load(paths: &[PathBuf]) -> Result<(Config, Vec<config::Warning>), String> {
+    let shown = paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    config::source::load(paths)
+        .map(|(c, w, _)| (c, w))
+        .map_err(|e| check::errors_text(&shown, &e.0))
 }
 
 fn route(args: &RouteArgs) -> Result<String, String> {
-    let (cfg, _warnings) = load(&args.file)?;
+    let (cfg, _warnings) = load(&args.files)?;
     let proxy = match &args.gateway {
         Some(g) => {
             let (ns, name) = g.split_once('/').unwrap_or((&args.namespace, g));
@@ -319,7 +280,7 @@ fn route(args: &RouteArgs) -> Result<String, String> {
             if !cfg.gateways.contains(&full) {
                 return Err(format!(
                     "--gateway {g}: no gateway \"{full}\" in {}; known: {}",
-                    args.file.display(),
+                    args.files[0].display(),
                     if cfg.gateways.is_empty() {
                         "none".to_owned()
                     } else {

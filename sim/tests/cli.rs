@@ -100,7 +100,7 @@ fn a_missing_file_is_bad_input_not_a_panic() {
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        err.contains("does/not/exist.toml: cannot read the mesh config"),
+        err.contains("does/not/exist.toml: cannot read the experiment"),
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
@@ -518,7 +518,7 @@ fn topology_and_mesh_can_live_in_their_own_files() {
     assert_eq!(o.status.code(), Some(2));
     assert!(
         err.contains(
-            "parts-bad-mesh.toml: a mesh file included by an experiment must not define [[service]]"
+            "parts-bad-mesh.toml:1:3: service: a mesh file included by an experiment must not define [[service]]"
         ),
         "{err}"
     );

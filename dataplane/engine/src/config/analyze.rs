@@ -457,7 +457,7 @@ fn routes(config: &Config, out: &mut Vec<Warning>) {
                     "MSH0003",
                     retry_path,
                     format!(
-                        "retries on 5xx ({} attempts) towards a cluster with outlier detection: a failing pod's errors are retried on other pods (clients see fewer 5xx) while each failed try still counts towards its ejection, and every retry adds load during a blip; fix: keep it if intended, and compare with `meshsim tune`",
+                        "retries on 5xx ({} attempts) towards a cluster with outlier detection: a failing pod's errors are retried on other pods (clients see fewer 5xx) while each failed try still counts towards its ejection, and every retry adds load during a blip; fix: keep it if intended; measure both with `meshsim sweep`",
                         retry.num_retries
                     ),
                 ));
