@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mesh_engine::ProxySpec;
-use mesh_engine::config::{self, Config, ConfigErrors, Warning};
+use mesh_engine::config::{self, Config, ConfigErrors, Warning, source};
 
 /// A config file read and checked.
 #[derive(Clone, Debug)]
@@ -69,16 +69,61 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// Reads, parses and checks a config file.
-pub fn load(path: &Path) -> Result<Loaded, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Read(path.to_owned(), e))?;
-    parse(&text, path)
+/// Reads, parses and checks the config: one TOML mesh file, or several
+/// files and directories of TOML and Istio YAML merged (the listeners and
+/// the registry in TOML, the Istio objects in either syntax).
+pub fn load(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
+    if let [path] = paths
+        && !path.is_dir()
+        && !source::is_yaml(path)
+    {
+        let text = std::fs::read_to_string(path).map_err(|e| LoadError::Read(path.clone(), e))?;
+        return parse(&text, path);
+    }
+    let (mesh, warnings, sources) = source::load(paths).map_err(LoadError::Invalid)?;
+    // `/config_dump` shows every file as read, each under its name.
+    let mut text = String::new();
+    for f in &sources.files {
+        let body = std::fs::read_to_string(f).map_err(|e| LoadError::Read(f.clone(), e))?;
+        text.push_str(&format!("# ---- {} ----\n{body}\n", f.display()));
+    }
+    let first = paths.first().cloned().unwrap_or_default();
+    with_listeners(mesh, warnings, text, &first)
+}
+
+/// The newest modification time of the config's paths and of the files in
+/// its directories (a file added to a directory changes the directory's).
+pub fn modified(paths: &[PathBuf]) -> Option<std::time::SystemTime> {
+    let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    paths
+        .iter()
+        .flat_map(|p| {
+            let mut all = vec![stamp(p)];
+            if p.is_dir()
+                && let Ok(files) = source::expand(p)
+            {
+                all.extend(files.iter().map(|f| stamp(f)));
+            }
+            all
+        })
+        .max()
+        .flatten()
 }
 
 /// Parses and checks config text read from `path`.
 pub fn parse(text: &str, path: &Path) -> Result<Loaded, LoadError> {
     let name = path.display().to_string();
     let (mesh, warnings) = config::from_toml(text, Some(&name)).map_err(LoadError::Invalid)?;
+    with_listeners(mesh, warnings, text.to_owned(), path)
+}
+
+/// The checked config with its listeners (at least one).
+fn with_listeners(
+    mesh: Config,
+    warnings: Vec<Warning>,
+    text: String,
+    path: &Path,
+) -> Result<Loaded, LoadError> {
     // The engine checked every listener (address syntax, gateway exists).
     let listeners: Vec<ListenerSpec> = mesh
         .source
@@ -106,7 +151,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, LoadError> {
     }
     Ok(Loaded {
         mesh: Arc::new(mesh),
-        text: text.to_owned(),
+        text,
         warnings,
         listeners,
     })

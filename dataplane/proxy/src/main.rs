@@ -15,9 +15,11 @@ use mesh_proxy::{AccessLog, Options, config, signals};
 #[derive(Parser, Debug)]
 #[command(name = "meshproxy", version)]
 struct Args {
-    /// The mesh config (TOML) with at least one [[listener]].
-    #[arg(long)]
-    config: PathBuf,
+    /// The mesh config with at least one [[listener]]: a TOML file, or
+    /// repeated for several files and directories (TOML with the listeners
+    /// and the registry, Istio YAML for VirtualServices, DestinationRules…).
+    #[arg(long, required = true)]
+    config: Vec<PathBuf>,
     /// Admin listener (/stats, /clusters, /config_dump, /ready); keep it on
     /// loopback.
     #[arg(long)]
@@ -124,7 +126,7 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!(
                         "meshproxy: {}: listener: cannot listen on {}: {e}",
-                        args.config.display(),
+                        args.config[0].display(),
                         l.address
                     );
                     return ExitCode::from(2);

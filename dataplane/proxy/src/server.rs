@@ -26,7 +26,7 @@ use crate::proxy::{Options, Shared};
 /// file is also watched for changes. `bound` is called once every listener
 /// serves.
 pub async fn run(
-    path: PathBuf,
+    paths: Vec<PathBuf>,
     loaded: Loaded,
     listeners: Vec<TcpListener>,
     admin: Option<TcpListener>,
@@ -68,16 +68,16 @@ pub async fn run(
     // Reloads: SIGHUP, or the file's modification time changing.
     {
         let sh = sh.clone();
-        let path = path.clone();
+        let paths = paths.clone();
         tokio::task::spawn_local(async move {
-            let mut stamp = modified(&path);
+            let mut stamp = config::modified(&paths);
             let interval = sh.options.watch_interval;
             loop {
                 let changed = async {
                     match interval {
                         Some(i) => loop {
                             tokio::time::sleep(i).await;
-                            let s = modified(&path);
+                            let s = config::modified(&paths);
                             if s != stamp {
                                 return s;
                             }
@@ -87,9 +87,9 @@ pub async fn run(
                 };
                 tokio::select! {
                     s = changed => stamp = s,
-                    () = reload() => stamp = modified(&path),
+                    () = reload() => stamp = config::modified(&paths),
                 }
-                apply_reload(&sh, &path);
+                apply_reload(&sh, &paths);
             }
         });
     }
@@ -116,14 +116,10 @@ pub async fn run(
     );
 }
 
-fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
 /// Reads the config again; applies it if valid and the listeners are the
 /// same, else logs why not and keeps the config in force.
-fn apply_reload(sh: &Rc<Shared>, path: &std::path::Path) {
-    let new = match config::load(path) {
+fn apply_reload(sh: &Rc<Shared>, paths: &[PathBuf]) {
+    let new = match config::load(paths) {
         Ok(n) => n,
         Err(e) => {
             sh.reloads_failed.set(sh.reloads_failed.get() + 1);
@@ -145,7 +141,10 @@ fn apply_reload(sh: &Rc<Shared>, path: &std::path::Path) {
         eprintln!(
             "{} meshproxy: config reload refused, the previous config keeps serving:\n{}: listener: the listeners changed; restart meshproxy to change listeners",
             now_rfc3339(),
-            path.display()
+            paths
+                .first()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
         );
         return;
     }

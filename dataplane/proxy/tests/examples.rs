@@ -39,7 +39,8 @@ fn every_example_config_loads_in_the_proxy_and_routes_in_the_engine() {
             continue;
         }
         n += 1;
-        let loaded = mesh_proxy::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let loaded =
+            mesh_proxy::config::load(std::slice::from_ref(&path)).unwrap_or_else(|e| panic!("{e}"));
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         let mut engine = Engine::new(loaded.mesh.clone(), ProxySpec::sidecar("default", &[]), 1);
         let mut v2 = 0;

@@ -164,10 +164,7 @@ pub fn parse(source: &str, file: &str) -> Result<Vec<Node>, ConfigError> {
     let mut anchors: BTreeMap<usize, (Node, usize)> = BTreeMap::new();
     let mut expanded = 0usize;
     let mut parser = Parser::new_from_str(source);
-    loop {
-        let Some(next) = parser.next_event() else {
-            break;
-        };
+    while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| {
             let m = e.marker();
             problem(
