@@ -436,7 +436,9 @@ fn pod_labels(service: &str, version: &str) -> BTreeMap<String, String> {
 /// topology plus the given Istio objects. A mesh service becomes a registry
 /// `[[service]]` (one endpoint per pod); an `external` one becomes a
 /// `ServiceEntry` named after it on its `host` (`MESH_EXTERNAL`, resolution
-/// `STATIC`, one endpoint per pod), appended after the given ones.
+/// `STATIC`, one endpoint per pod), appended after the given ones, unless
+/// the user's own ServiceEntry (with no endpoints: resolution `DNS`) names
+/// that host: then the pods become its endpoints.
 pub fn mesh_config(
     services: &[ServiceModel],
     vs: &[mesh::VirtualService],
@@ -446,39 +448,46 @@ pub fn mesh_config(
 ) -> mesh::MeshConfig {
     let external = |s: &ServiceModel| s.external == Some(true);
     let mut service_entry = se.to_vec();
-    service_entry.extend(
-        services
+    for (si, s) in services.iter().enumerate().filter(|(_, s)| external(s)) {
+        let host = s.host.clone().unwrap_or_else(|| s.name.clone());
+        let endpoints: Vec<mesh::WorkloadEntry> = s
+            .version
             .iter()
             .enumerate()
-            .filter(|(_, s)| external(s))
-            .map(|(si, s)| mesh::ServiceEntry {
-                name: s.name.clone(),
-                namespace: None,
-                hosts: vec![s.host.clone().unwrap_or_else(|| s.name.clone())],
-                ports: vec![mesh::Port {
-                    number: s.port,
-                    protocol: Some("HTTP".to_owned()),
-                    name: Some("http".to_owned()),
-                    target_port: None,
-                }],
-                location: Some("MESH_EXTERNAL".to_owned()),
-                resolution: Some("STATIC".to_owned()),
-                endpoints: s
-                    .version
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(vi, v)| {
-                        (0..v.pods).map(move |p| mesh::WorkloadEntry {
-                            address: pod_ip(si, vi, p),
-                            ports: BTreeMap::new(),
-                            labels: pod_labels(&s.name, &v.name),
-                            weight: None,
-                        })
-                    })
-                    .collect(),
-                export_to: Vec::new(),
-            }),
-    );
+            .flat_map(|(vi, v)| {
+                (0..v.pods).map(move |p| mesh::WorkloadEntry {
+                    address: pod_ip(si, vi, p),
+                    ports: BTreeMap::new(),
+                    labels: pod_labels(&s.name, &v.name),
+                    weight: None,
+                })
+            })
+            .collect();
+        // The user's own ServiceEntry for this host (resolution DNS, say):
+        // the simulated pods are what its name resolves to.
+        if let Some(user) = service_entry.iter_mut().find(|e| {
+            e.hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)) && e.endpoints.is_empty()
+        }) {
+            user.endpoints = endpoints;
+            user.resolution = Some("STATIC".to_owned());
+            continue;
+        }
+        service_entry.push(mesh::ServiceEntry {
+            name: s.name.clone(),
+            namespace: None,
+            hosts: vec![host],
+            ports: vec![mesh::Port {
+                number: s.port,
+                protocol: Some("HTTP".to_owned()),
+                name: Some("http".to_owned()),
+                target_port: None,
+            }],
+            location: Some("MESH_EXTERNAL".to_owned()),
+            resolution: Some("STATIC".to_owned()),
+            endpoints,
+            export_to: Vec::new(),
+        });
+    }
     mesh::MeshConfig {
         // Listeners are the proxy's; a simulated proxy listens nowhere.
         listener: Vec::new(),
