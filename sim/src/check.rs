@@ -69,10 +69,18 @@ pub(crate) fn check(args: &Args<'_>) -> Result<String, (String, String)> {
             note: false,
         }));
     };
+    // With any Istio YAML, every mesh file (TOML too: the registry, the
+    // listeners) joins one merged config; TOML mesh files alone are each
+    // checked on their own.
+    let any_yaml = args
+        .files
+        .iter()
+        .any(|p| matches!(kind(p), Kind::Manifests));
     for path in args.files {
         let shown = path.display().to_string();
         match kind(path) {
             Kind::Manifests => manifests.push(path.clone()),
+            Kind::MeshToml if any_yaml => manifests.push(path.clone()),
             Kind::Experiment => match experiment(path, args.sets) {
                 Ok((line, plan)) => {
                     warn(&mut findings, &plan.warnings);
