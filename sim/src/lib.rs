@@ -10,6 +10,7 @@
 
 mod callgraph;
 pub mod experiment;
+pub mod export;
 mod histogram;
 pub mod metrics;
 pub mod model;

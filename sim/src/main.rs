@@ -79,6 +79,9 @@ enum Command {
     /// `meshsim sweep` directory to pick a point from, or `meshproxy
     /// --record`). Space plays, ←/→ step, ⇧←/→ jump between events, ? help.
     Replay(ReplayArgs),
+    /// Write an experiment's mesh config (or a run directory's) as Istio
+    /// YAML to `kubectl apply`: one document per object.
+    Export(meshsim::export::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -207,6 +210,7 @@ fn main() -> ExitCode {
             objective,
         } => sweep(&file, out.as_deref(), threads, seed, &sets, &objective),
         Command::Replay(args) => replay(&args),
+        Command::Export(args) => meshsim::export::command(&args),
     };
     match result {
         Ok(out) => {
