@@ -12,6 +12,7 @@ mod callgraph;
 pub mod experiment;
 pub mod export;
 mod histogram;
+pub mod import;
 pub mod metrics;
 pub mod model;
 pub mod output;

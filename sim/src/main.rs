@@ -82,6 +82,10 @@ enum Command {
     /// Write an experiment's mesh config (or a run directory's) as Istio
     /// YAML to `kubectl apply`: one document per object.
     Export(meshsim::export::Args),
+    /// Write an experiment skeleton from `kubectl get
+    /// svc,deploy,statefulset,vs,dr,gw,se -A -o yaml` output: one service
+    /// per Kubernetes Service, the Istio objects kept in your files.
+    Import(meshsim::import::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -211,6 +215,7 @@ fn main() -> ExitCode {
         } => sweep(&file, out.as_deref(), threads, seed, &sets, &objective),
         Command::Replay(args) => replay(&args),
         Command::Export(args) => meshsim::export::command(&args),
+        Command::Import(args) => meshsim::import::command(&args),
     };
     match result {
         Ok(out) => {
