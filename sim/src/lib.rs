@@ -10,7 +10,9 @@
 
 mod callgraph;
 pub mod experiment;
+pub mod export;
 mod histogram;
+pub mod import;
 pub mod metrics;
 pub mod model;
 pub mod output;

@@ -91,6 +91,13 @@ enum Command {
     /// `meshsim sweep` directory to pick a point from, or `meshproxy
     /// --record`). Space plays, ←/→ step, ⇧←/→ jump between events, ? help.
     Replay(ReplayArgs),
+    /// Write an experiment's mesh config (or a run directory's) as Istio
+    /// YAML to `kubectl apply`: one document per object.
+    Export(meshsim::export::Args),
+    /// Write an experiment skeleton from `kubectl get
+    /// svc,deploy,statefulset,vs,dr,gw,se -A -o yaml` output: one service
+    /// per Kubernetes Service, the Istio objects kept in your files.
+    Import(meshsim::import::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -245,6 +252,8 @@ fn main() -> ExitCode {
             objective,
         } => sweep(&file, out.as_deref(), threads, seed, &sets, &objective),
         Command::Replay(args) => replay(&args),
+        Command::Export(args) => meshsim::export::command(&args),
+        Command::Import(args) => meshsim::import::command(&args),
     };
     match result {
         Ok(out) => {

@@ -53,6 +53,19 @@ pub fn load(path: &Path, sets: &[(String, String)], seed: Option<u64>) -> Result
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{name}: cannot read the experiment: {e}"))?;
+    load_text(&text, path, sets, seed)
+}
+
+/// [`load`] for an experiment's `text` that is (or will be) the file at
+/// `path`: included files are relative to it, and messages name it.
+pub fn load_text(
+    text: &str,
+    path: &Path,
+    sets: &[(String, String)],
+    seed: Option<u64>,
+) -> Result<Plan, String> {
+    let name = path.display().to_string();
+    let text = text.to_owned();
     // The file as written: typos and types are reported with line:column.
     let base = experiment::parse(&text, Some(&name)).map_err(|e| e.to_string())?;
     let mut table: Table = toml::from_str(&text).map_err(|e| format!("{name}: {e}"))?;

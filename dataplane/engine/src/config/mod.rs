@@ -6,6 +6,7 @@
 //!                     (Istio field names)            (defaults applied,
 //!                                                      regexes compiled)
 //! Istio YAML ──yaml──▶ the same tables (source: files, directories, merged)
+//! the same tables ──yaml_out──▶ Istio YAML (`meshsim export`)
 //! ```
 
 pub mod analyze;
@@ -16,6 +17,7 @@ mod model;
 pub mod source;
 mod validate;
 pub mod yaml;
+pub mod yaml_out;
 
 pub use duration::{IstioDuration, format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors, FieldPath, LineCol, Segment, line_col};
