@@ -358,9 +358,20 @@ fault = { abort = { httpStatus = 503, percentage = { value = 100 } } }
             .any(|e| e.contains("service[api].host: expected a full host name")),
         "{errors:#?}"
     );
+    // The user's own ServiceEntry for the host (no endpoints: resolution
+    // DNS) resolves to the simulated pods; one with endpoints of its own is
+    // a second definition of the host.
+    let mine = ext(
+        "api.example.com",
+        "[[serviceEntry]]\nname = \"mine\"\nhosts = [\"api.example.com\"]\nports = [{ number = 443, name = \"https\" }]\nresolution = \"DNS\"\n",
+    );
+    let (model, warnings) = build(&mine).unwrap_or_else(|e| panic!("{e:#?}"));
+    assert!(warnings.is_empty(), "{warnings:#?}");
+    let m = meshsim::Run::new(&model).run().unwrap();
+    assert!(edge(&m, "app-v1", "api.example.com").successes > 0);
     let dup = ext(
         "api.example.com",
-        "[[serviceEntry]]\nname = \"mine\"\nhosts = [\"api.example.com\"]\nports = [{ number = 443, name = \"https\" }]\n",
+        "[[serviceEntry]]\nname = \"mine\"\nhosts = [\"api.example.com\"]\nports = [{ number = 443, name = \"https\" }]\nendpoints = [{ address = \"192.0.2.1\" }]\n",
     );
     let errors = build(&dup).unwrap_err();
     assert!(
