@@ -142,10 +142,7 @@ pub(crate) fn check(args: &Args<'_>) -> Result<String, (String, String)> {
             let label = if f.note {
                 "note".to_owned()
             } else {
-                match f.code {
-                    Some(c) => format!("{}[{c}]", f.severity),
-                    None => f.severity.to_string(),
-                }
+                label(&f.problem)
             };
             let _ = writeln!(out, "{label}: {}", f.problem);
         }
@@ -172,6 +169,14 @@ pub(crate) fn check(args: &Args<'_>) -> Result<String, (String, String)> {
         );
     }
     Err((out, err))
+}
+
+/// `warning[MSH0001]`, `info[MSH0002]`, or `warning` for a code-less warning.
+pub(crate) fn label(w: &Warning) -> String {
+    match w.code {
+        Some(c) => format!("{}[{c}]", analyze::severity(w)),
+        None => "warning".to_owned(),
+    }
 }
 
 fn notes(findings: &mut Vec<Finding>, notes: &[ConfigError]) {

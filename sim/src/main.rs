@@ -383,7 +383,7 @@ fn run(
     let plan = meshsim::plan::load(path, sets, seed)?;
     let mut out_text = String::new();
     for w in &plan.warnings {
-        let _ = writeln!(out_text, "warning: {w}");
+        let _ = writeln!(out_text, "{}: {w}", check::label(w));
     }
     if !plan.swept.is_empty() {
         let _ = writeln!(
@@ -457,7 +457,7 @@ fn sweep(
     let plan = meshsim::plan::load(path, sets, seed)?;
     let mut text = String::new();
     for w in &plan.warnings {
-        let _ = writeln!(text, "warning: {w}");
+        let _ = writeln!(text, "{}: {w}", check::label(w));
     }
     let bar = indicatif::ProgressBar::new(plan.jobs.len() as u64);
     bar.set_style(

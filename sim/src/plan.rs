@@ -337,7 +337,7 @@ fn include_mesh(
     if rels.is_empty() {
         return Err(format!("{experiment}: `{key}`: expected at least one path"));
     }
-    let paths: Vec<PathBuf> = rels.iter().map(|r| dir.join(r)).collect();
+    let paths: Vec<PathBuf> = rels.iter().map(|r| source::tidy(&dir.join(r))).collect();
     let sources = source::read(&paths, &source::ISTIO_ARRAYS).map_err(|e| {
         let n = e.0.len();
         format!(

@@ -157,6 +157,28 @@ pub struct Sources {
     pub files: Vec<PathBuf>,
 }
 
+/// `runs/../istio/./a.yaml` → `istio/a.yaml`: a path as the user would write
+/// it, for messages (lexical only; symbolic links are not followed).
+pub fn tidy(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
 /// Whether a path names a YAML file (by its extension).
 pub fn is_yaml(path: &Path) -> bool {
     matches!(
@@ -609,6 +631,16 @@ items:
     }
 
     #[test]
+    fn paths_are_shown_as_the_user_would_write_them() {
+        assert_eq!(
+            tidy(Path::new("runs/../istio/./a.yaml")),
+            Path::new("istio/a.yaml")
+        );
+        assert_eq!(tidy(Path::new("../x/../y")), Path::new("../y"));
+        assert_eq!(tidy(Path::new("a/..")), Path::new("."));
+    }
+
+    #[test]
     fn yaml_and_toml_merge_into_one_config_that_routes() {
         let s = sources(ISTIO).unwrap();
         let (config, _) = validate_table(&s).unwrap();
@@ -617,7 +649,7 @@ items:
         assert_eq!(s.notes.len(), 1);
         let note = s.notes[0].to_string();
         assert!(
-            note.starts_with("istio.yaml:23:1: skipped Deployment (apps/v1)"),
+            note.starts_with("istio.yaml:23:1: skipped 1 Deployment (apiVersion apps/v1) at line 23: not mesh config"),
             "{note}"
         );
     }

@@ -399,8 +399,24 @@ pub fn read(source: &str, file: &str) -> Result<Manifests, Vec<ConfigError>> {
     let docs = parse(source, file).map_err(|e| vec![e])?;
     let mut out = Manifests::default();
     let mut errors = Vec::new();
+    let mut skipped = Vec::new();
     for doc in docs {
-        document(doc, file, &mut out, &mut errors);
+        document(doc, file, &mut out, &mut skipped, &mut errors);
+    }
+    // One note per kind skipped, naming every line.
+    for ((kind, api_version), at) in skipped {
+        let lines: Vec<String> = at.iter().map(|l| l.line.to_string()).collect();
+        out.notes.push(problem(
+            file,
+            at[0],
+            format!(
+                "skipped {} {kind} (apiVersion {api_version}) at line{} {}: not mesh config (meshsim reads {})",
+                at.len(),
+                if at.len() == 1 { "" } else { "s" },
+                lines.join(", "),
+                KINDS.map(|k| k.0).join(", ")
+            ),
+        ));
     }
     if errors.is_empty() {
         Ok(out)
@@ -409,7 +425,16 @@ pub fn read(source: &str, file: &str) -> Result<Manifests, Vec<ConfigError>> {
     }
 }
 
-fn document(doc: Node, file: &str, out: &mut Manifests, errors: &mut Vec<ConfigError>) {
+/// Kinds skipped so far: (kind, apiVersion) and where each object starts.
+type Skipped = Vec<((String, String), Vec<LineCol>)>;
+
+fn document(
+    doc: Node,
+    file: &str,
+    out: &mut Manifests,
+    skipped: &mut Skipped,
+    errors: &mut Vec<ConfigError>,
+) {
     let Value::Map(_) = &doc.value else {
         if doc.value != Value::Null {
             errors.push(problem(
@@ -437,7 +462,7 @@ fn document(doc: Node, file: &str, out: &mut Manifests, errors: &mut Vec<ConfigE
         match doc.get("items").map(|n| &n.value) {
             Some(Value::Seq(items)) => {
                 for item in items.clone() {
-                    document(item, file, out, errors);
+                    document(item, file, out, skipped, errors);
                 }
             }
             Some(Value::Null) | None => {}
@@ -446,14 +471,11 @@ fn document(doc: Node, file: &str, out: &mut Manifests, errors: &mut Vec<ConfigE
         return;
     }
     let Some(&(_, array)) = KINDS.iter().find(|(k, _)| *k == kind) else {
-        out.notes.push(problem(
-            file,
-            doc.at,
-            format!(
-                "skipped {kind} ({api_version}): not a mesh config object (meshsim reads {})",
-                KINDS.map(|k| k.0).join(", ")
-            ),
-        ));
+        let key = (kind.to_owned(), api_version.to_owned());
+        match skipped.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, lines)) => lines.push(doc.at),
+            None => skipped.push((key, vec![doc.at])),
+        }
         out.others.push(doc);
         return;
     };
