@@ -219,3 +219,26 @@ fn an_experiment_is_checked_as_an_experiment() {
         "{err}"
     );
 }
+
+#[test]
+fn route_reads_the_registry_beside_a_directory_of_istio_yaml() {
+    let registry = temp("registry-route.toml", REGISTRY.as_bytes());
+    let r = registry.to_str().unwrap();
+    let ask = |user: &str| {
+        let o = meshsim(&[
+            "route",
+            r,
+            "experiments/istio/destination-rules.yaml",
+            "experiments/istio/request-routing/",
+            "--authority",
+            "reviews:9080",
+            "-H",
+            &format!("end-user: {user}"),
+        ]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        out
+    };
+    assert!(ask("jason").contains("cluster=outbound|9080|v2|reviews.default.svc.cluster.local"));
+    assert!(ask("kim").contains("cluster=outbound|9080|v1|reviews.default.svc.cluster.local"));
+}
