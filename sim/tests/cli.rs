@@ -61,7 +61,7 @@ hosts = ["reviews"]
 [[virtualService.http]]
 route = [
   { destination = { host = "reviews", subset = "v1" }, weight = -5 },
-  { destination = { host = "reviews", subset = "v9" }, weight = 50 },
+  { destination = { host = "reviews", subset = "v1", port = { number = 9090 } }, weight = 50 },
 ]
 "#,
     );
@@ -71,11 +71,53 @@ route = [
     assert!(err.contains("bad-weight.toml:16:56: virtualService[reviews].http[0].route[0].weight: expected a weight of 0 or more, found -5"), "{err}");
     assert!(
         err.contains(
-            "virtualService[reviews].http[0].route[1].destination.subset: unknown subset \"v9\""
+            "virtualService[reviews].http[0].route[1].destination.port.number: service \"reviews.default.svc.cluster.local\" has port 9080, not 9090"
         ),
         "{err}"
     );
     assert!(err.contains("2 errors found"), "{err}");
+}
+
+#[test]
+fn check_accepts_a_subset_no_destination_rule_defines_with_a_warning_and_exit_0() {
+    // Istio accepts it (a VirtualService pushed before its DestinationRule);
+    // Envoy answers 503 NC.
+    let p = temp_file(
+        "early-vs.toml",
+        r#"[[service]]
+name = "reviews"
+port = 9080
+endpoints = [{ address = "10.0.0.1:9080", labels = { version = "v1" } }]
+
+[[destinationRule]]
+name = "reviews"
+host = "reviews"
+subsets = [{ name = "v1", labels = { version = "v1" } }]
+
+[[virtualService]]
+name = "reviews"
+hosts = ["reviews"]
+[[virtualService.http]]
+route = [
+  { destination = { host = "reviews", subset = "v1" }, weight = 90 },
+  { destination = { host = "reviews", subset = "v9" }, weight = 10 },
+]
+"#,
+    );
+    let o = meshsim(&["check", p.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        out.contains(
+            "early-vs.toml:17:39: virtualService[reviews].http[0].route[1].destination.subset: unknown subset \"v9\" of \"reviews.default.svc.cluster.local\": Istio accepts this, but Envoy answers 503 (NC, no cluster found)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("define the subset in the host's DestinationRule or fix the name (its DestinationRule \"reviews\" defines v1)"),
+        "{out}"
+    );
+    assert!(out.contains(", 1 warning\n"), "{out}");
 }
 
 #[test]
