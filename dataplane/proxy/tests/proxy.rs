@@ -115,6 +115,40 @@ fn a_full_fault_abort_suspends_traffic_until_a_reload_removes_it() {
 }
 
 #[test]
+fn a_subset_no_destination_rule_defines_gets_503_nc_until_a_reload_defines_it() {
+    // The VirtualService arrives before the subset it names: Istio accepts
+    // it, Envoy answers 503 NC without contacting a host.
+    let (a, b) = (Echo::start("v1", &[]), Echo::start("v3", &[]));
+    let routes = vs(r#"
+[[virtualService.http]]
+match = [{ uri = { prefix = "/canary" } }]
+route = [{ destination = { host = "echo", subset = "v3" } }]
+[[virtualService.http]]
+route = [{ destination = { host = "echo", subset = "v1" } }]
+"#);
+    let base = service(&[(&a, "v1"), (&b, "v3")]);
+    let p = Proxy::start(&(base.clone() + &destination_rule("") + &routes), &[]);
+    for _ in 0..3 {
+        let r = p.get("/canary", &[]);
+        assert_eq!(r.status, 503);
+        assert_eq!(r.echo(), "-", "no upstream request");
+        assert_eq!(r.body, "no cluster\n");
+        assert_eq!(p.get("/", &[]).echo(), "v1");
+    }
+    p.proc.stdout.wait_for("\"GET /canary\" 503 NC - ");
+    // The DestinationRule gains v3.
+    let rule = destination_rule("").replace(
+        "{ name = \"v2\", labels = { version = \"v2\" } }",
+        "{ name = \"v3\", labels = { version = \"v3\" } }",
+    );
+    p.rewrite(&(base + &rule + &routes));
+    p.eventually("the reload defines the subset", || {
+        p.get("/canary", &[]).status == 200
+    });
+    assert_eq!(p.get("/canary", &[]).echo(), "v3");
+}
+
+#[test]
 fn a_bad_config_is_refused_and_the_old_one_keeps_serving() {
     let (a, b) = two_versions();
     let base = service(&[(&a, "v1"), (&b, "v2")]) + &destination_rule("");
