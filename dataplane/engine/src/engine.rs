@@ -990,6 +990,15 @@ impl Engine {
         &self.proxy
     }
 
+    /// The destination port ([`Request::port`]) a caller of this proxy uses
+    /// for `authority`: the port the authority names; else, for a sidecar,
+    /// the port of the service it names; for a gateway, the port of the
+    /// first server whose hosts cover it (or of the first server). `None`
+    /// for a sidecar and a host it does not know. Allocates nothing.
+    pub fn destination_port(&self, authority: &str) -> Option<u16> {
+        self.routing.table.destination_port(authority)
+    }
+
     /// A route of the current table (header operations, rewrite, retries…).
     pub fn route(&self, id: RouteId) -> &HttpRoute {
         routing_of(&self.routing, &self.retired, id).table.route(id)
