@@ -724,8 +724,9 @@ impl<'m> Run<'m> {
         let table = &self.model.calls.headers;
         let mut pairs: [(&str, &str); MAX_HEADERS] = [("", ""); MAX_HEADERS];
         let n = headers.write(table, &mut pairs);
-        let req = app_request(authority, path, &pairs[..n]);
-        let decision = self.proxies[proxy].engine.handle_request(&req, now);
+        let engine = &mut self.proxies[proxy].engine;
+        let req = app_request(engine, authority, path, &pairs[..n]);
+        let decision = engine.handle_request(&req, now);
         match decision {
             Decision::Forward(f) => {
                 let slot = self.occupy(now, proxy, origin, edge, (authority, path), headers, depth);
@@ -820,8 +821,9 @@ impl<'m> Run<'m> {
         let table = &self.model.calls.headers;
         let mut pairs: [(&str, &str); MAX_HEADERS] = [("", ""); MAX_HEADERS];
         let n = r.headers.write(table, &mut pairs);
-        let req = app_request(r.authority, r.path, &pairs[..n]);
-        match self.proxies[proxy].engine.handle_delayed(&req, d, now) {
+        let engine = &mut self.proxies[proxy].engine;
+        let req = app_request(engine, r.authority, r.path, &pairs[..n]);
+        match engine.handle_delayed(&req, d, now) {
             Decision::Forward(f) => self.forwarded(now, slot, f),
             Decision::Reject(rj) => self.end(now, slot, rj.status, Some(rj.flag().as_str())),
             Decision::Respond(rs) => self.end(now, slot, rs.status, None),
@@ -1578,8 +1580,12 @@ impl<'m> Run<'m> {
     }
 }
 
-/// A request as the applications of a run send it: `GET`, plain HTTP.
+/// A request as the applications of a run send it through `engine`'s
+/// proxy: `GET`, plain HTTP, on the port the caller uses — the authority's,
+/// else the called service's (a sidecar) or the gateway server's; 80, HTTP's
+/// own, for a host the proxy does not know.
 fn app_request<'a>(
+    engine: &Engine,
     authority: &'a str,
     path: &'a str,
     headers: &'a [(&'a str, &'a str)],
@@ -1590,7 +1596,7 @@ fn app_request<'a>(
         authority,
         path,
         headers,
-        port: 0,
+        port: engine.destination_port(authority).unwrap_or(80),
         source: None,
         destination: None,
     }

@@ -167,6 +167,67 @@ fn route_follows_header_routing_and_reports_the_cluster() {
 }
 
 #[test]
+fn route_matches_port_blocks_on_the_gateway_servers_port_or_the_given_one() {
+    let p = temp_file(
+        "two-ports.toml",
+        r#"[[service]]
+name = "reviews"
+port = 9080
+endpoints = [
+  { address = "10.0.0.1:9080", labels = { version = "v1" } },
+  { address = "10.0.0.2:9080", labels = { version = "v2" } },
+]
+
+[[destinationRule]]
+name = "reviews"
+host = "reviews"
+subsets = [
+  { name = "v1", labels = { version = "v1" } },
+  { name = "v2", labels = { version = "v2" } },
+]
+
+[[gateway]]
+name = "edge"
+servers = [
+  { port = { number = 80, protocol = "HTTP" }, hosts = ["shop.example.com"] },
+  { port = { number = 8080, protocol = "HTTP" }, hosts = ["admin.example.com"] },
+]
+
+[[virtualService]]
+name = "edge"
+hosts = ["shop.example.com", "admin.example.com"]
+gateways = ["edge"]
+[[virtualService.http]]
+name = "on-8080"
+match = [{ port = 8080 }]
+route = [{ destination = { host = "reviews", subset = "v2" } }]
+[[virtualService.http]]
+name = "on-80"
+match = [{ port = 80 }]
+route = [{ destination = { host = "reviews", subset = "v1" } }]
+"#,
+    );
+    let f = p.to_str().unwrap();
+    for (args, route) in [
+        (&["--authority", "shop.example.com"][..], "on-80"),
+        (&["--authority", "admin.example.com"], "on-8080"),
+        (&["--authority", "shop.example.com:8080"], "on-8080"),
+        (&["--authority", "shop.example.com", "--port", "8080"], "on-8080"),
+        (&["--authority", "admin.example.com", "--port", "80"], "on-80"),
+    ] {
+        let o = meshsim(&[&["route", f, "--gateway", "edge"][..], args].concat());
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        assert!(out.starts_with(&format!("forward route={route} ")), "{args:?}: {out}");
+    }
+    let o = meshsim(&["route", f, "--gateway", "edge", "--authority", "shop.example.com", "--port", "9999"]);
+    assert_eq!(
+        text(&o).0,
+        "reject status=404 flag=NR reason=NoRoute\n"
+    );
+}
+
+#[test]
 fn route_with_many_requests_prints_the_weighted_split_deterministically() {
     let args = [
         "route",

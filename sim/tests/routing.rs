@@ -141,3 +141,106 @@ route = [
     assert_eq!(pods["reviews-v1"], m.by_status[200] + 1);
     assert_eq!(pods["reviews-v2"], 0);
 }
+
+/// A VirtualService for reviews whose first route takes only the requests
+/// on `port` (to v2), and the rest to v1.
+fn port_routes(port: u16) -> String {
+    format!(
+        r#"
+[[destinationRule]]
+{RULE}
+[[virtualService]]
+name = "reviews"
+hosts = ["reviews"]
+[[virtualService.http]]
+match = [{{ port = {port} }}]
+route = [{{ destination = {{ host = "reviews", subset = "v2" }} }}]
+[[virtualService.http]]
+route = [{{ destination = {{ host = "reviews", subset = "v1" }} }}]
+"#
+    )
+}
+
+#[test]
+fn a_port_block_for_another_port_than_the_services_takes_no_traffic() {
+    // reviews listens on 8080; 100 requests in 1 s (10 ms to 1,000 ms, the
+    // last one still in flight at the end).
+    let (model, warnings) = build(&reviews("1s", 8080, &port_routes(9080)));
+    assert!(warnings.is_empty(), "{warnings:#?}");
+    let m = run(&model);
+    let pods = attempts(&m);
+    assert_eq!((pods["reviews-v1"], pods["reviews-v2"]), (100, 0));
+    assert_eq!((m.requests, m.by_status[200]), (99, 99));
+    // The same block naming the service's port takes all of it.
+    let (model, _) = build(&reviews("1s", 8080, &port_routes(8080)));
+    let pods = attempts(&run(&model));
+    assert_eq!((pods["reviews-v1"], pods["reviews-v2"]), (0, 100));
+}
+
+/// A gateway `edge` with servers on 80 (`shop.example.com`) and 8080
+/// (`admin.example.com`), routing port 8080 to v2 and port 80 to v1, and a
+/// load of 100 requests in 1 s to `host` through it.
+fn edge(host: &str) -> String {
+    format!(
+        r#"
+name = "edge"
+duration = "1s"
+[[service]]
+name = "reviews"
+port = 9080
+[[service.version]]
+name = "v1"
+pods = 1
+latency = {{ distribution = "constant", value = "1ms" }}
+[[service.version]]
+name = "v2"
+pods = 1
+latency = {{ distribution = "constant", value = "1ms" }}
+[[client]]
+name = "ingress"
+gateway = "edge"
+[load]
+client = "ingress"
+host = "{host}"
+qps = 100
+arrivals = "uniform"
+[[gateway]]
+name = "edge"
+servers = [
+  {{ port = {{ number = 80, protocol = "HTTP" }}, hosts = ["shop.example.com"] }},
+  {{ port = {{ number = 8080, protocol = "HTTP" }}, hosts = ["admin.example.com"] }},
+]
+[[destinationRule]]
+{RULE}
+[[virtualService]]
+name = "edge"
+hosts = ["shop.example.com", "admin.example.com"]
+gateways = ["edge"]
+[[virtualService.http]]
+match = [{{ port = 8080 }}]
+route = [{{ destination = {{ host = "reviews", subset = "v2" }} }}]
+[[virtualService.http]]
+match = [{{ port = 80 }}]
+route = [{{ destination = {{ host = "reviews", subset = "v1" }} }}]
+"#
+    )
+}
+
+#[test]
+fn a_gateway_with_two_server_ports_routes_each_by_the_port_the_request_arrives_on() {
+    // The port is the server's whose hosts cover the authority, or the
+    // authority's own.
+    for (host, v1, v2) in [
+        ("shop.example.com", 100, 0),
+        ("admin.example.com", 0, 100),
+        ("shop.example.com:8080", 0, 100),
+        ("admin.example.com:80", 100, 0),
+    ] {
+        let (model, warnings) = build(&edge(host));
+        assert!(warnings.is_empty(), "{warnings:#?}");
+        let m = run(&model);
+        let pods = attempts(&m);
+        assert_eq!((pods["reviews-v1"], pods["reviews-v2"]), (v1, v2), "{host}");
+        assert_eq!(m.by_status[200], 99, "{host}");
+    }
+}

@@ -149,6 +149,38 @@ route = [{ destination = { host = "echo", subset = "v1" } }]
 }
 
 #[test]
+fn a_sidecar_matches_port_blocks_against_the_services_port_not_its_listeners() {
+    // echo is on port 80; the proxy listens on an ephemeral port.
+    let (a, b) = two_versions();
+    let port_to_v2 = |port: u16| {
+        service(&[(&a, "v1"), (&b, "v2")])
+            + &destination_rule("")
+            + &vs(&format!(
+                r#"
+[[virtualService.http]]
+match = [{{ port = {port} }}]
+route = [{{ destination = {{ host = "echo", subset = "v2" }} }}]
+[[virtualService.http]]
+route = [{{ destination = {{ host = "echo", subset = "v1" }} }}]
+"#
+            ))
+    };
+    let p = Proxy::start(&port_to_v2(80), &["--access-log", "off"]);
+    assert_ne!(p.addr.port(), 80);
+    for host in ["echo", "echo:80"] {
+        assert_eq!(p.get("/", &[("Host", host)]).echo(), "v2", "{host}");
+    }
+    // A block for a port echo does not have takes nothing.
+    p.rewrite(&port_to_v2(9080));
+    p.eventually("the reload drops the port-80 block", || {
+        p.get("/", &[]).echo() == "v1"
+    });
+    for _ in 0..5 {
+        assert_eq!(p.get("/", &[]).echo(), "v1");
+    }
+}
+
+#[test]
 fn a_bad_config_is_refused_and_the_old_one_keeps_serving() {
     let (a, b) = two_versions();
     let base = service(&[(&a, "v1"), (&b, "v2")]) + &destination_rule("");
