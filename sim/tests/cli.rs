@@ -212,19 +212,34 @@ route = [{ destination = { host = "reviews", subset = "v1" } }]
         (&["--authority", "shop.example.com"][..], "on-80"),
         (&["--authority", "admin.example.com"], "on-8080"),
         (&["--authority", "shop.example.com:8080"], "on-8080"),
-        (&["--authority", "shop.example.com", "--port", "8080"], "on-8080"),
-        (&["--authority", "admin.example.com", "--port", "80"], "on-80"),
+        (
+            &["--authority", "shop.example.com", "--port", "8080"],
+            "on-8080",
+        ),
+        (
+            &["--authority", "admin.example.com", "--port", "80"],
+            "on-80",
+        ),
     ] {
         let o = meshsim(&[&["route", f, "--gateway", "edge"][..], args].concat());
         let (out, err) = text(&o);
         assert!(o.status.success(), "{err}");
-        assert!(out.starts_with(&format!("forward route={route} ")), "{args:?}: {out}");
+        assert!(
+            out.starts_with(&format!("forward route={route} ")),
+            "{args:?}: {out}"
+        );
     }
-    let o = meshsim(&["route", f, "--gateway", "edge", "--authority", "shop.example.com", "--port", "9999"]);
-    assert_eq!(
-        text(&o).0,
-        "reject status=404 flag=NR reason=NoRoute\n"
-    );
+    let o = meshsim(&[
+        "route",
+        f,
+        "--gateway",
+        "edge",
+        "--authority",
+        "shop.example.com",
+        "--port",
+        "9999",
+    ]);
+    assert_eq!(text(&o).0, "reject status=404 flag=NR reason=NoRoute\n");
 }
 
 #[test]

@@ -95,7 +95,9 @@ at = "995ms"
     let (model, warnings) = build(&reviews("2s", 9080, &extra));
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
     assert!(
-        warnings[0].contains("virtualService[reviews].http[0].route[0].destination.subset: unknown subset \"v1\""),
+        warnings[0].contains(
+            "virtualService[reviews].http[0].route[0].destination.subset: unknown subset \"v1\""
+        ),
         "{warnings:#?}"
     );
     let m = run(&model);

@@ -365,9 +365,10 @@ impl Engine {
             ),
             None if route_id.generation != self.generation => {
                 let config = &self.config;
-                config.clusters.iter().position(|c| {
-                    c.subset == d.subset && config.services[c.service].host == d.host
-                })
+                config
+                    .clusters
+                    .iter()
+                    .position(|c| c.subset == d.subset && config.services[c.service].host == d.host)
             }
             None => None,
         };
@@ -1628,11 +1629,7 @@ route = [
                     answer(&mut missing, &fa, Time::ZERO);
                     answer(&mut present, &fb, Time::ZERO);
                 }
-                (a, b) => panic!(
-                    "{} / {}",
-                    missing.describe(&a),
-                    present.describe(&b)
-                ),
+                (a, b) => panic!("{} / {}", missing.describe(&a), present.describe(&b)),
             }
         }
         assert!((900..=1_100).contains(&nc), "{nc} of 10000 answered NC");
@@ -1641,7 +1638,8 @@ route = [
     }
 
     #[test]
-    fn a_virtual_service_pushed_before_its_destination_rule_answers_503_nc_until_the_rule_arrives() {
+    fn a_virtual_service_pushed_before_its_destination_rule_answers_503_nc_until_the_rule_arrives()
+    {
         // Every request is held 1 s by a fault delay, so one request is
         // held across the push.
         let vs = r#"

@@ -176,7 +176,14 @@ mod tests {
     fn the_port_of_an_authority_is_its_digits_after_the_last_colon() {
         assert_eq!(port_of("reviews:9080"), Some(9080));
         assert_eq!(port_of("[::1]:80"), Some(80));
-        for none in ["reviews", "reviews:", "reviews:x1", "reviews:70000", "reviews:0", "[::1]"] {
+        for none in [
+            "reviews",
+            "reviews:",
+            "reviews:x1",
+            "reviews:70000",
+            "reviews:0",
+            "[::1]",
+        ] {
             assert_eq!(port_of(none), None, "{none}");
         }
     }

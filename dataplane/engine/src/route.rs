@@ -192,8 +192,7 @@ impl RouteTable {
                     }
                     let mut catch_all = false;
                     for m in &r.matches {
-                        if !selects(m, proxy) || port != 0 && m.port.is_some_and(|p| p != port)
-                        {
+                        if !selects(m, proxy) || port != 0 && m.port.is_some_and(|p| p != port) {
                             continue;
                         }
                         emitted = true;
@@ -951,9 +950,21 @@ route = [{{ destination = {{ host = "reviews", subset = "v1" }} }}]
             ("{ port = 8080 }", on(9080), false),
             ("{ port = 8080 }", on(0), false),
             // The port ANDs with the other fields of its block.
-            (r#"{ port = 9080, uri = { prefix = "/a" } }"#, on_a(9080), true),
-            (r#"{ port = 9080, uri = { prefix = "/a" } }"#, on(9080), false),
-            (r#"{ port = 8080, uri = { prefix = "/a" } }"#, on_a(9080), false),
+            (
+                r#"{ port = 9080, uri = { prefix = "/a" } }"#,
+                on_a(9080),
+                true,
+            ),
+            (
+                r#"{ port = 9080, uri = { prefix = "/a" } }"#,
+                on(9080),
+                false,
+            ),
+            (
+                r#"{ port = 8080, uri = { prefix = "/a" } }"#,
+                on_a(9080),
+                false,
+            ),
         ]);
     }
 

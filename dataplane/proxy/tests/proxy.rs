@@ -194,11 +194,21 @@ fn a_bad_config_is_refused_and_the_old_one_keeps_serving() {
     // A good change applies.
     p.rewrite(&(base.clone() + &to("v2")));
     p.eventually("v2 after reload", || p.get("/", &[]).echo() == "v2");
-    // A bad one is refused with file, line and field; v2 keeps serving.
-    p.rewrite(&(base.clone() + &to("v3")));
+    // A bad one (a regex RE2 refuses) is refused with file, line and
+    // field; v2 keeps serving.
+    p.rewrite(
+        &(base.clone()
+            + &vs(r#"
+[[virtualService.http]]
+match = [{ uri = { regex = "(" } }]
+route = [{ destination = { host = "echo", subset = "v1" } }]
+"#)),
+    );
     let line = p.proc.stderr.wait_for("config reload refused");
     assert!(line.contains("config reload refused"), "{line}");
-    p.proc.stderr.wait_for("subset");
+    p.proc
+        .stderr
+        .wait_for("virtualService[echo].http[0].match[0].uri.regex");
     for _ in 0..5 {
         assert_eq!(p.get("/", &[]).echo(), "v2");
     }

@@ -954,10 +954,17 @@ impl Validator {
                             .filter(|c| c.service == s)
                             .filter_map(|c| c.subset.as_deref())
                             .collect();
-                        let defined = match (self.rule_of.get(s).and_then(Option::as_deref), known.is_empty()) {
+                        let defined = match (
+                            self.rule_of.get(s).and_then(Option::as_deref),
+                            known.is_empty(),
+                        ) {
                             (None, _) => format!("\"{host}\" has no DestinationRule"),
-                            (Some(dr), true) => format!("its DestinationRule \"{dr}\" defines no subsets"),
-                            (Some(dr), false) => format!("its DestinationRule \"{dr}\" defines {}", known.join(", ")),
+                            (Some(dr), true) => {
+                                format!("its DestinationRule \"{dr}\" defines no subsets")
+                            }
+                            (Some(dr), false) => {
+                                format!("its DestinationRule \"{dr}\" defines {}", known.join(", "))
+                            }
                         };
                         self.warn(
                             dp.key("destination").key("subset"),
@@ -1702,9 +1709,7 @@ endpoints = [{{ address = "10.0.0.1:9080", labels = {{ version = "v1" }} }}]
         let lines = warning_lines(&no_subsets);
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(
-            lines[0].ends_with(
-                "fix the name (its DestinationRule \"reviews\" defines no subsets)"
-            ),
+            lines[0].ends_with("fix the name (its DestinationRule \"reviews\" defines no subsets)"),
             "{lines:?}"
         );
     }
