@@ -175,6 +175,12 @@ struct RouteArgs {
     /// Route as this gateway (`name` or `namespace/name`) instead of a sidecar.
     #[arg(long)]
     gateway: Option<String>,
+    /// Destination port the request arrives on (what `match.port` is
+    /// compared with). Default: the authority's port; else, for a sidecar,
+    /// the service's port, for a gateway its first server's whose hosts
+    /// cover the authority; else 80.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    port: Option<u16>,
     /// Number of requests to send; above 1 prints how they were spread.
     #[arg(short = 'n', long, default_value_t = 1)]
     requests: u64,
@@ -317,7 +323,10 @@ fn route(args: &RouteArgs) -> Result<String, String> {
         authority: &args.authority,
         path: &args.path,
         headers: &headers,
-        port: 0,
+        port: args
+            .port
+            .or_else(|| engine.destination_port(&args.authority))
+            .unwrap_or(80),
         source: args.source,
         destination: None,
     };

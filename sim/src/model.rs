@@ -596,7 +596,11 @@ fn unrouted_calls(
             let spec = proxies[proxy as usize].spec.clone();
             let mut engine = mesh_engine::Engine::new(cfg.clone(), spec, 0);
             for (ci, c) in calls.workloads[w as usize].calls.iter().enumerate() {
-                let req = mesh_engine::Request::get(&c.host, &c.path);
+                // On the port the run will use (see `run::app_request`).
+                let req = mesh_engine::Request {
+                    port: engine.destination_port(&c.host).unwrap_or(80),
+                    ..mesh_engine::Request::get(&c.host, &c.path)
+                };
                 if let mesh_engine::Decision::Reject(r) = engine.handle_request(&req, Time::ZERO)
                     && r.reason == mesh_engine::RejectReason::NoRoute
                 {

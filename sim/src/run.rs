@@ -215,6 +215,9 @@ struct Proxy {
     engine: Engine,
     /// (cluster, endpoint) → pod index.
     pods_of: Vec<Vec<u32>>,
+    /// The destination port of each call-graph edge's authority through
+    /// this proxy (see `edge_ports`); recomputed when a push reaches it.
+    edge_ports: Vec<u16>,
     tick_at: Option<Time>,
 }
 
@@ -297,9 +300,11 @@ impl<'m> Run<'m> {
                     seed ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
                 );
                 let pods_of = pods_of(&engine, &index);
+                let edge_ports = edge_ports(&engine, &model.calls.edges);
                 Proxy {
                     engine,
                     pods_of,
+                    edge_ports,
                     tick_at: None,
                 }
             })
@@ -526,6 +531,8 @@ impl<'m> Run<'m> {
                     .map(|(i, pod)| (pod.address.as_str(), u32::try_from(i).unwrap_or(u32::MAX)))
                     .collect();
                 self.proxies[p].pods_of = pods_of(&self.proxies[p].engine, &idx);
+                self.proxies[p].edge_ports =
+                    edge_ports(&self.proxies[p].engine, &self.model.calls.edges);
                 self.drain(now, p);
                 self.arm_tick(p);
             }
@@ -724,8 +731,9 @@ impl<'m> Run<'m> {
         let table = &self.model.calls.headers;
         let mut pairs: [(&str, &str); MAX_HEADERS] = [("", ""); MAX_HEADERS];
         let n = headers.write(table, &mut pairs);
-        let req = app_request(authority, path, &pairs[..n]);
-        let decision = self.proxies[proxy].engine.handle_request(&req, now);
+        let p = &mut self.proxies[proxy];
+        let req = app_request(p.edge_ports[edge as usize], authority, path, &pairs[..n]);
+        let decision = p.engine.handle_request(&req, now);
         match decision {
             Decision::Forward(f) => {
                 let slot = self.occupy(now, proxy, origin, edge, (authority, path), headers, depth);
@@ -820,8 +828,14 @@ impl<'m> Run<'m> {
         let table = &self.model.calls.headers;
         let mut pairs: [(&str, &str); MAX_HEADERS] = [("", ""); MAX_HEADERS];
         let n = r.headers.write(table, &mut pairs);
-        let req = app_request(r.authority, r.path, &pairs[..n]);
-        match self.proxies[proxy].engine.handle_delayed(&req, d, now) {
+        let p = &mut self.proxies[proxy];
+        let req = app_request(
+            p.edge_ports[r.edge as usize],
+            r.authority,
+            r.path,
+            &pairs[..n],
+        );
+        match p.engine.handle_delayed(&req, d, now) {
             Decision::Forward(f) => self.forwarded(now, slot, f),
             Decision::Reject(rj) => self.end(now, slot, rj.status, Some(rj.flag().as_str())),
             Decision::Respond(rs) => self.end(now, slot, rs.status, None),
@@ -1578,8 +1592,21 @@ impl<'m> Run<'m> {
     }
 }
 
-/// A request as the applications of a run send it: `GET`, plain HTTP.
+/// The destination port of each edge's authority through the proxy of
+/// `engine`: the port the caller uses — the authority's, else the called
+/// service's (a sidecar) or the gateway server's; 80, HTTP's own, for a
+/// host the proxy does not know. Computed once per config, not per request.
+fn edge_ports(engine: &Engine, edges: &[crate::Edge]) -> Vec<u16> {
+    edges
+        .iter()
+        .map(|e| engine.destination_port(&e.host).unwrap_or(80))
+        .collect()
+}
+
+/// A request as the applications of a run send it: `GET`, plain HTTP, on
+/// `port` (the edge's, from [`edge_ports`]).
 fn app_request<'a>(
+    port: u16,
     authority: &'a str,
     path: &'a str,
     headers: &'a [(&'a str, &'a str)],
@@ -1590,7 +1617,7 @@ fn app_request<'a>(
         authority,
         path,
         headers,
-        port: 0,
+        port,
         source: None,
         destination: None,
     }

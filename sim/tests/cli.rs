@@ -61,7 +61,7 @@ hosts = ["reviews"]
 [[virtualService.http]]
 route = [
   { destination = { host = "reviews", subset = "v1" }, weight = -5 },
-  { destination = { host = "reviews", subset = "v9" }, weight = 50 },
+  { destination = { host = "reviews", subset = "v1", port = { number = 9090 } }, weight = 50 },
 ]
 "#,
     );
@@ -71,11 +71,53 @@ route = [
     assert!(err.contains("bad-weight.toml:16:56: virtualService[reviews].http[0].route[0].weight: expected a weight of 0 or more, found -5"), "{err}");
     assert!(
         err.contains(
-            "virtualService[reviews].http[0].route[1].destination.subset: unknown subset \"v9\""
+            "virtualService[reviews].http[0].route[1].destination.port.number: service \"reviews.default.svc.cluster.local\" has port 9080, not 9090"
         ),
         "{err}"
     );
     assert!(err.contains("2 errors found"), "{err}");
+}
+
+#[test]
+fn check_accepts_a_subset_no_destination_rule_defines_with_a_warning_and_exit_0() {
+    // Istio accepts it (a VirtualService pushed before its DestinationRule);
+    // Envoy answers 503 NC.
+    let p = temp_file(
+        "early-vs.toml",
+        r#"[[service]]
+name = "reviews"
+port = 9080
+endpoints = [{ address = "10.0.0.1:9080", labels = { version = "v1" } }]
+
+[[destinationRule]]
+name = "reviews"
+host = "reviews"
+subsets = [{ name = "v1", labels = { version = "v1" } }]
+
+[[virtualService]]
+name = "reviews"
+hosts = ["reviews"]
+[[virtualService.http]]
+route = [
+  { destination = { host = "reviews", subset = "v1" }, weight = 90 },
+  { destination = { host = "reviews", subset = "v9" }, weight = 10 },
+]
+"#,
+    );
+    let o = meshsim(&["check", p.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        out.contains(
+            "early-vs.toml:17:39: virtualService[reviews].http[0].route[1].destination.subset: unknown subset \"v9\" of \"reviews.default.svc.cluster.local\": Istio accepts this, but Envoy answers 503 (NC, no cluster found)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("define the subset in the host's DestinationRule or fix the name (its DestinationRule \"reviews\" defines v1)"),
+        "{out}"
+    );
+    assert!(out.contains(", 1 warning\n"), "{out}");
 }
 
 #[test]
@@ -122,6 +164,82 @@ fn route_follows_header_routing_and_reports_the_cluster() {
         out,
         "forward route=jason cluster=outbound|9080|v2|reviews.default.svc.cluster.local endpoint=10.1.2.20:9080\n"
     );
+}
+
+#[test]
+fn route_matches_port_blocks_on_the_gateway_servers_port_or_the_given_one() {
+    let p = temp_file(
+        "two-ports.toml",
+        r#"[[service]]
+name = "reviews"
+port = 9080
+endpoints = [
+  { address = "10.0.0.1:9080", labels = { version = "v1" } },
+  { address = "10.0.0.2:9080", labels = { version = "v2" } },
+]
+
+[[destinationRule]]
+name = "reviews"
+host = "reviews"
+subsets = [
+  { name = "v1", labels = { version = "v1" } },
+  { name = "v2", labels = { version = "v2" } },
+]
+
+[[gateway]]
+name = "edge"
+servers = [
+  { port = { number = 80, protocol = "HTTP" }, hosts = ["shop.example.com"] },
+  { port = { number = 8080, protocol = "HTTP" }, hosts = ["admin.example.com"] },
+]
+
+[[virtualService]]
+name = "edge"
+hosts = ["shop.example.com", "admin.example.com"]
+gateways = ["edge"]
+[[virtualService.http]]
+name = "on-8080"
+match = [{ port = 8080 }]
+route = [{ destination = { host = "reviews", subset = "v2" } }]
+[[virtualService.http]]
+name = "on-80"
+match = [{ port = 80 }]
+route = [{ destination = { host = "reviews", subset = "v1" } }]
+"#,
+    );
+    let f = p.to_str().unwrap();
+    for (args, route) in [
+        (&["--authority", "shop.example.com"][..], "on-80"),
+        (&["--authority", "admin.example.com"], "on-8080"),
+        (&["--authority", "shop.example.com:8080"], "on-8080"),
+        (
+            &["--authority", "shop.example.com", "--port", "8080"],
+            "on-8080",
+        ),
+        (
+            &["--authority", "admin.example.com", "--port", "80"],
+            "on-80",
+        ),
+    ] {
+        let o = meshsim(&[&["route", f, "--gateway", "edge"][..], args].concat());
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        assert!(
+            out.starts_with(&format!("forward route={route} ")),
+            "{args:?}: {out}"
+        );
+    }
+    let o = meshsim(&[
+        "route",
+        f,
+        "--gateway",
+        "edge",
+        "--authority",
+        "shop.example.com",
+        "--port",
+        "9999",
+    ]);
+    assert_eq!(text(&o).0, "reject status=404 flag=NR reason=NoRoute\n");
 }
 
 #[test]

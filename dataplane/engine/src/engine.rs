@@ -349,15 +349,29 @@ impl Engine {
                 ),
             }
         };
-        // The route's cluster index is in its own config generation.
-        let cluster_index = destinations[chosen].cluster.and_then(|c| {
-            current_cluster(
+        // The route's cluster index is in its own config generation. A
+        // destination without a cluster (an unknown host, or a subset no
+        // DestinationRule defines) answers 503 NC; Envoy's router looks the
+        // cluster up by name when it runs, so for a route of an earlier
+        // generation (a request held by a fault delay across a push) a
+        // cluster the push added is found.
+        let d = &destinations[chosen];
+        let cluster_index = match d.cluster {
+            Some(c) => current_cluster(
                 &self.cluster_remaps,
                 route_id.generation,
                 self.generation,
                 c,
-            )
-        });
+            ),
+            None if route_id.generation != self.generation => {
+                let config = &self.config;
+                config
+                    .clusters
+                    .iter()
+                    .position(|c| c.subset == d.subset && config.services[c.service].host == d.host)
+            }
+            None => None,
+        };
         let Some(cluster_index) = cluster_index.filter(|&c| c < self.clusters.len()) else {
             return Decision::Reject(Reject {
                 reason: RejectReason::NoCluster,
@@ -977,6 +991,15 @@ impl Engine {
         &self.proxy
     }
 
+    /// The destination port ([`Request::port`]) a caller of this proxy uses
+    /// for `authority`: the port the authority names; else, for a sidecar,
+    /// the port of the service it names; for a gateway, the port of the
+    /// first server whose hosts cover it (or of the first server). `None`
+    /// for a sidecar and a host it does not know. Allocates nothing.
+    pub fn destination_port(&self, authority: &str) -> Option<u16> {
+        self.routing.table.destination_port(authority)
+    }
+
     /// A route of the current table (header operations, rewrite, retries…).
     pub fn route(&self, id: RouteId) -> &HttpRoute {
         routing_of(&self.routing, &self.retired, id).table.route(id)
@@ -1273,7 +1296,7 @@ mod tests {
 
     use super::*;
     use crate::ResponseFlag;
-    use crate::tests::{config, engine, forward, pick, pick_subset, warnings};
+    use crate::tests::{config, engine, forward, pick, pick_subset, subset_of, warnings};
 
     /// reviews with one endpoint per version, subsets v1..v3, plus `extra`.
     fn mesh(extra: &str) -> String {
@@ -1553,6 +1576,130 @@ route = [{ destination = { host = "nosuch" } }]
         assert_eq!((r.reason, r.status), (RejectReason::NoCluster, 503));
         assert_eq!(r.flag(), ResponseFlag::NoClusterFound);
         assert!(r.route.is_some());
+    }
+
+    /// Answers a forward with a 200.
+    fn answer(e: &mut Engine, f: &Forward, now: Time) {
+        assert_eq!(
+            e.admit(f.upstream, true, false, now),
+            crate::Admission::Attach
+        );
+        e.handle_response(f.upstream, Outcome::Status(200), now);
+    }
+
+    #[test]
+    fn a_subset_no_destination_rule_defines_is_drawn_by_weight_and_answered_503_no_cluster() {
+        // 90 % to v1, 10 % to `second`; v9 is in no DestinationRule.
+        let split_to = |second: &str| {
+            mesh(&format!(
+                r#"
+[[virtualService]]
+name = "reviews"
+hosts = ["reviews"]
+[[virtualService.http]]
+route = [
+  {{ destination = {{ host = "reviews", subset = "v1" }}, weight = 90 }},
+  {{ destination = {{ host = "reviews", subset = "{second}" }}, weight = 10 }},
+]
+"#
+            ))
+        };
+        assert_eq!(warnings(&split_to("v9")).len(), 1);
+        // The same seed draws the same destinations: the request that the
+        // engine with v3 sends to v3 is the one the engine without v9
+        // answers 503 NC, without a host, a breaker slot or an event.
+        let (mut missing, mut present) = (engine(&split_to("v9")), engine(&split_to("v3")));
+        let mut nc = 0;
+        for _ in 0..10_000 {
+            let a = missing.handle_request(&req(), Time::ZERO);
+            let b = present.handle_request(&req(), Time::ZERO);
+            match (a, b) {
+                (Decision::Reject(r), Decision::Forward(f)) => {
+                    assert_eq!((r.reason, r.status), (RejectReason::NoCluster, 503));
+                    assert_eq!(r.flag(), ResponseFlag::NoClusterFound);
+                    assert_eq!(r.delay, None);
+                    assert_eq!(missing.route(r.route.unwrap()).name, "reviews.0");
+                    assert_eq!(subset_of(present.cluster_name(f.upstream.cluster)), "v3");
+                    answer(&mut present, &f, Time::ZERO);
+                    nc += 1;
+                }
+                (Decision::Forward(fa), Decision::Forward(fb)) => {
+                    assert_eq!(subset_of(missing.cluster_name(fa.upstream.cluster)), "v1");
+                    assert_eq!(subset_of(present.cluster_name(fb.upstream.cluster)), "v1");
+                    answer(&mut missing, &fa, Time::ZERO);
+                    answer(&mut present, &fb, Time::ZERO);
+                }
+                (a, b) => panic!("{} / {}", missing.describe(&a), present.describe(&b)),
+            }
+        }
+        assert!((900..=1_100).contains(&nc), "{nc} of 10000 answered NC");
+        assert_eq!(all_active(&missing), 0);
+        assert_eq!(missing.poll_event(), None);
+    }
+
+    #[test]
+    fn a_virtual_service_pushed_before_its_destination_rule_answers_503_nc_until_the_rule_arrives()
+    {
+        // Every request is held 1 s by a fault delay, so one request is
+        // held across the push.
+        let vs = r#"
+[[virtualService]]
+name = "reviews"
+hosts = ["reviews"]
+[[virtualService.http]]
+fault = { delay = { fixedDelay = "1s", percentage = { value = 100.0 } } }
+route = [{ destination = { host = "reviews", subset = "v1" } }]
+"#;
+        let with_rule = mesh(vs);
+        // The same config without its DestinationRule (the last table
+        // before the VirtualService, ending with the subsets' `]`).
+        let (head, tail) = with_rule.split_once("[[destinationRule]]").unwrap();
+        let early = format!("{head}{}", tail.split_once("\n]\n").unwrap().1);
+        assert!(!early.contains("destinationRule"), "{early}");
+        let mut e = engine(&early);
+        let held = |e: &mut Engine, at: Time| match e.handle_request(&req(), at) {
+            Decision::Delay(d) => {
+                assert_eq!(d.delay, Duration::from_secs(1));
+                d
+            }
+            other => panic!("{}", e.describe(&other)),
+        };
+        // Before the push: 503 NC once the delay is over.
+        let d = held(&mut e, Time::ZERO);
+        let Decision::Reject(r) = e.handle_delayed(&req(), d, Time::from_secs(1)) else {
+            panic!("routed to a subset that does not exist")
+        };
+        assert_eq!((r.reason, r.status), (RejectReason::NoCluster, 503));
+        assert_eq!(r.delay, Some(Duration::from_secs(1)));
+        // Held at 9.5 s, the DestinationRule arrives at 10 s, the delay ends
+        // at 10.5 s: Envoy's router finds the cluster by name.
+        let d = held(&mut e, Time::from_millis(9_500));
+        e.reconfigure(Arc::new(config(&with_rule)), Time::from_secs(10));
+        assert_eq!(
+            e.poll_event(),
+            Some(EngineEvent::ConfigApplied {
+                clusters: 4,
+                routes: 1
+            })
+        );
+        let f = match e.handle_delayed(&req(), d, Time::from_millis(10_500)) {
+            Decision::Forward(f) => f,
+            other => panic!("{}", e.describe(&other)),
+        };
+        assert_eq!(
+            e.cluster_name(f.upstream.cluster),
+            "outbound|9080|v1|reviews.default.svc.cluster.local"
+        );
+        answer(&mut e, &f, Time::from_millis(10_500));
+        // A request routed after the push goes to v1 too.
+        let d = held(&mut e, Time::from_millis(10_500));
+        let f = match e.handle_delayed(&req(), d, Time::from_millis(11_500)) {
+            Decision::Forward(f) => f,
+            other => panic!("{}", e.describe(&other)),
+        };
+        assert_eq!(e.endpoint_address(f.upstream), "10.0.0.1:9080");
+        answer(&mut e, &f, Time::from_millis(11_500));
+        assert_eq!(all_active(&e), 0);
     }
 
     #[test]

@@ -16,7 +16,15 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// Request headers (names in any case).
     pub headers: &'a [(&'a str, &'a str)],
-    /// Destination port the caller used (the listener port); 0 = unknown.
+    /// The destination port the caller used, i.e. the listener port whose
+    /// route table applies (Istio builds one per port): for a sidecar, the
+    /// port of the service called (the authority's port, else the
+    /// service's port: [`crate::Engine::destination_port`]); for a gateway,
+    /// the server port the request arrived on. A match block with `port: P`
+    /// holds only for requests on P. 0 means unknown, for callers of the
+    /// engine's API only (the simulator and the proxy always give it): a
+    /// sidecar then takes the port of the service's table, and for a gateway
+    /// no `port` block holds.
     pub port: u16,
     /// Downstream remote address (the caller), for `useSourceIp` and cookies.
     pub source: Option<SocketAddr>,
@@ -133,6 +141,19 @@ pub(crate) fn host_of(authority: &str) -> &str {
     }
 }
 
+/// The port an authority names (`host:9080`, `[v6]:9080`), if any.
+pub(crate) fn port_of(authority: &str) -> Option<u16> {
+    let rest = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.1,
+        None => authority,
+    };
+    let (_, port) = rest.rsplit_once(':')?;
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    port.parse().ok().filter(|&p| p != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +170,21 @@ mod tests {
         assert_eq!(r.host(), "reviews");
         assert_eq!(r.header("X-ID"), Some("7"));
         assert_eq!(host_of("[::1]:80"), "::1");
+    }
+
+    #[test]
+    fn the_port_of_an_authority_is_its_digits_after_the_last_colon() {
+        assert_eq!(port_of("reviews:9080"), Some(9080));
+        assert_eq!(port_of("[::1]:80"), Some(80));
+        for none in [
+            "reviews",
+            "reviews:",
+            "reviews:x1",
+            "reviews:70000",
+            "reviews:0",
+            "[::1]",
+        ] {
+            assert_eq!(port_of(none), None, "{none}");
+        }
     }
 }

@@ -7,6 +7,16 @@
 //! first matching route wins; a route with k match blocks is k entries in a
 //! row (the blocks OR, the fields inside a block AND); nothing after a
 //! catch-all is emitted.
+//!
+//! `port` is a selector too: Istio builds one route table per listener port
+//! and drops the blocks that name another port. A sidecar's virtual host of
+//! a service is the route table of that service's port, so a block naming
+//! another port is dropped when the table is built. A gateway's virtual
+//! hosts serve all its server ports, so there a block with `port: P` is
+//! compared with the request's port and holds only for requests on P: the
+//! same outcome as dropping it from every other port's table, without a
+//! copy of the virtual hosts per port (and a `meshproxy` gateway listener
+//! need not sit on a Gateway server's port).
 
 use std::collections::BTreeMap;
 
@@ -15,7 +25,7 @@ use rustc_hash::FxHashMap;
 use crate::config::{
     Action, Config, HeaderOps, HttpRoute, Match, StrMatch, WeightedDestination, host_matches,
 };
-use crate::request::{Request, host_of};
+use crate::request::{Request, host_of, port_of};
 
 /// Who this proxy is: a sidecar of a workload, or a named gateway.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -79,6 +89,9 @@ pub struct RouteId {
 struct VirtualHost {
     /// (match block or `None` for catch-all, route).
     entries: Vec<(Option<Match>, RouteId)>,
+    /// The listener port of its route table: a sidecar's service port; 0
+    /// for a gateway's, which serve every server port.
+    port: u16,
 }
 
 /// The compiled route table of one proxy.
@@ -92,6 +105,9 @@ pub(crate) struct RouteTable {
     exact: FxHashMap<Box<[u8]>, u32>,
     /// `*.suffix` domains, longest suffix first.
     wildcard: Vec<(Box<str>, u32)>,
+    /// A gateway's servers: (port, hosts without their `namespace/`), in
+    /// file order; empty for a sidecar.
+    servers: Vec<(u16, Vec<String>)>,
 }
 
 impl RouteTable {
@@ -102,6 +118,7 @@ impl RouteTable {
             routes: Vec::new(),
             exact: FxHashMap::default(),
             wildcard: Vec::new(),
+            servers: gateway_servers(config, proxy),
         };
         let ctx = proxy.context();
         let applies = |gws: &[String]| gws.iter().any(|g| g == ctx);
@@ -158,6 +175,8 @@ impl RouteTable {
         service: Option<usize>,
     ) -> u32 {
         let mut entries = Vec::new();
+        // A sidecar's virtual host is the route table of its service's port.
+        let port = service.map_or(0, |s| config.services[s].port);
         match vs {
             Some(vs) => {
                 'routes: for r in &vs.http {
@@ -173,7 +192,7 @@ impl RouteTable {
                     }
                     let mut catch_all = false;
                     for m in &r.matches {
-                        if !selects(m, proxy) {
+                        if !selects(m, proxy) || port != 0 && m.port.is_some_and(|p| p != port) {
                             continue;
                         }
                         emitted = true;
@@ -227,24 +246,56 @@ impl RouteTable {
                 entries.push((None, id));
             }
         }
-        self.vhosts.push(VirtualHost { entries });
+        self.vhosts.push(VirtualHost { entries, port });
         u32::try_from(self.vhosts.len() - 1).unwrap_or(u32::MAX)
     }
 
     /// The route for a request: `None` when no virtual host or no route matches (404 NR).
     pub(crate) fn select(&self, req: &Request<'_>) -> Option<RouteId> {
+        let vh = &self.vhosts[self.vhost_of(req.authority)? as usize];
+        // An unknown port (0) is the port of the virtual host's table: a
+        // sidecar's service port; for a gateway no `port` block holds.
+        let port = if req.port == 0 { vh.port } else { req.port };
+        vh.entries
+            .iter()
+            .find(|(m, _)| m.as_ref().is_none_or(|m| matches(m, req, port)))
+            .map(|(_, id)| *id)
+    }
+
+    /// The virtual host an authority names.
+    fn vhost_of(&self, authority: &str) -> Option<u32> {
         // Fast path: the authority exactly as sent (`reviews:9080` is a
         // domain too, as in Istio's virtual hosts); otherwise without port
         // and lowercased.
-        let vh = match self.exact.get(req.authority.as_bytes()) {
-            Some(&vh) => vh,
-            None => self.vhost_for(host_of(req.authority))?,
-        };
-        self.vhosts[vh as usize]
-            .entries
+        match self.exact.get(authority.as_bytes()) {
+            Some(&vh) => Some(vh),
+            None => self.vhost_for(host_of(authority)),
+        }
+    }
+
+    /// The port a caller of this proxy uses for `authority`: the port the
+    /// authority names; otherwise, for a sidecar, the port of the service
+    /// whose virtual host it names, and for a gateway the port of its
+    /// first server whose hosts cover it (or of its first server). `None`
+    /// when none of these applies (a sidecar and an unknown host).
+    pub(crate) fn destination_port(&self, authority: &str) -> Option<u16> {
+        if let Some(p) = port_of(authority) {
+            return Some(p);
+        }
+        if self.servers.is_empty() {
+            let vh = self.vhost_of(authority)?;
+            return Some(self.vhosts[vh as usize].port).filter(|&p| p != 0);
+        }
+        let host = host_of(authority);
+        self.servers
             .iter()
-            .find(|(m, _)| m.as_ref().is_none_or(|m| matches(m, req)))
-            .map(|(_, id)| *id)
+            .find(|(_, hosts)| {
+                hosts
+                    .iter()
+                    .any(|h| host_matches(h, host) || h.eq_ignore_ascii_case(host))
+            })
+            .or(self.servers.first())
+            .map(|(p, _)| *p)
     }
 
     fn vhost_for(&self, host: &str) -> Option<u32> {
@@ -301,6 +352,36 @@ fn aliases(host: &str, service_ns: &str, proxy_ns: &str) -> Vec<String> {
     out
 }
 
+/// The servers of the gateway `proxy` is, as (port, hosts without their
+/// `namespace/` prefix, lowercased); empty for a sidecar.
+fn gateway_servers(config: &Config, proxy: &ProxySpec) -> Vec<(u16, Vec<String>)> {
+    let Some(name) = &proxy.gateway else {
+        return Vec::new();
+    };
+    config
+        .source
+        .gateway
+        .iter()
+        .filter(|g| {
+            let ns = g.namespace.as_deref().unwrap_or("default");
+            name.strip_prefix(ns)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|n| n == g.name)
+        })
+        .take(1)
+        .flat_map(|g| &g.servers)
+        .map(|s| {
+            let hosts = s
+                .hosts
+                .iter()
+                .map(|h| h.rsplit_once('/').map_or(h.as_str(), |(_, h)| h))
+                .map(str::to_ascii_lowercase)
+                .collect();
+            (s.port.number, hosts)
+        })
+        .collect()
+}
+
 /// Config-time selectors of a match block (reference §5.1).
 fn selects(m: &Match, proxy: &ProxySpec) -> bool {
     (m.gateways.is_empty() || m.gateways.iter().any(|g| g == proxy.context()))
@@ -323,16 +404,14 @@ fn has_request_conditions(m: &Match) -> bool {
         || m.port.is_some()
 }
 
-/// Whether every request-time condition of the block holds.
-pub(crate) fn matches(m: &Match, req: &Request<'_>) -> bool {
-    if let Some(uri) = &m.uri
-        && !uri_matches(uri, req, m.ignore_uri_case)
-    {
+/// Whether every request-time condition of the block holds for `req`
+/// arriving on `port`.
+pub(crate) fn matches(m: &Match, req: &Request<'_>, port: u16) -> bool {
+    if m.port.is_some_and(|p| p != port) {
         return false;
     }
-    if let Some(p) = m.port
-        && req.port != 0
-        && p != req.port
+    if let Some(uri) = &m.uri
+        && !uri_matches(uri, req, m.ignore_uri_case)
     {
         return false;
     }
@@ -857,15 +936,161 @@ route = [{{ destination = {{ host = "reviews", subset = "v1" }} }}]
     }
 
     #[test]
-    fn port_matches_the_listener_port_when_known() {
+    fn a_sidecar_port_block_holds_only_on_the_port_of_the_service() {
+        // reviews is on 9080: its virtual host is the 9080 route table.
         let on = |port| Request { port, ..get("/") };
+        let on_a = |port| Request { port, ..get("/a") };
         check(&[
             ("{ port = 9080 }", on(9080), true),
             ("{ port = 9080 }", on(9081), false),
-            // Port 0 means "unknown": the block is kept, as the listener
-            // that received the request is the one it was emitted on.
+            // Unknown (engine API callers only): the port of the table.
             ("{ port = 9080 }", on(0), true),
+            // A block for another port is not in the 9080 table at all.
+            ("{ port = 8080 }", on(8080), false),
+            ("{ port = 8080 }", on(9080), false),
+            ("{ port = 8080 }", on(0), false),
+            // The port ANDs with the other fields of its block.
+            (
+                r#"{ port = 9080, uri = { prefix = "/a" } }"#,
+                on_a(9080),
+                true,
+            ),
+            (
+                r#"{ port = 9080, uri = { prefix = "/a" } }"#,
+                on(9080),
+                false,
+            ),
+            (
+                r#"{ port = 8080, uri = { prefix = "/a" } }"#,
+                on_a(9080),
+                false,
+            ),
         ]);
+    }
+
+    #[test]
+    fn a_port_block_for_another_port_takes_no_traffic_and_one_for_the_service_port_takes_all() {
+        let toml = |port: u16| {
+            mesh(&format!(
+                r#"
+[[virtualService]]
+name = "reviews"
+hosts = ["reviews"]
+[[virtualService.http]]
+name = "only-{port}"
+match = [{{ port = {port} }}]
+route = [{{ destination = {{ host = "reviews", subset = "v2" }} }}]
+[[virtualService.http]]
+name = "rest"
+route = [{{ destination = {{ host = "reviews", subset = "v1" }} }}]
+"#
+            ))
+        };
+        // reviews is on 9080: the 8080 block is not emitted for it.
+        assert_eq!(emitted(&toml(8080), &sidecar()), ["rest"]);
+        assert_eq!(emitted(&toml(9080), &sidecar()), ["only-9080", "rest"]);
+        for port in [0, 9080] {
+            let req = Request {
+                port,
+                ..Request::get("reviews", "/")
+            };
+            assert_eq!(
+                route_for(&toml(8080), &sidecar(), &req).as_deref(),
+                Some("rest")
+            );
+            assert_eq!(
+                route_for(&toml(9080), &sidecar(), &req).as_deref(),
+                Some("only-9080")
+            );
+        }
+    }
+
+    /// Gateway `edge` with two servers, 80 and 8080, and one VirtualService
+    /// routing each port to its own subset.
+    const TWO_PORTS: &str = r#"
+[[gateway]]
+name = "edge"
+servers = [
+  { port = { number = 80, protocol = "HTTP" }, hosts = ["shop.example.com"] },
+  { port = { number = 8080, protocol = "HTTP" }, hosts = ["default/admin.example.com"] },
+]
+
+[[virtualService]]
+name = "edge"
+hosts = ["shop.example.com", "admin.example.com"]
+gateways = ["edge"]
+[[virtualService.http]]
+name = "on-8080"
+match = [{ port = 8080 }]
+route = [{ destination = { host = "reviews", subset = "v2" } }]
+[[virtualService.http]]
+name = "on-80"
+match = [{ port = 80 }]
+route = [{ destination = { host = "reviews", subset = "v1" } }]
+"#;
+
+    #[test]
+    fn a_gateway_with_two_server_ports_routes_each_by_its_port() {
+        let toml = mesh(TWO_PORTS);
+        let edge = ProxySpec::gateway("default", "edge");
+        assert_eq!(emitted(&toml, &edge), ["on-8080", "on-80"]);
+        for (authority, port, want) in [
+            ("shop.example.com", 80, Some("on-80")),
+            ("shop.example.com", 8080, Some("on-8080")),
+            ("admin.example.com", 8080, Some("on-8080")),
+            ("admin.example.com:8080", 80, Some("on-80")),
+            // No server on 9999, and an unknown port names none.
+            ("shop.example.com", 9999, None),
+            ("shop.example.com", 0, None),
+        ] {
+            let req = Request {
+                port,
+                ..Request::get(authority, "/")
+            };
+            assert_eq!(
+                route_for(&toml, &edge, &req).as_deref(),
+                want,
+                "{authority} on {port}"
+            );
+        }
+        let mut e = engine_for(&toml, edge);
+        let on = |port| Request {
+            port,
+            ..Request::get("shop.example.com", "/")
+        };
+        assert_eq!(pick(&mut e, &on(80)), "10.0.0.1:9080");
+        assert_eq!(pick(&mut e, &on(8080)), "10.0.0.2:9080");
+        let Decision::Reject(r) = e.handle_request(&on(0), Time::ZERO) else {
+            panic!("no port block holds on an unknown port")
+        };
+        assert_eq!(r.flag(), ResponseFlag::NoRouteFound);
+    }
+
+    #[test]
+    fn the_destination_port_is_the_authoritys_else_the_services_or_the_gateway_servers() {
+        let toml = mesh(TWO_PORTS);
+        let e = engine(&toml);
+        for (authority, want) in [
+            ("reviews", Some(9080)),
+            ("reviews:1234", Some(1234)),
+            ("ratings.other", Some(9080)),
+            ("REVIEWS.default.svc.cluster.local", Some(9080)),
+            ("nowhere", None),
+            ("nowhere:80", Some(80)),
+        ] {
+            assert_eq!(e.destination_port(authority), want, "{authority}");
+        }
+        let e = engine_for(&toml, ProxySpec::gateway("default", "edge"));
+        for (authority, want) in [
+            ("shop.example.com", Some(80)),
+            ("admin.example.com", Some(8080)),
+            ("Admin.Example.com", Some(8080)),
+            ("shop.example.com:8080", Some(8080)),
+            // No server names it: the first server.
+            ("elsewhere.com", Some(80)),
+        ] {
+            assert_eq!(e.destination_port(authority), want, "{authority}");
+        }
     }
 
     #[test]

@@ -66,6 +66,11 @@ fn steady_state_decisions_allocate_nothing() {
             for i in 0..n {
                 now += 1_000;
                 let req = if i % 3 == 0 { &hit } else { &miss };
+                // What the simulator and the proxy ask first: the port.
+                let req = &Request {
+                    port: e.destination_port(req.authority).unwrap_or(80),
+                    ..*req
+                };
                 let d = e.handle_request(req, Time::from_nanos(now));
                 let Decision::Forward(f) = d else {
                     panic!("{}", e.describe(&d))

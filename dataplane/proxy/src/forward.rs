@@ -256,7 +256,7 @@ async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
         }
     }
     let pairs: &[(&str, &str)] = if heap.is_empty() { &stack[..n] } else { &heap };
-    let ereq = mesh_engine::Request {
+    let mut ereq = mesh_engine::Request {
         method: req.method,
         scheme: "http",
         authority: req.authority,
@@ -269,6 +269,13 @@ async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
     let mut decision = {
         let mut p = sh.proxy(li);
         let now = sh.recent();
+        // The port whose route table applies (`match.port`): a gateway's
+        // is the listener's, as a Gateway server's is; a sidecar's is the
+        // port of the service called — the authority's, else the
+        // service's — not the port this listener happens to use.
+        if p.listener.proxy.gateway.is_none() {
+            ereq.port = p.engine.destination_port(req.authority).unwrap_or(80);
+        }
         let d = p.engine.handle_request(&ereq, now);
         p.drain_events(now);
         d

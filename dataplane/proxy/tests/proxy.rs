@@ -115,6 +115,72 @@ fn a_full_fault_abort_suspends_traffic_until_a_reload_removes_it() {
 }
 
 #[test]
+fn a_subset_no_destination_rule_defines_gets_503_nc_until_a_reload_defines_it() {
+    // The VirtualService arrives before the subset it names: Istio accepts
+    // it, Envoy answers 503 NC without contacting a host.
+    let (a, b) = (Echo::start("v1", &[]), Echo::start("v3", &[]));
+    let routes = vs(r#"
+[[virtualService.http]]
+match = [{ uri = { prefix = "/canary" } }]
+route = [{ destination = { host = "echo", subset = "v3" } }]
+[[virtualService.http]]
+route = [{ destination = { host = "echo", subset = "v1" } }]
+"#);
+    let base = service(&[(&a, "v1"), (&b, "v3")]);
+    let p = Proxy::start(&(base.clone() + &destination_rule("") + &routes), &[]);
+    for _ in 0..3 {
+        let r = p.get("/canary", &[]);
+        assert_eq!(r.status, 503);
+        assert_eq!(r.echo(), "-", "no upstream request");
+        assert_eq!(r.body, "no cluster\n");
+        assert_eq!(p.get("/", &[]).echo(), "v1");
+    }
+    p.proc.stdout.wait_for("\"GET /canary\" 503 NC - ");
+    // The DestinationRule gains v3.
+    let rule = destination_rule("").replace(
+        "{ name = \"v2\", labels = { version = \"v2\" } }",
+        "{ name = \"v3\", labels = { version = \"v3\" } }",
+    );
+    p.rewrite(&(base + &rule + &routes));
+    p.eventually("the reload defines the subset", || {
+        p.get("/canary", &[]).status == 200
+    });
+    assert_eq!(p.get("/canary", &[]).echo(), "v3");
+}
+
+#[test]
+fn a_sidecar_matches_port_blocks_against_the_services_port_not_its_listeners() {
+    // echo is on port 80; the proxy listens on an ephemeral port.
+    let (a, b) = two_versions();
+    let port_to_v2 = |port: u16| {
+        service(&[(&a, "v1"), (&b, "v2")])
+            + &destination_rule("")
+            + &vs(&format!(
+                r#"
+[[virtualService.http]]
+match = [{{ port = {port} }}]
+route = [{{ destination = {{ host = "echo", subset = "v2" }} }}]
+[[virtualService.http]]
+route = [{{ destination = {{ host = "echo", subset = "v1" }} }}]
+"#
+            ))
+    };
+    let p = Proxy::start(&port_to_v2(80), &["--access-log", "off"]);
+    assert_ne!(p.addr.port(), 80);
+    for host in ["echo", "echo:80"] {
+        assert_eq!(p.get("/", &[("Host", host)]).echo(), "v2", "{host}");
+    }
+    // A block for a port echo does not have takes nothing.
+    p.rewrite(&port_to_v2(9080));
+    p.eventually("the reload drops the port-80 block", || {
+        p.get("/", &[]).echo() == "v1"
+    });
+    for _ in 0..5 {
+        assert_eq!(p.get("/", &[]).echo(), "v1");
+    }
+}
+
+#[test]
 fn a_bad_config_is_refused_and_the_old_one_keeps_serving() {
     let (a, b) = two_versions();
     let base = service(&[(&a, "v1"), (&b, "v2")]) + &destination_rule("");
@@ -128,11 +194,21 @@ fn a_bad_config_is_refused_and_the_old_one_keeps_serving() {
     // A good change applies.
     p.rewrite(&(base.clone() + &to("v2")));
     p.eventually("v2 after reload", || p.get("/", &[]).echo() == "v2");
-    // A bad one is refused with file, line and field; v2 keeps serving.
-    p.rewrite(&(base.clone() + &to("v3")));
+    // A bad one (a regex RE2 refuses) is refused with file, line and
+    // field; v2 keeps serving.
+    p.rewrite(
+        &(base.clone()
+            + &vs(r#"
+[[virtualService.http]]
+match = [{ uri = { regex = "(" } }]
+route = [{ destination = { host = "echo", subset = "v1" } }]
+"#)),
+    );
     let line = p.proc.stderr.wait_for("config reload refused");
     assert!(line.contains("config reload refused"), "{line}");
-    p.proc.stderr.wait_for("subset");
+    p.proc
+        .stderr
+        .wait_for("virtualService[echo].http[0].match[0].uri.regex");
     for _ in 0..5 {
         assert_eq!(p.get("/", &[]).echo(), "v2");
     }

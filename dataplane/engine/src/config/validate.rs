@@ -82,6 +82,9 @@ fn ns(namespace: &Option<String>) -> String {
 struct Validator {
     errors: Vec<ConfigError>,
     warnings: Vec<Warning>,
+    /// The name of each service's DestinationRule, if it has one (set by
+    /// `clusters`, read by the destinations' checks).
+    rule_of: Vec<Option<String>>,
 }
 
 impl Validator {
@@ -359,6 +362,10 @@ impl Validator {
                 );
             }
         }
+        self.rule_of = rules
+            .iter()
+            .map(|r| r.map(|i| src.destination_rule[i].name.clone()))
+            .collect();
         let mut out = Vec::new();
         for (s, svc) in services.iter().enumerate() {
             let dr = rules[s].map(|i| &src.destination_rule[i]);
@@ -945,16 +952,29 @@ impl Validator {
                         .iter()
                         .position(|c| c.service == s && c.subset.as_deref() == Some(sub.as_str()));
                     if found.is_none() {
+                        // Istio accepts it ("VirtualService pushed before
+                        // its DestinationRule"); Envoy has no such cluster.
                         let known: Vec<&str> = clusters
                             .iter()
                             .filter(|c| c.service == s)
                             .filter_map(|c| c.subset.as_deref())
                             .collect();
-                        self.err(
+                        let defined = match (
+                            self.rule_of.get(s).and_then(Option::as_deref),
+                            known.is_empty(),
+                        ) {
+                            (None, _) => format!("\"{host}\" has no DestinationRule"),
+                            (Some(dr), true) => {
+                                format!("its DestinationRule \"{dr}\" defines no subsets")
+                            }
+                            (Some(dr), false) => {
+                                format!("its DestinationRule \"{dr}\" defines {}", known.join(", "))
+                            }
+                        };
+                        self.warn(
                             dp.key("destination").key("subset"),
                             format!(
-                                "unknown subset \"{sub}\" of \"{host}\": expected one of the subsets of its DestinationRule ({}); otherwise Envoy answers 503 (NC)",
-                                if known.is_empty() { "it has none".to_owned() } else { known.join(", ") }
+                                "unknown subset \"{sub}\" of \"{host}\": Istio accepts this, but Envoy answers 503 (NC, no cluster found) to the requests routed here, without contacting any host; define the subset in the host's DestinationRule or fix the name ({defined})"
                             ),
                         );
                     }
@@ -1638,14 +1658,64 @@ route = [
         );
     }
 
+    /// The warnings of an accepted config, as printed.
+    fn warning_lines(toml: &str) -> Vec<String> {
+        match from_toml(toml, Some(FILE)) {
+            Ok((_, w)) => w.iter().map(ToString::to_string).collect(),
+            Err(e) => panic!("rejected:\n{e}\n---\n{toml}"),
+        }
+    }
+
     #[test]
-    fn an_unknown_subset_is_rejected_and_the_known_ones_listed() {
+    fn an_unknown_subset_is_accepted_with_a_warning_that_lists_the_known_ones() {
+        // Istio accepts a VirtualService whose subset no DestinationRule
+        // defines (it is pushed before its rule); Envoy answers 503 NC.
         let toml = route(r#"route = [{ destination = { host = "reviews", subset = "v9" } }]"#);
-        assert_error(
-            &toml,
-            r#"subset = "v9""#,
-            "virtualService[reviews].http[0].route[0].destination.subset",
-            "unknown subset \"v9\" of \"reviews.default.svc.cluster.local\": expected one of the subsets of its DestinationRule (v1, v2)",
+        let want = format!(
+            "{}: virtualService[reviews].http[0].route[0].destination.subset: unknown subset \"v9\" of \"reviews.default.svc.cluster.local\": Istio accepts this, but Envoy answers 503 (NC, no cluster found) to the requests routed here, without contacting any host; define the subset in the host's DestinationRule or fix the name (its DestinationRule \"reviews\" defines v1, v2)",
+            at(&toml, r#"subset = "v9""#)
+        );
+        assert_eq!(warning_lines(&toml), [want]);
+        // The route keeps the destination, without a cluster.
+        let (config, _) = from_toml(&toml, Some(FILE)).expect("accepted");
+        let Action::Route(ds) = &config.virtual_services[0].http[0].action else {
+            panic!("a route action")
+        };
+        assert_eq!(ds[0].subset.as_deref(), Some("v9"));
+        assert_eq!(ds[0].cluster, None);
+    }
+
+    #[test]
+    fn an_unknown_subset_warning_says_when_the_host_has_no_rule_or_no_subsets() {
+        let vs = r#"
+[[virtualService]]
+name = "reviews"
+hosts = ["reviews"]
+[[virtualService.http]]
+route = [{ destination = { host = "reviews", subset = "v1" } }]
+"#;
+        let no_rule = format!(
+            r#"
+[[service]]
+name = "reviews"
+port = 9080
+endpoints = [{{ address = "10.0.0.1:9080", labels = {{ version = "v1" }} }}]
+{vs}"#
+        );
+        let lines = warning_lines(&no_rule);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].ends_with(
+                "fix the name (\"reviews.default.svc.cluster.local\" has no DestinationRule)"
+            ),
+            "{lines:?}"
+        );
+        let no_subsets = policy(r#"loadBalancer = { simple = "RANDOM" }"#) + vs;
+        let lines = warning_lines(&no_subsets);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].ends_with("fix the name (its DestinationRule \"reviews\" defines no subsets)"),
+            "{lines:?}"
         );
     }
 
@@ -1995,14 +2065,17 @@ route = [{ destination = { host = "reviews" } }]
         let toml = route(
             r#"match = [{ headers = { end-user = { regex = "(" } } }]
 fault = { abort = { httpStatus = 99, percentage = { value = 100.0 } } }
-route = [{ destination = { host = "reviews", subset = "v9" } }]"#,
+route = [
+  { destination = { host = "reviews", subset = "v1" }, weight = -1 },
+  { destination = { host = "reviews", subset = "v2" }, weight = 101 },
+]"#,
         );
         let errors = error_lines(&toml);
         assert_eq!(errors.len(), 3, "{errors:?}");
         for path in [
             ".match[0].headers.end-user.regex",
             ".fault.abort.httpStatus",
-            ".destination.subset",
+            ".route[0].weight",
         ] {
             assert!(
                 errors.iter().any(|e| e.contains(path)),
