@@ -972,6 +972,7 @@ impl Validator {
                             }
                         };
                         self.warn(
+                            "IST0101",
                             dp.key("destination").key("subset"),
                             format!(
                                 "unknown subset \"{sub}\" of \"{host}\": Istio accepts this, but Envoy answers 503 (NC, no cluster found) to the requests routed here, without contacting any host; define the subset in the host's DestinationRule or fix the name ({defined})"
