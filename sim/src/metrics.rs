@@ -77,6 +77,14 @@ pub struct Metrics {
     pub ejections: u64,
     /// Sum over ejections of the time ejected, in nanoseconds.
     pub ejected_host_ns: u128,
+    /// The part of it when the ejected pod was healthy, in nanoseconds.
+    pub healthy_ejected_ns: u128,
+    /// Attempts that reached a pod while it was bad.
+    pub bad_pod_requests: u64,
+    /// Per bad episode: the time to its first ejection (or to its end).
+    pub eject_delays_ns: Vec<u64>,
+    /// Bad episodes of each pod, from the timeline.
+    health: Vec<Health>,
     /// Closed windows, when kept in memory (see [`Metrics::stream_to`]).
     pub windows: Vec<WindowRow>,
     /// Event log, when kept in memory, in time order.
@@ -117,6 +125,36 @@ pub struct Metrics {
     window: Duration,
 }
 
+/// A pod's bad episodes: from a fault of the timeline (fail, slow, crash)
+/// to its `recover`.
+#[derive(Default)]
+struct Health {
+    /// (start, end) of each episode; the last may be open.
+    episodes: Vec<(Time, Option<Time>)>,
+    /// Whether the open episode has seen an ejection.
+    ejected: bool,
+}
+
+impl Health {
+    fn open(&self) -> Option<Time> {
+        match self.episodes.last() {
+            Some((start, None)) => Some(*start),
+            _ => None,
+        }
+    }
+
+    /// Nanoseconds of `[from, to)` when the pod was bad.
+    fn bad_ns(&self, from: Time, to: Time) -> u128 {
+        self.episodes
+            .iter()
+            .map(|&(s, e)| {
+                let (s, e) = (s.max(from), e.unwrap_or(to).min(to));
+                if e > s { (e - s).as_nanos() } else { 0 }
+            })
+            .sum()
+    }
+}
+
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics")
@@ -152,6 +190,10 @@ impl Metrics {
             latency: Histogram::default(),
             ejections: 0,
             ejected_host_ns: 0,
+            healthy_ejected_ns: 0,
+            bad_pod_requests: 0,
+            eject_delays_ns: Vec::new(),
+            health: (0..n).map(|_| Health::default()).collect(),
             windows: Vec::new(),
             events: Vec::new(),
             edges: model.calls.edges.clone(),
@@ -244,6 +286,37 @@ impl Metrics {
 
     pub(crate) fn attempt(&mut self, pod: usize) {
         self.pods[pod].requests += 1;
+        if self.health[pod].open().is_some() {
+            self.bad_pod_requests += 1;
+        }
+    }
+
+    /// A fault of the timeline starts (`bad`) or ends on a pod.
+    pub(crate) fn pod_health(&mut self, now: Time, pod: usize, bad: bool) {
+        let h = &mut self.health[pod];
+        match (h.open(), bad) {
+            (None, true) => {
+                h.episodes.push((now, None));
+                h.ejected = false;
+            }
+            (Some(start), false) => {
+                if let Some(last) = h.episodes.last_mut() {
+                    last.1 = Some(now);
+                }
+                if !h.ejected {
+                    self.eject_delays_ns
+                        .push(u64::try_from((now - start).as_nanos()).unwrap_or(u64::MAX));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Closes an ejection of `pod` that lasted `[since, until)`.
+    fn ejection_over(&mut self, pod: usize, since: Time, until: Time) {
+        let total = (until - since).as_nanos();
+        self.ejected_host_ns += total;
+        self.healthy_ejected_ns += total - self.health[pod].bad_ns(since, until);
     }
 
     pub(crate) fn attempt_result(&mut self, pod: usize, status: u16, latency: Duration) {
@@ -262,6 +335,14 @@ impl Metrics {
         if let Some(pod) = pod {
             self.ejected_by[pod] += 1;
             self.eject_since.insert((proxy, pod), now);
+            let h = &mut self.health[pod];
+            if let Some(start) = h.open()
+                && !h.ejected
+            {
+                h.ejected = true;
+                self.eject_delays_ns
+                    .push(u64::try_from((now - start).as_nanos()).unwrap_or(u64::MAX));
+            }
         }
     }
 
@@ -269,7 +350,7 @@ impl Metrics {
         if let Some(pod) = pod {
             self.ejected_by[pod] = self.ejected_by[pod].saturating_sub(1);
             if let Some(since) = self.eject_since.remove(&(proxy, pod)) {
-                self.ejected_host_ns += (now - since).as_nanos();
+                self.ejection_over(pod, since, now);
             }
         }
     }
@@ -435,8 +516,12 @@ impl Metrics {
         {
             self.close_window(end, in_flight);
         }
-        for ((_, _), since) in std::mem::take(&mut self.eject_since) {
-            self.ejected_host_ns += (end - since).as_nanos();
+        // Sums: the map's order does not matter.
+        for ((_, pod), since) in std::mem::take(&mut self.eject_since) {
+            self.ejection_over(pod, since, end);
+        }
+        for pod in 0..self.health.len() {
+            self.pod_health(end, pod, false);
         }
         self.flush_events();
     }
@@ -446,6 +531,7 @@ impl Metrics {
         let l = &self.latency;
         #[allow(clippy::cast_precision_loss)]
         let ejected_host_seconds = self.ejected_host_ns as f64 / 1e9;
+        #[allow(clippy::cast_precision_loss)]
         mesh_rundir::Summary {
             experiment: model.name.clone(),
             seed: model.seed,
@@ -461,6 +547,12 @@ impl Metrics {
             ejected_host_seconds,
             users_switched_version: self.users_switched_version,
             version_switches: self.version_switches,
+            healthy_ejected_host_seconds: self.healthy_ejected_ns as f64 / 1e9,
+            eject_delay_s: (!self.eject_delays_ns.is_empty()).then(|| {
+                let sum: u128 = self.eject_delays_ns.iter().map(|&d| u128::from(d)).sum();
+                sum as f64 / self.eject_delays_ns.len() as f64 / 1e9
+            }),
+            bad_pod_requests: self.bad_pod_requests,
         }
     }
 

@@ -591,6 +591,8 @@ impl<'m> Run<'m> {
         match &self.model.timeline[index].1 {
             Action::Pod { pod, mode } => {
                 self.pods[*pod].mode = *mode;
+                self.metrics
+                    .pod_health(now, *pod, !matches!(mode, Mode::Normal));
                 let (kind, detail) = match mode {
                     Mode::Normal => ("fault_end", "recover".to_owned()),
                     Mode::Fail { status, ppm } => (

@@ -93,7 +93,7 @@ fn replaying_what_is_not_a_run_directory_is_a_clear_error() {
     let summary = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     std::fs::write(
         dir.join("summary.csv"),
-        summary.replacen("\n2,", "\n99,", 1),
+        summary.replacen(&format!("\n{},", mesh_rundir::FORMAT_VERSION), "\n99,", 1),
     )
     .unwrap();
     let o = meshsim(&["replay", d, "--frame-at", "1s"]);

@@ -29,11 +29,13 @@ pub use read::{
 pub use write::{RunWriter, write_summary};
 
 /// Version of the run-directory format, in `summary.csv`'s `format_version`.
-/// Version 2 added `timeseries.csv`'s `version` column.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 2 added `timeseries.csv`'s `version` column; version 3 the
+/// summary's `healthy_ejected_host_seconds`, `eject_delay_s` and
+/// `bad_pod_requests` (what `meshsim tune` judges settings on).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Columns of `summary.csv` (after the optional `point` and swept columns).
-pub const SUMMARY_COLUMNS: [&str; 19] = [
+pub const SUMMARY_COLUMNS: [&str; 22] = [
     "format_version",
     "experiment",
     "seed",
@@ -53,6 +55,9 @@ pub const SUMMARY_COLUMNS: [&str; 19] = [
     "ejected_host_seconds",
     "users_switched_version",
     "version_switches",
+    "healthy_ejected_host_seconds",
+    "eject_delay_s",
+    "bad_pod_requests",
 ];
 
 /// Columns of `timeseries.csv`.
@@ -121,6 +126,15 @@ pub struct Summary {
     pub users_switched_version: u64,
     /// Times a user was answered by another version than the time before.
     pub version_switches: u64,
+    /// The part of `ejected_host_seconds` when the ejected pod was healthy
+    /// (no fault of the timeline on it): capacity thrown away.
+    pub healthy_ejected_host_seconds: f64,
+    /// Mean time from a pod going bad to its first ejection (by any proxy),
+    /// over the bad episodes of the run; an episode that never saw an
+    /// ejection counts until it ended (or the run did). `None`: no pod went bad.
+    pub eject_delay_s: Option<f64>,
+    /// Requests (attempts, retries included) that reached a pod while it was bad.
+    pub bad_pod_requests: u64,
 }
 
 impl Summary {
@@ -146,6 +160,10 @@ impl Summary {
             format!("{:.3}", self.ejected_host_seconds),
             self.users_switched_version.to_string(),
             self.version_switches.to_string(),
+            format!("{:.3}", self.healthy_ejected_host_seconds),
+            self.eject_delay_s
+                .map_or_else(String::new, |d| format!("{d:.3}")),
+            self.bad_pod_requests.to_string(),
         ]
     }
 }

@@ -653,7 +653,7 @@ mod tests {
         let w = RunWriter::create(&dir).unwrap();
         w.finish(&Summary::default(), None).unwrap();
         let s = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
-        let s = s.replacen("\n2,", "\n1,", 1);
+        let s = s.replacen(&format!("\n{FORMAT_VERSION},"), "\n1,", 1);
         std::fs::write(dir.join("summary.csv"), s).unwrap();
         let e = RunDir::open(&dir).unwrap_err().to_string();
         assert!(e.contains("format_version 1 is not supported"), "{e}");
