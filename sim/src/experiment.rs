@@ -83,6 +83,10 @@ pub struct ExperimentFile {
     /// Replicas: run seeds `seed`, `seed + 1`, … (1 when absent).
     #[serde(default)]
     pub seeds: Option<u32>,
+    /// `meshsim tune`'s search space, scenarios, constraints and preference
+    /// (read by `tune`; `run` and `sweep` ignore it).
+    #[serde(default)]
+    pub tune: Option<toml::Table>,
     /// Parameter sweep: paths into this file (as for `--set`) → values; the
     /// runs are the cartesian product, times `seeds`.
     #[serde(default)]

@@ -21,6 +21,7 @@ mod queue;
 pub mod replay;
 pub mod run;
 pub mod setpath;
+pub mod tune;
 
 pub use callgraph::Edge;
 pub use histogram::Histogram;

@@ -64,6 +64,9 @@ enum Command {
         /// Override a field: `--set duration=3000s --set load.qps=5000` (repeatable).
         #[arg(long = "set", value_parser = parse_set)]
         sets: Vec<(String, String)>,
+        /// Run this `[[tune.scenario]]` of the experiment (its timeline and sets).
+        #[arg(long)]
+        scenario: Option<String>,
     },
     /// Run every point of an experiment's `[sweep]` × its `seeds` in
     /// parallel; write one summary row per run and print the best points.
@@ -94,10 +97,38 @@ enum Command {
     /// Write an experiment's mesh config (or a run directory's) as Istio
     /// YAML to `kubectl apply`: one document per object.
     Export(meshsim::export::Args),
+    /// Recommend the outlier-detection settings (and weights) to deploy:
+    /// search the `[tune]` space over its scenarios, print the Pareto front
+    /// and write recommended.yaml (kubectl-applyable), pareto.csv and
+    /// points.csv.
+    Tune(TuneArgs),
     /// Write an experiment skeleton from `kubectl get
     /// svc,deploy,statefulset,vs,dr,gw,se -A -o yaml` output: one service
     /// per Kubernetes Service, the Istio objects kept in your files.
     Import(meshsim::import::Args),
+}
+
+#[derive(Debug, clap::Args)]
+struct TuneArgs {
+    /// Experiments: the first has the `[tune]` table; each one, or each of
+    /// its `[[tune.scenario]]`, is a scenario the settings are judged on.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Candidates to evaluate (default: `tune.budget`, else 50).
+    #[arg(long)]
+    budget: Option<usize>,
+    /// Seeds of the final round (default: `tune.seeds`, else 3).
+    #[arg(long)]
+    seeds: Option<u32>,
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Directory to write (default: `runs/<experiment name>-tune`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Override a field of every experiment (repeatable).
+    #[arg(long = "set", value_parser = parse_set)]
+    sets: Vec<(String, String)>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -248,7 +279,8 @@ fn main() -> ExitCode {
             out,
             seed,
             sets,
-        } => run(&file, out.as_deref(), seed, &sets),
+            scenario,
+        } => run(&file, out.as_deref(), seed, &sets, scenario.as_deref()),
         Command::Sweep {
             file,
             out,
@@ -259,6 +291,15 @@ fn main() -> ExitCode {
         } => sweep(&file, out.as_deref(), threads, seed, &sets, &objective),
         Command::Replay(args) => replay(&args),
         Command::Export(args) => meshsim::export::command(&args),
+        Command::Tune(args) => meshsim::tune::tune(&meshsim::tune::Args {
+            files: &args.files,
+            budget: args.budget,
+            seeds: args.seeds,
+            threads: args.threads,
+            out: args.out.as_deref(),
+            sets: &args.sets,
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        }),
         Command::Import(args) => meshsim::import::command(&args),
     };
     match result {
@@ -387,9 +428,18 @@ fn run(
     out: Option<&Path>,
     seed: Option<u64>,
     sets: &[(String, String)],
+    scenario: Option<&str>,
 ) -> Result<String, String> {
     let name = path.display().to_string();
-    let plan = meshsim::plan::load(path, sets, seed)?;
+    let plan = match scenario {
+        None => meshsim::plan::load(path, sets, seed)?,
+        Some(s) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("{name}: cannot read the experiment: {e}"))?;
+            let text = meshsim::tune::scenario_text(&text, path, s)?;
+            meshsim::plan::load_text(&text, path, sets, seed)?
+        }
+    };
     let mut out_text = String::new();
     for w in &plan.warnings {
         let _ = writeln!(out_text, "{}: {w}", check::label(w));
