@@ -121,14 +121,13 @@ impl RouteTable {
             servers: gateway_servers(config, proxy),
         };
         let ctx = proxy.context();
-        let applies = |gws: &[String]| gws.iter().any(|g| g == ctx);
+        // Bound to this proxy (mesh or its gateway) and exported to its namespace.
+        let applies = |vs: &crate::config::VirtualService| {
+            vs.gateways.iter().any(|g| g == ctx) && vs.visible_to(proxy.namespace())
+        };
         if proxy.gateway.is_some() {
             // A gateway serves the hosts of the VirtualServices bound to it.
-            for vs in config
-                .virtual_services
-                .iter()
-                .filter(|vs| applies(&vs.gateways))
-            {
+            for vs in config.virtual_services.iter().filter(|vs| applies(vs)) {
                 let vh = t.add_vhost(config, proxy, Some(vs), None);
                 for h in &vs.hosts {
                     t.add_domain(h, vh);
@@ -139,9 +138,10 @@ impl RouteTable {
             // VirtualService (in file order) whose hosts cover it, or the
             // default route.
             for (s, svc) in config.services.iter().enumerate() {
-                let vs = config.virtual_services.iter().find(|vs| {
-                    applies(&vs.gateways) && vs.hosts.iter().any(|h| host_matches(h, &svc.host))
-                });
+                let vs = config
+                    .virtual_services
+                    .iter()
+                    .find(|vs| applies(vs) && vs.hosts.iter().any(|h| host_matches(h, &svc.host)));
                 let vh = t.add_vhost(config, proxy, vs, Some(s));
                 for d in aliases(&svc.host, &svc.namespace, proxy.namespace()) {
                     t.add_domain(&format!("{d}:{}", svc.port), vh);
@@ -1218,6 +1218,46 @@ route = [{ destination = { host = "reviews" } }]
             assert_eq!(r.delay, None);
         }
         assert!(pick(&mut e, &get("/api")).starts_with("10.0.0."));
+    }
+
+    #[test]
+    fn export_to_limits_which_namespaces_see_a_virtual_service() {
+        // A VirtualService of `other` for ratings, exported as written.
+        let vs = |export: &str| {
+            mesh(&format!(
+                "[[virtualService]]\nname = \"ratings\"\nnamespace = \"other\"\nhosts = [\"ratings\"]\n{export}\n[[virtualService.http]]\nname = \"ratings-route\"\nroute = [{{ destination = {{ host = \"ratings\" }} }}]\n"
+            ))
+        };
+        let req = Request::get("ratings.other:9080", "/");
+        let from = |ns: &str| ProxySpec::sidecar(ns, &[]);
+        let rows: [(&str, &str, &str); 8] = [
+            ("", "default", "ratings-route"),
+            ("exportTo = [\"*\"]", "default", "ratings-route"),
+            ("exportTo = [\".\"]", "other", "ratings-route"),
+            // Not exported here: the sidecar uses the default route.
+            ("exportTo = [\".\"]", "default", "default"),
+            ("exportTo = [\"default\"]", "default", "ratings-route"),
+            ("exportTo = [\"default\"]", "other", "default"),
+            ("exportTo = [\"~\"]", "other", "default"),
+            ("exportTo = [\".\", \"shop\"]", "shop", "ratings-route"),
+        ];
+        for (export, ns, want) in rows {
+            assert_eq!(
+                route_for(&vs(export), &from(ns), &req).as_deref(),
+                Some(want),
+                "{export} seen from {ns}"
+            );
+        }
+        // `*` and `~` stand alone; values are namespaces.
+        for bad in [
+            "exportTo = [\"*\", \"shop\"]",
+            "exportTo = [\"Not A Namespace\"]",
+        ] {
+            let e = crate::config::from_toml(&vs(bad), None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("virtualService[ratings].exportTo"), "{e}");
+        }
     }
 
     #[test]

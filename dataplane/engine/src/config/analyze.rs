@@ -218,6 +218,7 @@ pub fn analyze(config: &Config) -> Vec<Warning> {
     let mut out = Vec::new();
     outlier(config, &mut out);
     routes(config, &mut out);
+    export_to(config, &mut out);
     // A rule-level block shared by several subset clusters is reported once.
     let mut seen = std::collections::BTreeSet::new();
     out.retain(|w| seen.insert((w.code, w.path.to_string(), w.message.clone())));
@@ -349,6 +350,31 @@ fn outlier(config: &Config, out: &mut Vec<Warning>) {
                     ),
                 ));
             }
+        }
+    }
+}
+
+/// `exportTo` is modelled for VirtualServices (which proxies see them);
+/// a DestinationRule's or ServiceEntry's applies to every proxy here.
+fn export_to(config: &Config, out: &mut Vec<Warning>) {
+    let restricted = |e: &[String]| !e.is_empty() && e.iter().any(|x| x != "*");
+    let src = &config.source;
+    for (i, dr) in src.destination_rule.iter().enumerate() {
+        if restricted(&dr.export_to) {
+            out.push(finding(
+                "MSH0014",
+                FieldPath::root().key("destinationRule").named(i, &dr.name).key("exportTo"),
+                "a DestinationRule's exportTo is not modelled by meshsim: the rule applies to every proxy of the simulation; fix: none needed unless proxies outside these namespaces matter".to_owned(),
+            ));
+        }
+    }
+    for (i, se) in src.service_entry.iter().enumerate() {
+        if restricted(&se.export_to) {
+            out.push(finding(
+                "MSH0014",
+                FieldPath::root().key("serviceEntry").named(i, &se.name).key("exportTo"),
+                "a ServiceEntry's exportTo is not modelled by meshsim: the entry is seen by every proxy of the simulation; fix: none needed unless proxies outside these namespaces matter".to_owned(),
+            ));
         }
     }
 }
@@ -535,6 +561,15 @@ endpoints = [{ address = "10.0.1.1:9080", labels = { version = "v1" } }]
                 format!("{VS}{ROUTE}"),
             ),
             (
+                "IST0101",
+                format!(
+                    "{DR}subsets = [{{ name = \"v1\", labels = {{ version = \"v1\" }} }}]\n{VS}[[virtualService.http]]\nroute = [{{ destination = {{ host = \"reviews\", subset = \"v9\" }} }}]\n"
+                ),
+                format!(
+                    "{DR}subsets = [{{ name = \"v1\", labels = {{ version = \"v1\" }} }}]\n{VS}[[virtualService.http]]\nroute = [{{ destination = {{ host = \"reviews\", subset = \"v1\" }} }}]\n"
+                ),
+            ),
+            (
                 "IST0109",
                 format!(
                     "{VS}{ROUTE}[[virtualService]]\nname = \"reviews-2\"\nhosts = [\"reviews\"]\n{ROUTE}"
@@ -612,6 +647,11 @@ endpoints = [{ address = "10.0.1.1:9080", labels = { version = "v1" } }]
                 "MSH0012",
                 format!("{DR}[[destinationRule]]\nname = \"reviews-2\"\nhost = \"reviews\"\n"),
                 format!("{DR}[[destinationRule]]\nname = \"ratings\"\nhost = \"ratings\"\n"),
+            ),
+            (
+                "MSH0014",
+                format!("{DR}exportTo = [\".\"]\n"),
+                format!("{DR}exportTo = [\"*\"]\n"),
             ),
             (
                 "MSH0013",

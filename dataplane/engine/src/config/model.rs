@@ -227,6 +227,19 @@ pub struct VirtualService {
     pub gateways: Vec<String>,
     /// HTTP routes in order.
     pub http: Vec<HttpRoute>,
+    /// Istio's `exportTo` as written (empty: everywhere).
+    pub export_to: Vec<String>,
+}
+
+impl VirtualService {
+    /// Whether proxies in `namespace` see this VirtualService (`exportTo`).
+    pub fn visible_to(&self, namespace: &str) -> bool {
+        self.export_to.is_empty()
+            || self
+                .export_to
+                .iter()
+                .any(|e| e == "*" || e == namespace || (e == "." && self.namespace == namespace))
+    }
 }
 
 /// An HTTP route, checked.

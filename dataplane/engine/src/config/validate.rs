@@ -759,15 +759,38 @@ impl Validator {
                 }
                 http.push(route);
             }
+            let export_to = self.export_to(&vs.export_to, &path.key("exportTo"));
             out.push(VirtualService {
                 name: vs.name.clone(),
                 namespace,
                 hosts,
                 gateways: vs_gateways,
                 http,
+                export_to,
             });
         }
         out
+    }
+
+    /// Istio's `exportTo`: `*` (everywhere, the default), `.` (the object's
+    /// namespace), `~` (nowhere) or namespace names; `*` and `~` stand alone.
+    fn export_to(&mut self, values: &[String], path: &FieldPath) -> Vec<String> {
+        for (i, v) in values.iter().enumerate() {
+            let ok = matches!(v.as_str(), "*" | "." | "~") || valid_dns_label(v);
+            if !ok {
+                self.err(
+                    path.index(i),
+                    format!("expected \"*\", \".\", \"~\" or a namespace name, found \"{v}\""),
+                );
+            }
+        }
+        if values.len() > 1 && values.iter().any(|v| v == "*" || v == "~") {
+            self.err(
+                path.clone(),
+                "\"*\" and \"~\" must stand alone: exportTo = [\"*\"] exports everywhere, [\"~\"] nowhere",
+            );
+        }
+        values.to_vec()
     }
 
     fn gateway_refs(
