@@ -129,6 +129,10 @@ struct TuneArgs {
     /// Override a field of every experiment (repeatable).
     #[arg(long = "set", value_parser = parse_set)]
     sets: Vec<(String, String)>,
+    /// No successive halving: every candidate at full length over every
+    /// seed (the halving's choice checked at its full cost).
+    #[arg(long)]
+    full: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -299,6 +303,7 @@ fn main() -> ExitCode {
             out: args.out.as_deref(),
             sets: &args.sets,
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            full: args.full,
         }),
         Command::Import(args) => meshsim::import::command(&args),
     };

@@ -47,6 +47,9 @@ pub struct Args<'a> {
     pub sets: &'a [(String, String)],
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// No halving: every candidate at full length over every seed (to check
+    /// what the halving chose, at its full cost).
+    pub full: bool,
 }
 
 // === the [tune] table ===
@@ -1109,7 +1112,11 @@ pub fn tune(args: &Args<'_>) -> Result<String, String> {
         || PathBuf::from("runs").join(format!("{}-tune", spec.name)),
         Path::to_path_buf,
     );
-    let sched = schedule(&spec, cands.len());
+    let sched = if args.full {
+        vec![(cands.len(), spec.seeds, None)]
+    } else {
+        schedule(&spec, cands.len())
+    };
     // Total runs, for the bar: each round's survivors × scenarios × seeds,
     // plus the baseline in the last round if it did not survive.
     let n_scen = spec.scenarios.len();
@@ -1505,14 +1512,14 @@ fn report(
     for (i, sc) in spec.scenarios.iter().enumerate() {
         let (c, r) = (base.per_scenario[i], best.per_scenario[i]);
         let pair = |a: String, b: String| format!("{a:>9} → {b:<9}");
-        let _ = writeln!(
-            s,
+        let line = format!(
             "  {:<28} 5xx {}  healthy ejected {}  p99 {}",
             sc.name,
             pair(format!("{:.1}", c[0]), format!("{:.1}", r[0])),
             pair(format!("{:.1}s", c[2]), format!("{:.1}s", r[2])),
             pair(format!("{:.1}ms", c[1]), format!("{:.1}ms", r[1])),
         );
+        let _ = writeln!(s, "{}", line.trim_end());
     }
     let _ = writeln!(
         s,
