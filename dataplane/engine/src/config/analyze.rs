@@ -300,10 +300,11 @@ fn outlier(config: &Config, out: &mut Vec<Warning>) {
                     "MSH0004",
                     od_path.key("baseEjectionTime"),
                     format!(
-                        "baseEjectionTime {} is shorter than interval {}: an ejected host returns only on an interval tick, so it stays out at least {}; fix: set baseEjectionTime ≥ interval, or shorten interval",
+                        "baseEjectionTime {} is shorter than interval {}: an ejected host returns on the first interval tick after its ejection time, so it stays out anywhere from {} to {} — the interval, not baseEjectionTime, decides; fix: set baseEjectionTime ≥ interval, or shorten interval",
                         d(policy.base_ejection_time),
                         d(policy.interval),
-                        d(policy.interval)
+                        d(policy.base_ejection_time),
+                        d(policy.base_ejection_time + policy.interval)
                     ),
                 ));
             }
@@ -442,9 +443,10 @@ fn routes(config: &Config, out: &mut Vec<Warning>) {
             if retry.num_retries == 0 {
                 continue;
             }
-            let tries = retry.num_retries + 1;
+            let tries = retry.num_retries.saturating_add(1);
             if let (Some(timeout), Some(per_try)) = (route.timeout, retry.per_try_timeout)
-                && timeout < per_try * tries
+                && let Some(all) = per_try.checked_mul(tries)
+                && timeout < all
             {
                 out.push(finding(
                     "MSH0005",
@@ -454,8 +456,8 @@ fn routes(config: &Config, out: &mut Vec<Warning>) {
                         d(timeout),
                         d(per_try),
                         retry.num_retries,
-                        d(per_try * tries),
-                        d(per_try * tries)
+                        d(all),
+                        d(all)
                     ),
                 ));
             }
@@ -663,6 +665,15 @@ endpoints = [{ address = "10.0.1.1:9080", labels = { version = "v1" } }]
                 ),
             ),
         ]
+    }
+
+    #[test]
+    fn huge_retry_figures_do_not_overflow_the_timeout_rule() {
+        let text = format!(
+            "{VS}[[virtualService.http]]\nroute = [{{ destination = {{ host = \"reviews\" }} }}]\ntimeout = \"1s\"\nretries = {{ attempts = 4294967295, perTryTimeout = \"5000000h\" }}\n"
+        );
+        // No panic; the rule is skipped when the product overflows.
+        let _ = codes(&text);
     }
 
     #[test]

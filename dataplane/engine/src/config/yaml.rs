@@ -61,7 +61,8 @@ pub struct Node {
     pub at: LineCol,
 }
 
-/// A YAML value under the core schema (YAML 1.2).
+/// A YAML value, plain scalars resolved as `kubectl` resolves them (see
+/// [`resolve_plain`]).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     /// `~`, `null` or nothing.
@@ -147,7 +148,10 @@ enum Frame {
     },
     Map {
         entries: Vec<Entry>,
-        key: Option<(String, LineCol)>,
+        /// The key waiting for its value; `None` as text for the merge key.
+        key: Option<(Option<String>, LineCol)>,
+        /// Values of merge keys (`<<`), applied when the mapping ends.
+        merges: Vec<Node>,
         at: LineCol,
         anchor: usize,
     },
@@ -163,6 +167,8 @@ pub fn parse(source: &str, file: &str) -> Result<Vec<Node>, ConfigError> {
     let mut root: Option<Node> = None;
     let mut anchors: BTreeMap<usize, (Node, usize)> = BTreeMap::new();
     let mut expanded = 0usize;
+    // Whether the last scalar was a plain `<<` (the merge key, if a key).
+    let mut merge_key = false;
     let mut parser = Parser::new_from_str(source);
     while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| {
@@ -195,6 +201,7 @@ pub fn parse(source: &str, file: &str) -> Result<Vec<Node>, ConfigError> {
                     && !tag
                         .as_ref()
                         .is_some_and(|t| t.is_yaml_core_schema() && t.suffix == "str");
+                merge_key = plain && text == "<<";
                 let value = if plain {
                     resolve_plain(&text)
                 } else {
@@ -220,6 +227,7 @@ pub fn parse(source: &str, file: &str) -> Result<Vec<Node>, ConfigError> {
                     Frame::Map {
                         entries: Vec::new(),
                         key: None,
+                        merges: Vec::new(),
                         at: here,
                         anchor,
                     }
@@ -236,12 +244,13 @@ pub fn parse(source: &str, file: &str) -> Result<Vec<Node>, ConfigError> {
                 )),
                 Some(Frame::Map {
                     entries,
+                    merges,
                     at,
                     anchor,
                     ..
                 }) => Some((
                     Node {
-                        value: Value::Map(entries),
+                        value: Value::Map(merge_keys(entries, merges, file)?),
                         at,
                     },
                     anchor,
@@ -275,7 +284,13 @@ pub fn parse(source: &str, file: &str) -> Result<Vec<Node>, ConfigError> {
         match stack.last_mut() {
             None => root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, key, .. }) => match key.take() {
+            Some(Frame::Map {
+                entries,
+                key,
+                merges,
+                ..
+            }) => match key.take() {
+                None if merge_key => *key = Some((None, node.at)),
                 None => {
                     let k = match &node.value {
                         Value::Str(s) => s.clone(),
@@ -304,9 +319,10 @@ pub fn parse(source: &str, file: &str) -> Result<Vec<Node>, ConfigError> {
                             ),
                         ));
                     }
-                    *key = Some((k, node.at));
+                    *key = Some((Some(k), node.at));
                 }
-                Some((k, key_at)) => entries.push(Entry {
+                Some((None, _)) => merges.push(node),
+                Some((Some(k), key_at)) => entries.push(Entry {
                     key: k,
                     key_at,
                     value: node,
@@ -317,6 +333,49 @@ pub fn parse(source: &str, file: &str) -> Result<Vec<Node>, ConfigError> {
     Ok(docs)
 }
 
+/// YAML 1.1's merge key, which `kubectl` honours: `<<: *base` (or a list of
+/// them) adds the entries of the aliased mappings that the mapping does not
+/// set itself; earlier mappings of a list win. A quoted `"<<"` is a key.
+fn merge_keys(
+    entries: Vec<Entry>,
+    merges: Vec<Node>,
+    file: &str,
+) -> Result<Vec<Entry>, ConfigError> {
+    let mut own = entries;
+    let mut merged: Vec<Node> = Vec::new();
+    for m in merges {
+        match m.value {
+            Value::Map(_) => merged.push(m),
+            Value::Seq(items) => merged.extend(items),
+            _ => {
+                return Err(problem(
+                    file,
+                    m.at,
+                    format!(
+                        "`<<` (merge key) expects a mapping or a list of mappings, found {}",
+                        m.type_name()
+                    ),
+                ));
+            }
+        }
+    }
+    for m in merged {
+        let Value::Map(extra) = m.value else {
+            return Err(problem(
+                file,
+                m.at,
+                format!("`<<` (merge key) expects mappings, found {}", m.type_name()),
+            ));
+        };
+        for e in extra {
+            if !own.iter().any(|o| o.key == e.key) {
+                own.push(e);
+            }
+        }
+    }
+    Ok(own)
+}
+
 fn count(node: &Node) -> usize {
     1 + match &node.value {
         Value::Seq(items) => items.iter().map(count).sum(),
@@ -325,12 +384,20 @@ fn count(node: &Node) -> usize {
     }
 }
 
-/// The core schema's resolution of a plain scalar.
+/// The resolution of a plain scalar as `kubectl` does it: Kubernetes reads
+/// YAML through go-yaml v2 (YAML 1.1 rules), so `yes`/`no`/`on`/`off` (and
+/// `y`/`n`) are booleans, `0777` is octal, `0b101` binary, and `1_000` an
+/// integer, beside YAML 1.2's `true`, `0x1F`, `0o17`, `~` and `.inf`. Quoted
+/// scalars are always strings.
 fn resolve_plain(s: &str) -> Value {
     match s {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        "true" | "True" | "TRUE" => return Value::Bool(true),
-        "false" | "False" | "FALSE" => return Value::Bool(false),
+        "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "y" | "Y" | "on" | "On" | "ON" => {
+            return Value::Bool(true);
+        }
+        "false" | "False" | "FALSE" | "no" | "No" | "NO" | "n" | "N" | "off" | "Off" | "OFF" => {
+            return Value::Bool(false);
+        }
         ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
             return Value::Float(f64::INFINITY);
         }
@@ -338,34 +405,53 @@ fn resolve_plain(s: &str) -> Value {
         ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
         _ => {}
     }
-    let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
-    if !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(i) = s.parse::<i64>() {
-            return Value::Int(i);
-        }
-    } else if let Some(hex) = s.strip_prefix("0x")
-        && let Ok(i) = i64::from_str_radix(hex, 16)
-    {
-        return Value::Int(i);
-    } else if let Some(oct) = s.strip_prefix("0o")
-        && let Ok(i) = i64::from_str_radix(oct, 8)
-    {
+    if let Some(i) = integer(s) {
         return Value::Int(i);
     }
+    let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
     let float_chars = unsigned
         .bytes()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'));
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+' | b'_'));
     if float_chars
         && unsigned
             .bytes()
             .next()
             .is_some_and(|b| b.is_ascii_digit() || b == b'.')
         && unsigned.bytes().any(|b| b.is_ascii_digit())
-        && let Ok(f) = s.parse::<f64>()
+        && let Ok(f) = s.replace('_', "").parse::<f64>()
     {
         return Value::Float(f);
     }
     Value::Str(s.to_owned())
+}
+
+/// An integer in any of YAML 1.1's and 1.2's forms, underscores allowed.
+fn integer(s: &str) -> Option<i64> {
+    let (negative, body) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if body.is_empty() || body.starts_with('_') {
+        return None;
+    }
+    let digits = body.replace('_', "");
+    let (radix, digits) = if let Some(d) = digits.strip_prefix("0x") {
+        (16, d.to_owned())
+    } else if let Some(d) = digits.strip_prefix("0o") {
+        (8, d.to_owned())
+    } else if let Some(d) = digits.strip_prefix("0b") {
+        (2, d.to_owned())
+    } else if digits.len() > 1 && digits.starts_with('0') {
+        (8, digits[1..].to_owned())
+    } else {
+        (10, digits)
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let v = i64::from_str_radix(&digits, radix).ok()?;
+    Some(if negative { -v } else { v })
 }
 
 /// One Istio object read from YAML, in the mesh file's shape.
@@ -403,26 +489,48 @@ pub fn read(source: &str, file: &str) -> Result<Manifests, Vec<ConfigError>> {
     for doc in docs {
         document(doc, file, &mut out, &mut skipped, &mut errors);
     }
-    // One note per kind skipped, naming every line.
+    // One note per kind skipped, naming every line; a warning for Istio's
+    // own kinds that change what proxies do (Sidecar, EnvoyFilter, …).
     for ((kind, api_version), at) in skipped {
         let lines: Vec<String> = at.iter().map(|l| l.line.to_string()).collect();
-        out.notes.push(problem(
+        let (what, istio) = if changes_traffic(&kind, &api_version) {
+            (
+                "changes what the proxies do, and meshsim does not model it: the simulation runs without it",
+                true,
+            )
+        } else {
+            ("not mesh config", false)
+        };
+        let p = problem(
             file,
             at[0],
             format!(
-                "skipped {} {kind} (apiVersion {api_version}) at line{} {}: not mesh config (meshsim reads {})",
+                "skipped {} {kind} (apiVersion {api_version}) at line{} {}: {what} (meshsim reads {})",
                 at.len(),
                 if at.len() == 1 { "" } else { "s" },
                 lines.join(", "),
                 KINDS.map(|k| k.0).join(", ")
             ),
-        ));
+        );
+        if istio {
+            out.warnings.push(p.with_code("MSH0014"));
+        } else {
+            out.notes.push(p);
+        }
     }
     if errors.is_empty() {
         Ok(out)
     } else {
         Err(errors)
     }
+}
+
+/// Istio objects of kinds meshsim does not read that change traffic: every
+/// other `networking.istio.io` kind (Sidecar, EnvoyFilter, WorkloadEntry,
+/// WorkloadGroup, ProxyConfig), and AuthorizationPolicy (it can deny).
+fn changes_traffic(kind: &str, api_version: &str) -> bool {
+    api_version.starts_with("networking.istio.io/")
+        || (api_version.starts_with("security.istio.io/") && kind == "AuthorizationPolicy")
 }
 
 /// Kinds skipped so far: (kind, apiVersion) and where each object starts.
@@ -807,6 +915,67 @@ mod tests {
         assert_eq!(v("h"), Value::Float(1000.0));
         assert_eq!(v("i"), Value::Str("7".into()));
         assert_eq!(v("j"), Value::Int(31));
+    }
+
+    #[test]
+    fn scalars_resolve_as_kubectl_resolves_them() {
+        let doc =
+            one("a: yes\nb: off\nc: 0777\nd: 1_000\ne: 0b101\nf: \"on\"\ng: 010.5\nh: -0x10\n");
+        let v = |k: &str| doc.get(k).unwrap().value.clone();
+        assert_eq!(v("a"), Value::Bool(true));
+        assert_eq!(v("b"), Value::Bool(false));
+        assert_eq!(v("c"), Value::Int(0o777));
+        assert_eq!(v("d"), Value::Int(1000));
+        assert_eq!(v("e"), Value::Int(5));
+        assert_eq!(v("f"), Value::Str("on".into()));
+        assert_eq!(v("g"), Value::Float(10.5));
+        assert_eq!(v("h"), Value::Int(-16));
+    }
+
+    #[test]
+    fn istio_kinds_that_change_traffic_are_warned_others_noted() {
+        let m = read(
+            "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: x}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n",
+            "t.yaml",
+        )
+        .unwrap();
+        assert_eq!(m.warnings.len(), 1);
+        assert_eq!(m.warnings[0].code, Some("MSH0014"));
+        assert!(
+            m.warnings[0].message.starts_with("skipped 1 EnvoyFilter"),
+            "{}",
+            m.warnings[0]
+        );
+        assert_eq!(m.notes.len(), 1);
+        assert!(m.notes[0].message.contains("Deployment"));
+    }
+
+    #[test]
+    fn merge_keys_add_what_the_mapping_does_not_set() {
+        let doc = one(
+            "base: &b {interval: 10s, baseEjectionTime: 30s}\nod:\n  <<: *b\n  interval: 1s\nboth:\n  <<: [*b, {maxEjectionPercent: 50}]\n",
+        );
+        let od = doc.get("od").unwrap();
+        assert_eq!(od.get("interval").unwrap().value, Value::Str("1s".into()));
+        assert_eq!(
+            od.get("baseEjectionTime").unwrap().value,
+            Value::Str("30s".into())
+        );
+        assert!(od.get("<<").is_none());
+        let both = doc.get("both").unwrap();
+        assert_eq!(
+            both.get("maxEjectionPercent").unwrap().value,
+            Value::Int(50)
+        );
+        assert!(
+            parse("a:\n  <<: 3\n", "t.yaml")
+                .unwrap_err()
+                .message
+                .contains("merge key")
+        );
+        // Quoted, it is an ordinary key.
+        let q = one("\"<<\": x\n");
+        assert_eq!(q.get("<<").unwrap().value, Value::Str("x".into()));
     }
 
     #[test]
