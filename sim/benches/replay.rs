@@ -27,7 +27,7 @@ fn simulated(name: &str, experiment: &str, sets: &[(&str, &str)]) -> PathBuf {
         .collect();
     let plan =
         meshsim::plan::load(&root.join(experiment), &sets, None).expect("the experiment loads");
-    let out = |_: &meshsim::plan::Job| dir.clone();
+    let out = |_: usize, _: &meshsim::plan::Job| dir.clone();
     meshsim::plan::execute(&plan.jobs[..1], 1, Some(&out), &|| {}).expect("the run completes");
     dir
 }

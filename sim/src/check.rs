@@ -79,6 +79,10 @@ pub(crate) fn check(args: &Args<'_>) -> Result<String, (String, String)> {
     for path in args.files {
         let shown = path.display().to_string();
         match kind(path) {
+            Kind::Manifests | Kind::MeshToml if !args.sets.is_empty() => failures.push((
+                format!("{shown}: --set applies to experiment files only"),
+                Vec::new(),
+            )),
             Kind::Manifests => manifests.push(path.clone()),
             Kind::MeshToml if any_yaml => manifests.push(path.clone()),
             Kind::Experiment => match experiment(path, args.sets) {
@@ -89,22 +93,13 @@ pub(crate) fn check(args: &Args<'_>) -> Result<String, (String, String)> {
                 }
                 Err(msg) => failures.push((msg, Vec::new())),
             },
-            Kind::MeshToml => {
-                if !args.sets.is_empty() {
-                    failures.push((
-                        format!("{shown}: --set applies to experiment files only"),
-                        Vec::new(),
-                    ));
-                    continue;
+            Kind::MeshToml => match source::load(std::slice::from_ref(path)) {
+                Ok((cfg, ws, _)) => {
+                    warn(&mut findings, &ws);
+                    summaries.push_str(&summary(&shown, &cfg, &ws));
                 }
-                match source::load(std::slice::from_ref(path)) {
-                    Ok((cfg, ws, _)) => {
-                        warn(&mut findings, &ws);
-                        summaries.push_str(&summary(&shown, &cfg, &ws));
-                    }
-                    Err(e) => failures.push((errors_text(&shown, &e.0), e.0)),
-                }
-            }
+                Err(e) => failures.push((errors_text(&shown, &e.0), e.0)),
+            },
         }
     }
     if !manifests.is_empty() {
@@ -295,10 +290,10 @@ fn json(findings: &[Finding], failures: &[(String, Vec<ConfigError>)]) -> String
             out,
             "{}\n  {{\"severity\": {}, \"code\": {}, \"object\": {}, \"path\": {}, \"file\": {}, \"line\": {}, \"column\": {}, \"message\": {}, \"fix\": {}}}",
             if i == 0 { "" } else { "," },
-            json_str(if f.note {
-                "note"
+            json_str(&if f.note {
+                "note".to_owned()
             } else {
-                severity_name(f.severity)
+                f.severity.to_string()
             }),
             opt_str(f.code),
             opt_str(object.as_deref()),
@@ -326,18 +321,10 @@ fn json(findings: &[Finding], failures: &[(String, Vec<ConfigError>)]) -> String
     let _ = writeln!(
         out,
         "\n], \"counts\": {{\"error\": {}, \"warning\": {}, \"info\": {}, \"note\": {}}}}}",
-        errors.len() + failures.iter().filter(|f| f.1.is_empty()).count(),
+        errors.len() + failures.iter().filter(|f| f.1.is_empty()).count() + count(Severity::Error),
         count(Severity::Warning),
         count(Severity::Info),
         findings.iter().filter(|f| f.note).count()
     );
     out
-}
-
-fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Info => "info",
-        Severity::Warning => "warning",
-        Severity::Error => "error",
-    }
 }

@@ -439,10 +439,11 @@ fn run(
     let plan = match scenario {
         None => meshsim::plan::load(path, sets, seed)?,
         Some(s) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("{name}: cannot read the experiment: {e}"))?;
-            let text = meshsim::tune::scenario_text(&text, path, s)?;
-            meshsim::plan::load_text(&text, path, sets, seed)?
+            // As `tune` builds it: included files, then --set, then the
+            // scenario's timeline and sets.
+            let resolved = meshsim::plan::load(path, sets, seed)?;
+            let text = meshsim::tune::scenario_text(&resolved.text, path, s)?;
+            meshsim::plan::load_text(&text, path, &[], seed)?
         }
     };
     let mut out_text = String::new();
@@ -458,7 +459,7 @@ fn run(
     let jobs: Vec<_> = plan.jobs.into_iter().filter(|j| j.point == 0).collect();
     let dir = out.map_or_else(|| PathBuf::from("runs").join(&plan.name), Path::to_path_buf);
     let replicas = jobs.len() > 1;
-    let dir_of = |job: &meshsim::plan::Job| {
+    let dir_of = |_: usize, job: &meshsim::plan::Job| {
         if replicas {
             dir.join(format!("seed-{}", job.model.seed()))
         } else {
@@ -534,7 +535,7 @@ fn sweep(
         || PathBuf::from("runs").join(format!("{}-sweep", plan.name)),
         Path::to_path_buf,
     );
-    let dir_of = |job: &meshsim::plan::Job| {
+    let dir_of = |_: usize, job: &meshsim::plan::Job| {
         dir.join(format!("point-{:04}-seed-{}", job.point, job.model.seed()))
     };
     let results = meshsim::plan::execute(&plan.jobs, threads, Some(&dir_of), &|| bar.inc(1))

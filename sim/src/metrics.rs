@@ -118,7 +118,9 @@ pub struct Metrics {
     /// Events of the current window: sorted and written when it closes.
     pending: Vec<EventRow>,
     ejected_by: Vec<u32>,
-    eject_since: FxHashMap<(usize, usize), Time>,
+    /// Open ejections per (proxy, pod), oldest first (a proxy can eject one
+    /// pod in two clusters: a subset's and the service's).
+    eject_since: FxHashMap<(usize, usize), Vec<Time>>,
     /// This window's overflows: (proxy, cluster, first, count); few distinct
     /// keys, found without allocating.
     overflows: Vec<(String, String, Time, u64)>,
@@ -297,7 +299,11 @@ impl Metrics {
         match (h.open(), bad) {
             (None, true) => {
                 h.episodes.push((now, None));
-                h.ejected = false;
+                // Already out (a false positive before it went bad): no delay.
+                h.ejected = self.ejected_by[pod] > 0;
+                if h.ejected {
+                    self.eject_delays_ns.push(0);
+                }
             }
             (Some(start), false) => {
                 if let Some(last) = h.episodes.last_mut() {
@@ -334,7 +340,7 @@ impl Metrics {
         self.ejections += 1;
         if let Some(pod) = pod {
             self.ejected_by[pod] += 1;
-            self.eject_since.insert((proxy, pod), now);
+            self.eject_since.entry((proxy, pod)).or_default().push(now);
             let h = &mut self.health[pod];
             if let Some(start) = h.open()
                 && !h.ejected
@@ -349,7 +355,12 @@ impl Metrics {
     pub(crate) fn returned(&mut self, now: Time, proxy: usize, pod: Option<usize>) {
         if let Some(pod) = pod {
             self.ejected_by[pod] = self.ejected_by[pod].saturating_sub(1);
-            if let Some(since) = self.eject_since.remove(&(proxy, pod)) {
+            let since = self
+                .eject_since
+                .get_mut(&(proxy, pod))
+                .filter(|v| !v.is_empty())
+                .map(|v| v.remove(0));
+            if let Some(since) = since {
                 self.ejection_over(pod, since, now);
             }
         }
@@ -517,8 +528,10 @@ impl Metrics {
             self.close_window(end, in_flight);
         }
         // Sums: the map's order does not matter.
-        for ((_, pod), since) in std::mem::take(&mut self.eject_since) {
-            self.ejection_over(pod, since, end);
+        for ((_, pod), open) in std::mem::take(&mut self.eject_since) {
+            for since in open {
+                self.ejection_over(pod, since, end);
+            }
         }
         for pod in 0..self.health.len() {
             self.pod_health(end, pod, false);

@@ -195,15 +195,18 @@ pub fn value_text(v: &Value) -> String {
     }
 }
 
+/// Where job `index` writes its run directory.
+pub type RunDirOf<'a> = dyn Fn(usize, &Job) -> PathBuf + Sync + 'a;
+
 /// Runs every job on `threads` threads (0 = all cores); results come back
 /// in job order, so outputs do not depend on the thread count. With `out`,
-/// each job streams its run directory to `out(job)` as it goes (memory flat
+/// each job streams its run directory to `out(index, job)` as it goes (memory flat
 /// in the run's length) and keeps no rows in memory. `tick` is called once
 /// per finished job (for a progress bar).
 pub fn execute(
     jobs: &[Job],
     threads: usize,
-    out: Option<&(dyn Fn(&Job) -> PathBuf + Sync)>,
+    out: Option<&RunDirOf<'_>>,
     tick: &(dyn Fn() + Sync),
 ) -> Result<Vec<Metrics>, RunError> {
     let pool = rayon::ThreadPoolBuilder::new()
@@ -212,8 +215,9 @@ pub fn execute(
         .map_err(|e| RunError::Threads(e.to_string()))?;
     pool.install(|| {
         jobs.par_iter()
-            .map(|j| {
-                let m = run_job(j, out.map(|f| f(j)));
+            .enumerate()
+            .map(|(i, j)| {
+                let m = run_job(j, out.map(|f| f(i, j)));
                 tick();
                 m
             })
@@ -337,7 +341,7 @@ fn include_mesh(
     if rels.is_empty() {
         return Err(format!("{experiment}: `{key}`: expected at least one path"));
     }
-    let paths: Vec<PathBuf> = rels.iter().map(|r| source::tidy(&dir.join(r))).collect();
+    let paths: Vec<PathBuf> = rels.iter().map(|r| dir.join(r)).collect();
     let sources = source::read(&paths, &source::ISTIO_ARRAYS).map_err(|e| {
         let n = e.0.len();
         format!(

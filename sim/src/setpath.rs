@@ -31,6 +31,26 @@ pub fn parse_value(text: &str) -> Value {
     }
 }
 
+/// The value at `path` in `doc`, following the same steps as [`set`]
+/// (an index, else the element named so); `None` when it is not there.
+pub fn get<'a>(doc: &'a Table, path: &str) -> Option<&'a Value> {
+    let mut segs = path.split('.');
+    let mut cur = doc.get(segs.next()?)?;
+    for seg in segs {
+        cur = match cur {
+            Value::Table(t) => t.get(seg)?,
+            Value::Array(a) => match seg.parse::<usize>() {
+                Ok(i) => a.get(i)?,
+                Err(_) => a
+                    .iter()
+                    .find(|v| v.get("name").and_then(Value::as_str) == Some(seg))?,
+            },
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
 /// Sets `path` in `doc` to `value`.
 pub fn set(doc: &mut Table, path: &str, value: Value) -> Result<(), SetError> {
     let mut root = Value::Table(std::mem::take(doc));

@@ -621,6 +621,13 @@ fn param(file: &Path, path: &str, r: &Table) -> Result<Param, String> {
             }
         }
     };
+    if complement.is_some() && !matches!(dim, Dim::Int { min, max, .. } if min >= 0 && max <= 100) {
+        return Err(bad(
+            file,
+            &format!("{at}.complement"),
+            "a complement weight needs an integer range within 0 to 100 (it is set to 100 − value)",
+        ));
+    }
     Ok(Param {
         path: path.to_owned(),
         dim,
@@ -631,7 +638,7 @@ fn param(file: &Path, path: &str, r: &Table) -> Result<Param, String> {
 /// A range over a field that holds something else (a string where a number
 /// is tuned) is a mistake the user should hear about.
 fn check_existing(base: &Table, path: &str, dim: &Dim) -> Result<(), String> {
-    let Some(current) = get_path(base, path) else {
+    let Some(current) = setpath::get(base, path) else {
         return Ok(());
     };
     let ok = match dim {
@@ -654,24 +661,6 @@ fn check_existing(base: &Table, path: &str, dim: &Dim) -> Result<(), String> {
     }
 }
 
-/// The value at a `--set` path, if the experiment has it.
-fn get_path<'a>(t: &'a Table, path: &str) -> Option<&'a Value> {
-    let mut cur: &Value = t.get(path.split('.').next()?)?;
-    for seg in path.split('.').skip(1) {
-        cur = match cur {
-            Value::Table(t) => t.get(seg)?,
-            Value::Array(a) => match seg.parse::<usize>() {
-                Ok(i) => a.get(i)?,
-                Err(_) => a
-                    .iter()
-                    .find(|v| v.get("name").and_then(Value::as_str) == Some(seg))?,
-            },
-            _ => return None,
-        };
-    }
-    Some(cur)
-}
-
 // === candidates ===
 
 /// One point of the space: a value per parameter (`None` for the baseline:
@@ -689,13 +678,14 @@ fn sample_value(dim: &Dim, u: f64) -> Value {
     };
     match dim {
         Dim::Int { min, max, scale } => {
+            let (lo, hi) = (i128::from(*min), i128::from(*max));
             #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
             let x = match scale {
-                Scale::Linear => *min as f64 + u * ((max - min + 1) as f64),
-                Scale::Log => lerp(*min as f64, (*max + 1) as f64, Scale::Log),
+                Scale::Linear => lo as f64 + u * ((hi - lo + 1) as f64),
+                Scale::Log => lerp(lo as f64, (hi + 1) as f64, Scale::Log),
             }
-            .floor() as i64;
-            Value::Integer(x.clamp(*min, *max))
+            .floor() as i128;
+            Value::Integer(i64::try_from(x.clamp(lo, hi)).unwrap_or(*min))
         }
         Dim::Float { min, max, scale } => Value::Float(lerp(*min, *max, *scale)),
         Dim::Duration { min, max, scale } => {
@@ -902,8 +892,12 @@ struct Eval {
     scenario: usize,
     seed: u64,
     duration_ns: u64,
+    /// The scenario's own length (shares are of the full run's capacity).
+    full_ns: u64,
     summary: mesh_rundir::Summary,
     pods: usize,
+    /// Proxies of the run: each ejects on its own.
+    proxies: usize,
     dir: String,
 }
 
@@ -918,8 +912,37 @@ struct Scored {
     healthy_share: f64,
     violation: f64,
     rank: usize,
-    /// Per scenario (index), mean over seeds: errors, healthy ejected, eject delay.
+    /// Per scenario (index), the objectives' means over seeds.
     per_scenario: Vec<[f64; 5]>,
+    /// Per seed (in seed order), the objectives over all scenarios.
+    per_seed: Vec<[f64; 5]>,
+}
+
+/// Student's t quantile for a two-sided 95 % interval with `df` degrees of
+/// freedom (1.96 beyond the table).
+fn t95(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    if df == 0 {
+        f64::INFINITY
+    } else {
+        T.get(df - 1).copied().unwrap_or(1.96)
+    }
+}
+
+/// Mean and 95 % half-width of `xs` (0 half-width for a single value).
+fn mean_ci(xs: &[f64]) -> (f64, f64) {
+    #[allow(clippy::cast_precision_loss)]
+    let n = xs.len().max(1) as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0);
+    (mean, t95(xs.len() - 1) * var.sqrt() / n.sqrt())
 }
 
 fn score(spec: &Spec, evals: &[&Eval], candidate: usize) -> Scored {
@@ -956,7 +979,10 @@ fn score(spec: &Spec, evals: &[&Eval], candidate: usize) -> Scored {
                 errs += s.errors_5xx as f64;
                 reqs += s.requests as f64;
                 healthy += s.healthy_ejected_host_seconds;
-                capacity += e.pods as f64 * e.duration_ns as f64 / 1e9;
+                // Healthy capacity per proxy (each keeps its own detector),
+                // over the scenario's full length so that a shortened early
+                // round is not judged on an inflated share.
+                capacity += (e.pods * e.proxies.max(1)) as f64 * e.full_ns as f64 / 1e9;
             }
             for (k, x) in row.iter().enumerate() {
                 per_scenario[e.scenario][k] += x / seeds.len() as f64;
@@ -1006,6 +1032,7 @@ fn score(spec: &Spec, evals: &[&Eval], candidate: usize) -> Scored {
         violation,
         rank: 0,
         per_scenario,
+        per_seed,
     }
 }
 
@@ -1041,8 +1068,25 @@ fn pareto_ranks(scored: &mut [Scored]) {
 
 /// Best first: feasible, then the user's order of preference, then the
 /// Pareto rank, then the candidate's index (the baseline first on a tie).
+///
+/// An objective decides only beyond its resolution in this round: the
+/// larger of 1 % of its largest mean and its median confidence interval.
+/// Within it (100.0 against 100.3 errors) two candidates tie on it and the
+/// next objective decides. Means are compared in buckets of that size, so
+/// the order stays a total order.
 fn order(spec: &Spec, scored: &mut [Scored]) {
     pareto_ranks(scored);
+    let resolution: Vec<f64> = (0..5)
+        .map(|k| {
+            let scale = scored.iter().map(|s| s.mean[k].abs()).fold(0.0, f64::max);
+            let mut cis: Vec<f64> = scored.iter().map(|s| s.ci[k]).collect();
+            cis.sort_by(f64::total_cmp);
+            let median = cis.get(cis.len() / 2).copied().unwrap_or(0.0);
+            (scale * 0.01).max(median).max(1e-9)
+        })
+        .collect();
+    #[allow(clippy::cast_possible_truncation)]
+    let bucket = |s: &Scored, k: usize| (s.mean[k] / resolution[k]).floor() as i64;
     scored.sort_by(|a, b| {
         (a.violation > 0.0)
             .cmp(&(b.violation > 0.0))
@@ -1050,13 +1094,58 @@ fn order(spec: &Spec, scored: &mut [Scored]) {
             .then_with(|| {
                 spec.prefer
                     .iter()
-                    .map(|o| a.mean[index_of(*o)].total_cmp(&b.mean[index_of(*o)]))
+                    .map(|o| bucket(a, index_of(*o)).cmp(&bucket(b, index_of(*o))))
                     .find(|o| o.is_ne())
                     .unwrap_or(std::cmp::Ordering::Equal)
             })
             .then(a.rank.cmp(&b.rank))
             .then(a.candidate.cmp(&b.candidate))
     });
+}
+
+/// How `a` compares with `b`, paired seed by seed (common random numbers),
+/// objective by objective in the order of preference: the first objective
+/// whose 95 % interval of the paired difference excludes 0 decides.
+fn paired(spec: &Spec, a: &Scored, b: &Scored) -> std::cmp::Ordering {
+    for o in &spec.prefer {
+        let (m, h) = paired_diff(a, b, index_of(*o));
+        if m + h < 0.0 {
+            return std::cmp::Ordering::Less;
+        }
+        if m - h > 0.0 {
+            return std::cmp::Ordering::Greater;
+        }
+    }
+    std::cmp::Ordering::Equal
+}
+
+/// Mean and 95 % half-width of `a − b` on objective `k`, seed by seed.
+fn paired_diff(a: &Scored, b: &Scored, k: usize) -> (f64, f64) {
+    let d: Vec<f64> = a
+        .per_seed
+        .iter()
+        .zip(&b.per_seed)
+        .map(|(x, y)| x[k] - y[k])
+        .collect();
+    mean_ci(&d)
+}
+
+/// The recommendation: starting from the current settings (or, if they
+/// break a constraint, the best candidate in order), a candidate takes over
+/// only if it meets the constraints and is better beyond the noise of the
+/// seeds. So a change is recommended only when the runs support it.
+fn champion<'a>(spec: &Spec, ordered: &'a [Scored], base: &'a Scored) -> &'a Scored {
+    let mut champ = if base.violation == 0.0 {
+        base
+    } else {
+        &ordered[0]
+    };
+    for c in ordered {
+        if c.violation == 0.0 && paired(spec, c, champ).is_lt() {
+            champ = c;
+        }
+    }
+    champ
 }
 
 /// The rounds: (candidates kept, seeds, duration in ns) per round.
@@ -1159,56 +1248,50 @@ pub fn tune(args: &Args<'_>) -> Result<String, String> {
             for (si, s) in spec.scenarios.iter().enumerate() {
                 for k in 0..seeds {
                     let seed = spec.first_seed + u64::from(k);
-                    let (model, text) = model_of(s, &sets, duration, seed)
+                    // Cut only scenarios longer than the round's length.
+                    let own = sizes[si].1;
+                    let cut = duration.filter(|d| *d < own);
+                    let (model, text) = model_of(s, &sets, cut, seed)
                         .map_err(|e| format!("candidate {c} in scenario {}: {e}", s.name))?;
                     let values = sets
                         .iter()
                         .map(|(p, v)| (p.clone(), values_text(v)))
                         .collect();
+                    let proxies = model.proxies.len();
                     jobs.push(Job {
                         point: c,
                         values,
                         model,
                         text,
                     });
-                    meta.push((c, si, seed));
+                    meta.push((c, si, seed, cut.unwrap_or(own), proxies));
                 }
             }
         }
+        // The scenario's index keeps two names with `/` and `-` apart.
         let run_dir = |job_index: usize| {
-            let (c, si, seed) = meta[job_index];
+            let (c, si, seed, _, _) = meta[job_index];
             format!(
-                "runs/r{round}-c{c:04}-{}-seed-{seed}",
+                "runs/r{round}-c{c:04}-s{si}-{}-seed-{seed}",
                 spec.scenarios[si].name.replace('/', "-")
             )
         };
-        // `execute` hands back the job: its place in `jobs` names its directory.
-        let place: std::collections::BTreeMap<usize, usize> = jobs
-            .iter()
-            .enumerate()
-            .map(|(i, j)| (std::ptr::from_ref(j) as usize, i))
-            .collect();
-        let out_dir = |j: &Job| {
-            dir.join(run_dir(
-                place
-                    .get(&(std::ptr::from_ref(j) as usize))
-                    .copied()
-                    .unwrap_or(0),
-            ))
-        };
+        let out_dir = |i: usize, _: &Job| dir.join(run_dir(i));
         let results: Vec<Metrics> =
             plan::execute(&jobs, args.threads, Some(&out_dir), &|| bar.inc(1))
                 .map_err(|e| format!("{}: {e}", args.files[0].display()))?;
         for (i, (job, m)) in jobs.iter().zip(&results).enumerate() {
-            let (c, si, seed) = meta[i];
+            let (c, si, seed, ran_ns, proxies) = meta[i];
             evals.push(Eval {
                 round,
                 candidate: c,
                 scenario: si,
                 seed,
-                duration_ns: duration.unwrap_or(sizes[si].1),
+                duration_ns: ran_ns,
+                full_ns: sizes[si].1,
                 summary: m.summary(&job.model),
                 pods: sizes[si].0,
+                proxies,
                 dir: run_dir(i),
             });
         }
@@ -1335,8 +1418,9 @@ fn write_outputs(
     }
     w.flush().map_err(|e| csv_err(dir, e))?;
     // The recommendation and the baseline.
-    let best = scored.first().ok_or("no candidate was evaluated")?;
-    let base = scored.iter().find(|s| s.candidate == 0).unwrap_or(best);
+    let first = scored.first().ok_or("no candidate was evaluated")?;
+    let base = scored.iter().find(|s| s.candidate == 0).unwrap_or(first);
+    let best = champion(spec, scored, base);
     let yaml = recommended_yaml(spec, &cands[best.candidate], best, base)?;
     std::fs::write(dir.join("recommended.yaml"), &yaml).map_err(|e| csv_err(dir, e))?;
     let text = report(spec, cands, scored, best, base, sched, evals.len(), dir);
@@ -1402,7 +1486,7 @@ fn recommended_yaml(
             .values
             .as_ref()
             .map_or_else(|| "unchanged".to_owned(), |v| values_text(&v[i]));
-        let was = get_path(&first.base, &p.path)
+        let was = setpath::get(&first.base, &p.path)
             .map_or_else(|| "Istio's default".to_owned(), values_text);
         let _ = writeln!(head, "#   {} = {now} (was {was})", p.path);
     }
@@ -1496,17 +1580,47 @@ fn report(
             name(sc.candidate)
         );
     }
-    let _ = writeln!(
-        s,
-        "\nRecommended: candidate {} — {}",
-        best.candidate,
-        name(best.candidate)
-    );
+    if best.candidate == 0 {
+        let _ = writeln!(
+            s,
+            "\nRecommended: keep the current settings — no candidate meets the constraints and does better beyond the noise of {} seeds (--seeds N with more seeds separates closer candidates)",
+            spec.seeds
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "\nRecommended: candidate {} — {}",
+            best.candidate,
+            name(best.candidate)
+        );
+    }
     if best.violation > 0.0 {
         let _ = writeln!(
             s,
             "  (no candidate meets every constraint: this one comes closest; widen the space or relax the constraints)"
         );
+    }
+    if best.candidate != base.candidate {
+        // Paired over the same seeds (common random numbers): the difference
+        // per seed, not the difference of two noisy means.
+        let _ = writeln!(
+            s,
+            "Against the current settings, paired over the same {} seeds (95 %):",
+            spec.seeds
+        );
+        for o in &spec.prefer {
+            let (m, h) = paired_diff(best, base, index_of(*o));
+            let verdict = if best.per_seed.len() < 2 {
+                "one seed: no interval"
+            } else if m + h < 0.0 {
+                "better"
+            } else if m - h > 0.0 {
+                "worse"
+            } else {
+                "not distinguishable from the current settings"
+            };
+            let _ = writeln!(s, "  {:<30} {:+.2} ± {:.2}  {verdict}", o.name(), m, h);
+        }
     }
     let _ = writeln!(s, "Per scenario, current → recommended (mean over seeds):");
     for (i, sc) in spec.scenarios.iter().enumerate() {

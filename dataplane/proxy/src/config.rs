@@ -81,20 +81,27 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
         return parse(&text, path);
     }
     let (mesh, warnings, sources) = source::load(paths).map_err(LoadError::Invalid)?;
-    // `/config_dump` shows every file as read, each under its name.
+    // `/config_dump` shows every file as it was read, each under its name.
     let mut text = String::new();
-    for f in &sources.files {
-        let body = std::fs::read_to_string(f).map_err(|e| LoadError::Read(f.clone(), e))?;
-        text.push_str(&format!("# ---- {} ----\n{body}\n", f.display()));
+    for (name, body) in &sources.texts {
+        text.push_str(&format!("# ---- {name} ----\n{body}\n"));
     }
     let first = paths.first().cloned().unwrap_or_default();
     with_listeners(mesh, warnings, text, &first)
 }
 
-/// The newest modification time of the config's paths and of the files in
-/// its directories (a file added to a directory changes the directory's).
-pub fn modified(paths: &[PathBuf]) -> Option<std::time::SystemTime> {
-    let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+/// What the config's files look like now: each path and each file of its
+/// directories with its modification time and length. Any change (a file
+/// edited, added, removed, or an older file copied over one) changes it.
+pub fn modified(paths: &[PathBuf]) -> Vec<(PathBuf, Option<std::time::SystemTime>, u64)> {
+    let stamp = |p: &Path| {
+        let m = std::fs::metadata(p).ok();
+        (
+            p.to_owned(),
+            m.as_ref().and_then(|m| m.modified().ok()),
+            m.map_or(0, |m| m.len()),
+        )
+    };
     paths
         .iter()
         .flat_map(|p| {
@@ -106,8 +113,7 @@ pub fn modified(paths: &[PathBuf]) -> Option<std::time::SystemTime> {
             }
             all
         })
-        .max()
-        .flatten()
+        .collect()
 }
 
 /// Parses and checks config text read from `path`.

@@ -155,6 +155,8 @@ pub struct Sources {
     pub others: Vec<(String, yaml::Node)>,
     /// The files read, in order.
     pub files: Vec<PathBuf>,
+    /// Each file as it was read: (name as shown, text).
+    pub texts: Vec<(String, String)>,
 }
 
 /// `runs/../istio/./a.yaml` → `istio/a.yaml`: a path as the user would write
@@ -233,7 +235,8 @@ pub fn read(paths: &[PathBuf], arrays: &[&str]) -> Result<Sources, ConfigErrors>
     }
     let mut texts = Vec::new();
     for file in &out.files {
-        let shown = file.display().to_string();
+        // Read as given; shown as a person would write it.
+        let shown = tidy(file).display().to_string();
         match std::fs::read(file) {
             Err(e) => errors.push(whole_file(
                 &shown,
@@ -249,6 +252,7 @@ pub fn read(paths: &[PathBuf], arrays: &[&str]) -> Result<Sources, ConfigErrors>
         }
     }
     merge(&mut out, &texts, arrays, &mut errors);
+    out.texts = texts;
     if errors.is_empty() {
         Ok(out)
     } else {
