@@ -647,8 +647,12 @@ endpoints = [{ address = "10.0.1.1:9080", labels = { version = "v1" } }]
             ),
             (
                 "MSH0012",
-                format!("{DR}[[destinationRule]]\nname = \"reviews-2\"\nhost = \"reviews\"\n"),
-                format!("{DR}[[destinationRule]]\nname = \"ratings\"\nhost = \"ratings\"\n"),
+                format!(
+                    "{DR}subsets = [{{ name = \"v1\", labels = {{ version = \"v1\" }} }}]\n[[destinationRule]]\nname = \"reviews-2\"\nhost = \"reviews\"\nsubsets = [{{ name = \"v1\", labels = {{ version = \"v2\" }} }}]\n"
+                ),
+                format!(
+                    "{DR}subsets = [{{ name = \"v1\", labels = {{ version = \"v1\" }} }}]\n[[destinationRule]]\nname = \"reviews-2\"\nhost = \"reviews\"\nsubsets = [{{ name = \"v2\", labels = {{ version = \"v2\" }} }}]\n"
+                ),
             ),
             (
                 "MSH0014",
@@ -665,6 +669,28 @@ endpoints = [{ address = "10.0.1.1:9080", labels = { version = "v1" } }]
                 ),
             ),
         ]
+    }
+
+    #[test]
+    fn destination_rules_for_one_host_merge_as_istio_merges_them() {
+        // v1 and its policy in one rule, v2 in another: both subsets exist,
+        // the first rule's top-level policy applies to every cluster.
+        let text = format!(
+            "{REGISTRY}\n{DR}subsets = [{{ name = \"v1\", labels = {{ version = \"v1\" }} }}]\ntrafficPolicy = {{ loadBalancer = {{ simple = \"RANDOM\" }} }}\n[[destinationRule]]\nname = \"reviews-v2\"\nhost = \"reviews\"\nsubsets = [{{ name = \"v2\", labels = {{ version = \"v2\" }} }}]\ntrafficPolicy = {{ loadBalancer = {{ simple = \"ROUND_ROBIN\" }} }}\n{VS}[[virtualService.http]]\nroute = [{{ destination = {{ host = \"reviews\", subset = \"v2\" }} }}]\n"
+        );
+        let (c, w) = from_toml(&text, Some("t.toml")).unwrap();
+        assert!(
+            w.iter()
+                .all(|w| w.code != Some("IST0101") && w.code != Some("MSH0012")),
+            "{w:#?}"
+        );
+        let v2 = c
+            .clusters
+            .iter()
+            .find(|c| c.subset.as_deref() == Some("v2"))
+            .expect("v2 cluster");
+        assert_eq!(v2.endpoints.len(), 2);
+        assert_eq!(v2.policy.lb, crate::config::LbPolicy::Random);
     }
 
     #[test]

@@ -316,8 +316,13 @@ impl Validator {
 
     fn clusters(&mut self, src: &t::MeshConfig, services: &[Service]) -> Vec<ClusterSpec> {
         // The DestinationRule of each service: an exact host beats a wildcard;
-        // among equals the first one in the file wins (Istio: the oldest).
+        // among equals the first one in the file wins (Istio: the oldest),
+        // and later rules for the same host in the same namespace are merged
+        // into it as Istio's `mergeDestinationRule` does: their subsets (by
+        // new name) appended, their top-level policy used only if the first
+        // has none.
         let mut rules: Vec<Option<usize>> = vec![None; services.len()];
+        let mut merged: Vec<Vec<usize>> = vec![Vec::new(); services.len()];
         let mut names = BTreeSet::new();
         for (i, dr) in src.destination_rule.iter().enumerate() {
             let path = FieldPath::root().key("destinationRule").named(i, &dr.name);
@@ -342,14 +347,16 @@ impl Validator {
                 match rules[s] {
                     None => rules[s] = Some(i),
                     Some(prev) => {
-                        let prev_host = fqdn(
-                            &src.destination_rule[prev].host,
-                            &ns(&src.destination_rule[prev].namespace),
-                        );
-                        if prev_host == svc.host || host != svc.host {
-                            self.warn("MSH0012", path.key("host"), format!("service \"{}\" already has DestinationRule \"{}\"; this one is ignored for it, as Istio keeps the first", svc.host, src.destination_rule[prev].name));
+                        let p = &src.destination_rule[prev];
+                        let prev_ns = ns(&p.namespace);
+                        let prev_host = fqdn(&p.host, &prev_ns);
+                        if prev_host == host && prev_ns == namespace {
+                            merged[s].push(i);
+                        } else if prev_host == svc.host || host != svc.host {
+                            self.warn("MSH0012", path.key("host"), format!("service \"{}\" already has DestinationRule \"{}\" (namespace {prev_ns}); this one is ignored for it: Istio picks one by the calling proxy's namespace, meshsim keeps the first for every proxy", svc.host, p.name));
                         } else {
                             rules[s] = Some(i);
+                            merged[s].clear();
                         }
                     }
                 }
@@ -369,7 +376,14 @@ impl Validator {
         let mut out = Vec::new();
         for (s, svc) in services.iter().enumerate() {
             let dr = rules[s].map(|i| &src.destination_rule[i]);
-            let top = dr.and_then(|d| d.traffic_policy.as_ref());
+            let extra: Vec<&t::DestinationRule> = merged[s]
+                .iter()
+                .map(|&i| &src.destination_rule[i])
+                .collect();
+            let top = dr
+                .into_iter()
+                .chain(extra.iter().copied())
+                .find_map(|d| d.traffic_policy.as_ref());
             out.push(ClusterSpec {
                 name: format!("outbound|{}||{}", svc.port, svc.host),
                 service: s,
@@ -378,7 +392,28 @@ impl Validator {
                 policy: self.merge_policy(top, None, svc.port, svc.http2),
             });
             let Some(dr) = dr else { continue };
-            for sub in &dr.subsets {
+            let mut subsets: Vec<&t::Subset> = dr.subsets.iter().collect();
+            for (d, i) in extra.iter().zip(&merged[s]) {
+                for (j, sub) in d.subsets.iter().enumerate() {
+                    if subsets.iter().any(|x| x.name == sub.name) {
+                        self.warn(
+                            "MSH0012",
+                            FieldPath::root()
+                                .key("destinationRule")
+                                .named(*i, &d.name)
+                                .key("subsets")
+                                .named(j, &sub.name),
+                            format!(
+                                "subset \"{}\" of \"{}\" is already defined by DestinationRule \"{}\": Istio merges the two rules and keeps the first definition",
+                                sub.name, svc.host, dr.name
+                            ),
+                        );
+                    } else {
+                        subsets.push(sub);
+                    }
+                }
+            }
+            for sub in subsets {
                 let endpoints = (0..svc.endpoints.len())
                     .filter(|&e| {
                         sub.labels
