@@ -196,13 +196,17 @@ fn experiment(
     let plan = meshsim::plan::load(path, sets, None)?;
     let points = plan.jobs.last().map_or(0, |j| j.point + 1);
     let m = &plan.jobs[0].model;
-    let line = format!(
+    let mut line = format!(
         "{shown}: ok: experiment {}, {} simulated, {} run(s) ({points} sweep point(s) × {} seed(s))\n",
         plan.name,
         m.duration_text(),
         plan.jobs.len(),
         plan.jobs.len() / points.max(1)
     );
+    // An experiment with a [tune] table: checked as `meshsim tune` reads it.
+    if toml::from_str::<toml::Table>(&plan.text).is_ok_and(|t| t.contains_key("tune")) {
+        line.push_str(&meshsim::tune::check(path, sets)?);
+    }
     Ok((line, plan))
 }
 

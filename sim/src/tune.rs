@@ -165,6 +165,34 @@ fn bad(file: &Path, path: &str, why: impl std::fmt::Display) -> String {
     format!("{}: {path}: {why}", file.display())
 }
 
+/// For `meshsim check`: the `[tune]` of an experiment checked as `tune`
+/// reads it (space, scenarios, constraints), with a line saying what it
+/// would search.
+pub fn check(path: &Path, sets: &[(String, String)]) -> Result<String, String> {
+    let files = [path.to_path_buf()];
+    let args = Args {
+        files: &files,
+        budget: None,
+        seeds: None,
+        threads: 1,
+        out: None,
+        sets,
+        progress: false,
+        full: false,
+    };
+    let spec = spec(&args)?;
+    Ok(format!(
+        "{}: ok: tune of {} field{} over {} scenario{}, {} candidates, {} seeds\n",
+        path.display(),
+        spec.params.len(),
+        if spec.params.len() == 1 { "" } else { "s" },
+        spec.scenarios.len(),
+        if spec.scenarios.len() == 1 { "" } else { "s" },
+        spec.budget,
+        spec.seeds
+    ))
+}
+
 /// Reads `[tune]` of the first experiment and the scenarios of all.
 fn spec(args: &Args<'_>) -> Result<Spec, String> {
     let mut scenarios = Vec::new();

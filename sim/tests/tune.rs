@@ -173,6 +173,29 @@ fn bad_tune_input_names_the_field_and_exits_2() {
         );
         assert!(err.contains(&p.display().to_string()), "{err}");
     }
+    // `meshsim check` reads [tune] as tune does.
+    let o = meshsim(&["check", SYNTH]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(
+        text(&o)
+            .0
+            .contains("ok: tune of 2 fields over 2 scenarios, 24 candidates, 2 seeds"),
+        "{}",
+        text(&o).0
+    );
+    let p = std::env::temp_dir().join(format!("meshsim-tune-check-{}.toml", std::process::id()));
+    std::fs::write(
+        &p,
+        base.replace(&space_line, &format!("\"{C5XX}\" = {{ min = 9, max = 2 }}")),
+    )
+    .unwrap();
+    let o = meshsim(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).1.contains("min 9 is above max 2"),
+        "{}",
+        text(&o).1
+    );
     // An experiment without [tune] says what to add.
     let o = meshsim(&["tune", "experiments/one-bad-pod.toml"]);
     assert_eq!(o.status.code(), Some(2));
