@@ -73,14 +73,17 @@ pub(crate) fn lines(
             (0.0, top(hi))
         });
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
+            .caption(title, ("sans-serif", 24))
             .margin(10)
+            .margin_right(40)
             .x_label_area_size(40)
             .y_label_area_size(70)
             .build_cartesian_2d(0.0..top(x_max) / 1.08, y_lo..y_hi)
             .map_err(err)?;
         chart
             .configure_mesh()
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 17))
             .x_desc(x_desc)
             .y_desc(y_desc)
             .draw()
@@ -100,6 +103,7 @@ pub(crate) fn lines(
         }
         chart
             .configure_series_labels()
+            .label_font(("sans-serif", 16))
             .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
@@ -130,17 +134,20 @@ pub(crate) fn lanes(title: &str, lanes: &[Lane], end_s: f64) -> Result<String, S
         let n = lanes.len().max(1);
         let names: Vec<String> = lanes.iter().map(|l| l.name.clone()).collect();
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
+            .caption(title, ("sans-serif", 24))
             .margin(10)
+            .margin_right(40)
             .x_label_area_size(40)
             .y_label_area_size(140)
             .build_cartesian_2d(0.0..end_s.max(1e-9), 0.0..n as f64 + 2.5)
             .map_err(err)?;
         chart
             .configure_mesh()
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 17))
             .x_desc("simulated time (s)")
             .y_labels(2 * n + 6)
-            .y_label_style(("sans-serif", 13))
+            .y_label_style(("sans-serif", 15))
             .y_label_formatter(&|y| {
                 let i = y.floor();
                 if (y - i - 0.5).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
@@ -204,6 +211,7 @@ pub(crate) fn lanes(title: &str, lanes: &[Lane], end_s: f64) -> Result<String, S
         }
         chart
             .configure_series_labels()
+            .label_font(("sans-serif", 16))
             .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
@@ -225,14 +233,17 @@ pub(crate) fn stacked(title: &str, series: &[Series]) -> Result<String, String> 
             .flat_map(|s| s.points.iter().map(|p| p.0))
             .fold(0.0, f64::max);
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
+            .caption(title, ("sans-serif", 24))
             .margin(10)
+            .margin_right(40)
             .x_label_area_size(40)
             .y_label_area_size(70)
             .build_cartesian_2d(0.0..x_max.max(1e-9), 0.0..100.0)
             .map_err(err)?;
         chart
             .configure_mesh()
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 17))
             .x_desc("simulated time (s)")
             .y_desc("share of requests (%)")
             .draw()
@@ -263,6 +274,7 @@ pub(crate) fn stacked(title: &str, series: &[Series]) -> Result<String, String> 
         }
         chart
             .configure_series_labels()
+            .label_font(("sans-serif", 16))
             .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
@@ -294,7 +306,7 @@ pub(crate) fn heatmap(
 ) -> Result<String, String> {
     let mut svg = String::new();
     {
-        let root = root(&mut svg, 420)?;
+        let root = root(&mut svg, 340)?;
         let (nx, ny) = (x.1.len(), y.1.len());
         let vals = cells.iter().flatten().flatten().copied();
         let lo = vals.clone().fold(f64::INFINITY, f64::min);
@@ -302,14 +314,17 @@ pub(crate) fn heatmap(
         let xs = x.1.to_vec();
         let ys = y.1.to_vec();
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 16))
+            .caption(title, ("sans-serif", 22))
             .margin(10)
+            .margin_right(40)
             .x_label_area_size(50)
             .y_label_area_size(90)
             .build_cartesian_2d(0.0..nx as f64, 0.0..ny as f64)
             .map_err(err)?;
         chart
             .configure_mesh()
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 17))
             .disable_mesh()
             .x_desc(x.0)
             .y_desc(y.0)
@@ -333,7 +348,7 @@ pub(crate) fn heatmap(
                     .draw_series(std::iter::once(Text::new(
                         fmt_num(*v),
                         (i + 0.45, j + 0.5),
-                        ("sans-serif", 14).into_font().color(&BLACK),
+                        ("sans-serif", 18).into_font().color(&BLACK),
                     )))
                     .map_err(err)?;
             }
@@ -377,17 +392,21 @@ pub(crate) fn scatter(
     let mut svg = String::new();
     {
         let root = root(&mut svg, 480)?;
-        let x_hi = top(dots.iter().map(|d| d.0).fold(0.0, f64::max));
-        let y_hi = top(dots.iter().map(|d| d.1).fold(0.0, f64::max));
+        // Room above and right of the highest dot for its label.
+        let x_hi = top(dots.iter().map(|d| d.0).fold(0.0, f64::max)) * 1.1;
+        let y_hi = top(dots.iter().map(|d| d.1).fold(0.0, f64::max)) * 1.1;
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
+            .caption(title, ("sans-serif", 24))
             .margin(10)
+            .margin_right(40)
             .x_label_area_size(40)
             .y_label_area_size(70)
             .build_cartesian_2d(0.0..x_hi, 0.0..y_hi)
             .map_err(err)?;
         chart
             .configure_mesh()
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 17))
             .x_desc(x_desc)
             .y_desc(y_desc)
             .draw()
@@ -405,7 +424,7 @@ pub(crate) fn scatter(
                 .draw_series(pts.iter().map(|d| {
                     EmptyElement::at((d.0, d.1))
                         + Circle::new((0, 0), size, color.filled())
-                        + Text::new(d.2.clone(), (8, -12), ("sans-serif", 12).into_font())
+                        + Text::new(d.2.clone(), (8, -12), ("sans-serif", 15).into_font())
                 }))
                 .map_err(err)?
                 .label(names[usize::from(class)])
@@ -413,6 +432,7 @@ pub(crate) fn scatter(
         }
         chart
             .configure_series_labels()
+            .label_font(("sans-serif", 16))
             .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
@@ -437,14 +457,17 @@ pub(crate) fn category_line(
         let names = x.1.to_vec();
         let y_hi = top(values.iter().copied().fold(0.0, f64::max));
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
+            .caption(title, ("sans-serif", 24))
             .margin(10)
+            .margin_right(40)
             .x_label_area_size(40)
             .y_label_area_size(70)
             .build_cartesian_2d(0.0..n as f64, 0.0..y_hi)
             .map_err(err)?;
         chart
             .configure_mesh()
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 17))
             .x_desc(x.0)
             .y_desc(y_desc)
             .x_labels(n * 2 + 1)
@@ -468,6 +491,7 @@ pub(crate) fn category_line(
             .map_err(err)?;
         chart
             .configure_series_labels()
+            .label_font(("sans-serif", 16))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()

@@ -152,7 +152,6 @@ pub(super) fn body(dir: &Path, compare: Option<&Path>) -> Result<(String, String
         esc(&run.dir.display().to_string()),
         esc(source)
     );
-    let _ = writeln!(s, "<h2>Summary</h2>\n{}", summary_table(&run));
     let ok = charts::lines(
         "Client success rate",
         "simulated time (s)",
@@ -262,6 +261,7 @@ pub(super) fn body(dir: &Path, compare: Option<&Path>) -> Result<(String, String
             ),
         ));
     }
+    let _ = writeln!(s, "<h2>Summary (summary.csv)</h2>\n{}", summary_table(&run));
     s.push_str(&settings(&run));
     Ok((format!("meshsim report: {}", run_name(&run)), s))
 }
