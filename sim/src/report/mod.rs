@@ -34,7 +34,6 @@ pub struct Args<'a> {
 
 /// Writes the report; returns the line to print, or the error (exit 2).
 pub fn command(args: &Args<'_>) -> Result<String, String> {
-    let started = std::time::Instant::now();
     let (title, body) = if args.dir.join("pareto.csv").is_file() {
         if args.compare.is_some() {
             return Err(format!(
@@ -60,10 +59,9 @@ pub fn command(args: &Args<'_>) -> Result<String, String> {
         .map_or_else(|| args.dir.join("report.html"), Path::to_path_buf);
     std::fs::write(&out, &html).map_err(|e| format!("{}: cannot write: {e}", out.display()))?;
     Ok(format!(
-        "Report: {} ({} KB, {:.2} s)\n",
+        "Report: {} ({} KB)\n",
         out.display(),
-        html.len().div_ceil(1024),
-        started.elapsed().as_secs_f64()
+        html.len().div_ceil(1024)
     ))
 }
 
