@@ -235,8 +235,8 @@ pub(super) fn body(dir: &Path, compare: Option<&Path>) -> Result<(String, String
         );
     } else {
         let svg = charts::lanes("Endpoints: failing, ejected, returned", &lanes, end_s)?;
-        let mut cap = format!(
-            "Per endpoint: red, failing (timeline fault_start to fault_end); dark red, ejected by a proxy (eject to return, one bar per proxy); green tick, returned"
+        let mut cap = String::from(
+            "Per endpoint: red, failing (timeline fault_start to fault_end); dark red, ejected by a proxy (eject to return, one bar per proxy); green tick, returned",
         );
         if hidden > 0 {
             let _ = write!(
@@ -334,7 +334,10 @@ fn lanes(run: &RunDir, end_s: f64) -> (Vec<Lane>, usize) {
 
 /// For each service with more than one version: the share of its attempts
 /// each version received per window (downsampled by sums).
-fn split(run: &RunDir) -> Result<(Vec<(String, Vec<Series>)>, Option<String>), String> {
+/// Per service: its name and one share series per version.
+type Split = Vec<(String, Vec<Series>)>;
+
+fn split(run: &RunDir) -> Result<(Split, Option<String>), String> {
     let ts = &run.timeseries;
     let n = ts.windows.len();
     let per = n.div_ceil(MAX_POINTS).max(1);
