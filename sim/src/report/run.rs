@@ -9,6 +9,10 @@ use mesh_rundir::RunDir;
 use super::charts::{self, HEALTHY, Lane, PALETTE, Series};
 use super::{MAX_POINTS, esc, figure, table};
 
+/// At most this many endpoint lanes (in name order), so a run where many
+/// pods fail keeps a readable page.
+const MAX_LANES: usize = 100;
+
 /// One window of what the client saw.
 #[derive(Clone, Copy, Debug, Default)]
 struct Window {
@@ -228,7 +232,9 @@ pub(super) fn body(dir: &Path, compare: Option<&Path>) -> Result<(String, String
         ),
     ));
     let end_s = ws.last().map_or(0.0, |w| w.end_s);
-    let (lanes, hidden) = lanes(&run, end_s);
+    let (mut lanes, hidden) = lanes(&run, end_s);
+    let over = lanes.len().saturating_sub(MAX_LANES);
+    lanes.truncate(MAX_LANES);
     if lanes.is_empty() {
         s.push_str(
             "<p>No endpoint failed or was ejected in this run (no fault or ejection events).</p>\n",
@@ -242,6 +248,12 @@ pub(super) fn body(dir: &Path, compare: Option<&Path>) -> Result<(String, String
             let _ = write!(
                 cap,
                 "; {hidden} endpoints without fault or ejection not shown"
+            );
+        }
+        if over > 0 {
+            let _ = write!(
+                cap,
+                "; at most {MAX_LANES} lanes: {over} more endpoints with events not shown (events.csv has them)"
             );
         }
         s.push_str(&figure("chart-lanes", &svg, &format!("{cap}.")));
@@ -328,8 +340,11 @@ fn lanes(run: &RunDir, end_s: f64) -> (Vec<Lane>, usize) {
         }
     }
     let total = run.timeseries.rows(0).map(|r| r.len()).unwrap_or(0);
-    let shown = lanes.len();
-    (lanes.into_values().collect(), total.saturating_sub(shown))
+    let with_events = lanes.len();
+    (
+        lanes.into_values().collect(),
+        total.saturating_sub(with_events),
+    )
 }
 
 /// For each service with more than one version: the share of its attempts
