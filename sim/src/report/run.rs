@@ -598,3 +598,48 @@ fn signed(d: f64) -> String {
         format!("+{t}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_POINTS, Window, downsample};
+
+    fn window(i: usize, requests: u64, p99: f64) -> Window {
+        Window {
+            end_s: (i + 1) as f64,
+            len_s: 1.0,
+            requests,
+            successes: requests - 1,
+            latency_ms_p50: 10.0,
+            latency_ms_p99: p99,
+        }
+    }
+
+    #[test]
+    fn short_series_are_drawn_as_they_are() {
+        let ws: Vec<Window> = (0..MAX_POINTS).map(|i| window(i, 10, 50.0)).collect();
+        let (out, note) = downsample(&ws);
+        assert_eq!(out.len(), MAX_POINTS);
+        assert!(note.is_none());
+    }
+
+    #[test]
+    fn long_series_sum_counts_and_keep_the_highest_p99_per_bucket() {
+        let ws: Vec<Window> = (0..3600)
+            .map(|i| window(i, 10, if i == 7 { 900.0 } else { 50.0 }))
+            .collect();
+        let (out, note) = downsample(&ws);
+        assert_eq!(out.len(), 1800);
+        assert_eq!(out[3].requests, 20);
+        assert_eq!(out[3].successes, 18);
+        assert_eq!(out[3].len_s, 2.0);
+        assert_eq!(out[3].end_s, 8.0);
+        assert_eq!(out[3].latency_ms_p99, 900.0);
+        assert_eq!(out[4].latency_ms_p99, 50.0);
+        assert_eq!(
+            note.as_deref(),
+            Some(
+                "downsampled: 3600 windows shown as 1800 points of 2 windows each (counts summed, p99 the highest of the bucket)"
+            )
+        );
+    }
+}
