@@ -229,6 +229,31 @@ fn a_sweep_report_has_a_heatmap_and_the_best_points() {
         "the swept values label the axes"
     );
     assert!(html.contains("Best points by errors_5xx"));
+    // One swept parameter: a line, not a heatmap (the second swept column
+    // dropped from a copy of summary.csv).
+    let one = temp("sweep-one");
+    std::fs::create_dir_all(&one).unwrap();
+    let text = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    let dropped: String = text
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            f.remove(2);
+            f.join(",") + "\n"
+        })
+        .collect();
+    std::fs::write(one.join("summary.csv"), dropped).unwrap();
+    ok(&meshsim(&[
+        "report",
+        s(&one),
+        "--objective",
+        "success_rate",
+    ]));
+    let html = std::fs::read_to_string(one.join("report.html")).unwrap();
+    svgs(&html);
+    let line = chart(&html, "chart-sweep-line");
+    assert!(has_text(line, "30s") && has_text(line, "success_rate"));
+    assert!(!html.contains("chart-heatmap"));
     let o = meshsim(&["report", s(&dir), "--objective", "nope"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--objective nope"));
