@@ -19,6 +19,7 @@ pub mod output;
 pub mod plan;
 mod queue;
 pub mod replay;
+pub mod report;
 pub mod run;
 pub mod setpath;
 pub mod tune;

@@ -94,6 +94,9 @@ enum Command {
     /// `meshsim sweep` directory to pick a point from, or `meshproxy
     /// --record`). Space plays, ←/→ step, ⇧←/→ jump between events, ? help.
     Replay(ReplayArgs),
+    /// Write one self-contained HTML report (inline SVG charts, no script)
+    /// of a run, sweep or tune directory, or of two runs compared.
+    Report(ReportArgs),
     /// Write an experiment's mesh config (or a run directory's) as Istio
     /// YAML to `kubectl apply`: one document per object.
     Export(meshsim::export::Args),
@@ -106,6 +109,22 @@ enum Command {
     /// svc,deploy,statefulset,vs,dr,gw,se -A -o yaml` output: one service
     /// per Kubernetes Service, the Istio objects kept in your files.
     Import(meshsim::import::Args),
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// A run directory (`meshsim run`, `meshproxy --record`), a sweep
+    /// directory or a tune directory.
+    dir: PathBuf,
+    /// A second run directory, overlaid on the first.
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// The HTML file to write (default: `DIR/report.html`).
+    #[arg(short = 'o', long = "out")]
+    out: Option<PathBuf>,
+    /// The summary column a sweep's heatmaps show (mean over seeds).
+    #[arg(long, default_value = "errors_5xx")]
+    objective: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -294,6 +313,12 @@ fn main() -> ExitCode {
             objective,
         } => sweep(&file, out.as_deref(), threads, seed, &sets, &objective),
         Command::Replay(args) => replay(&args),
+        Command::Report(args) => meshsim::report::command(&meshsim::report::Args {
+            dir: &args.dir,
+            compare: args.compare.as_deref(),
+            out: args.out.as_deref(),
+            objective: &args.objective,
+        }),
         Command::Export(args) => meshsim::export::command(&args),
         Command::Tune(args) => meshsim::tune::tune(&meshsim::tune::Args {
             files: &args.files,

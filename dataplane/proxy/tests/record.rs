@@ -1,5 +1,5 @@
 //! `--record DIR`: live traffic written as a run directory that the
-//! simulator's reader and replay open like a simulated run.
+//! simulator's reader, replay and report open like a simulated run.
 
 mod common;
 
@@ -87,4 +87,19 @@ route = [{ destination = { host = "echo" } }]
     let mut app = meshsim::replay::open(&dir, None, None).unwrap_or_else(|e| panic!("{e}"));
     let frame = meshsim::replay::frame_text(&mut app, 120, 40).unwrap();
     assert!(frame.contains(&bad.addr.to_string()), "{frame}");
+    // And `meshsim report` draws it: the client's series and the ejected
+    // endpoint's lane.
+    let html = dir.join("report.html");
+    meshsim::report::command(&meshsim::report::Args {
+        dir: &dir,
+        compare: None,
+        out: Some(&html),
+        objective: "errors_5xx",
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let html = std::fs::read_to_string(&html).unwrap();
+    for id in ["chart-success", "chart-rps", "chart-latency", "chart-lanes"] {
+        assert!(html.contains(&format!("<figure id=\"{id}\">")), "{id}");
+    }
+    assert!(html.contains("a recording"), "no experiment.toml, said so");
 }
