@@ -67,6 +67,11 @@ enum Command {
         /// Run this `[[tune.scenario]]` of the experiment (its timeline and sets).
         #[arg(long)]
         scenario: Option<String>,
+        /// Also run a baseline with this field changed (`off` removes it),
+        /// e.g. `--baseline destinationRule.backend.trafficPolicy.outlierDetection=off`,
+        /// and print both side by side with the difference (repeatable).
+        #[arg(long = "baseline", value_parser = parse_set)]
+        baseline: Vec<(String, String)>,
     },
     /// Run every point of an experiment's `[sweep]` × its `seeds` in
     /// parallel; write one summary row per run and print the best points.
@@ -303,7 +308,15 @@ fn main() -> ExitCode {
             seed,
             sets,
             scenario,
-        } => run(&file, out.as_deref(), seed, &sets, scenario.as_deref()),
+            baseline,
+        } => run(
+            &file,
+            out.as_deref(),
+            seed,
+            &sets,
+            scenario.as_deref(),
+            &baseline,
+        ),
         Command::Sweep {
             file,
             out,
@@ -459,7 +472,48 @@ fn run(
     seed: Option<u64>,
     sets: &[(String, String)],
     scenario: Option<&str>,
+    baseline: &[(String, String)],
 ) -> Result<String, String> {
+    let (mut text, dir, first) = run_once(path, out, seed, sets, scenario, "")?;
+    if baseline.is_empty() {
+        let _ = writeln!(text, "Run directory: {}", dir.display());
+        return Ok(text);
+    }
+    // The same experiment with the baseline's changes, beside it.
+    let mut base_sets = sets.to_vec();
+    base_sets.extend(baseline.iter().cloned());
+    let base_out = PathBuf::from(format!("{}-baseline", dir.display()));
+    let (base_text, base_dir, base) = run_once(
+        path,
+        Some(&base_out),
+        seed,
+        &base_sets,
+        scenario,
+        "baseline ",
+    )?;
+    let changes: Vec<String> = baseline.iter().map(|(p, v)| format!("{p}={v}")).collect();
+    let _ = writeln!(text, "\nBaseline ({}):", changes.join(" "));
+    text.push_str(&base_text);
+    text.push_str(&compare(&first, &base));
+    let _ = writeln!(
+        text,
+        "Run directory: {}; baseline: {}",
+        dir.display(),
+        base_dir.display()
+    );
+    Ok(text)
+}
+
+/// Runs an experiment's first point (each of its seeds); returns the text,
+/// the run directory, and the first seed's summary.
+fn run_once(
+    path: &Path,
+    out: Option<&Path>,
+    seed: Option<u64>,
+    sets: &[(String, String)],
+    scenario: Option<&str>,
+    what: &str,
+) -> Result<(String, PathBuf, mesh_rundir::Summary), String> {
     let name = path.display().to_string();
     let plan = match scenario {
         None => meshsim::plan::load(path, sets, seed)?,
@@ -473,7 +527,7 @@ fn run(
     };
     let mut out_text = String::new();
     for w in &plan.warnings {
-        let _ = writeln!(out_text, "{}: {w}", check::label(w));
+        let _ = writeln!(out_text, "{what}{}: {w}", check::label(w));
     }
     if !plan.swept.is_empty() {
         let _ = writeln!(
@@ -499,8 +553,50 @@ fn run(
     if replicas {
         write_summary(&dir, &[], &jobs, &results)?;
     }
-    let _ = writeln!(out_text, "Run directory: {}", dir.display());
-    Ok(out_text)
+    let first = results[0].summary(&jobs[0].model);
+    Ok((out_text, dir, first))
+}
+
+/// The summary figures of a run against its baseline, with the difference.
+fn compare(run: &mesh_rundir::Summary, base: &mesh_rundir::Summary) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let rows: [(&str, f64, f64); 11] = [
+        ("requests", run.requests as f64, base.requests as f64),
+        ("errors_5xx", run.errors_5xx as f64, base.errors_5xx as f64),
+        (
+            "success_rate_%",
+            100.0 * run.successes as f64 / run.requests.max(1) as f64,
+            100.0 * base.successes as f64 / base.requests.max(1) as f64,
+        ),
+        ("latency_ms_p50", run.latency_ms[0], base.latency_ms[0]),
+        ("latency_ms_p99", run.latency_ms[2], base.latency_ms[2]),
+        ("latency_ms_p999", run.latency_ms[3], base.latency_ms[3]),
+        ("ejections", run.ejections as f64, base.ejections as f64),
+        (
+            "ejected_host_seconds",
+            run.ejected_host_seconds,
+            base.ejected_host_seconds,
+        ),
+        (
+            "healthy_ejected_host_seconds",
+            run.healthy_ejected_host_seconds,
+            base.healthy_ejected_host_seconds,
+        ),
+        (
+            "bad_pod_requests",
+            run.bad_pod_requests as f64,
+            base.bad_pod_requests as f64,
+        ),
+        ("timeouts", run.timeouts as f64, base.timeouts as f64),
+    ];
+    let mut s = format!(
+        "\n{:<30} {:>14} {:>14} {:>14}\n",
+        "figure (first seed)", "run", "baseline", "run − baseline"
+    );
+    for (name, a, b) in rows {
+        let _ = writeln!(s, "{name:<30} {a:>14.3} {b:>14.3} {:>+14.3}", a - b);
+    }
+    s
 }
 
 fn write_summary(

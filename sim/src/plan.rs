@@ -72,7 +72,11 @@ pub fn load_text(
     let included = include_files(&mut table, path)?;
     let origins = &included.origins;
     for (p, v) in sets {
-        setpath::set(&mut table, p, setpath::parse_value(v)).map_err(|e| e.to_string())?;
+        if v == "off" {
+            setpath::remove(&mut table, p).map_err(|e| e.to_string())?;
+        } else {
+            setpath::set(&mut table, p, setpath::parse_value(v)).map_err(|e| e.to_string())?;
+        }
         // A path set on the command line is pinned: it leaves the sweep.
         if let Some(toml::Value::Table(sweep)) = table.get_mut("sweep") {
             sweep.remove(p);

@@ -51,6 +51,65 @@ pub fn get<'a>(doc: &'a Table, path: &str) -> Option<&'a Value> {
     Some(cur)
 }
 
+/// Removes the field at `path` (a table key or an array element), so the
+/// file leaves it to its default: `--set PATH=off`. Removing what is not
+/// there is not an error.
+pub fn remove(doc: &mut Table, path: &str) -> Result<(), SetError> {
+    let (parent, last) = match path.rsplit_once('.') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, path),
+    };
+    let container = match parent {
+        None => {
+            doc.remove(last);
+            return Ok(());
+        }
+        Some(p) => match get_mut(doc, p) {
+            Some(v) => v,
+            None => return Ok(()),
+        },
+    };
+    match container {
+        Value::Table(t) => {
+            t.remove(last);
+        }
+        Value::Array(a) => {
+            let i = last.parse::<usize>().ok().or_else(|| {
+                a.iter()
+                    .position(|v| v.get("name").and_then(Value::as_str) == Some(last))
+            });
+            if let Some(i) = i.filter(|i| *i < a.len()) {
+                a.remove(i);
+            }
+        }
+        _ => {
+            return Err(SetError {
+                path: path.to_owned(),
+                why: format!("`{last}` is not inside a table"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn get_mut<'a>(doc: &'a mut Table, path: &str) -> Option<&'a mut Value> {
+    let mut segs = path.split('.');
+    let mut cur = doc.get_mut(segs.next()?)?;
+    for seg in segs {
+        cur = match cur {
+            Value::Table(t) => t.get_mut(seg)?,
+            Value::Array(a) => match seg.parse::<usize>() {
+                Ok(i) => a.get_mut(i)?,
+                Err(_) => a
+                    .iter_mut()
+                    .find(|v| v.get("name").and_then(Value::as_str) == Some(seg))?,
+            },
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
 /// Sets `path` in `doc` to `value`.
 pub fn set(doc: &mut Table, path: &str, value: Value) -> Result<(), SetError> {
     let mut root = Value::Table(std::mem::take(doc));
@@ -134,6 +193,28 @@ fn step<'a>(cur: &'a mut Value, seg: &str, next_is_index: bool) -> Result<&'a mu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn off_removes_a_field_by_path_and_names_elements() {
+        let mut t: Table = toml::from_str(
+            "[[destinationRule]]\nname = \"backend\"\nhost = \"backend\"\n[destinationRule.trafficPolicy.outlierDetection]\ninterval = \"10s\"\n",
+        )
+        .unwrap();
+        remove(
+            &mut t,
+            "destinationRule.backend.trafficPolicy.outlierDetection",
+        )
+        .unwrap();
+        assert!(
+            get(&t, "destinationRule.backend.trafficPolicy")
+                .unwrap()
+                .get("outlierDetection")
+                .is_none()
+        );
+        remove(&mut t, "destinationRule.nosuch.x").unwrap();
+        remove(&mut t, "destinationRule.backend").unwrap();
+        assert_eq!(t["destinationRule"].as_array().unwrap().len(), 0);
+    }
 
     fn doc() -> Table {
         toml::from_str(

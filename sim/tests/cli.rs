@@ -642,3 +642,45 @@ fn topology_and_mesh_can_live_in_their_own_files() {
     );
     let _ = bad;
 }
+
+#[test]
+fn a_baseline_run_shows_what_outlier_detection_saves() {
+    let dir = std::env::temp_dir().join(format!("meshsim-baseline-{}", std::process::id()));
+    let out = dir.join("obp");
+    let o = meshsim(&[
+        "run",
+        "experiments/one-bad-pod.toml",
+        "--set",
+        "duration=120s",
+        "--baseline",
+        "destinationRule.backend.trafficPolicy.outlierDetection=off",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        stdout.contains("Baseline (destinationRule.backend.trafficPolicy.outlierDetection=off):"),
+        "{stdout}"
+    );
+    // Without outlier detection the bad pod answers a tenth of 60 s of load.
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("errors_5xx"))
+        .expect(&stdout);
+    let cols: Vec<f64> = row
+        .split_whitespace()
+        .skip(1)
+        .map(|c| c.parse().unwrap())
+        .collect();
+    assert!(
+        cols[0] < 100.0 && cols[1] > 5000.0 && (cols[2] - (cols[0] - cols[1])).abs() < 1e-9,
+        "{row}"
+    );
+    assert!(
+        out.join("summary.csv").exists() && dir.join("obp-baseline").join("summary.csv").exists()
+    );
+    let baseline_exp =
+        std::fs::read_to_string(dir.join("obp-baseline").join("experiment.toml")).unwrap();
+    assert!(!baseline_exp.contains("outlierDetection"), "{baseline_exp}");
+}
