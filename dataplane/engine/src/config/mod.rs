@@ -23,7 +23,15 @@ pub use duration::{IstioDuration, format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors, FieldPath, LineCol, Segment, line_col};
 pub use model::*;
 
-pub use validate::{Warning, default_retry_policy, fqdn, host_matches, validate};
+pub use validate::{Warning, default_retry_policy, fqdn, host_matches};
+
+/// Validates a parsed mesh config: Istio's rules and defaults (every error
+/// with its field path), then the analyzer's findings on the valid config.
+pub fn validate(source: file::MeshConfig) -> Result<(Config, Vec<Warning>), Vec<ConfigError>> {
+    let (config, mut warnings) = validate::rules(source)?;
+    warnings.extend(analyze::analyze(&config));
+    Ok((config, warnings))
+}
 
 use toml::de::DeTable;
 

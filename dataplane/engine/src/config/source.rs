@@ -21,9 +21,9 @@ use toml::{Table, Value};
 
 use super::error::{ConfigError, ConfigErrors, FieldPath, Segment, line_col};
 use super::file as t;
-use super::validate::{Warning, validate};
+use super::validate::Warning;
 use super::yaml::{self, Spans};
-use super::{Config, toml_error};
+use super::{Config, toml_error, validate};
 
 /// The Istio objects' arrays, in a mesh file and in an experiment.
 pub const ISTIO_ARRAYS: [&str; 4] = [

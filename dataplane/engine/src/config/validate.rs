@@ -29,8 +29,9 @@ const MAX_RING_SIZE: u64 = 8 * 1024 * 1024;
 /// RE2 program size limit used for route regexes.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
-/// Validates a parsed mesh config.
-pub fn validate(source: t::MeshConfig) -> Result<(Config, Vec<Warning>), Vec<ConfigError>> {
+/// Validates a parsed mesh config (Istio's rules; the analyzer's findings
+/// are added by [`super::validate`]).
+pub(crate) fn rules(source: t::MeshConfig) -> Result<(Config, Vec<Warning>), Vec<ConfigError>> {
     let mut v = Validator::default();
     let services = v.services(&source);
     let gateways = v.gateways(&source);
@@ -45,9 +46,7 @@ pub fn validate(source: t::MeshConfig) -> Result<(Config, Vec<Warning>), Vec<Con
             virtual_services,
             gateways,
         };
-        let mut warnings = v.warnings;
-        warnings.extend(super::analyze::analyze(&config));
-        Ok((config, warnings))
+        Ok((config, v.warnings))
     } else {
         Err(v.errors)
     }
@@ -92,7 +91,7 @@ impl Validator {
         self.errors.push(ConfigError::new(path, msg));
     }
 
-    /// A warning with its analyzer code (see [`super::analyze::RULES`]).
+    /// A warning with its analyzer code (see the analyzer's table of rules).
     fn warn(&mut self, code: &'static str, path: FieldPath, msg: impl Into<String>) {
         self.warnings
             .push(ConfigError::new(path, msg).with_code(code));
