@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
-use super::search::sample_value;
 use super::{Args, model_of};
 use crate::experiment::ExperimentFile;
 use crate::model::Model;
@@ -32,6 +31,21 @@ pub(crate) enum Dim {
     Duration { min: u64, max: u64, scale: Scale },
     /// One of these values.
     Values(Vec<Value>),
+}
+
+impl Dim {
+    /// The lowest value of the range (the first of a list), to check that
+    /// a path takes values of this kind.
+    fn lowest(&self) -> Value {
+        match self {
+            Self::Int { min, .. } => Value::Integer(*min),
+            Self::Float { min, .. } => Value::Float(*min),
+            Self::Duration { min, .. } => Value::String(mesh_engine::config::format_duration(
+                std::time::Duration::from_nanos(*min),
+            )),
+            Self::Values(v) => v[0].clone(),
+        }
+    }
 }
 
 /// A tuned field: its `--set` path and its range.
@@ -378,7 +392,7 @@ pub(crate) fn spec(args: &Args<'_>) -> Result<Spec, String> {
     for p in &spec.params {
         for s in &spec.scenarios {
             let mut t = s.base.clone();
-            let sample = sample_value(&p.dim, 0.0);
+            let sample = p.dim.lowest();
             setpath::set(&mut t, &p.path, sample.clone())
                 .map_err(|e| bad(&file, &format!("tune.space.\"{}\"", p.path), e.why))?;
             if let Some(c) = &p.complement {
