@@ -1,9 +1,8 @@
 //! Writing a run directory, row by row as the run goes, so memory stays
 //! flat in the run's length.
 
-use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
 use crate::{
@@ -11,7 +10,7 @@ use crate::{
     WindowRow,
 };
 
-type Csv = csv::Writer<BufWriter<File>>;
+type Out = BufWriter<File>;
 
 fn to_io(e: csv::Error) -> io::Error {
     match e.into_kind() {
@@ -20,11 +19,16 @@ fn to_io(e: csv::Error) -> io::Error {
     }
 }
 
-fn open(dir: &Path, name: &str, header: &[&str]) -> io::Result<Csv> {
+fn open(dir: &Path, name: &str, header: &[&str], row: &mut Vec<u8>) -> io::Result<Out> {
     let file = File::create(dir.join(name))?;
-    let mut w = csv::Writer::from_writer(BufWriter::with_capacity(1 << 16, file));
-    w.write_record(header).map_err(to_io)?;
-    Ok(w)
+    let mut out = BufWriter::with_capacity(1 << 16, file);
+    row.clear();
+    for h in header {
+        text(row, h);
+    }
+    end(row);
+    out.write_all(row)?;
+    Ok(out)
 }
 
 /// Streams the rows of one run into its directory: `timeseries.csv`,
@@ -32,26 +36,34 @@ fn open(dir: &Path, name: &str, header: &[&str]) -> io::Result<Csv> {
 /// `experiment.toml` at [`RunWriter::finish`]. Rows are written in the order
 /// given (the caller gives them in time order). Writing a row allocates
 /// nothing.
+///
+/// The rows are laid out here rather than by `csv::Writer`, whose per-field
+/// state machine and `write!` for numbers were most of a row's cost: the
+/// text is byte for byte what `csv::Writer` with its default dialect wrote
+/// (`,` between fields, `\n` after a row, a text field quoted only when it
+/// holds `,`, `"`, `\r` or `\n`, with `"` doubled; numbers never need
+/// quotes). The tests hold the two side by side.
 #[derive(Debug)]
 pub struct RunWriter {
     dir: PathBuf,
-    timeseries: Csv,
-    calls: Csv,
-    events: Csv,
-    /// Scratch for formatting numbers.
-    buf: String,
+    timeseries: Out,
+    calls: Out,
+    events: Out,
+    /// Scratch: the row being laid out.
+    row: Vec<u8>,
 }
 
 impl RunWriter {
     /// Creates `dir` (and its parents) and the CSV files with their headers.
     pub fn create(dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        let mut row = Vec::with_capacity(256);
         Ok(Self {
             dir: dir.to_path_buf(),
-            timeseries: open(dir, "timeseries.csv", &TIMESERIES_COLUMNS)?,
-            calls: open(dir, "calls.csv", &CALLS_COLUMNS)?,
-            events: open(dir, "events.csv", &EVENTS_COLUMNS)?,
-            buf: String::with_capacity(64),
+            timeseries: open(dir, "timeseries.csv", &TIMESERIES_COLUMNS, &mut row)?,
+            calls: open(dir, "calls.csv", &CALLS_COLUMNS, &mut row)?,
+            events: open(dir, "events.csv", &EVENTS_COLUMNS, &mut row)?,
+            row,
         })
     }
 
@@ -62,30 +74,31 @@ impl RunWriter {
 
     /// One `timeseries.csv` row.
     pub fn window(&mut self, r: &WindowRow<&str>) -> io::Result<()> {
-        let w = &mut self.timeseries;
-        let b = &mut self.buf;
-        field_secs(w, b, r.time_ns)?;
-        w.write_field(r.endpoint).map_err(to_io)?;
-        w.write_field(r.service).map_err(to_io)?;
-        w.write_field(r.version).map_err(to_io)?;
+        let b = &mut self.row;
+        b.clear();
+        secs(b, r.time_ns);
+        text(b, r.endpoint);
+        text(b, r.service);
+        text(b, r.version);
         for n in [r.requests, r.successes, r.errors] {
-            field_int(w, b, n)?;
+            int(b, n);
         }
-        field_ms(w, b, r.latency_ms_p50)?;
-        field_ms(w, b, r.latency_ms_p99)?;
-        field_int(w, b, u64::from(r.ejected_by))?;
-        field_int(w, b, u64::from(r.active_requests))?;
-        w.write_record(None::<&[u8]>).map_err(to_io)
+        ms(b, r.latency_ms_p50);
+        ms(b, r.latency_ms_p99);
+        int(b, u64::from(r.ejected_by));
+        int(b, u64::from(r.active_requests));
+        end(b);
+        self.timeseries.write_all(b)
     }
 
     /// One `calls.csv` row.
     pub fn call(&mut self, r: &CallRow<&str>) -> io::Result<()> {
-        let w = &mut self.calls;
-        let b = &mut self.buf;
+        let b = &mut self.row;
         let c = &r.counts;
-        field_secs(w, b, r.time_ns)?;
-        w.write_field(r.source).map_err(to_io)?;
-        w.write_field(r.host).map_err(to_io)?;
+        b.clear();
+        secs(b, r.time_ns);
+        text(b, r.source);
+        text(b, r.host);
         for n in [
             c.requests,
             c.successes,
@@ -96,21 +109,24 @@ impl RunWriter {
             c.timeouts,
             c.app_timeouts,
         ] {
-            field_int(w, b, n)?;
+            int(b, n);
         }
-        field_ms(w, b, r.latency_ms_p50)?;
-        field_ms(w, b, r.latency_ms_p99)?;
-        w.write_record(None::<&[u8]>).map_err(to_io)
+        ms(b, r.latency_ms_p50);
+        ms(b, r.latency_ms_p99);
+        end(b);
+        self.calls.write_all(b)
     }
 
     /// One `events.csv` row.
     pub fn event(&mut self, r: &EventRow<&str>) -> io::Result<()> {
-        let w = &mut self.events;
-        field_secs(w, &mut self.buf, r.time_ns)?;
+        let b = &mut self.row;
+        b.clear();
+        secs(b, r.time_ns);
         for f in [r.kind, r.proxy, r.endpoint, r.detail] {
-            w.write_field(f).map_err(to_io)?;
+            text(b, f);
         }
-        w.write_record(None::<&[u8]>).map_err(to_io)
+        end(b);
+        self.events.write_all(b)
     }
 
     /// Flushes what was written so far (readers see whole rows).
@@ -156,28 +172,89 @@ pub fn write_summary<'a>(
     w.flush()
 }
 
-fn field_secs<W: io::Write>(w: &mut csv::Writer<W>, b: &mut String, ns: u64) -> io::Result<()> {
-    b.clear();
-    let _ = write!(
-        b,
-        "{}.{:06}",
-        ns / 1_000_000_000,
-        (ns % 1_000_000_000) / 1_000
-    );
-    w.write_field(b.as_bytes()).map_err(to_io)
+// Each field is appended with a `,` after it; `end` turns the last `,`
+// into the row's `\n`. A row has at least one field (the time), so an empty
+// text field is never alone in its row, the one case where `csv::Writer`
+// writes `""` for it.
+
+/// Ends the row laid out in `b`.
+fn end(b: &mut [u8]) {
+    if let Some(last) = b.last_mut() {
+        *last = b'\n';
+    }
 }
 
-fn field_int<W: io::Write>(w: &mut csv::Writer<W>, b: &mut String, n: u64) -> io::Result<()> {
-    b.clear();
-    let _ = write!(b, "{n}");
-    w.write_field(b.as_bytes()).map_err(to_io)
+/// A text field, quoted as `csv::Writer` quotes it by default: only when it
+/// holds a `,`, a `"`, a `\r` or a `\n`, and then with every `"` doubled.
+fn text(b: &mut Vec<u8>, s: &str) {
+    let s = s.as_bytes();
+    if s.iter().any(|&c| matches!(c, b',' | b'"' | b'\r' | b'\n')) {
+        b.push(b'"');
+        for &c in s {
+            if c == b'"' {
+                b.push(b'"');
+            }
+            b.push(c);
+        }
+        b.push(b'"');
+    } else {
+        b.extend_from_slice(s);
+    }
+    b.push(b',');
 }
 
-fn field_ms<W: io::Write>(w: &mut csv::Writer<W>, b: &mut String, v: f64) -> io::Result<()> {
-    b.clear();
+/// An integer field: `n` in decimal, the text of `{n}`.
+fn int(b: &mut Vec<u8>, n: u64) {
+    digits(b, n);
+    b.push(b',');
+}
+
+/// `n` in decimal, the text of `{n}`.
+fn digits(b: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20]; // u64::MAX has 20 digits
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        #[allow(clippy::cast_possible_truncation)]
+        let d = (n % 10) as u8;
+        buf[i] = b'0' + d;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    b.extend_from_slice(&buf[i..]);
+}
+
+/// `n`'s last `width` decimal digits, zeros in front: the text of
+/// `{n:0width$}` for `n < 10^width`.
+fn padded(b: &mut Vec<u8>, mut n: u64, width: usize) {
+    let start = b.len();
+    b.resize(start + width, b'0');
+    for c in b[start..].iter_mut().rev() {
+        #[allow(clippy::cast_possible_truncation)]
+        let d = (n % 10) as u8;
+        *c = b'0' + d;
+        n /= 10;
+    }
+}
+
+/// A time field: nanoseconds as seconds with six decimals (whole
+/// microseconds, truncated), the text of
+/// `{}.{:06}` of `ns / 1_000_000_000` and `ns % 1_000_000_000 / 1_000`.
+fn secs(b: &mut Vec<u8>, ns: u64) {
+    digits(b, ns / 1_000_000_000);
+    b.push(b'.');
+    padded(b, (ns % 1_000_000_000) / 1_000, 6);
+    b.push(b',');
+}
+
+/// A latency field: milliseconds with three decimals.
+fn ms(b: &mut Vec<u8>, v: f64) {
     // A whole number of microseconds (what the simulator's histograms give)
     // is written with integer arithmetic: the same text as `{v:.3}`, since
-    // `v` is then the double nearest to `us / 1000`, a fifth of the cost.
+    // `v` is then the double nearest to `us / 1000`. (One exception kept
+    // from before: -0.0 is written `0.000` where `{v:.3}` gives `-0.000`.)
     #[allow(
         clippy::cast_possible_truncation,
         clippy::cast_sign_loss,
@@ -187,32 +264,422 @@ fn field_ms<W: io::Write>(w: &mut csv::Writer<W>, b: &mut String, v: f64) -> io:
     #[allow(clippy::cast_precision_loss)]
     let exact = v >= 0.0 && us < (1 << 53) && us as f64 / 1000.0 == v;
     if exact {
-        let _ = write!(b, "{}.{:03}", us / 1000, us % 1000);
+        digits(b, us / 1000);
+        b.push(b'.');
+        padded(b, us % 1000, 3);
     } else {
+        // Digits, `-`, `.`, `NaN` or `inf`: never quoted.
         let _ = write!(b, "{v:.3}");
     }
-    w.write_field(b.as_bytes()).map_err(to_io)
+    b.push(b',');
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
+    use super::{digits, ms, padded, secs, text};
+    use crate::{
+        CALLS_COLUMNS, CallCounts, CallRow, EVENTS_COLUMNS, EventRow, RunWriter,
+        TIMESERIES_COLUMNS, WindowRow,
+    };
+
+    /// A reproducible stream of u64 (splitmix64).
+    struct Mix(u64);
+    impl Mix {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        /// A value of random magnitude: every digit count is as likely.
+        fn any(&mut self) -> u64 {
+            let n = self.next();
+            n >> (n % 64)
+        }
+    }
+
+    /// Numbers around every power of ten, and some of any size.
+    fn numbers() -> Vec<u64> {
+        let mut v: Vec<u64> = (0..=10_000).collect();
+        let mut p = 1u64;
+        while let Some(q) = p.checked_mul(10) {
+            p = q;
+            v.extend([
+                p - 1,
+                p,
+                p + 1,
+                p.saturating_mul(2) - 1,
+                p.saturating_mul(5),
+            ]);
+        }
+        v.extend([
+            u64::from(u32::MAX),
+            u64::MAX,
+            u64::MAX - 1,
+            999_999_999,
+            1_000_000_000,
+            1 << 53,
+        ]);
+        let mut m = Mix(1);
+        v.extend((0..100_000).map(|_| m.any()));
+        v
+    }
+
+    // What the writer did before it laid rows out itself: `csv::Writer`
+    // with `write!` for the numbers. The new text is held against it.
+
+    fn old_secs(w: &mut csv::Writer<Vec<u8>>, ns: u64) {
+        let s = format!("{}.{:06}", ns / 1_000_000_000, (ns % 1_000_000_000) / 1_000);
+        w.write_field(s).unwrap();
+    }
+
+    fn old_int(w: &mut csv::Writer<Vec<u8>>, n: u64) {
+        w.write_field(format!("{n}")).unwrap();
+    }
+
+    fn old_ms_text(v: f64) -> String {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let us = (v * 1000.0).round() as u64;
+        #[allow(clippy::cast_precision_loss)]
+        let exact = v >= 0.0 && us < (1 << 53) && us as f64 / 1000.0 == v;
+        if exact {
+            format!("{}.{:03}", us / 1000, us % 1000)
+        } else {
+            format!("{v:.3}")
+        }
+    }
+
+    fn old_ms(w: &mut csv::Writer<Vec<u8>>, v: f64) {
+        w.write_field(old_ms_text(v)).unwrap();
+    }
+
+    fn old_window(w: &mut csv::Writer<Vec<u8>>, r: &WindowRow<&str>) {
+        old_secs(w, r.time_ns);
+        for f in [r.endpoint, r.service, r.version] {
+            w.write_field(f).unwrap();
+        }
+        for n in [r.requests, r.successes, r.errors] {
+            old_int(w, n);
+        }
+        old_ms(w, r.latency_ms_p50);
+        old_ms(w, r.latency_ms_p99);
+        old_int(w, u64::from(r.ejected_by));
+        old_int(w, u64::from(r.active_requests));
+        w.write_record(None::<&[u8]>).unwrap();
+    }
+
+    fn old_call(w: &mut csv::Writer<Vec<u8>>, r: &CallRow<&str>) {
+        let c = &r.counts;
+        old_secs(w, r.time_ns);
+        w.write_field(r.source).unwrap();
+        w.write_field(r.host).unwrap();
+        for n in [
+            c.requests,
+            c.successes,
+            c.errors_4xx,
+            c.errors_5xx,
+            c.overflow,
+            c.fault_aborts,
+            c.timeouts,
+            c.app_timeouts,
+        ] {
+            old_int(w, n);
+        }
+        old_ms(w, r.latency_ms_p50);
+        old_ms(w, r.latency_ms_p99);
+        w.write_record(None::<&[u8]>).unwrap();
+    }
+
+    fn old_event(w: &mut csv::Writer<Vec<u8>>, r: &EventRow<&str>) {
+        old_secs(w, r.time_ns);
+        for f in [r.kind, r.proxy, r.endpoint, r.detail] {
+            w.write_field(f).unwrap();
+        }
+        w.write_record(None::<&[u8]>).unwrap();
+    }
+
+    fn old_file(header: &[&str], rows: impl FnOnce(&mut csv::Writer<Vec<u8>>)) -> Vec<u8> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(header).unwrap();
+        rows(&mut w);
+        w.into_inner().unwrap()
+    }
+
+    #[test]
+    fn integers_are_written_as_format_would() {
+        let mut b = Vec::new();
+        for n in numbers() {
+            b.clear();
+            digits(&mut b, n);
+            assert_eq!(b, format!("{n}").as_bytes(), "{n}");
+        }
+    }
+
+    #[test]
+    fn zero_padded_digits_are_written_as_format_would() {
+        let mut b = Vec::new();
+        let mut m = Mix(2);
+        for width in 1..=19 {
+            let limit = 10u64.pow(u32::try_from(width).unwrap());
+            for n in (0..2_000)
+                .chain([limit / 10 - 1, limit / 10, limit - 1])
+                .chain((0..2_000).map(|_| m.next() % limit))
+                .filter(|&n| n < limit)
+            {
+                b.clear();
+                padded(&mut b, n, width);
+                assert_eq!(b, format!("{n:0width$}").as_bytes(), "{n} in {width}");
+            }
+        }
+    }
+
+    #[test]
+    fn seconds_are_written_as_format_would() {
+        let mut b = Vec::new();
+        let mut cases = numbers();
+        for s in [0, 1, 9, 10, 999, 1_000, 18_446_744_072] {
+            for sub in [0, 999, 1_000, 1_999, 999_999, 1_000_000, 999_999_999] {
+                cases.push(s * 1_000_000_000 + sub);
+            }
+        }
+        for ns in cases {
+            b.clear();
+            secs(&mut b, ns);
+            let want = format!(
+                "{}.{:06},",
+                ns / 1_000_000_000,
+                (ns % 1_000_000_000) / 1_000
+            );
+            assert_eq!(b, want.as_bytes(), "{ns} ns");
+        }
+    }
+
     #[test]
     fn milliseconds_are_written_as_format_would() {
-        let mut b = String::new();
+        let mut b = Vec::new();
+        let mut m = Mix(3);
         for us in (0..200_000u64)
             .step_by(7)
-            .chain([999_999, 1_000_000, 123_456_789])
+            .chain([999, 1_000, 999_999, 1_000_000, 123_456_789, (1 << 53) - 1])
+            .chain((0..100_000).map(|_| m.any() >> 11))
         {
             #[allow(clippy::cast_precision_loss)]
             let v = us as f64 / 1000.0;
-            let mut w = csv::Writer::from_writer(Vec::new());
-            super::field_ms(&mut w, &mut b, v).unwrap();
-            assert_eq!(b, format!("{v:.3}"), "{us} µs");
+            b.clear();
+            ms(&mut b, v);
+            assert_eq!(b, format!("{v:.3},").as_bytes(), "{us} µs");
         }
-        for v in [0.0005, 1.2345, 2.0004999, 1e-9, 12.3456] {
-            let mut w = csv::Writer::from_writer(Vec::new());
-            super::field_ms(&mut w, &mut b, v).unwrap();
-            assert_eq!(b, format!("{v:.3}"), "{v}");
+        for v in [0.0005, 1.2345, 2.0004999, 1e-9, 12.3456, -1.5, -2.0] {
+            b.clear();
+            ms(&mut b, v);
+            assert_eq!(b, format!("{v:.3},").as_bytes(), "{v}");
         }
+    }
+
+    #[test]
+    fn milliseconds_are_written_as_before_for_any_double() {
+        let mut b = Vec::new();
+        let mut m = Mix(4);
+        #[allow(clippy::cast_precision_loss)]
+        let odd = [
+            0.0,
+            -0.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            1e300,
+            ((1u64 << 53) - 1) as f64 / 1000.0,
+            (1u64 << 53) as f64 / 1000.0,
+            1e16,
+        ];
+        let doubles: Vec<f64> = (0..100_000).map(|_| f64::from_bits(m.next())).collect();
+        #[allow(clippy::cast_precision_loss)]
+        let ratios: Vec<f64> = (0..100_000)
+            .map(|_| (m.any() >> 8) as f64 / (1 + m.next() % 10_000) as f64)
+            .collect();
+        for v in odd.into_iter().chain(doubles).chain(ratios) {
+            b.clear();
+            ms(&mut b, v);
+            assert_eq!(b, format!("{},", old_ms_text(v)).as_bytes(), "{v:e}");
+        }
+    }
+
+    /// Text fields, plain and needing quotes, short and past csv's 8-byte
+    /// stride.
+    const TEXTS: [&str; 24] = [
+        "",
+        "a",
+        "reviews-v1-7f9c6d5b8-x2k4p",
+        "10.0.3.17:9080",
+        "a,b",
+        ",",
+        "\"",
+        "\"\"",
+        "say \"hi\"",
+        "line\nbreak",
+        "cr\rhere",
+        "\r\n",
+        " spaced ",
+        "tab\there",
+        "ünïcödé, ✓",
+        "#comment",
+        "'single'",
+        "\\back\\slash",
+        "12345678,",
+        "1234567,8",
+        "12345678901234567\"",
+        "semi;colon",
+        "NaN",
+        "-0.000",
+    ];
+
+    #[test]
+    fn text_fields_are_quoted_as_csv_quotes_them() {
+        for t in TEXTS {
+            for first in [true, false] {
+                let mut w = csv::Writer::from_writer(Vec::new());
+                if !first {
+                    w.write_field("x").unwrap();
+                }
+                w.write_field(t).unwrap();
+                w.write_field("y").unwrap();
+                w.write_record(None::<&[u8]>).unwrap();
+                let want = w.into_inner().unwrap();
+
+                let mut b = Vec::new();
+                if !first {
+                    text(&mut b, "x");
+                }
+                text(&mut b, t);
+                text(&mut b, "y");
+                super::end(&mut b);
+                assert_eq!(b, want, "{t:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn run_files_are_what_csv_writer_wrote() {
+        let dir = std::env::temp_dir().join(format!("mesh-rundir-{}-bytes", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut m = Mix(5);
+        let mut windows = Vec::new();
+        let mut calls = Vec::new();
+        let mut events = Vec::new();
+        for i in 0..3_000usize {
+            let t = |m: &mut Mix| TEXTS[usize::try_from(m.next() % 24).unwrap()];
+            #[allow(clippy::cast_precision_loss)]
+            let lat = |m: &mut Mix| match m.next() % 4 {
+                0 => f64::from_bits(m.next()),
+                1 => (m.any() >> 11) as f64 / 1000.0,
+                2 => (m.next() % 1_000_000) as f64 / 1000.0,
+                _ => [0.0, -0.0, f64::NAN, 0.0005, 1.2345][i % 5],
+            };
+            let n = |m: &mut Mix| if i % 3 == 0 { m.any() } else { m.next() % 1000 };
+            let time_ns = if i % 2 == 0 {
+                m.any()
+            } else {
+                m.next() % 10_000_000_000_000
+            };
+            windows.push(WindowRow {
+                time_ns,
+                endpoint: t(&mut m),
+                service: t(&mut m),
+                version: t(&mut m),
+                requests: n(&mut m),
+                successes: n(&mut m),
+                errors: n(&mut m),
+                latency_ms_p50: lat(&mut m),
+                latency_ms_p99: lat(&mut m),
+                ejected_by: u32::try_from(m.any() >> 32).unwrap(),
+                active_requests: if i == 7 {
+                    u32::MAX
+                } else {
+                    u32::try_from(m.next() % 100).unwrap()
+                },
+            });
+            calls.push(CallRow {
+                time_ns,
+                source: t(&mut m),
+                host: t(&mut m),
+                counts: CallCounts {
+                    requests: n(&mut m),
+                    successes: n(&mut m),
+                    errors_4xx: n(&mut m),
+                    errors_5xx: n(&mut m),
+                    overflow: n(&mut m),
+                    fault_aborts: n(&mut m),
+                    timeouts: n(&mut m),
+                    app_timeouts: n(&mut m),
+                },
+                latency_ms_p50: lat(&mut m),
+                latency_ms_p99: lat(&mut m),
+            });
+            events.push(EventRow {
+                time_ns,
+                kind: t(&mut m),
+                proxy: t(&mut m),
+                endpoint: t(&mut m),
+                detail: t(&mut m),
+            });
+        }
+
+        let mut w = RunWriter::create(&dir).unwrap();
+        for r in &windows {
+            w.window(r).unwrap();
+        }
+        for r in &calls {
+            w.call(r).unwrap();
+        }
+        for r in &events {
+            w.event(r).unwrap();
+        }
+        w.flush().unwrap();
+        drop(w);
+
+        let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+        let want = old_file(&TIMESERIES_COLUMNS, |w| {
+            windows.iter().for_each(|r| old_window(w, r))
+        });
+        assert_eq!(read("timeseries.csv"), want, "timeseries.csv");
+        let want = old_file(&CALLS_COLUMNS, |w| {
+            calls.iter().for_each(|r| old_call(w, r))
+        });
+        assert_eq!(read("calls.csv"), want, "calls.csv");
+        let want = old_file(&EVENTS_COLUMNS, |w| {
+            events.iter().for_each(|r| old_event(w, r))
+        });
+        assert_eq!(read("events.csv"), want, "events.csv");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_new_run_has_its_headers() {
+        let dir = std::env::temp_dir().join(format!("mesh-rundir-{}-headers", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        drop(RunWriter::create(&dir).unwrap());
+        for (name, header) in [
+            ("timeseries.csv", &TIMESERIES_COLUMNS[..]),
+            ("calls.csv", &CALLS_COLUMNS[..]),
+            ("events.csv", &EVENTS_COLUMNS[..]),
+        ] {
+            let mut want = String::new();
+            let _ = writeln!(want, "{}", header.join(","));
+            assert_eq!(
+                std::fs::read_to_string(dir.join(name)).unwrap(),
+                want,
+                "{name}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
