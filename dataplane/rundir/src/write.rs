@@ -186,15 +186,16 @@ fn end(b: &mut [u8]) {
 
 /// A text field, quoted as `csv::Writer` quotes it by default: only when it
 /// holds a `,`, a `"`, a `\r` or a `\n`, and then with every `"` doubled.
+#[inline(always)]
 fn text(b: &mut Vec<u8>, s: &str) {
     let s = s.as_bytes();
-    if s.iter().any(|&c| matches!(c, b',' | b'"' | b'\r' | b'\n')) {
+    if needs_quotes(s) {
         b.push(b'"');
-        for &c in s {
-            if c == b'"' {
-                b.push(b'"');
+        for (i, part) in s.split(|&c| c == b'"').enumerate() {
+            if i > 0 {
+                b.extend_from_slice(b"\"\"");
             }
-            b.push(c);
+            b.extend_from_slice(part);
         }
         b.push(b'"');
     } else {
@@ -203,82 +204,146 @@ fn text(b: &mut Vec<u8>, s: &str) {
     b.push(b',');
 }
 
-/// An integer field: `n` in decimal, the text of `{n}`.
-fn int(b: &mut Vec<u8>, n: u64) {
-    digits(b, n);
-    b.push(b',');
-}
-
-/// `n` in decimal, the text of `{n}`.
-fn digits(b: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20]; // u64::MAX has 20 digits
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        #[allow(clippy::cast_possible_truncation)]
-        let d = (n % 10) as u8;
-        buf[i] = b'0' + d;
-        n /= 10;
-        if n == 0 {
-            break;
+/// Whether `s` holds a byte that makes csv quote a field.
+#[inline(always)]
+fn needs_quotes(s: &[u8]) -> bool {
+    let special = |c: &u8| matches!(c, b',' | b'"' | b'\r' | b'\n');
+    // Eight bytes at a time: the four special bytes are all below `-`, and
+    // names (pods, services, hosts) hold none, so a word with no byte below
+    // `-` is passed over with a few operations and only the others are
+    // looked at byte by byte. (`x - 0x2d…` & `!x` & `0x80…` is non-zero
+    // exactly when some byte of `x` is below 0x2d.)
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    let mut words = s.chunks_exact(8);
+    for w in &mut words {
+        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        if x.wrapping_sub(ONES * 0x2d) & !x & (ONES * 0x80) != 0 && w.iter().any(special) {
+            return true;
         }
     }
-    b.extend_from_slice(&buf[i..]);
+    words.remainder().iter().any(special)
 }
 
-/// `n`'s last `width` decimal digits, zeros in front: the text of
-/// `{n:0width$}` for `n < 10^width`.
-fn padded(b: &mut Vec<u8>, mut n: u64, width: usize) {
+/// An integer field: `n` in decimal, the text of `{n}`.
+#[inline(always)]
+fn int(b: &mut Vec<u8>, n: u64) {
+    digits(b, n, b',');
+}
+
+/// `n` in decimal, the text of `{n}`, and then the byte `then`.
+#[inline(always)]
+fn digits(b: &mut Vec<u8>, n: u64, then: u8) {
+    // The digits are laid at the front of a 21-byte block (u64::MAX has 20
+    // digits), `then` after them, the whole block appended (a copy of known
+    // length, no call) and the rest cut off.
+    let len = n.checked_ilog10().map_or(1, |l| l as usize + 1);
+    let mut buf = [then; 21];
+    fill(&mut buf[..len], n);
     let start = b.len();
-    b.resize(start + width, b'0');
-    for c in b[start..].iter_mut().rev() {
+    b.extend_from_slice(&buf);
+    b.truncate(start + len + 1);
+}
+
+/// `n`'s last `W` decimal digits, zeros in front: the text of `{n:0W$}` for
+/// `n < 10^W`.
+#[inline(always)]
+fn padded<const W: usize>(b: &mut Vec<u8>, n: u64) {
+    let mut buf = [b'0'; W];
+    fill(&mut buf, n);
+    b.extend_from_slice(&buf);
+}
+
+/// Two decimal digits for each number below 100: `00`, `01`, … `99`.
+const PAIRS: [u8; 200] = {
+    let mut t = [0; 200];
+    let mut i = 0;
+    while i < 100 {
+        #[allow(clippy::cast_possible_truncation)]
+        let (tens, ones) = ((i / 10) as u8, (i % 10) as u8);
+        t[2 * i] = b'0' + tens;
+        t[2 * i + 1] = b'0' + ones;
+        i += 1;
+    }
+    t
+};
+
+/// Fills `buf` with the last `buf.len()` decimal digits of `n`, two at a
+/// time.
+#[inline(always)]
+fn fill(buf: &mut [u8], mut n: u64) {
+    let mut i = buf.len();
+    while i >= 2 {
+        #[allow(clippy::cast_possible_truncation)]
+        let p = (n % 100) as usize * 2;
+        n /= 100;
+        buf[i - 2..i].copy_from_slice(&PAIRS[p..p + 2]);
+        i -= 2;
+    }
+    if i == 1 {
         #[allow(clippy::cast_possible_truncation)]
         let d = (n % 10) as u8;
-        *c = b'0' + d;
-        n /= 10;
+        buf[0] = b'0' + d;
     }
 }
 
 /// A time field: nanoseconds as seconds with six decimals (whole
 /// microseconds, truncated), the text of
 /// `{}.{:06}` of `ns / 1_000_000_000` and `ns % 1_000_000_000 / 1_000`.
+#[inline(always)]
 fn secs(b: &mut Vec<u8>, ns: u64) {
-    digits(b, ns / 1_000_000_000);
-    b.push(b'.');
-    padded(b, (ns % 1_000_000_000) / 1_000, 6);
+    digits(b, ns / 1_000_000_000, b'.');
+    padded::<6>(b, (ns % 1_000_000_000) / 1_000);
     b.push(b',');
 }
 
 /// A latency field: milliseconds with three decimals.
+#[inline(always)]
 fn ms(b: &mut Vec<u8>, v: f64) {
     // A whole number of microseconds (what the simulator's histograms give)
     // is written with integer arithmetic: the same text as `{v:.3}`, since
     // `v` is then the double nearest to `us / 1000`. (One exception kept
     // from before: -0.0 is written `0.000` where `{v:.3}` gives `-0.000`.)
+    // `us` is `(v * 1000.0).round() as u64` (as before, to the bit, for
+    // every `v`), with the rounding done here: `round` is a call into libm
+    // on this target. The fraction `x - t` is exact below 2^53, `x` is
+    // whole above, and `as u64` saturates (NaN gives 0) as before.
+    let x = v * 1000.0;
     #[allow(
         clippy::cast_possible_truncation,
         clippy::cast_sign_loss,
         clippy::cast_precision_loss
     )]
-    let us = (v * 1000.0).round() as u64;
+    let us = {
+        let t = x as u64;
+        if x - t as f64 >= 0.5 {
+            t.saturating_add(1)
+        } else {
+            t
+        }
+    };
     #[allow(clippy::cast_precision_loss)]
     let exact = v >= 0.0 && us < (1 << 53) && us as f64 / 1000.0 == v;
     if exact {
-        digits(b, us / 1000);
-        b.push(b'.');
-        padded(b, us % 1000, 3);
+        digits(b, us / 1000, b'.');
+        padded::<3>(b, us % 1000);
     } else {
-        // Digits, `-`, `.`, `NaN` or `inf`: never quoted.
-        let _ = write!(b, "{v:.3}");
+        ms_by_format(b, v);
     }
     b.push(b',');
+}
+
+/// `{v:.3}`: digits, `-`, `.`, `NaN` or `inf`, never quoted.
+#[cold]
+#[inline(never)]
+fn ms_by_format(b: &mut Vec<u8>, v: f64) {
+    let _ = write!(b, "{v:.3}");
 }
 
 #[cfg(test)]
 mod tests {
     use std::fmt::Write as _;
 
-    use super::{digits, ms, padded, secs, text};
+    use super::{digits, fill, ms, padded, secs, text};
     use crate::{
         CALLS_COLUMNS, CallCounts, CallRow, EVENTS_COLUMNS, EventRow, RunWriter,
         TIMESERIES_COLUMNS, WindowRow,
@@ -417,26 +482,32 @@ mod tests {
         let mut b = Vec::new();
         for n in numbers() {
             b.clear();
-            digits(&mut b, n);
-            assert_eq!(b, format!("{n}").as_bytes(), "{n}");
+            digits(&mut b, n, b'|');
+            assert_eq!(b, format!("{n}|").as_bytes(), "{n}");
         }
     }
 
     #[test]
     fn zero_padded_digits_are_written_as_format_would() {
-        let mut b = Vec::new();
         let mut m = Mix(2);
-        for width in 1..=19 {
-            let limit = 10u64.pow(u32::try_from(width).unwrap());
+        for width in 1..=20 {
+            let limit = 10u64.checked_pow(u32::try_from(width).unwrap());
+            let limit = limit.unwrap_or(u64::MAX);
             for n in (0..2_000)
-                .chain([limit / 10 - 1, limit / 10, limit - 1])
+                .chain([limit / 10 - 1, limit / 10, limit - 1, u64::MAX])
                 .chain((0..2_000).map(|_| m.next() % limit))
-                .filter(|&n| n < limit)
+                .filter(|&n| n < limit || width == 20)
             {
-                b.clear();
-                padded(&mut b, n, width);
+                let mut b = vec![0; width];
+                fill(&mut b, n);
                 assert_eq!(b, format!("{n:0width$}").as_bytes(), "{n} in {width}");
             }
+        }
+        for n in [0, 7, 42, 999, 123_456, 999_999] {
+            let mut b = Vec::new();
+            padded::<6>(&mut b, n);
+            padded::<3>(&mut b, n % 1000);
+            assert_eq!(b, format!("{n:06}{:03}", n % 1000).as_bytes(), "{n}");
         }
     }
 
@@ -564,6 +635,31 @@ mod tests {
                 super::end(&mut b);
                 assert_eq!(b, want, "{t:?}");
             }
+        }
+    }
+
+    #[test]
+    fn random_text_fields_are_quoted_as_csv_quotes_them() {
+        // Every special byte at every place in words and tails, among bytes
+        // just above and below `-` and some past ASCII.
+        let alphabet = [
+            ",", "\"", "\r", "\n", "-", ".", "+", " ", "\t", "\0", "a", "Z", "0", "~", "é", "✓",
+        ];
+        let mut m = Mix(6);
+        for _ in 0..20_000 {
+            let len = usize::try_from(m.next() % 40).unwrap();
+            let t: String = (0..len)
+                .map(|_| alphabet[usize::try_from(m.next() % 16).unwrap()])
+                .collect();
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record(["x", &t, "y"]).unwrap();
+            let want = w.into_inner().unwrap();
+            let mut b = Vec::new();
+            for f in ["x", &t, "y"] {
+                text(&mut b, f);
+            }
+            super::end(&mut b);
+            assert_eq!(b, want, "{t:?}");
         }
     }
 
