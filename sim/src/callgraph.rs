@@ -48,6 +48,11 @@ impl HeaderSet {
         values: [0; MAX_HEADERS],
     };
 
+    /// Whether there are no headers (most requests of most experiments).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The value of header `name`, if present.
     pub(crate) fn get(&self, name: u16) -> Option<u32> {
         let n = usize::from(self.len);

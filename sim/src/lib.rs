@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod plan;
+mod pools;
 mod queue;
 pub mod replay;
 pub mod report;

@@ -101,6 +101,66 @@ impl<E> EventQueue<E> {
 mod tests {
     use super::*;
 
+    use proptest::prelude::*;
+
+    /// One step of a run: pop one event, or push one at `now + after`
+    /// (`after` 0 is "now"), of a class, lone or not.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Pop,
+        Push { after: u64, timer: bool, lone: bool },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            2 => Just(Step::Pop),
+            3 => (prop_oneof![Just(0u64), 0..1_000u64, 0..u64::from(u32::MAX)], any::<bool>(), any::<bool>())
+                .prop_map(|(after, timer, lone)| Step::Push { after, timer, lone }),
+        ]
+    }
+
+    proptest! {
+        /// Whatever is pushed at or after the current time, in any order,
+        /// pops in exactly the order of a binary heap on the same keys.
+        #[test]
+        fn pops_as_a_binary_heap_would(steps in proptest::collection::vec(step(), 1..400)) {
+            use std::cmp::Reverse;
+            use std::collections::BinaryHeap;
+            let mut q = EventQueue::new();
+            let mut reference = BinaryHeap::new();
+            let mut seq = 0u64;
+            let mut now = 0u64;
+            let mut n = 0u32;
+            for s in steps.iter().chain(std::iter::repeat_n(&Step::Pop, 400)) {
+                match *s {
+                    Step::Pop => {
+                        let got = q.pop();
+                        let want = reference.pop().map(|Reverse((t, c, _, id)): Reverse<(u64, u8, u64, u32)>| {
+                            let _ = c;
+                            (Time::from_nanos(t), id)
+                        });
+                        prop_assert_eq!(got, want);
+                        if let Some((t, _)) = got {
+                            now = t.as_nanos();
+                        }
+                    }
+                    Step::Push { after, timer, lone } => {
+                        let at = now.saturating_add(after);
+                        let class = if timer { Class::Timer } else { Class::Traffic };
+                        if lone {
+                            q.push_lone(Time::from_nanos(at), class, n);
+                        } else {
+                            q.push(Time::from_nanos(at), class, n);
+                        }
+                        reference.push(Reverse((at, class as u8, seq, n)));
+                        seq += 1;
+                        n += 1;
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn pops_by_time_then_class_then_insertion_order() {
         let mut q = EventQueue::new();

@@ -41,6 +41,7 @@ use rustc_hash::FxHashMap;
 use crate::callgraph::{HeaderSet, MAX_CALLS, MAX_DEPTH, MAX_HEADERS};
 use crate::metrics::{EventRow, Metrics};
 use crate::model::{Action, Mode, Model, hit};
+use crate::pools::Pools;
 use crate::queue::{Class, EventQueue};
 
 /// Why a run stopped early.
@@ -156,6 +157,18 @@ struct Req<'m> {
     delayed: bool,
     /// A fault delay held it (Envoy's `DI` flag, logged whatever the answer).
     fault_delayed: bool,
+    /// Its route's per-try timeout, read once when the router starts.
+    per_try: Option<Duration>,
+}
+
+/// What `end` needs of a request once its slot is freed.
+struct Ended {
+    proxy: u32,
+    origin: Origin,
+    edge: u32,
+    start: Time,
+    pod: u32,
+    fault_delayed: bool,
 }
 
 /// A pod serving one attempt of a request by making its calls (slab slot,
@@ -186,24 +199,6 @@ struct Job {
     status: u16,
 }
 
-/// One proxy's HTTP/1.1 connections to one pod (Envoy's per-host pool):
-/// one request at a time per connection, connections reused until
-/// `maxRequestsPerConnection`, requests waiting for a connection in FIFO
-/// order. Connecting takes no virtual time.
-#[derive(Debug, Default)]
-struct Pool {
-    /// Idle connections, each with the number of requests it has served.
-    idle: Vec<u32>,
-    busy: u32,
-    pending: VecDeque<(u32, u32)>,
-}
-
-impl Pool {
-    fn empty(&self) -> bool {
-        self.idle.is_empty() && self.busy == 0
-    }
-}
-
 struct Pod {
     mode: Mode,
     in_flight: u32,
@@ -228,12 +223,8 @@ pub struct Run<'m> {
     proxies: Vec<Proxy>,
     pods: Vec<Pod>,
     reqs: Vec<Req<'m>>,
-    /// HTTP/1.1 connection pools, one per (proxy, pod) that ever talked,
-    /// in order of first use.
-    pools: Vec<Pool>,
-    /// Index into `pools` of (proxy, pod), at `proxy * pods + pod`;
-    /// `u32::MAX` until first used.
-    pool_index: Vec<u32>,
+    /// HTTP/1.1 connection pools, one per (proxy, pod) that ever talked.
+    pools: Pools,
     free: Vec<u32>,
     jobs: Vec<Job>,
     free_jobs: Vec<u32>,
@@ -334,8 +325,7 @@ impl<'m> Run<'m> {
             proxies,
             pods,
             reqs: Vec::new(),
-            pools: Vec::new(),
-            pool_index: vec![u32::MAX; model.proxies.len() * model.pods.len()],
+            pools: Pools::new(model.proxies.len(), model.pods.len()),
             free: Vec::new(),
             jobs: Vec::new(),
             free_jobs: Vec::new(),
@@ -677,6 +667,7 @@ impl<'m> Run<'m> {
             outstanding: false,
             delayed: false,
             fault_delayed: false,
+            per_try: None,
         });
         u32::try_from(self.reqs.len() - 1).unwrap_or(u32::MAX)
     }
@@ -730,12 +721,7 @@ impl<'m> Run<'m> {
         headers: HeaderSet,
         depth: u8,
     ) -> Option<u32> {
-        let table = &self.model.calls.headers;
-        let mut pairs: [(&str, &str); MAX_HEADERS] = [("", ""); MAX_HEADERS];
-        let n = headers.write(table, &mut pairs);
-        let p = &mut self.proxies[proxy];
-        let req = app_request(p.edge_ports[edge as usize], authority, path, &pairs[..n]);
-        let decision = p.engine.handle_request(&req, now);
+        let decision = self.decide(now, proxy, edge, (authority, path), &headers, None);
         match decision {
             Decision::Forward(f) => {
                 let slot = self.occupy(now, proxy, origin, edge, (authority, path), headers, depth);
@@ -762,6 +748,36 @@ impl<'m> Run<'m> {
                 self.local_answer(now, proxy, origin, edge, r.status, None);
                 None
             }
+        }
+    }
+
+    /// The sidecar's decision for a request of the application on `edge`
+    /// (`delayed`: the router runs after an injected delay).
+    fn decide(
+        &mut self,
+        now: Time,
+        proxy: usize,
+        edge: u32,
+        (authority, path): (&str, &str),
+        headers: &HeaderSet,
+        delayed: Option<mesh_engine::Delay>,
+    ) -> Decision {
+        let table = &self.model.calls.headers;
+        let p = &mut self.proxies[proxy];
+        let port = p.edge_ports[edge as usize];
+        let mut pairs: [(&str, &str); MAX_HEADERS];
+        let n;
+        let headers: &[(&str, &str)] = if headers.is_empty() {
+            &[]
+        } else {
+            pairs = [("", ""); MAX_HEADERS];
+            n = headers.write(table, &mut pairs);
+            &pairs[..n]
+        };
+        let req = app_request(port, authority, path, headers);
+        match delayed {
+            None => p.engine.handle_request(&req, now),
+            Some(d) => p.engine.handle_delayed(&req, d, now),
         }
     }
 
@@ -793,6 +809,7 @@ impl<'m> Run<'m> {
         r.outstanding = false;
         r.delayed = false;
         r.fault_delayed = false;
+        r.per_try = None;
         r.delay = None;
         r.pending_conn = false;
         r.authority = authority;
@@ -804,8 +821,15 @@ impl<'m> Run<'m> {
     /// timeout, and send its first attempt.
     fn forwarded(&mut self, now: Time, slot: u32, f: mesh_engine::Forward) {
         let proxy = self.reqs[slot as usize].proxy as usize;
-        let state = self.proxies[proxy].engine.start_request(&f, now);
+        let engine = &mut self.proxies[proxy].engine;
+        let state = engine.start_request(&f, now);
+        let per_try = engine
+            .route(state.route)
+            .retries
+            .as_ref()
+            .and_then(|rp| rp.per_try_timeout);
         let r = &mut self.reqs[slot as usize];
+        r.per_try = per_try;
         r.state = Some(state);
         r.upstream = Some(f.upstream);
         r.delayed = false;
@@ -824,20 +848,11 @@ impl<'m> Run<'m> {
     /// An injected delay is over: the router runs now (abort, weighted
     /// cluster, host), as in Envoy.
     fn after_delay(&mut self, now: Time, slot: u32) {
-        let r = self.reqs[slot as usize];
+        let r = &self.reqs[slot as usize];
         let Some(d) = r.delay else { return };
-        let proxy = r.proxy as usize;
-        let table = &self.model.calls.headers;
-        let mut pairs: [(&str, &str); MAX_HEADERS] = [("", ""); MAX_HEADERS];
-        let n = r.headers.write(table, &mut pairs);
-        let p = &mut self.proxies[proxy];
-        let req = app_request(
-            p.edge_ports[r.edge as usize],
-            r.authority,
-            r.path,
-            &pairs[..n],
-        );
-        match p.engine.handle_delayed(&req, d, now) {
+        let (proxy, edge, to, headers) =
+            (r.proxy as usize, r.edge, (r.authority, r.path), r.headers);
+        match self.decide(now, proxy, edge, to, &headers, Some(d)) {
             Decision::Forward(f) => self.forwarded(now, slot, f),
             Decision::Reject(rj) => self.end(now, slot, rj.status, Some(rj.flag().as_str())),
             Decision::Respond(rs) => self.end(now, slot, rs.status, None),
@@ -893,9 +908,9 @@ impl<'m> Run<'m> {
 
     /// Sends the current attempt of `slot` to its upstream's pod.
     fn send(&mut self, now: Time, slot: u32) {
-        self.reqs[slot as usize].delayed = false;
-        let r = self.reqs[slot as usize];
-        let p = r.proxy as usize;
+        let r = &mut self.reqs[slot as usize];
+        r.delayed = false;
+        let (p, attempt) = (r.proxy as usize, r.attempt);
         let Some(up) = r.upstream else { return };
         let pod = self.proxies[p]
             .pods_of
@@ -920,10 +935,9 @@ impl<'m> Run<'m> {
             self.attach(now, slot, 0);
             return;
         }
-        let key = self.pool(p, pod);
-        let pool = &self.pools[key];
-        let ready = !pool.idle.is_empty();
-        let empty = pool.empty();
+        let key = self.pools.pool(p, pod);
+        let ready = self.pools.ready(key);
+        let empty = self.pools.empty(key);
         match self.proxies[p].engine.admit(up, ready, empty, now) {
             Admission::Overflow => {
                 self.drain(now, p);
@@ -935,19 +949,12 @@ impl<'m> Run<'m> {
                 );
             }
             Admission::Attach => {
-                let served = self
-                    .pools
-                    .get_mut(key)
-                    .and_then(|pl| pl.idle.pop())
-                    .unwrap_or(0);
+                let served = self.pools.take_idle(key).unwrap_or(0);
                 self.attach(now, slot, served);
             }
             Admission::Queue { open_connection } => {
-                let attempt = r.attempt;
                 self.reqs[slot as usize].pending_conn = true;
-                if let Some(pl) = self.pools.get_mut(key) {
-                    pl.pending.push_back((slot, attempt));
-                }
+                self.pools.wait(key, slot, attempt);
                 if open_connection {
                     self.open_connection(now, p, pod, up);
                 }
@@ -955,27 +962,11 @@ impl<'m> Run<'m> {
         }
     }
 
-    /// The index of the pool of (proxy `p`, `pod`), made on first use.
-    fn pool(&mut self, p: usize, pod: u32) -> usize {
-        let k = p * self.pods.len() + pod as usize;
-        if self.pool_index[k] == u32::MAX {
-            self.pool_index[k] = u32::try_from(self.pools.len()).unwrap_or(u32::MAX);
-            self.pools.push(Pool::default());
-        }
-        self.pool_index[k] as usize
-    }
-
-    /// The pool of (proxy `p`, `pod`) if it was ever used.
-    fn existing_pool(&mut self, p: usize, pod: u32) -> Option<&mut Pool> {
-        let i = *self.pool_index.get(p * self.pods.len() + pod as usize)?;
-        self.pools.get_mut(i as usize)
-    }
-
     /// Opens a connection (ready at once) and serves the pool's queue.
     fn open_connection(&mut self, now: Time, p: usize, pod: u32, up: Upstream) {
         self.proxies[p].engine.connection_opened(up, now);
-        if let Some(pl) = self.existing_pool(p, pod) {
-            pl.idle.push(0);
+        if let Some(key) = self.pools.existing(p, pod) {
+            self.pools.put_idle(key, 0);
         }
         self.pump(now, p, pod);
     }
@@ -983,41 +974,33 @@ impl<'m> Run<'m> {
     /// Gives idle connections to waiting requests, in order; opens a
     /// connection if requests wait and none is idle or busy enough to come back.
     fn pump(&mut self, now: Time, p: usize, pod: u32) {
-        let key = self.pool(p, pod);
+        let key = self.pools.pool(p, pod);
         loop {
-            let Some(pl) = self.pools.get_mut(key) else {
-                return;
-            };
-            let Some(&(slot, attempt)) = pl.pending.front() else {
+            let Some((slot, attempt)) = self.pools.first_waiting(key) else {
                 return;
             };
             if !self.current(slot, attempt) || !self.reqs[slot as usize].pending_conn {
                 // Gone (timed out, cancelled): its breaker slot was freed then.
-                if let Some(pl) = self.pools.get_mut(key) {
-                    pl.pending.pop_front();
-                }
+                self.pools.pop_waiting(key);
                 continue;
             }
             let Some(up) = self.reqs[slot as usize].upstream else {
                 return;
             };
-            let pl = self.pools.get_mut(key).expect("pool exists");
-            if pl.idle.is_empty() {
-                let empty = pl.empty();
-                if pl.busy == 0 && self.proxies[p].engine.may_open_connection(up, empty, now) {
+            if !self.pools.ready(key) {
+                let empty = self.pools.empty(key);
+                if self.pools.busy(key) == 0
+                    && self.proxies[p].engine.may_open_connection(up, empty, now)
+                {
                     self.open_connection(now, p, pod, up);
                 }
                 return;
             }
-            pl.pending.pop_front();
+            self.pools.pop_waiting(key);
             self.reqs[slot as usize].pending_conn = false;
             match self.proxies[p].engine.dequeue(up, now) {
                 Admission::Attach => {
-                    let served = self
-                        .pools
-                        .get_mut(key)
-                        .and_then(|pl| pl.idle.pop())
-                        .unwrap_or(0);
+                    let served = self.pools.take_idle(key).unwrap_or(0);
                     self.attach(now, slot, served);
                 }
                 _ => {
@@ -1036,28 +1019,16 @@ impl<'m> Run<'m> {
     /// The attempt of `slot` runs on a connection that has served `served`
     /// requests: the per-try timeout starts, and the pod gets it.
     fn attach(&mut self, now: Time, slot: u32, served: u32) {
-        let r = self.reqs[slot as usize];
-        let p = r.proxy as usize;
-        let pod = r.pod;
-        {
-            let req = &mut self.reqs[slot as usize];
-            req.outstanding = true;
-            req.conn_served = served;
-        }
+        let r = &mut self.reqs[slot as usize];
+        r.outstanding = true;
+        r.conn_served = served;
+        let (p, pod, attempt, per_try) = (r.proxy as usize, r.pod, r.attempt, r.per_try);
         if pod != u32::MAX
-            && let Some(pl) = self.existing_pool(p, pod)
+            && let Some(key) = self.pools.existing(p, pod)
         {
-            pl.busy += 1;
+            self.pools.set_busy(key, self.pools.busy(key) + 1);
         }
-        let attempt = r.attempt;
-        if let Some(per_try) = r.state.and_then(|s| {
-            self.proxies[p]
-                .engine
-                .route(s.route)
-                .retries
-                .as_ref()
-                .and_then(|rp| rp.per_try_timeout)
-        }) {
+        if let Some(per_try) = per_try {
             self.queue.push(
                 now + per_try,
                 Class::Traffic,
@@ -1099,9 +1070,9 @@ impl<'m> Run<'m> {
     /// The connection of `slot`'s attempt is free again: kept (answered, under
     /// `maxRequestsPerConnection`) or closed (reset, refused, or used up).
     fn release_connection(&mut self, now: Time, slot: u32, keep: bool) {
-        let r = self.reqs[slot as usize];
-        let p = r.proxy as usize;
-        let (Some(up), pod) = (r.upstream, r.pod) else {
+        let r = &self.reqs[slot as usize];
+        let (p, pod, conn_served) = (r.proxy as usize, r.pod, r.conn_served);
+        let Some(up) = r.upstream else {
             return;
         };
         if pod == u32::MAX {
@@ -1111,12 +1082,13 @@ impl<'m> Run<'m> {
             .engine
             .connection_pool(up)
             .map_or(0, |c| c.max_requests_per_connection);
-        let served = r.conn_served + 1;
+        let served = conn_served + 1;
         let keep = keep && (limit == 0 || served < limit);
-        if let Some(pl) = self.existing_pool(p, pod) {
-            pl.busy = pl.busy.saturating_sub(1);
+        if let Some(key) = self.pools.existing(p, pod) {
+            self.pools
+                .set_busy(key, self.pools.busy(key).saturating_sub(1));
             if keep {
-                pl.idle.push(served);
+                self.pools.put_idle(key, served);
             }
         }
         if !keep {
@@ -1186,31 +1158,28 @@ impl<'m> Run<'m> {
     }
 
     fn attempt_done(&mut self, now: Time, slot: u32, outcome: Outcome) {
-        let r = self.reqs[slot as usize];
-        let p = r.proxy as usize;
+        let r = &mut self.reqs[slot as usize];
+        let (p, pod, start, attempt) = (r.proxy as usize, r.pod, r.start, r.attempt);
         let Some(up) = r.upstream else { return };
         if r.outstanding {
-            self.reqs[slot as usize].outstanding = false;
+            r.outstanding = false;
             self.proxies[p].engine.handle_response(up, outcome, now);
             // Answered: the connection goes back to the pool; a reset,
             // refusal or timeout closes it.
             self.release_connection(now, slot, matches!(outcome, Outcome::Status(_)));
-            if let Outcome::Status(s) = outcome
-                && r.pod != u32::MAX
-            {
-                self.metrics
-                    .attempt_result(r.pod as usize, s, now - r.start);
-            } else if r.pod != u32::MAX {
-                self.metrics
-                    .attempt_result(r.pod as usize, 503, now - r.start);
+            if pod != u32::MAX {
+                let s = match outcome {
+                    Outcome::Status(s) => s,
+                    _ => 503,
+                };
+                self.metrics.attempt_result(pod as usize, s, now - start);
             }
             self.drain(now, p);
         }
-        let Some(mut state) = r.state else { return };
-        let decision = self.proxies[p]
-            .engine
-            .retry_decision(&mut state, outcome, now);
-        self.reqs[slot as usize].state = Some(state);
+        let Some(state) = self.reqs[slot as usize].state.as_mut() else {
+            return;
+        };
+        let decision = self.proxies[p].engine.retry_decision(state, outcome, now);
         let status = match outcome {
             Outcome::Status(s) => s,
             Outcome::Timeout => 504,
@@ -1219,7 +1188,7 @@ impl<'m> Run<'m> {
         match decision {
             RetryDecision::Retry { backoff } => {
                 // The retry's host is picked when it fires, after the back-off.
-                let attempt = r.attempt.wrapping_add(1);
+                let attempt = attempt.wrapping_add(1);
                 self.reqs[slot as usize].attempt = attempt;
                 self.queue
                     .push(now + backoff, Class::Traffic, Ev::Retry { slot, attempt });
@@ -1237,11 +1206,12 @@ impl<'m> Run<'m> {
     }
 
     fn retry(&mut self, now: Time, slot: u32) {
-        let r = self.reqs[slot as usize];
+        let r = &mut self.reqs[slot as usize];
         let p = r.proxy as usize;
-        let Some(mut state) = r.state else { return };
-        let d = self.proxies[p].engine.retry(&mut state, now);
-        self.reqs[slot as usize].state = Some(state);
+        let Some(state) = r.state.as_mut() else {
+            return;
+        };
+        let d = self.proxies[p].engine.retry(state, now);
         match d {
             Decision::Forward(f) => {
                 self.reqs[slot as usize].upstream = Some(f.upstream);
@@ -1274,11 +1244,19 @@ impl<'m> Run<'m> {
 
     /// Records the final answer of a request and frees its slot.
     fn end(&mut self, now: Time, slot: u32, status: u16, flag: Option<&'static str>) {
-        let r = self.reqs[slot as usize];
-        let p = r.proxy as usize;
-        if let Some(mut state) = r.state {
-            self.proxies[p].engine.finish_request(&mut state, now);
+        let req = &mut self.reqs[slot as usize];
+        let p = req.proxy as usize;
+        if let Some(state) = req.state.as_mut() {
+            self.proxies[p].engine.finish_request(state, now);
         }
+        let r = Ended {
+            proxy: req.proxy,
+            origin: req.origin,
+            edge: req.edge,
+            start: req.start,
+            pod: req.pod,
+            fault_delayed: req.fault_delayed,
+        };
         self.release(slot);
         self.metrics
             .edge_answer(r.edge, status, flag, now - r.start);

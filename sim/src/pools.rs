@@ -1,0 +1,226 @@
+//! Envoy's per-host HTTP/1.1 connection pools, one per (proxy, pod) that
+//! ever talked: one request at a time per connection, connections reused
+//! until `maxRequestsPerConnection`, requests waiting for a connection in
+//! FIFO order. Connecting takes no virtual time.
+//!
+//! Laid out for a run with thousands of pools: a pool is four integers; its
+//! idle connections (a stack: the last one returned is reused first, as
+//! Envoy does) and its waiting requests (a queue) are linked lists through
+//! two arenas shared by all pools, so a pool's first use allocates nothing
+//! of its own and the arenas stop growing once the run is warm.
+
+/// The end of a list.
+const NIL: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug)]
+struct Pool {
+    /// The idle connection on top of the stack.
+    idle: u32,
+    /// Connections serving a request.
+    busy: u32,
+    /// The oldest and newest waiting requests.
+    head: u32,
+    tail: u32,
+}
+
+/// An idle connection: the requests it has served.
+#[derive(Clone, Copy, Debug)]
+struct Conn {
+    served: u32,
+    next: u32,
+}
+
+/// A request waiting for a connection: its slot and attempt.
+#[derive(Clone, Copy, Debug)]
+struct Wait {
+    slot: u32,
+    attempt: u32,
+    next: u32,
+}
+
+/// A pool's number, from [`Pools::pool`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PoolId(u32);
+
+/// Every pool of a run.
+#[derive(Debug)]
+pub(crate) struct Pools {
+    /// The pool of (proxy, pod) at `proxy * pods + pod`, `NIL` until used.
+    index: Vec<u32>,
+    pods: usize,
+    pools: Vec<Pool>,
+    conns: Vec<Conn>,
+    free_conn: u32,
+    waits: Vec<Wait>,
+    free_wait: u32,
+}
+
+impl Pools {
+    pub(crate) fn new(proxies: usize, pods: usize) -> Self {
+        Self {
+            index: vec![NIL; proxies * pods],
+            pods,
+            pools: Vec::new(),
+            conns: Vec::new(),
+            free_conn: NIL,
+            waits: Vec::new(),
+            free_wait: NIL,
+        }
+    }
+
+    /// The pool of (proxy `p`, `pod`), made on first use.
+    pub(crate) fn pool(&mut self, p: usize, pod: u32) -> PoolId {
+        let k = p * self.pods + pod as usize;
+        if self.index[k] == NIL {
+            self.index[k] = u32::try_from(self.pools.len()).unwrap_or(NIL);
+            self.pools.push(Pool {
+                idle: NIL,
+                busy: 0,
+                head: NIL,
+                tail: NIL,
+            });
+        }
+        PoolId(self.index[k])
+    }
+
+    /// The pool of (proxy `p`, `pod`) if it was ever used.
+    pub(crate) fn existing(&self, p: usize, pod: u32) -> Option<PoolId> {
+        let i = *self.index.get(p * self.pods + pod as usize)?;
+        (i != NIL).then_some(PoolId(i))
+    }
+
+    /// An idle connection is there.
+    pub(crate) fn ready(&self, id: PoolId) -> bool {
+        self.pools[id.0 as usize].idle != NIL
+    }
+
+    /// No connection at all, idle or busy.
+    pub(crate) fn empty(&self, id: PoolId) -> bool {
+        let pl = &self.pools[id.0 as usize];
+        pl.idle == NIL && pl.busy == 0
+    }
+
+    pub(crate) fn busy(&self, id: PoolId) -> u32 {
+        self.pools[id.0 as usize].busy
+    }
+
+    /// Takes the idle connection returned last; the requests it has served.
+    pub(crate) fn take_idle(&mut self, id: PoolId) -> Option<u32> {
+        let pl = &mut self.pools[id.0 as usize];
+        let c = pl.idle;
+        let conn = *self.conns.get(c as usize)?;
+        pl.idle = conn.next;
+        self.conns[c as usize].next = self.free_conn;
+        self.free_conn = c;
+        Some(conn.served)
+    }
+
+    /// An idle connection that has served `served` requests.
+    pub(crate) fn put_idle(&mut self, id: PoolId, served: u32) {
+        let next = self.pools[id.0 as usize].idle;
+        let conn = Conn { served, next };
+        let c = if self.free_conn == NIL {
+            self.conns.push(conn);
+            u32::try_from(self.conns.len() - 1).unwrap_or(NIL)
+        } else {
+            let c = self.free_conn;
+            self.free_conn = self.conns[c as usize].next;
+            self.conns[c as usize] = conn;
+            c
+        };
+        self.pools[id.0 as usize].idle = c;
+    }
+
+    pub(crate) fn set_busy(&mut self, id: PoolId, busy: u32) {
+        self.pools[id.0 as usize].busy = busy;
+    }
+
+    /// Attempt `attempt` of `slot` waits for a connection, last in line.
+    pub(crate) fn wait(&mut self, id: PoolId, slot: u32, attempt: u32) {
+        let w = Wait {
+            slot,
+            attempt,
+            next: NIL,
+        };
+        let i = if self.free_wait == NIL {
+            self.waits.push(w);
+            u32::try_from(self.waits.len() - 1).unwrap_or(NIL)
+        } else {
+            let i = self.free_wait;
+            self.free_wait = self.waits[i as usize].next;
+            self.waits[i as usize] = w;
+            i
+        };
+        let pl = &mut self.pools[id.0 as usize];
+        if pl.tail == NIL {
+            pl.head = i;
+        } else {
+            self.waits[pl.tail as usize].next = i;
+        }
+        pl.tail = i;
+    }
+
+    /// The (slot, attempt) first in line.
+    pub(crate) fn first_waiting(&self, id: PoolId) -> Option<(u32, u32)> {
+        let w = self.waits.get(self.pools[id.0 as usize].head as usize)?;
+        Some((w.slot, w.attempt))
+    }
+
+    /// Removes the first in line.
+    pub(crate) fn pop_waiting(&mut self, id: PoolId) {
+        let pl = &mut self.pools[id.0 as usize];
+        let i = pl.head;
+        let Some(w) = self.waits.get_mut(i as usize) else {
+            return;
+        };
+        pl.head = w.next;
+        if pl.head == NIL {
+            pl.tail = NIL;
+        }
+        w.next = self.free_wait;
+        self.free_wait = i;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_connections_are_reused_last_returned_first() {
+        let mut p = Pools::new(2, 3);
+        let id = p.pool(1, 2);
+        assert!(p.empty(id) && !p.ready(id));
+        p.put_idle(id, 0);
+        p.put_idle(id, 7);
+        assert!(p.ready(id));
+        assert_eq!(p.take_idle(id), Some(7));
+        p.put_idle(id, 9);
+        assert_eq!(p.take_idle(id), Some(9));
+        assert_eq!(p.take_idle(id), Some(0));
+        assert_eq!(p.take_idle(id), None);
+        assert_eq!(p.existing(1, 2), Some(id));
+        assert_eq!(p.existing(0, 2), None);
+    }
+
+    #[test]
+    fn waiting_requests_leave_in_arrival_order_per_pool() {
+        let mut p = Pools::new(1, 2);
+        let (a, b) = (p.pool(0, 0), p.pool(0, 1));
+        p.wait(a, 1, 1);
+        p.wait(b, 2, 1);
+        p.wait(a, 3, 1);
+        assert_eq!(p.first_waiting(a), Some((1, 1)));
+        p.pop_waiting(a);
+        p.wait(a, 4, 2);
+        assert_eq!(p.first_waiting(a), Some((3, 1)));
+        p.pop_waiting(a);
+        assert_eq!(p.first_waiting(a), Some((4, 2)));
+        p.pop_waiting(a);
+        assert_eq!(p.first_waiting(a), None);
+        assert_eq!(p.first_waiting(b), Some((2, 1)));
+        // Freed entries are reused: no growth.
+        p.wait(a, 5, 1);
+        assert!(p.waits.len() <= 3);
+    }
+}
