@@ -8,11 +8,17 @@ const HALF: u64 = 128;
 /// Powers of two above the linear range: values up to 2^48 µs.
 const POWERS: usize = 40;
 const BUCKETS: usize = 2 * HALF as usize + HALF as usize * POWERS;
+/// Words of the bitmap of non-empty buckets.
+const WORDS: usize = BUCKETS.div_ceil(64);
 
 /// Latency histogram.
 #[derive(Clone)]
 pub struct Histogram {
     counts: Box<[u32]>,
+    /// Bit `i % 64` of word `i / 64`: bucket `i` is not empty. Quantiles
+    /// and clearing visit only non-empty buckets: a window's histogram of
+    /// a few requests spread over hundreds of buckets costs a few words.
+    nonempty: Box<[u64; WORDS]>,
     total: u64,
     max_us: u64,
     /// The range of buckets in use, so that clearing and quantiles touch
@@ -33,6 +39,7 @@ impl Default for Histogram {
     fn default() -> Self {
         Self {
             counts: vec![0; BUCKETS].into_boxed_slice(),
+            nonempty: Box::new([0; WORDS]),
             total: 0,
             max_us: 0,
             lo: BUCKETS,
@@ -70,6 +77,7 @@ impl Histogram {
     pub fn record_us(&mut self, us: u64) {
         let i = index(us);
         self.counts[i] += 1;
+        self.nonempty[i / 64] |= 1 << (i % 64);
         self.lo = self.lo.min(i);
         self.hi = self.hi.max(i + 1);
         self.total += 1;
@@ -93,10 +101,10 @@ impl Histogram {
         )]
         let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
         let mut seen = 0u64;
-        for (i, &c) in self.counts[self.lo..self.hi].iter().enumerate() {
-            seen += u64::from(c);
+        for i in self.buckets() {
+            seen += u64::from(self.counts[i]);
             if seen >= rank {
-                return value_of(self.lo + i).min(self.max_us);
+                return value_of(i).min(self.max_us);
             }
         }
         self.max_us
@@ -120,13 +128,10 @@ impl Histogram {
         };
         let mut next = first;
         let mut seen = 0u64;
-        for (i, &c) in self.counts[self.lo..self.hi].iter().enumerate() {
-            if c == 0 {
-                continue;
-            }
-            seen += u64::from(c);
+        for i in self.buckets() {
+            seen += u64::from(self.counts[i]);
             while seen >= next {
-                out[k] = value_of(self.lo + i).min(self.max_us);
+                out[k] = value_of(i).min(self.max_us);
                 k += 1;
                 let Some(&r) = ranks.get(k) else {
                     return out;
@@ -140,10 +145,37 @@ impl Histogram {
         out
     }
 
+    /// The non-empty buckets, in order.
+    fn buckets(&self) -> impl Iterator<Item = usize> + '_ {
+        let words = if self.lo < self.hi {
+            self.lo / 64..=(self.hi - 1) / 64
+        } else {
+            1..=0
+        };
+        words.flat_map(move |w| {
+            let mut bits = self.nonempty[w];
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                Some(w * 64 + b)
+            })
+        })
+    }
+
     /// Empties the histogram.
     pub fn clear(&mut self) {
         if self.total > 0 {
-            self.counts[self.lo..self.hi].fill(0);
+            for w in self.lo / 64..=(self.hi - 1) / 64 {
+                let mut bits = self.nonempty[w];
+                while bits != 0 {
+                    self.counts[w * 64 + bits.trailing_zeros() as usize] = 0;
+                    bits &= bits - 1;
+                }
+                self.nonempty[w] = 0;
+            }
             self.total = 0;
             self.max_us = 0;
             self.lo = BUCKETS;
@@ -181,6 +213,26 @@ mod tests {
             assert!((got - expected).abs() / expected < 0.01, "q{q}: {got}");
         }
         assert_eq!(h.quantile_us(1.0), 10_000);
+    }
+
+    #[test]
+    fn a_cleared_histogram_is_a_new_one() {
+        let mut h = Histogram::default();
+        let mut x = 5u64;
+        for round in 0..50u64 {
+            let mut fresh = Histogram::default();
+            for _ in 0..(round % 7) * 3 {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let us = (x >> 33) % (1 << (round % 30 + 1));
+                h.record_us(us);
+                fresh.record_us(us);
+            }
+            let qs = [0.0, 0.5, 0.99, 1.0];
+            assert_eq!(h.quantiles_us(qs), fresh.quantiles_us(qs));
+            assert_eq!(h.counts, fresh.counts);
+            assert_eq!(h.nonempty, fresh.nonempty);
+            h.clear();
+        }
     }
 
     #[test]
