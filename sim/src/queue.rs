@@ -3,7 +3,7 @@
 //! timeline) before traffic, then first scheduled, first run.
 //!
 //! A calendar queue (Brown, 1988): time is cut into buckets of about a
-//! millisecond, kept in a ring that spans a few seconds. Most events (a
+//! millisecond, kept in a ring that spans about a second. Most events (a
 //! pod's answer, a timeout) fall a few milliseconds ahead: pushing one is
 //! appending to its bucket, and a bucket is sorted once when the clock
 //! reaches it, so an event costs a handful of instructions where a binary
@@ -51,8 +51,9 @@ impl<E> Ord for Entry<E> {
 
 /// A bucket spans 2^20 ns (about 1 ms) of virtual time.
 const WIDTH_SHIFT: u32 = 20;
-/// Buckets in the ring (2^12 × 1 ms ≈ 4.4 s ahead).
-const RING: u64 = 1 << 12;
+/// Buckets in the ring (2^10 × 1 ms ≈ 1.1 s ahead: a metrics window of
+/// 1 s and most latencies and timeouts fall in it).
+const RING: u64 = 1 << 10;
 
 fn bucket_of(key: u128) -> u64 {
     u64::try_from(key >> (64 + WIDTH_SHIFT)).unwrap_or(u64::MAX)
