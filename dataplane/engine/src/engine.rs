@@ -519,9 +519,10 @@ impl Engine {
     }
 
     /// The `connectionPool` settings of an upstream's cluster.
+    #[inline]
     pub fn connection_pool(&self, upstream: Upstream) -> Option<crate::config::ConnectionPool> {
-        self.locate(upstream)
-            .map(|(c, _)| self.clusters[c].breaker.limits)
+        self.cluster_of(upstream)
+            .map(|c| self.clusters[c].breaker.limits)
     }
 
     /// The caller opened a connection to `upstream` (counts against the
@@ -547,15 +548,14 @@ impl Engine {
     /// the host at once (an [`EngineEvent::Ejected`]). Allocates nothing.
     pub fn handle_response(&mut self, upstream: Upstream, outcome: Outcome, now: Time) {
         self.guard.observe(now);
-        let Some((c, e)) = self.locate(upstream) else {
+        let Some((c, e)) = self.resolve(upstream) else {
+            // The endpoint left in a reconfigure: its cluster's slot is freed.
+            if let Some(c) = self.locate_cluster(upstream) {
+                self.clusters[c].breaker.finish();
+            }
             return;
         };
         let cluster = &mut self.clusters[c];
-        // The endpoint left in a reconfigure: its cluster's slot is freed.
-        let Some(e) = e else {
-            cluster.breaker.finish();
-            return;
-        };
         let host = &mut cluster.hosts[e];
         debug_assert!(
             host.active_requests > 0,
@@ -701,7 +701,7 @@ impl Engine {
         now: Time,
     ) -> RetryDecision {
         self.guard.observe(now);
-        let Some((c, _)) = self.locate(state.upstream) else {
+        let Some(c) = self.cluster_of(state.upstream) else {
             return RetryDecision::Done { flag: None };
         };
         if state.retry_in_flight {
@@ -785,7 +785,7 @@ impl Engine {
             return;
         }
         state.retry_in_flight = false;
-        if let Some((c, _)) = self.locate(state.upstream) {
+        if let Some(c) = self.cluster_of(state.upstream) {
             self.clusters[c].breaker.finish_retry();
         }
     }
@@ -947,7 +947,22 @@ impl Engine {
 
     /// The current (cluster, endpoint) indices of an upstream handed out in
     /// any generation, or `None` if it no longer exists.
+    #[inline]
     fn resolve(&self, up: Upstream) -> Option<(usize, usize)> {
+        // Nearly every upstream is of the current generation: no remap.
+        let (c, e) = if up.generation == self.generation {
+            (up.cluster.0, up.endpoint.0)
+        } else {
+            self.remap(up)?
+        };
+        let (c, e) = (c as usize, e as usize);
+        (c < self.clusters.len() && e < self.clusters[c].hosts.len()).then_some((c, e))
+    }
+
+    /// An upstream's (cluster, endpoint) of an earlier generation, carried
+    /// through each later generation's remap; `None` if it left.
+    #[cold]
+    fn remap(&self, up: Upstream) -> Option<(u32, u32)> {
         let (mut c, mut e) = (up.cluster.0, up.endpoint.0);
         for g in up.generation..self.generation {
             (c, e) = (*self
@@ -956,22 +971,38 @@ impl Engine {
                 .get(c as usize)?
                 .get(e as usize)?)?;
         }
-        let (c, e) = (c as usize, e as usize);
-        (c < self.clusters.len() && e < self.clusters[c].hosts.len()).then_some((c, e))
+        Some((c, e))
     }
 
     /// The current cluster of an upstream handed out in any generation, and
     /// its endpoint if that still exists; `None` if the cluster is gone.
+    #[inline]
     fn locate(&self, up: Upstream) -> Option<(usize, Option<usize>)> {
-        if let Some((c, e)) = self.resolve(up) {
-            return Some((c, Some(e)));
+        match self.resolve(up) {
+            Some((c, e)) => Some((c, Some(e))),
+            None => self.locate_cluster(up).map(|c| (c, None)),
         }
+    }
+
+    /// The current cluster of an upstream handed out in any generation;
+    /// `None` if the cluster is gone.
+    #[inline]
+    fn cluster_of(&self, up: Upstream) -> Option<usize> {
+        match self.resolve(up) {
+            Some((c, _)) => Some(c),
+            None => self.locate_cluster(up),
+        }
+    }
+
+    /// The current cluster of an upstream whose endpoint is gone.
+    #[cold]
+    fn locate_cluster(&self, up: Upstream) -> Option<usize> {
         let mut c = up.cluster.0;
         for g in up.generation..self.generation {
             c = (*self.cluster_remaps.get(g as usize)?.get(c as usize)?)?;
         }
         let c = c as usize;
-        (c < self.clusters.len()).then_some((c, None))
+        (c < self.clusters.len()).then_some(c)
     }
 
     /// The next event, if any.
