@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap;
 use crate::affinity::{self, KeyHash};
 use crate::balance::{Balancer, Host};
 use crate::breaker::{Admission, Breaker, BreakerStats};
-use crate::config::{Action, Config, HashKey, HttpRoute, RetryOn, format_duration};
+use crate::config::{Action, Config, HashKey, HttpRoute, RetryOn, RetryPolicy, format_duration};
 use crate::decision::{
     ClusterId, Decision, Delay, EndpointId, EngineEvent, Forward, Outcome, Reject, RejectReason,
     Respond, ResponseFlag, Upstream,
@@ -720,7 +720,9 @@ impl Engine {
                 (on.contains(RetryOn::FIVE_XX) && (500..=599).contains(&s))
                     || (on.contains(RetryOn::GATEWAY_ERROR) && (502..=504).contains(&s))
                     || (on.contains(RetryOn::RETRIABLE_4XX) && s == 409)
+                    // (Istio's default sets the flag with no codes: skip the search.)
                     || (on.contains(RetryOn::RETRIABLE_STATUS_CODES)
+                        && !policy.retriable_status_codes.is_empty()
                         && policy.retriable_status_codes.contains(&s))
             }
             Outcome::ConnectFailure => {
@@ -737,42 +739,14 @@ impl Engine {
         if !retriable {
             return RetryDecision::Done { flag: None };
         }
-        if let Some(t) = route.timeout
-            && now >= state.started + t
-        {
-            return RetryDecision::Done {
-                flag: Some(ResponseFlag::UpstreamRequestTimeout),
-            };
-        }
-        if state.retries >= policy.num_retries {
-            return RetryDecision::Done {
-                flag: Some(ResponseFlag::UpstreamRetryLimitExceeded),
-            };
-        }
-        if !self.clusters[c].breaker.start_retry() {
-            return RetryDecision::Done {
-                flag: Some(ResponseFlag::UpstreamOverflow),
-            };
-        }
-        state.retry_in_flight = true;
-        state.retries += 1;
-        // Envoy's `JitteredExponentialBackOffStrategy` (the code, not the
-        // docs' `(2^k − 1) × base`): retry k waits uniformly in
-        // [0, interval_k) ms with interval_1 = base and interval_{k+1} =
-        // 2 × interval_k while that stays under max / 2, else max. With the
-        // 25 ms default: [0,25), [0,50), [0,100), [0,200), then [0,250).
-        let base = u64::try_from(policy.backoff_base.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let max = u64::try_from(policy.backoff_max.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(base);
-        let mut ceiling = base;
-        for _ in 1..state.retries {
-            ceiling = if ceiling < max / 2 { ceiling * 2 } else { max };
-        }
-        let backoff = Duration::from_millis(self.rng_retry.modulo(ceiling));
-        RetryDecision::Retry { backoff }
+        retry_retriable(
+            route,
+            policy,
+            state,
+            &mut self.clusters[c].breaker,
+            &mut self.rng_retry,
+            now,
+        )
     }
 
     /// Ends a request's router state: releases the `maxRetries` slot of a
@@ -1199,6 +1173,57 @@ impl Engine {
             ),
         }
     }
+}
+
+/// The rest of [`Engine::retry_decision`] once the outcome is retriable:
+/// the route timeout, `numRetries`, the cluster's `maxRetries` and the
+/// back-off. Out of line, so that the common answer (not retriable) costs
+/// little.
+#[inline(never)]
+fn retry_retriable(
+    route: &HttpRoute,
+    policy: &RetryPolicy,
+    state: &mut RequestState,
+    breaker: &mut Breaker,
+    rng: &mut Stream,
+    now: Time,
+) -> RetryDecision {
+    if let Some(t) = route.timeout
+        && now >= state.started + t
+    {
+        return RetryDecision::Done {
+            flag: Some(ResponseFlag::UpstreamRequestTimeout),
+        };
+    }
+    if state.retries >= policy.num_retries {
+        return RetryDecision::Done {
+            flag: Some(ResponseFlag::UpstreamRetryLimitExceeded),
+        };
+    }
+    if !breaker.start_retry() {
+        return RetryDecision::Done {
+            flag: Some(ResponseFlag::UpstreamOverflow),
+        };
+    }
+    state.retry_in_flight = true;
+    state.retries += 1;
+    // Envoy's `JitteredExponentialBackOffStrategy` (the code, not the
+    // docs' `(2^k − 1) × base`): retry k waits uniformly in
+    // [0, interval_k) ms with interval_1 = base and interval_{k+1} =
+    // 2 × interval_k while that stays under max / 2, else max. With the
+    // 25 ms default: [0,25), [0,50), [0,100), [0,200), then [0,250).
+    let base = u64::try_from(policy.backoff_base.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let max = u64::try_from(policy.backoff_max.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(base);
+    let mut ceiling = base;
+    for _ in 1..state.retries {
+        ceiling = if ceiling < max / 2 { ceiling * 2 } else { max };
+    }
+    let backoff = Duration::from_millis(rng.modulo(ceiling));
+    RetryDecision::Retry { backoff }
 }
 
 /// A cluster index of config generation `from`, in generation `to`.
