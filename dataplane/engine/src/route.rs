@@ -392,6 +392,7 @@ impl ExactDomains {
     }
 
     /// The virtual host of an exact domain.
+    #[inline]
     fn get(&self, domain: &[u8]) -> Option<u32> {
         match self {
             Self::ByLength { domains, starts } => {
