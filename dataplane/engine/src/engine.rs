@@ -448,6 +448,7 @@ impl Engine {
     /// caller has no connection at all to it. An overflow is final: answer
     /// 503 `UO` with `x-envoy-overloaded: true`; it is never retried and never
     /// counted by outlier detection.
+    #[inline]
     pub fn admit(
         &mut self,
         upstream: Upstream,
@@ -670,6 +671,7 @@ impl Engine {
     }
 
     /// Starts the router state of a forwarded request (for retries).
+    #[inline]
     pub fn start_request(&self, forward: &Forward, now: Time) -> RequestState {
         let mut s = RequestState {
             route: forward.route,
@@ -753,6 +755,7 @@ impl Engine {
     /// retry that will not report to [`Engine::retry_decision`] (Envoy
     /// frees it when the retry state is destroyed). Idempotent; harmless
     /// after a `Done`.
+    #[inline]
     pub fn finish_request(&mut self, state: &mut RequestState, now: Time) {
         self.guard.observe(now);
         if !state.retry_in_flight {
@@ -980,6 +983,7 @@ impl Engine {
     }
 
     /// The next event, if any.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<EngineEvent> {
         self.events.pop_front()
     }
