@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap;
 use crate::affinity::{self, KeyHash};
 use crate::balance::{Balancer, Host};
 use crate::breaker::{Admission, Breaker, BreakerStats};
-use crate::config::{Action, Config, HashKey, HttpRoute, RetryOn, format_duration};
+use crate::config::{Action, Config, HashKey, HttpRoute, RetryOn, RetryPolicy, format_duration};
 use crate::decision::{
     ClusterId, Decision, Delay, EndpointId, EngineEvent, Forward, Outcome, Reject, RejectReason,
     Respond, ResponseFlag, Upstream,
@@ -448,6 +448,7 @@ impl Engine {
     /// caller has no connection at all to it. An overflow is final: answer
     /// 503 `UO` with `x-envoy-overloaded: true`; it is never retried and never
     /// counted by outlier detection.
+    #[inline]
     pub fn admit(
         &mut self,
         upstream: Upstream,
@@ -519,9 +520,10 @@ impl Engine {
     }
 
     /// The `connectionPool` settings of an upstream's cluster.
+    #[inline]
     pub fn connection_pool(&self, upstream: Upstream) -> Option<crate::config::ConnectionPool> {
-        self.locate(upstream)
-            .map(|(c, _)| self.clusters[c].breaker.limits)
+        self.cluster_of(upstream)
+            .map(|c| self.clusters[c].breaker.limits)
     }
 
     /// The caller opened a connection to `upstream` (counts against the
@@ -547,15 +549,14 @@ impl Engine {
     /// the host at once (an [`EngineEvent::Ejected`]). Allocates nothing.
     pub fn handle_response(&mut self, upstream: Upstream, outcome: Outcome, now: Time) {
         self.guard.observe(now);
-        let Some((c, e)) = self.locate(upstream) else {
+        let Some((c, e)) = self.resolve(upstream) else {
+            // The endpoint left in a reconfigure: its cluster's slot is freed.
+            if let Some(c) = self.locate_cluster(upstream) {
+                self.clusters[c].breaker.finish();
+            }
             return;
         };
         let cluster = &mut self.clusters[c];
-        // The endpoint left in a reconfigure: its cluster's slot is freed.
-        let Some(e) = e else {
-            cluster.breaker.finish();
-            return;
-        };
         let host = &mut cluster.hosts[e];
         debug_assert!(
             host.active_requests > 0,
@@ -670,6 +671,7 @@ impl Engine {
     }
 
     /// Starts the router state of a forwarded request (for retries).
+    #[inline]
     pub fn start_request(&self, forward: &Forward, now: Time) -> RequestState {
         let mut s = RequestState {
             route: forward.route,
@@ -701,7 +703,7 @@ impl Engine {
         now: Time,
     ) -> RetryDecision {
         self.guard.observe(now);
-        let Some((c, _)) = self.locate(state.upstream) else {
+        let Some(c) = self.cluster_of(state.upstream) else {
             return RetryDecision::Done { flag: None };
         };
         if state.retry_in_flight {
@@ -720,7 +722,9 @@ impl Engine {
                 (on.contains(RetryOn::FIVE_XX) && (500..=599).contains(&s))
                     || (on.contains(RetryOn::GATEWAY_ERROR) && (502..=504).contains(&s))
                     || (on.contains(RetryOn::RETRIABLE_4XX) && s == 409)
+                    // (Istio's default sets the flag with no codes: skip the search.)
                     || (on.contains(RetryOn::RETRIABLE_STATUS_CODES)
+                        && !policy.retriable_status_codes.is_empty()
                         && policy.retriable_status_codes.contains(&s))
             }
             Outcome::ConnectFailure => {
@@ -737,55 +741,28 @@ impl Engine {
         if !retriable {
             return RetryDecision::Done { flag: None };
         }
-        if let Some(t) = route.timeout
-            && now >= state.started + t
-        {
-            return RetryDecision::Done {
-                flag: Some(ResponseFlag::UpstreamRequestTimeout),
-            };
-        }
-        if state.retries >= policy.num_retries {
-            return RetryDecision::Done {
-                flag: Some(ResponseFlag::UpstreamRetryLimitExceeded),
-            };
-        }
-        if !self.clusters[c].breaker.start_retry() {
-            return RetryDecision::Done {
-                flag: Some(ResponseFlag::UpstreamOverflow),
-            };
-        }
-        state.retry_in_flight = true;
-        state.retries += 1;
-        // Envoy's `JitteredExponentialBackOffStrategy` (the code, not the
-        // docs' `(2^k − 1) × base`): retry k waits uniformly in
-        // [0, interval_k) ms with interval_1 = base and interval_{k+1} =
-        // 2 × interval_k while that stays under max / 2, else max. With the
-        // 25 ms default: [0,25), [0,50), [0,100), [0,200), then [0,250).
-        let base = u64::try_from(policy.backoff_base.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let max = u64::try_from(policy.backoff_max.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(base);
-        let mut ceiling = base;
-        for _ in 1..state.retries {
-            ceiling = if ceiling < max / 2 { ceiling * 2 } else { max };
-        }
-        let backoff = Duration::from_millis(self.rng_retry.modulo(ceiling));
-        RetryDecision::Retry { backoff }
+        retry_retriable(
+            route,
+            policy,
+            state,
+            &mut self.clusters[c].breaker,
+            &mut self.rng_retry,
+            now,
+        )
     }
 
     /// Ends a request's router state: releases the `maxRetries` slot of a
     /// retry that will not report to [`Engine::retry_decision`] (Envoy
     /// frees it when the retry state is destroyed). Idempotent; harmless
     /// after a `Done`.
+    #[inline]
     pub fn finish_request(&mut self, state: &mut RequestState, now: Time) {
         self.guard.observe(now);
         if !state.retry_in_flight {
             return;
         }
         state.retry_in_flight = false;
-        if let Some((c, _)) = self.locate(state.upstream) {
+        if let Some(c) = self.cluster_of(state.upstream) {
             self.clusters[c].breaker.finish_retry();
         }
     }
@@ -947,7 +924,22 @@ impl Engine {
 
     /// The current (cluster, endpoint) indices of an upstream handed out in
     /// any generation, or `None` if it no longer exists.
+    #[inline]
     fn resolve(&self, up: Upstream) -> Option<(usize, usize)> {
+        // Nearly every upstream is of the current generation: no remap.
+        let (c, e) = if up.generation == self.generation {
+            (up.cluster.0, up.endpoint.0)
+        } else {
+            self.remap(up)?
+        };
+        let (c, e) = (c as usize, e as usize);
+        (c < self.clusters.len() && e < self.clusters[c].hosts.len()).then_some((c, e))
+    }
+
+    /// An upstream's (cluster, endpoint) of an earlier generation, carried
+    /// through each later generation's remap; `None` if it left.
+    #[cold]
+    fn remap(&self, up: Upstream) -> Option<(u32, u32)> {
         let (mut c, mut e) = (up.cluster.0, up.endpoint.0);
         for g in up.generation..self.generation {
             (c, e) = (*self
@@ -956,25 +948,42 @@ impl Engine {
                 .get(c as usize)?
                 .get(e as usize)?)?;
         }
-        let (c, e) = (c as usize, e as usize);
-        (c < self.clusters.len() && e < self.clusters[c].hosts.len()).then_some((c, e))
+        Some((c, e))
     }
 
     /// The current cluster of an upstream handed out in any generation, and
     /// its endpoint if that still exists; `None` if the cluster is gone.
+    #[inline]
     fn locate(&self, up: Upstream) -> Option<(usize, Option<usize>)> {
-        if let Some((c, e)) = self.resolve(up) {
-            return Some((c, Some(e)));
+        match self.resolve(up) {
+            Some((c, e)) => Some((c, Some(e))),
+            None => self.locate_cluster(up).map(|c| (c, None)),
         }
+    }
+
+    /// The current cluster of an upstream handed out in any generation;
+    /// `None` if the cluster is gone.
+    #[inline]
+    fn cluster_of(&self, up: Upstream) -> Option<usize> {
+        match self.resolve(up) {
+            Some((c, _)) => Some(c),
+            None => self.locate_cluster(up),
+        }
+    }
+
+    /// The current cluster of an upstream whose endpoint is gone.
+    #[cold]
+    fn locate_cluster(&self, up: Upstream) -> Option<usize> {
         let mut c = up.cluster.0;
         for g in up.generation..self.generation {
             c = (*self.cluster_remaps.get(g as usize)?.get(c as usize)?)?;
         }
         let c = c as usize;
-        (c < self.clusters.len()).then_some((c, None))
+        (c < self.clusters.len()).then_some(c)
     }
 
     /// The next event, if any.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<EngineEvent> {
         self.events.pop_front()
     }
@@ -1168,6 +1177,57 @@ impl Engine {
             ),
         }
     }
+}
+
+/// The rest of [`Engine::retry_decision`] once the outcome is retriable:
+/// the route timeout, `numRetries`, the cluster's `maxRetries` and the
+/// back-off. Out of line, so that the common answer (not retriable) costs
+/// little.
+#[inline(never)]
+fn retry_retriable(
+    route: &HttpRoute,
+    policy: &RetryPolicy,
+    state: &mut RequestState,
+    breaker: &mut Breaker,
+    rng: &mut Stream,
+    now: Time,
+) -> RetryDecision {
+    if let Some(t) = route.timeout
+        && now >= state.started + t
+    {
+        return RetryDecision::Done {
+            flag: Some(ResponseFlag::UpstreamRequestTimeout),
+        };
+    }
+    if state.retries >= policy.num_retries {
+        return RetryDecision::Done {
+            flag: Some(ResponseFlag::UpstreamRetryLimitExceeded),
+        };
+    }
+    if !breaker.start_retry() {
+        return RetryDecision::Done {
+            flag: Some(ResponseFlag::UpstreamOverflow),
+        };
+    }
+    state.retry_in_flight = true;
+    state.retries += 1;
+    // Envoy's `JitteredExponentialBackOffStrategy` (the code, not the
+    // docs' `(2^k − 1) × base`): retry k waits uniformly in
+    // [0, interval_k) ms with interval_1 = base and interval_{k+1} =
+    // 2 × interval_k while that stays under max / 2, else max. With the
+    // 25 ms default: [0,25), [0,50), [0,100), [0,200), then [0,250).
+    let base = u64::try_from(policy.backoff_base.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let max = u64::try_from(policy.backoff_max.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(base);
+    let mut ceiling = base;
+    for _ in 1..state.retries {
+        ceiling = if ceiling < max / 2 { ceiling * 2 } else { max };
+    }
+    let backoff = Duration::from_millis(rng.modulo(ceiling));
+    RetryDecision::Retry { backoff }
 }
 
 /// A cluster index of config generation `from`, in generation `to`.

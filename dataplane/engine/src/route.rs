@@ -101,8 +101,8 @@ pub(crate) struct RouteTable {
     vhosts: Vec<VirtualHost>,
     /// Every route (VirtualService routes and generated default routes).
     routes: Vec<HttpRoute>,
-    /// Destination cluster of each route destination, or `None` (NC).
-    exact: FxHashMap<Box<[u8]>, u32>,
+    /// Exact (lowercase) domains and their virtual hosts.
+    exact: ExactDomains,
     /// `*.suffix` domains, longest suffix first.
     wildcard: Vec<(Box<str>, u32)>,
     /// A gateway's servers: (port, hosts without their `namespace/`), in
@@ -116,10 +116,11 @@ impl RouteTable {
             generation,
             vhosts: Vec::new(),
             routes: Vec::new(),
-            exact: FxHashMap::default(),
+            exact: ExactDomains::default(),
             wildcard: Vec::new(),
             servers: gateway_servers(config, proxy),
         };
+        let mut exact = FxHashMap::default();
         let ctx = proxy.context();
         // Bound to this proxy (mesh or its gateway) and exported to its namespace.
         let applies = |vs: &crate::config::VirtualService| {
@@ -130,7 +131,7 @@ impl RouteTable {
             for vs in config.virtual_services.iter().filter(|vs| applies(vs)) {
                 let vh = t.add_vhost(config, proxy, Some(vs), None);
                 for h in &vs.hosts {
-                    t.add_domain(h, vh);
+                    t.add_domain(&mut exact, h, vh);
                 }
             }
         } else {
@@ -144,26 +145,27 @@ impl RouteTable {
                     .find(|vs| applies(vs) && vs.hosts.iter().any(|h| host_matches(h, &svc.host)));
                 let vh = t.add_vhost(config, proxy, vs, Some(s));
                 for d in aliases(&svc.host, &svc.namespace, proxy.namespace()) {
-                    t.add_domain(&format!("{d}:{}", svc.port), vh);
-                    t.add_domain(&d, vh);
+                    t.add_domain(&mut exact, &format!("{d}:{}", svc.port), vh);
+                    t.add_domain(&mut exact, &d, vh);
                 }
             }
         }
         t.wildcard
             .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        t.exact = ExactDomains::new(exact);
         t
     }
 
-    fn add_domain(&mut self, domain: &str, vh: u32) {
+    /// Adds a domain of virtual host `vh`; the first virtual host to claim
+    /// a domain keeps it.
+    fn add_domain(&mut self, exact: &mut FxHashMap<Box<[u8]>, u32>, domain: &str, vh: u32) {
         let d = domain.to_ascii_lowercase();
         if let Some(suffix) = d.strip_prefix('*') {
             if !self.wildcard.iter().any(|(s, _)| **s == *suffix) {
                 self.wildcard.push((suffix.into(), vh));
             }
         } else {
-            self.exact
-                .entry(d.into_bytes().into_boxed_slice())
-                .or_insert(vh);
+            exact.entry(d.into_bytes().into_boxed_slice()).or_insert(vh);
         }
     }
 
@@ -268,7 +270,7 @@ impl RouteTable {
         // domain too, as in Istio's virtual hosts); otherwise without port
         // and lowercased.
         match self.exact.get(authority.as_bytes()) {
-            Some(&vh) => Some(vh),
+            Some(vh) => Some(vh),
             None => self.vhost_for(host_of(authority)),
         }
     }
@@ -298,6 +300,10 @@ impl RouteTable {
             .map(|(p, _)| *p)
     }
 
+    /// The virtual host of a host (without port): exact, lowercased, then
+    /// wildcard. Out of line: [`Self::vhost_of`] finds most authorities as
+    /// sent.
+    #[inline(never)]
     fn vhost_for(&self, host: &str) -> Option<u32> {
         // Hosts are nearly always lowercase already: look them up as they
         // are, and lowercase into a stack buffer only when needed.
@@ -312,7 +318,7 @@ impl RouteTable {
         } else {
             return None;
         };
-        if let Some(&vh) = self.exact.get(lower) {
+        if let Some(vh) = self.exact.get(lower) {
             return Some(vh);
         }
         self.wildcard
@@ -333,6 +339,78 @@ impl RouteTable {
 
     pub(crate) fn routes(&self) -> &[HttpRoute] {
         &self.routes
+    }
+}
+
+/// The exact domains of a route table, each with its virtual host.
+#[derive(Clone, Debug)]
+enum ExactDomains {
+    /// Grouped by length: a lookup compares the authority with the few
+    /// domains of its length (one to a handful: a service's aliases all
+    /// differ in length), which costs less than hashing it.
+    ByLength {
+        /// (domain, virtual host), ordered by length.
+        domains: Vec<(Box<[u8]>, u32)>,
+        /// `domains[starts[n]..starts[n + 1]]` are the domains of length n.
+        starts: Vec<u32>,
+    },
+    /// Hashed, when some length has more than [`Self::MAX_SCAN`] domains.
+    Hashed(FxHashMap<Box<[u8]>, u32>),
+}
+
+impl Default for ExactDomains {
+    fn default() -> Self {
+        Self::ByLength {
+            domains: Vec::new(),
+            starts: Vec::new(),
+        }
+    }
+}
+
+impl ExactDomains {
+    /// The most domains of one length a lookup compares in turn.
+    const MAX_SCAN: usize = 4;
+
+    fn new(map: FxHashMap<Box<[u8]>, u32>) -> Self {
+        let mut domains: Vec<(Box<[u8]>, u32)> =
+            map.iter().map(|(d, vh)| (d.clone(), *vh)).collect();
+        domains.sort_unstable_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.cmp(&b.0)));
+        let longest = domains.last().map_or(0, |(d, _)| d.len());
+        let mut starts = Vec::with_capacity(longest + 2);
+        let mut i = 0;
+        for n in 0..=longest + 1 {
+            let start = i;
+            while i < domains.len() && domains[i].0.len() == n {
+                i += 1;
+            }
+            if i - start > Self::MAX_SCAN {
+                return Self::Hashed(map);
+            }
+            starts.push(u32::try_from(start).unwrap_or(u32::MAX));
+        }
+        Self::ByLength { domains, starts }
+    }
+
+    /// The virtual host of an exact domain.
+    #[inline]
+    fn get(&self, domain: &[u8]) -> Option<u32> {
+        match self {
+            Self::ByLength { domains, starts } => {
+                let n = domain.len();
+                let (&lo, &hi) = (starts.get(n)?, starts.get(n + 1)?);
+                domains[lo as usize..hi as usize]
+                    .iter()
+                    .find(|(d, _)| **d == *domain)
+                    .map(|(_, vh)| *vh)
+            }
+            Self::Hashed(map) => Self::hashed_get(map, domain),
+        }
+    }
+
+    /// Out of line, so that a lookup by length saves no registers.
+    #[inline(never)]
+    fn hashed_get(map: &FxHashMap<Box<[u8]>, u32>, domain: &[u8]) -> Option<u32> {
+        map.get(domain).copied()
     }
 }
 
@@ -405,7 +483,9 @@ fn has_request_conditions(m: &Match) -> bool {
 }
 
 /// Whether every request-time condition of the block holds for `req`
-/// arriving on `port`.
+/// arriving on `port`. Out of line, so that [`RouteTable::select`] over
+/// catch-all entries stays small.
+#[inline(never)]
 pub(crate) fn matches(m: &Match, req: &Request<'_>, port: u16) -> bool {
     if m.port.is_some_and(|p| p != port) {
         return false;
@@ -1594,5 +1674,33 @@ directResponse = { status = 418 }
             };
             assert_eq!((e.route(r.route).name.as_str(), r.status), (route, status));
         }
+    }
+
+    #[test]
+    fn exact_domains_are_found_by_length_or_hashed_alike() {
+        // Up to `MAX_SCAN` domains of one length are compared in turn; one
+        // more and the table is hashed. Either way each domain finds its
+        // virtual host, and nothing else matches.
+        for same_length in [ExactDomains::MAX_SCAN, ExactDomains::MAX_SCAN + 1] {
+            let mut map = FxHashMap::default();
+            let mut domains = vec!["a".to_owned(), "reviews:9080".to_owned()];
+            domains.extend((0..same_length).map(|i| format!("svc-{i}")));
+            for (vh, d) in domains.iter().enumerate() {
+                map.insert(d.as_bytes().into(), u32::try_from(vh).unwrap());
+            }
+            let exact = ExactDomains::new(map);
+            assert_eq!(
+                matches!(exact, ExactDomains::Hashed(_)),
+                same_length > ExactDomains::MAX_SCAN
+            );
+            for (vh, d) in domains.iter().enumerate() {
+                assert_eq!(exact.get(d.as_bytes()), Some(u32::try_from(vh).unwrap()));
+            }
+            for miss in ["", "b", "svc-9", "svc-00", "reviews:9081", "reviews:90800"] {
+                assert_eq!(exact.get(miss.as_bytes()), None, "{miss}");
+            }
+        }
+        assert_eq!(ExactDomains::default().get(b""), None);
+        assert_eq!(ExactDomains::new(FxHashMap::default()).get(b"x"), None);
     }
 }
