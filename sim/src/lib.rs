@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod budget;
 mod callgraph;
 pub mod experiment;
 pub mod export;

@@ -249,6 +249,13 @@ impl Model {
     ) -> Result<(Self, Vec<ConfigError>), Vec<ConfigError>> {
         let mut errors = Vec::new();
         let root = FieldPath::root();
+        // Refuse what cannot fit before building anything of it.
+        if let Some((limit, source)) = crate::budget::limit()
+            && let Some((path, why)) =
+                crate::budget::check(&crate::budget::estimate(f), limit, source)
+        {
+            return Err(vec![err(path, why)]);
+        }
         let duration = positive(&Some(f.duration.clone()), root.key("duration"), &mut errors)
             .unwrap_or(Duration::from_secs(1));
         let window =

@@ -216,6 +216,11 @@ struct Proxy {
     tick_at: Option<Time>,
 }
 
+/// Bytes one request in flight can take at the peak: its slot in the
+/// request slab three times over (the slab doubles, and the old copy lives
+/// while the new one is filled) and its events in the queue.
+pub(crate) const IN_FLIGHT_BYTES: u64 = 3 * std::mem::size_of::<Req<'static>>() as u64 + 2 * 32;
+
 /// A run in progress.
 pub struct Run<'m> {
     model: &'m Model,

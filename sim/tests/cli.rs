@@ -684,3 +684,63 @@ fn a_baseline_run_shows_what_outlier_detection_saves() {
         std::fs::read_to_string(dir.join("obp-baseline").join("experiment.toml")).unwrap();
     assert!(!baseline_exp.contains("outlierDetection"), "{baseline_exp}");
 }
+
+/// What cannot fit in memory is refused before anything is built, naming
+/// the field, with exit 2 (it used to die in the allocator, exit 134); the
+/// limit is the machine's memory, or `MESHSIM_MAX_MEMORY`.
+#[test]
+fn a_run_too_big_for_memory_is_refused_with_the_field_and_exit_2() {
+    let out = std::env::temp_dir().join(format!("meshsim-too-big-{}", std::process::id()));
+    let out = out.to_str().unwrap();
+    let o = meshsim(&[
+        "run",
+        "experiments/one-bad-pod.toml",
+        "--set",
+        "service.backend.version.v1.pods=100000000",
+        "--out",
+        out,
+    ]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("service[backend].version[v1].pods") && err.contains("memory"),
+        "{err}"
+    );
+    // A billion requests a second keep millions in flight: refused under a
+    // 1 GB limit, naming the rate.
+    let o = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args([
+            "run",
+            "experiments/one-bad-pod.toml",
+            "--set",
+            "load.qps=1e9",
+            "--out",
+            out,
+        ])
+        .env("MESHSIM_MAX_MEMORY", "1G")
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("load.qps") && err.contains("MESHSIM_MAX_MEMORY"),
+        "{err}"
+    );
+    // What fits runs: the shipped experiment under the same limit.
+    let o = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args([
+            "run",
+            "experiments/one-bad-pod.toml",
+            "--set",
+            "duration=2s",
+            "--out",
+            out,
+        ])
+        .env("MESHSIM_MAX_MEMORY", "1G")
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let _ = std::fs::remove_dir_all(out);
+}
