@@ -221,7 +221,7 @@ impl Metrics {
     pub(crate) fn finish_request(
         &mut self,
         _now: Time,
-        latency: Duration,
+        latency_ns: u64,
         status: u16,
         flag: Option<&'static str>,
     ) {
@@ -232,8 +232,7 @@ impl Metrics {
         if let Some(f) = flag {
             *self.by_flag.entry(f).or_default() += 1;
         }
-        self.latency
-            .record_us(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+        self.latency.record_us(latency_ns / 1_000);
     }
 
     /// A final answer also carried response flag `f` (Envoy logs several:
@@ -248,14 +247,13 @@ impl Metrics {
         edge: u32,
         status: u16,
         flag: Option<&'static str>,
-        latency: Duration,
+        latency_ns: u64,
     ) {
         let e = edge as usize;
         add(&mut self.edge_totals[e], status, flag);
         let w = &mut self.edge_windows[e];
         add(&mut w.counts, status, flag);
-        w.latency
-            .record_us(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+        w.latency.record_us(latency_ns / 1_000);
     }
 
     /// The calling application gave up on a call on `edge` after `latency`.
@@ -325,15 +323,14 @@ impl Metrics {
         self.healthy_ejected_ns += total - self.health[pod].bad_ns(since, until);
     }
 
-    pub(crate) fn attempt_result(&mut self, pod: usize, status: u16, latency: Duration) {
+    pub(crate) fn attempt_result(&mut self, pod: usize, status: u16, latency_ns: u64) {
         let w = &mut self.pods[pod];
         if status < 500 {
             w.successes += 1;
         } else {
             w.errors += 1;
         }
-        w.latency
-            .record_us(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+        w.latency.record_us(latency_ns / 1_000);
     }
 
     pub(crate) fn ejected(&mut self, now: Time, proxy: usize, pod: Option<usize>) {

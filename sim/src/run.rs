@@ -559,12 +559,8 @@ impl<'m> Run<'m> {
                     let spec =
                         &self.model.calls.workloads[j.workload as usize].calls[usize::from(call)];
                     // A sidecar's local answer takes no virtual time.
-                    self.metrics.edge_answer(
-                        spec.edge,
-                        status,
-                        flag.map(ResponseFlag::as_str),
-                        Duration::ZERO,
-                    );
+                    self.metrics
+                        .edge_answer(spec.edge, status, flag.map(ResponseFlag::as_str), 0);
                     self.call_done(now, job, generation, call, status >= 500);
                 }
             }
@@ -880,9 +876,8 @@ impl<'m> Run<'m> {
         match origin {
             Origin::Load { connection, .. } => {
                 let flag = flag.map(ResponseFlag::as_str);
-                self.metrics.edge_answer(edge, status, flag, Duration::ZERO);
-                self.metrics
-                    .finish_request(now, Duration::ZERO, status, flag);
+                self.metrics.edge_answer(edge, status, flag, 0);
+                self.metrics.finish_request(now, 0, status, flag);
                 if connection {
                     self.queue.push(
                         next_send(now, now, self.model.load.turnaround),
@@ -1137,7 +1132,7 @@ impl<'m> Run<'m> {
             return;
         }
         self.queue.push(
-            now + Duration::from_nanos(ns),
+            Time::from_nanos(now.as_nanos().saturating_add(ns)),
             Class::Traffic,
             Ev::Served {
                 slot,
@@ -1177,7 +1172,8 @@ impl<'m> Run<'m> {
                     Outcome::Status(s) => s,
                     _ => 503,
                 };
-                self.metrics.attempt_result(pod as usize, s, now - start);
+                self.metrics
+                    .attempt_result(pod as usize, s, since(start, now));
             }
             self.drain(now, p);
         }
@@ -1264,11 +1260,11 @@ impl<'m> Run<'m> {
         };
         self.release(slot);
         self.metrics
-            .edge_answer(r.edge, status, flag, now - r.start);
+            .edge_answer(r.edge, status, flag, since(r.start, now));
         match r.origin {
             Origin::Load { connection, user } => {
                 self.metrics
-                    .finish_request(now, now - r.start, status, flag);
+                    .finish_request(now, since(r.start, now), status, flag);
                 if r.fault_delayed {
                     // Envoy logs `DI` beside any other flag (`DI,UT`).
                     self.metrics.flag_also("DI");
@@ -1606,6 +1602,11 @@ fn app_request<'a>(
         source: None,
         destination: None,
     }
+}
+
+/// Nanoseconds from `start` to `now`.
+fn since(start: Time, now: Time) -> u64 {
+    now.as_nanos().saturating_sub(start.as_nanos())
 }
 
 /// When a closed-loop connection sends its next request: `turnaround`
