@@ -142,8 +142,9 @@ struct Req<'m> {
     origin: Origin,
     /// The call-graph edge it is counted under.
     edge: u32,
-    /// Its headers, for the pod that serves it to propagate.
-    headers: HeaderSet,
+    /// It has headers (kept in `Run::headers`, for the pod that serves it
+    /// to propagate and for routing after an injected delay).
+    has_headers: bool,
     /// Calls above it (0 for the load).
     depth: u8,
     start: Time,
@@ -228,6 +229,9 @@ pub struct Run<'m> {
     proxies: Vec<Proxy>,
     pods: Vec<Pod>,
     reqs: Vec<Req<'m>>,
+    /// The headers of each request slot that has any (most have none: kept
+    /// apart, the slot stays small).
+    headers: Vec<HeaderSet>,
     /// HTTP/1.1 connection pools, one per (proxy, pod) that ever talked.
     pools: Pools,
     free: Vec<u32>,
@@ -330,6 +334,7 @@ impl<'m> Run<'m> {
             proxies,
             pods,
             reqs: Vec::new(),
+            headers: Vec::new(),
             pools: Pools::new(model.proxies.len(), model.pods.len()),
             free: Vec::new(),
             jobs: Vec::new(),
@@ -658,7 +663,7 @@ impl<'m> Run<'m> {
                 user: u32::MAX,
             },
             edge: 0,
-            headers: HeaderSet::EMPTY,
+            has_headers: false,
             depth: 0,
             start: Time::ZERO,
             state: None,
@@ -670,7 +675,17 @@ impl<'m> Run<'m> {
             fault_delayed: false,
             per_try: None,
         });
+        self.headers.push(HeaderSet::EMPTY);
         u32::try_from(self.reqs.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    /// The headers of the request in `slot`.
+    fn headers_of(&self, slot: u32) -> HeaderSet {
+        if self.reqs[slot as usize].has_headers {
+            self.headers[slot as usize]
+        } else {
+            HeaderSet::EMPTY
+        }
     }
 
     /// A request of the load from `proxy`.
@@ -801,7 +816,10 @@ impl<'m> Run<'m> {
         r.proxy = u32::try_from(proxy).unwrap_or(0);
         r.origin = origin;
         r.edge = edge;
-        r.headers = headers;
+        r.has_headers = !headers.is_empty();
+        if r.has_headers {
+            self.headers[slot as usize] = headers;
+        }
         r.depth = depth;
         r.start = now;
         r.state = None;
@@ -851,8 +869,8 @@ impl<'m> Run<'m> {
     fn after_delay(&mut self, now: Time, slot: u32) {
         let r = &self.reqs[slot as usize];
         let Some(d) = r.delay else { return };
-        let (proxy, edge, to, headers) =
-            (r.proxy as usize, r.edge, (r.authority, r.path), r.headers);
+        let (proxy, edge, to) = (r.proxy as usize, r.edge, (r.authority, r.path));
+        let headers = self.headers_of(slot);
         match self.decide(now, proxy, edge, to, &headers, Some(d)) {
             Decision::Forward(f) => self.forwarded(now, slot, f),
             Decision::Reject(rj) => self.end(now, slot, rj.status, Some(rj.flag().as_str())),
@@ -1371,6 +1389,7 @@ impl<'m> Run<'m> {
                 u32::try_from(self.jobs.len() - 1).unwrap_or(u32::MAX)
             }
         };
+        let inbound_headers = self.headers_of(slot);
         let j = &mut self.jobs[id as usize];
         *j = Job {
             live: true,
@@ -1379,7 +1398,7 @@ impl<'m> Run<'m> {
             slot,
             attempt,
             workload,
-            headers: inbound.headers,
+            headers: inbound_headers,
             depth: inbound.depth.saturating_add(1),
             next: 0,
             pending: 0,
