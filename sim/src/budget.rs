@@ -61,7 +61,7 @@ fn mean_secs(l: &LatencyModel) -> f64 {
         "exponential" | "normal" => s(&l.mean),
         "lognormal" => {
             let sigma = l.sigma.unwrap_or(0.5);
-            s(&l.median) * (sigma * sigma / 2.0).exp()
+            s(&l.median) * libm::exp(sigma * sigma / 2.0)
         }
         "uniform" => (s(&l.min) + s(&l.max)) / 2.0,
         "pareto" => {
@@ -175,7 +175,7 @@ pub fn estimate(f: &ExperimentFile) -> Estimate {
             unit: "per user",
         });
     }
-    parts.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    parts.sort_by_key(|p| std::cmp::Reverse(p.bytes));
     let bytes = parts
         .iter()
         .fold(BASE, |acc, p| acc.saturating_add(p.bytes));

@@ -148,9 +148,9 @@ impl Histogram {
     /// The non-empty buckets, in order.
     fn buckets(&self) -> impl Iterator<Item = usize> + '_ {
         let words = if self.lo < self.hi {
-            self.lo / 64..=(self.hi - 1) / 64
+            self.lo / 64..(self.hi - 1) / 64 + 1
         } else {
-            1..=0
+            0..0
         };
         words.flat_map(move |w| {
             let mut bits = self.nonempty[w];

@@ -155,7 +155,7 @@ impl<E> EventQueue<E> {
             if !bucket.is_empty() {
                 if !self.sorted {
                     if bucket.len() > 1 {
-                        bucket.sort_unstable_by(|a, b| b.key.cmp(&a.key));
+                        bucket.sort_unstable_by_key(|e| std::cmp::Reverse(e.key));
                     }
                     self.sorted = true;
                 }
