@@ -24,6 +24,7 @@ pub mod replay;
 pub mod report;
 pub mod run;
 pub mod setpath;
+pub mod shard;
 pub mod tune;
 
 pub use callgraph::Edge;

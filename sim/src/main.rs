@@ -94,6 +94,22 @@ enum Command {
         /// latency_ms_p99 or ejected_host_seconds (lowest).
         #[arg(long, default_value = "success_rate")]
         objective: String,
+        /// Run only shard K of N (K from 0): a cost-balanced share of the
+        /// runs, into a shard directory for `meshsim merge`. For a
+        /// Kubernetes Indexed Job: `--shard $JOB_COMPLETION_INDEX/N`.
+        #[arg(long)]
+        shard: Option<meshsim::shard::Shard>,
+    },
+    /// Merge the shard directories of a sharded sweep (`meshsim sweep
+    /// --shard K/N`) into the directory one `meshsim sweep` would have
+    /// written, byte for byte; refuses a missing, repeated or foreign shard.
+    Merge {
+        /// The N shard directories, in any order.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// Directory to write.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Play a run directory back in the terminal (from `meshsim run`, a
     /// `meshsim sweep` directory to pick a point from, or `meshproxy
@@ -324,7 +340,12 @@ fn main() -> ExitCode {
             seed,
             sets,
             objective,
-        } => sweep(&file, out.as_deref(), threads, seed, &sets, &objective),
+            shard,
+        } => match shard {
+            Some(shard) => sweep_shard(&file, out.as_deref(), threads, seed, &sets, shard),
+            None => sweep(&file, out.as_deref(), threads, seed, &sets, &objective),
+        },
+        Command::Merge { shards, out } => meshsim::shard::merge(&shards, &out),
         Command::Replay(args) => replay(&args),
         Command::Report(args) => meshsim::report::command(&meshsim::report::Args {
             dir: &args.dir,
@@ -551,7 +572,7 @@ fn run_once(
         out_text.push_str(&meshsim::output::summary_text(&job.model, metrics));
     }
     if replicas {
-        write_summary(&dir, &[], &jobs, &results)?;
+        write_summary(&dir, &[], jobs.iter(), &results)?;
     }
     let first = results[0].summary(&jobs[0].model);
     Ok((out_text, dir, first))
@@ -599,20 +620,20 @@ fn compare(run: &mesh_rundir::Summary, base: &mesh_rundir::Summary) -> String {
     s
 }
 
-fn write_summary(
+fn write_summary<'j>(
     dir: &Path,
     swept: &[String],
-    jobs: &[meshsim::plan::Job],
+    jobs: impl Iterator<Item = &'j meshsim::plan::Job> + Clone,
     results: &[meshsim::metrics::Metrics],
 ) -> Result<(), String> {
     let summaries: Vec<_> = jobs
-        .iter()
+        .clone()
         .zip(results)
         .map(|(job, m)| m.summary(&job.model))
         .collect();
     let mut prefix = vec!["point".to_owned()];
     prefix.extend(swept.iter().cloned());
-    let rows = jobs.iter().zip(&summaries).map(|(job, s)| {
+    let rows = jobs.zip(&summaries).map(|(job, s)| {
         let mut values = vec![job.point.to_string()];
         values.extend(job.values.iter().map(|(_, v)| v.clone()));
         (values, s)
@@ -662,7 +683,7 @@ fn sweep(
     let results = meshsim::plan::execute(&plan.jobs, threads, Some(&dir_of), &|| bar.inc(1))
         .map_err(|e| format!("{name}: {e}"))?;
     bar.finish_and_clear();
-    write_summary(&dir, &plan.swept, &plan.jobs, &results)?;
+    write_summary(&dir, &plan.swept, plan.jobs.iter(), &results)?;
     // Mean of the objective per point, over its seeds.
     let mut per_point: BTreeMap<usize, (f64, u32)> = BTreeMap::new();
     for (job, m) in plan.jobs.iter().zip(&results) {
@@ -707,6 +728,71 @@ fn sweep(
         text,
         "Sweep directory: {} (summary.csv, one run directory per point and seed)",
         dir.display()
+    );
+    Ok(text)
+}
+
+/// `meshsim sweep --shard K/N`: this shard's runs into a shard directory.
+fn sweep_shard(
+    path: &Path,
+    out: Option<&Path>,
+    threads: usize,
+    seed: Option<u64>,
+    sets: &[(String, String)],
+    shard: meshsim::shard::Shard,
+) -> Result<String, String> {
+    use meshsim::shard;
+    let name = path.display().to_string();
+    let plan = meshsim::plan::load(path, sets, seed)?;
+    let mut text = String::new();
+    for w in &plan.warnings {
+        let _ = writeln!(text, "{}: {w}", check::label(w));
+    }
+    let dir = out.map_or_else(
+        || {
+            PathBuf::from("runs").join(format!(
+                "{}-sweep-shard-{}-of-{}",
+                plan.name, shard.index, shard.count
+            ))
+        },
+        Path::to_path_buf,
+    );
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
+    shard::begin(&dir)?;
+    let which = shard::jobs_of(&plan, shard);
+    let dir_of = |_: usize, job: &meshsim::plan::Job| {
+        dir.join(format!("point-{:04}-seed-{}", job.point, job.model.seed()))
+    };
+    let results = meshsim::plan::execute_some(&plan.jobs, &which, threads, Some(&dir_of), &|| {})
+        .map_err(|e| format!("{name}: {e}"))?;
+    write_summary(
+        &dir,
+        &plan.swept,
+        which.iter().map(|&i| &plan.jobs[i]),
+        &results,
+    )?;
+    shard::finish(
+        &dir,
+        &shard::ShardInfo {
+            experiment: plan.name.clone(),
+            plan: shard::plan_id(&plan),
+            binary: shard::binary_id(),
+            shard: shard.index,
+            shards: shard.count,
+            runs: plan.jobs.len(),
+            jobs: which.clone(),
+        },
+    )?;
+    let _ = writeln!(
+        text,
+        "Shard {}/{} of {}: {} of {} runs in {} (merge the {} shard directories with `meshsim merge DIR... --out OUT`)",
+        shard.index,
+        shard.count,
+        plan.name,
+        which.len(),
+        plan.jobs.len(),
+        dir.display(),
+        shard.count
     );
     Ok(text)
 }

@@ -213,14 +213,28 @@ pub fn execute(
     out: Option<&RunDirOf<'_>>,
     tick: &(dyn Fn() + Sync),
 ) -> Result<Vec<Metrics>, RunError> {
+    let all: Vec<usize> = (0..jobs.len()).collect();
+    execute_some(jobs, &all, threads, out, tick)
+}
+
+/// [`execute`] for the jobs at `which` only (a shard's share); results in
+/// the order of `which`, and `out` gets each job's index in `jobs`.
+pub fn execute_some(
+    jobs: &[Job],
+    which: &[usize],
+    threads: usize,
+    out: Option<&RunDirOf<'_>>,
+    tick: &(dyn Fn() + Sync),
+) -> Result<Vec<Metrics>, RunError> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .map_err(|e| RunError::Threads(e.to_string()))?;
     pool.install(|| {
-        jobs.par_iter()
-            .enumerate()
-            .map(|(i, j)| {
+        which
+            .par_iter()
+            .map(|&i| {
+                let j = &jobs[i];
                 let m = run_job(j, out.map(|f| f(i, j)));
                 tick();
                 m
