@@ -92,6 +92,21 @@ fn fnv(bytes: &[u8], mut h: u64) -> u64 {
 
 const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
 
+/// A fingerprint of a large file, eight bytes at a step (a 40 MB
+/// executable in a few milliseconds; FNV byte by byte took 50).
+fn fingerprint(bytes: &[u8]) -> u64 {
+    let mut h = FNV_START ^ (bytes.len() as u64);
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        h = (h ^ u64::from_le_bytes(a))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+    fnv(words.remainder(), h)
+}
+
 /// A fingerprint of everything the runs depend on: every run's resolved
 /// experiment text, point and seed, and the swept paths.
 pub fn plan_id(plan: &Plan) -> String {
@@ -116,7 +131,7 @@ pub fn binary_id() -> String {
         .ok()
         .and_then(|p| std::fs::read(p).ok());
     match exe {
-        Some(bytes) => format!("meshsim {version} {:016x}", fnv(&bytes, FNV_START)),
+        Some(bytes) => format!("meshsim {version} {:016x}", fingerprint(&bytes)),
         None => format!("meshsim {version}"),
     }
 }
