@@ -173,6 +173,14 @@ struct TuneArgs {
     /// seed (the halving's choice checked at its full cost).
     #[arg(long)]
     full: bool,
+    /// Run as shard K of N (K from 0), every shard with the same files and
+    /// the same --out on a shared volume: each runs its share of every
+    /// round, and they meet after each round; shard 0 writes the results.
+    #[arg(long)]
+    shard: Option<meshsim::shard::Shard>,
+    /// Seconds a shard waits for the others at the end of a round.
+    #[arg(long, default_value_t = 3600)]
+    shard_wait: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -363,6 +371,8 @@ fn main() -> ExitCode {
             sets: &args.sets,
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             full: args.full,
+            shard: args.shard,
+            shard_wait: std::time::Duration::from_secs(args.shard_wait),
         }),
         Command::Import(args) => meshsim::import::command(&args),
     };

@@ -92,6 +92,35 @@ fn fnv(bytes: &[u8], mut h: u64) -> u64 {
 
 const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
 
+/// FNV-1a over several writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Fnv {
+    /// The empty fingerprint.
+    #[must_use]
+    pub fn new() -> Self {
+        Self(FNV_START)
+    }
+
+    /// Adds `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.0 = fnv(bytes, self.0);
+    }
+
+    /// The fingerprint so far.
+    #[must_use]
+    pub fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A fingerprint of a large file, read in 64 KiB blocks (not held whole)
 /// and mixed eight bytes at a step: a 40 MB executable in a few
 /// milliseconds.

@@ -260,3 +260,49 @@ fn a_missing_repeated_or_foreign_shard_is_refused_by_name() {
     refused(o, &["0 <= K < N"]);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+const TUNE: &str = "sim/tests/data/tune-synthetic.toml";
+
+/// `meshsim tune --shard K/N`: N processes sharing one output directory,
+/// meeting after each round of the successive halving, write byte for byte
+/// the directory of one `meshsim tune`.
+#[test]
+fn a_tune_in_shards_sharing_a_directory_equals_one_tune() {
+    let root = scratch("tune");
+    let out = root.join("out");
+    ok(&meshsim(&["tune", TUNE, "--out", s(&out)]));
+    let whole = root.join("whole");
+    std::fs::rename(&out, &whole).unwrap();
+    for n in [2, 3] {
+        let children: Vec<_> = (0..n)
+            .map(|k| {
+                let spec = format!("{k}/{n}");
+                Command::new(env!("CARGO_BIN_EXE_meshsim"))
+                    .args(["tune", TUNE, "--shard", &spec, "--out", s(&out)])
+                    .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+        assert_same_tree(&whole, &out);
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+    // A shard whose peers never come says which after --shard-wait.
+    let o = meshsim(&[
+        "tune",
+        TUNE,
+        "--shard",
+        "1/3",
+        "--shard-wait",
+        "1",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("shards not done: 0/3, 2/3"), "{err}");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -28,6 +28,7 @@ use crate::plan::{self, Job};
 mod output;
 mod score;
 mod search;
+mod shards;
 mod spec;
 
 use output::write_outputs;
@@ -59,6 +60,10 @@ pub struct Args<'a> {
     /// No halving: every candidate at full length over every seed (to check
     /// what the halving chose, at its full cost).
     pub full: bool,
+    /// Run as shard K of N sharing `out` with the others (see `shards`).
+    pub shard: Option<crate::shard::Shard>,
+    /// How long a shard waits for the others at the end of a round.
+    pub shard_wait: std::time::Duration,
 }
 
 /// For `meshsim check`: the `[tune]` of an experiment checked as `tune`
@@ -75,6 +80,8 @@ pub fn check(path: &Path, sets: &[(String, String)]) -> Result<String, String> {
         sets,
         progress: false,
         full: false,
+        shard: None,
+        shard_wait: std::time::Duration::ZERO,
     };
     let spec = spec(&args)?;
     Ok(format!(
@@ -316,10 +323,50 @@ pub fn tune(args: &Args<'_>) -> Result<String, String> {
             )
         };
         let out_dir = |i: usize, _: &Job| dir.join(run_dir(i));
-        let results: Vec<Metrics> =
-            plan::execute(&jobs, args.threads, Some(&out_dir), &|| bar.inc(1))
-                .map_err(|e| format!("{}: {e}", args.files[0].display()))?;
-        for (i, (job, m)) in jobs.iter().zip(&results).enumerate() {
+        let summaries: Vec<mesh_rundir::Summary> = match args.shard {
+            None => {
+                let results: Vec<Metrics> =
+                    plan::execute(&jobs, args.threads, Some(&out_dir), &|| bar.inc(1))
+                        .map_err(|e| format!("{}: {e}", args.files[0].display()))?;
+                jobs.iter()
+                    .zip(&results)
+                    .map(|(job, m)| m.summary(&job.model))
+                    .collect()
+            }
+            Some(shard) => {
+                let mine: Vec<usize> = crate::shard::assign(&jobs, shard.count)
+                    .into_iter()
+                    .enumerate()
+                    .filter(|&(_, s)| s == shard.index)
+                    .map(|(i, _)| i)
+                    .collect();
+                let results =
+                    plan::execute_some(&jobs, &mine, args.threads, Some(&out_dir), &|| {
+                        bar.inc(1);
+                    })
+                    .map_err(|e| format!("{}: {e}", args.files[0].display()))?;
+                let rows: Vec<(usize, mesh_rundir::Summary)> = mine
+                    .iter()
+                    .zip(&results)
+                    .map(|(&i, m)| (i, m.summary(&jobs[i].model)))
+                    .collect();
+                let round_id = round_id(&jobs);
+                shards::publish(&dir, round, &round_id, shard, &rows)?;
+                if last && shard.index != 0 {
+                    bar.finish_and_clear();
+                    return Ok(format!(
+                        "Shard {}/{} of the tune of {}: every round done; shard 0 writes the results to {}\n",
+                        shard.index,
+                        shard.count,
+                        spec.name,
+                        dir.display()
+                    ));
+                }
+                shards::gather(&dir, round, &round_id, shard, jobs.len(), args.shard_wait)?
+            }
+        };
+        for (i, (job, summary)) in jobs.iter().zip(summaries).enumerate() {
+            let _ = job;
             let (c, si, seed, ran_ns, proxies) = meta[i];
             evals.push(Eval {
                 round,
@@ -328,7 +375,7 @@ pub fn tune(args: &Args<'_>) -> Result<String, String> {
                 seed,
                 duration_ns: ran_ns,
                 full_ns: sizes[si].1,
-                summary: m.summary(&job.model),
+                summary,
                 pods: sizes[si].0,
                 proxies,
                 dir: run_dir(i),
@@ -359,7 +406,23 @@ pub fn tune(args: &Args<'_>) -> Result<String, String> {
         }
     }
     bar.finish_and_clear();
-    write_outputs(&spec, &cands, &evals, &final_scored, &sched, &dir)
+    let text = write_outputs(&spec, &cands, &evals, &final_scored, &sched, &dir)?;
+    if args.shard.is_some() {
+        shards::clean(&dir);
+    }
+    Ok(text)
+}
+
+/// A fingerprint of a round's runs: their experiments and seeds (so of the
+/// candidates that went on, so of every earlier result).
+fn round_id(jobs: &[Job]) -> String {
+    let mut h = crate::shard::Fnv::new();
+    for j in jobs {
+        h.write(&(j.point as u64).to_le_bytes());
+        h.write(&j.model.seed().to_le_bytes());
+        h.write(j.text.as_bytes());
+    }
+    format!("{:016x}", h.finish())
 }
 
 /// For `meshsim run --scenario NAME`: the experiment text with the tune
