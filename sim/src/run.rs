@@ -217,11 +217,6 @@ struct Proxy {
     tick_at: Option<Time>,
 }
 
-/// Bytes one request in flight can take at the peak: its slot in the
-/// request slab three times over (the slab doubles, and the old copy lives
-/// while the new one is filled) and its events in the queue.
-pub(crate) const IN_FLIGHT_BYTES: u64 = 3 * std::mem::size_of::<Req<'static>>() as u64 + 2 * 32;
-
 /// A run in progress.
 pub struct Run<'m> {
     model: &'m Model,
@@ -1648,5 +1643,12 @@ mod size_tests {
     #[test]
     fn events_stay_small() {
         assert!(std::mem::size_of::<super::Ev>() <= 16);
+    }
+
+    #[test]
+    fn the_memory_estimate_covers_a_request_in_flight() {
+        // The slot three times over (the slab doubling) and two events.
+        let peak = 3 * std::mem::size_of::<super::Req<'static>>() as u64 + 2 * 32;
+        assert!(peak <= crate::budget::IN_FLIGHT, "{peak}");
     }
 }
