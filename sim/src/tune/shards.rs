@@ -14,7 +14,7 @@
 //! files; the others keep waiting.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -147,7 +147,11 @@ pub(super) fn gather(
     wait: Duration,
 ) -> Result<Vec<mesh_rundir::Summary>, String> {
     let binary = crate::shard::binary_id();
-    let start = Instant::now();
+    // Polls every 100 ms, counted rather than timed: the simulator reads
+    // no clock.
+    const POLL: Duration = Duration::from_millis(100);
+    let polls = wait.as_millis() / POLL.as_millis();
+    let mut polled = 0u128;
     loop {
         let mut rows: Vec<Option<mesh_rundir::Summary>> = vec![None; jobs];
         let mut missing = Vec::new();
@@ -189,7 +193,7 @@ pub(super) fn gather(
                 })
                 .collect();
         }
-        if start.elapsed() >= wait {
+        if polled >= polls {
             let mut why = Vec::new();
             if !missing.is_empty() {
                 why.push(format!("shards not done: {}", missing.join(", ")));
@@ -205,7 +209,8 @@ pub(super) fn gather(
                 shard.count
             ));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(POLL);
+        polled += 1;
     }
 }
 
