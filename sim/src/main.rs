@@ -753,7 +753,7 @@ fn sweep_shard(
 ) -> Result<String, String> {
     use meshsim::shard;
     let name = path.display().to_string();
-    let plan = meshsim::plan::load(path, sets, seed)?;
+    let plan = meshsim::plan::load_shard(path, sets, seed, shard)?;
     let mut text = String::new();
     for w in &plan.warnings {
         let _ = writeln!(text, "{}: {w}", check::label(w));
@@ -769,28 +769,22 @@ fn sweep_shard(
     );
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
     shard::begin(&dir)?;
-    let which = shard::jobs_of(&plan, shard);
     let dir_of = |_: usize, job: &meshsim::plan::Job| {
         dir.join(format!("point-{:04}-seed-{}", job.point, job.model.seed()))
     };
-    let results = meshsim::plan::execute_some(&plan.jobs, &which, threads, Some(&dir_of), &|| {})
+    let results = meshsim::plan::execute(&plan.jobs, threads, Some(&dir_of), &|| {})
         .map_err(|e| format!("{name}: {e}"))?;
-    write_summary(
-        &dir,
-        &plan.swept,
-        which.iter().map(|&i| &plan.jobs[i]),
-        &results,
-    )?;
+    write_summary(&dir, &plan.swept, plan.jobs.iter(), &results)?;
     shard::finish(
         &dir,
         &shard::ShardInfo {
             experiment: plan.name.clone(),
-            plan: shard::plan_id(&plan),
+            plan: plan.fingerprint.clone(),
             binary: shard::binary_id(),
             shard: shard.index,
             shards: shard.count,
-            runs: plan.jobs.len(),
-            jobs: which.clone(),
+            runs: plan.runs,
+            jobs: plan.jobs.iter().map(|j| j.index).collect(),
         },
     )?;
     let _ = writeln!(
@@ -799,8 +793,8 @@ fn sweep_shard(
         shard.index,
         shard.count,
         plan.name,
-        which.len(),
         plan.jobs.len(),
+        plan.runs,
         dir.display(),
         shard.count
     );

@@ -18,6 +18,9 @@ use crate::setpath;
 /// One run to make.
 #[derive(Debug)]
 pub struct Job {
+    /// Index of the run in the whole plan (point-major, then seed), also
+    /// when only a shard's runs were built.
+    pub index: usize,
     /// Index of the sweep point (0 without a sweep).
     pub point: usize,
     /// The swept values of this point, as (path, value text).
@@ -38,8 +41,14 @@ pub struct Plan {
     pub text: String,
     /// Swept paths, in order.
     pub swept: Vec<String>,
-    /// Every run, point-major then seed.
+    /// Every run, point-major then seed (a shard's runs only, from
+    /// [`load_shard`]).
     pub jobs: Vec<Job>,
+    /// Runs in the whole plan.
+    pub runs: usize,
+    /// A fingerprint of every run of the plan (its point, seed and resolved
+    /// experiment), the same whichever runs were built.
+    pub fingerprint: String,
     /// Warnings of the configs (located in the file when possible).
     pub warnings: Vec<ConfigError>,
     /// Notes of reading the mesh files (Kubernetes objects skipped).
@@ -53,7 +62,22 @@ pub fn load(path: &Path, sets: &[(String, String)], seed: Option<u64>) -> Result
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{name}: cannot read the experiment: {e}"))?;
-    load_text(&text, path, sets, seed)
+    load_text_of(&text, path, sets, seed, None)
+}
+
+/// [`load`] building only the runs of `shard` (each shard of a large sweep
+/// holds its own models only); the plan's `runs` and `fingerprint` are the
+/// whole plan's.
+pub fn load_shard(
+    path: &Path,
+    sets: &[(String, String)],
+    seed: Option<u64>,
+    shard: crate::shard::Shard,
+) -> Result<Plan, String> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{name}: cannot read the experiment: {e}"))?;
+    load_text_of(&text, path, sets, seed, Some(shard))
 }
 
 /// [`load`] for an experiment's `text` that is (or will be) the file at
@@ -63,6 +87,16 @@ pub fn load_text(
     path: &Path,
     sets: &[(String, String)],
     seed: Option<u64>,
+) -> Result<Plan, String> {
+    load_text_of(text, path, sets, seed, None)
+}
+
+fn load_text_of(
+    text: &str,
+    path: &Path,
+    sets: &[(String, String)],
+    seed: Option<u64>,
+    shard: Option<crate::shard::Shard>,
 ) -> Result<Plan, String> {
     let name = path.display().to_string();
     let text = text.to_owned();
@@ -134,10 +168,9 @@ pub fn load_text(
     }
     let seeds = file.seeds.unwrap_or(1).max(1);
     let first_seed = seed.or(file.seed).unwrap_or(1);
-    let mut jobs = Vec::new();
-    let mut warnings = Vec::new();
+    let mut resolved = Vec::with_capacity(points.len());
     for (pi, pt) in points.iter().enumerate() {
-        let (f, label, point_text) = if pt.is_empty() {
+        resolved.push(if pt.is_empty() {
             (file.clone(), String::new(), resolved_text.clone())
         } else {
             let mut t = table.clone();
@@ -156,14 +189,44 @@ pub fn load_text(
                 .collect::<Vec<_>>()
                 .join(" ");
             (f, format!(" (sweep point {pi}: {label})"), point_text)
-        };
+        });
+    }
+    // Every run's identity, and (for a shard) which runs are its own.
+    let per_point = seeds as usize;
+    let runs = points.len() * per_point;
+    let mut fp = crate::shard::Fnv::new();
+    for (pi, (_, _, point_text)) in resolved.iter().enumerate() {
         for s in 0..seeds {
-            let (model, w) = Model::build(&f, Some(first_seed + u64::from(s)))
-                .map_err(|e| located(e, &label))?;
-            if pi == 0 && s == 0 {
+            fp.write(&(pi as u64).to_le_bytes());
+            fp.write(&(first_seed + u64::from(s)).to_le_bytes());
+            fp.write(point_text.as_bytes());
+        }
+    }
+    let mine: Option<Vec<bool>> = shard.map(|sh| {
+        let costs: Vec<f64> = resolved
+            .iter()
+            .flat_map(|(f, _, _)| std::iter::repeat_n(crate::shard::file_cost(f), per_point))
+            .collect();
+        crate::shard::assign_costs(&costs, sh.count)
+            .into_iter()
+            .map(|k| k == sh.index)
+            .collect()
+    });
+    let mut jobs = Vec::new();
+    let mut warnings = Vec::new();
+    for (pi, ((f, label, point_text), pt)) in resolved.iter().zip(&points).enumerate() {
+        for s in 0..seeds {
+            let index = pi * per_point + s as usize;
+            if mine.as_ref().is_some_and(|m| !m[index]) {
+                continue;
+            }
+            let (model, w) =
+                Model::build(f, Some(first_seed + u64::from(s))).map_err(|e| located(e, label))?;
+            if jobs.is_empty() {
                 warnings = w;
             }
             jobs.push(Job {
+                index,
                 point: pi,
                 values: pt.iter().map(|(p, v)| (p.clone(), value_text(v))).collect(),
                 model,
@@ -186,6 +249,8 @@ pub fn load_text(
         text: resolved_text,
         swept,
         jobs,
+        runs,
+        fingerprint: format!("{:016x}", fp.finish()),
         warnings: all,
         notes: included.notes,
     })

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Job, Plan};
+use crate::plan::Job;
 
 /// The file that marks a finished shard.
 pub const SHARD_FILE: &str = "shard.toml";
@@ -49,26 +49,58 @@ impl std::str::FromStr for Shard {
 }
 
 /// A run's estimated cost, in simulated requests and window rows: what
-/// balances shards (a run of 300 s at 1,000 qps weighs ten of 30 s).
+/// balances shards (a run of 300 s at 1,000 qps weighs ten of 30 s). A
+/// closed-loop connection counts as 50 requests a second.
+fn cost_of(secs: f64, qps: f64, connections: u32, pods: usize, window_secs: f64) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let rows = pods as f64 * secs / window_secs.max(1e-3);
+    secs * (qps + f64::from(connections) * 50.0) + rows + 1.0
+}
+
+/// [`cost_of`] a built run.
 pub fn cost(job: &Job) -> f64 {
     let m = &job.model;
     #[allow(clippy::cast_precision_loss)]
     let secs = m.duration.as_nanos() as f64 / 1e9;
-    let rate = m.load.qps.unwrap_or(0.0) + f64::from(m.load.connections.unwrap_or(0)) * 50.0;
-    let window = m.window.as_secs_f64().max(1e-3);
-    #[allow(clippy::cast_precision_loss)]
-    let rows = m.pods.len() as f64 * secs / window;
-    secs * rate + rows + 1.0
+    cost_of(
+        secs,
+        m.load.qps.unwrap_or(0.0),
+        m.load.connections.unwrap_or(0),
+        m.pods.len(),
+        m.window.as_secs_f64(),
+    )
+}
+
+/// [`cost_of`] a run of experiment `f`, before anything is built.
+pub fn file_cost(f: &crate::experiment::ExperimentFile) -> f64 {
+    let pods: u64 = f
+        .service
+        .iter()
+        .flat_map(|s| &s.version)
+        .map(|v| u64::from(v.pods))
+        .sum();
+    cost_of(
+        f.duration.value.as_secs_f64(),
+        f.load.qps.unwrap_or(0.0),
+        f.load.connections.unwrap_or(0),
+        usize::try_from(pods).unwrap_or(usize::MAX),
+        f.window.as_ref().map_or(1.0, |w| w.value.as_secs_f64()),
+    )
 }
 
 /// The shard of every job: the longest first, each to the least loaded
 /// shard so far (ties to the lowest index). A pure function of the plan.
 pub fn assign(jobs: &[Job], count: usize) -> Vec<usize> {
     let costs: Vec<f64> = jobs.iter().map(cost).collect();
-    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    assign_costs(&costs, count)
+}
+
+/// [`assign`] for runs of these costs.
+pub fn assign_costs(costs: &[f64], count: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..costs.len()).collect();
     order.sort_by(|&a, &b| costs[b].total_cmp(&costs[a]).then(a.cmp(&b)));
     let mut load = vec![0.0f64; count.max(1)];
-    let mut shard = vec![0; jobs.len()];
+    let mut shard = vec![0; costs.len()];
     for j in order {
         let (best, _) = load
             .iter()
@@ -153,22 +185,6 @@ fn fingerprint_file(path: &Path) -> std::io::Result<u64> {
     }
 }
 
-/// A fingerprint of everything the runs depend on: every run's resolved
-/// experiment text, point and seed, and the swept paths.
-pub fn plan_id(plan: &Plan) -> String {
-    let mut h = FNV_START;
-    for s in &plan.swept {
-        h = fnv(s.as_bytes(), h);
-        h = fnv(&[0], h);
-    }
-    for j in &plan.jobs {
-        h = fnv(&(j.point as u64).to_le_bytes(), h);
-        h = fnv(&j.model.seed().to_le_bytes(), h);
-        h = fnv(j.text.as_bytes(), h);
-    }
-    format!("{h:016x}")
-}
-
 /// This binary: its version and a fingerprint of the executable, so that
 /// shards made by different builds are not merged.
 pub fn binary_id() -> String {
@@ -200,16 +216,6 @@ pub struct ShardInfo {
     /// The runs (indices into the sweep's runs, point-major then seed)
     /// this shard holds, in the order of its `summary.csv` rows.
     pub jobs: Vec<usize>,
-}
-
-/// The runs of `shard`, in sweep order.
-pub fn jobs_of(plan: &Plan, shard: Shard) -> Vec<usize> {
-    assign(&plan.jobs, shard.count)
-        .into_iter()
-        .enumerate()
-        .filter(|&(_, s)| s == shard.index)
-        .map(|(i, _)| i)
-        .collect()
 }
 
 /// Starts a shard directory: a `shard.toml` of an earlier attempt goes, so

@@ -280,6 +280,8 @@ fn a_tune_in_shards_sharing_a_directory_equals_one_tune() {
                 Command::new(env!("CARGO_BIN_EXE_meshsim"))
                     .args(["tune", TUNE, "--shard", &spec, "--out", s(&out)])
                     .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
                     .spawn()
                     .unwrap()
             })

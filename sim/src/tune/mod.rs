@@ -305,6 +305,7 @@ pub fn tune(args: &Args<'_>) -> Result<String, String> {
                         .collect();
                     let proxies = model.proxies.len();
                     jobs.push(Job {
+                        index: jobs.len(),
                         point: c,
                         values,
                         model,
