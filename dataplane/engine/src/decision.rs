@@ -203,7 +203,7 @@ pub enum EngineEvent {
         /// The host.
         upstream: Upstream,
         /// The detector that fired.
-        reason: crate::outlier::EjectReason,
+        reason: EjectReason,
         /// This ejection's time: `min(base × multiplier, max)`; the host
         /// returns at the first interval tick at or after it has passed.
         duration: Duration,
@@ -232,4 +232,26 @@ pub enum EngineEvent {
         /// Routes in this proxy's new route table.
         routes: u32,
     },
+}
+
+/// Which detector fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EjectReason {
+    /// `consecutive5xxErrors`.
+    Consecutive5xx,
+    /// `consecutiveGatewayErrors` (502, 503, 504).
+    ConsecutiveGatewayFailure,
+    /// `consecutiveLocalOriginFailures` (split mode).
+    ConsecutiveLocalOriginFailure,
+}
+
+impl EjectReason {
+    /// Envoy's stat suffix (`ejections_enforced_consecutive_5xx`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Consecutive5xx => "consecutive_5xx",
+            Self::ConsecutiveGatewayFailure => "consecutive_gateway_failure",
+            Self::ConsecutiveLocalOriginFailure => "consecutive_local_origin_failure",
+        }
+    }
 }

@@ -65,11 +65,11 @@ mod tests;
 
 pub use breaker::{Admission, BreakerStats};
 pub use decision::{
-    ClusterId, Decision, Delay, EndpointId, EngineEvent, Forward, Outcome, Reject, RejectReason,
-    Respond, ResponseFlag, Upstream,
+    ClusterId, Decision, Delay, EjectReason, EndpointId, EngineEvent, Forward, Outcome, Reject,
+    RejectReason, Respond, ResponseFlag, Upstream,
 };
 pub use engine::{Engine, EngineOptions, RequestState, RetryDecision};
-pub use outlier::{EjectReason, MaxEjectionRule, OutlierStats};
+pub use outlier::{MaxEjectionRule, OutlierStats};
 pub use request::Request;
 pub use route::{ProxySpec, RouteId};
 pub use time::Time;

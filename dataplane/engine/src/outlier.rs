@@ -20,31 +20,9 @@
 use std::time::Duration;
 
 use crate::config::OutlierPolicy;
-use crate::decision::Outcome;
+use crate::decision::{EjectReason, Outcome};
 use crate::rng::Stream;
 use crate::time::Time;
-
-/// Which detector fired.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EjectReason {
-    /// `consecutive5xxErrors`.
-    Consecutive5xx,
-    /// `consecutiveGatewayErrors` (502, 503, 504).
-    ConsecutiveGatewayFailure,
-    /// `consecutiveLocalOriginFailures` (split mode).
-    ConsecutiveLocalOriginFailure,
-}
-
-impl EjectReason {
-    /// Envoy's stat suffix (`ejections_enforced_consecutive_5xx`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Consecutive5xx => "consecutive_5xx",
-            Self::ConsecutiveGatewayFailure => "consecutive_gateway_failure",
-            Self::ConsecutiveLocalOriginFailure => "consecutive_local_origin_failure",
-        }
-    }
-}
 
 /// Which rule limits ejections by `maxEjectionPercent`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
