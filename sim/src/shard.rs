@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::Job;
-
 /// The file that marks a finished shard.
 pub const SHARD_FILE: &str = "shard.toml";
 
@@ -58,8 +56,7 @@ fn cost_of(secs: f64, qps: f64, connections: u32, pods: usize, window_secs: f64)
 }
 
 /// [`cost_of`] a built run.
-pub fn cost(job: &Job) -> f64 {
-    let m = &job.model;
+pub fn model_cost(m: &crate::model::Model) -> f64 {
     #[allow(clippy::cast_precision_loss)]
     let secs = m.duration.as_nanos() as f64 / 1e9;
     cost_of(
@@ -88,14 +85,9 @@ pub fn file_cost(f: &crate::experiment::ExperimentFile) -> f64 {
     )
 }
 
-/// The shard of every job: the longest first, each to the least loaded
-/// shard so far (ties to the lowest index). A pure function of the plan.
-pub fn assign(jobs: &[Job], count: usize) -> Vec<usize> {
-    let costs: Vec<f64> = jobs.iter().map(cost).collect();
-    assign_costs(&costs, count)
-}
-
-/// [`assign`] for runs of these costs.
+/// The shard of every run of these costs: the longest first, each to the
+/// least loaded shard so far (ties to the lowest index). A pure function of
+/// the plan.
 pub fn assign_costs(costs: &[f64], count: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..costs.len()).collect();
     order.sort_by(|&a, &b| costs[b].total_cmp(&costs[a]).then(a.cmp(&b)));

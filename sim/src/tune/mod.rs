@@ -335,7 +335,11 @@ pub fn tune(args: &Args<'_>) -> Result<String, String> {
                     .collect()
             }
             Some(shard) => {
-                let mine: Vec<usize> = crate::shard::assign(&jobs, shard.count)
+                let costs: Vec<f64> = jobs
+                    .iter()
+                    .map(|j| crate::shard::model_cost(&j.model))
+                    .collect();
+                let mine: Vec<usize> = crate::shard::assign_costs(&costs, shard.count)
                     .into_iter()
                     .enumerate()
                     .filter(|&(_, s)| s == shard.index)
