@@ -15,7 +15,6 @@
 //! the upstream stream).
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -30,8 +29,9 @@ use tokio::sync::watch;
 
 use crate::forward::{self, Answer, ConnInfo, Headers, Req};
 use crate::h1::{self, BodyDecoder, Framing};
-use crate::hdr;
+use crate::hdr::{self, push_decimal};
 use crate::proxy::Shared;
+use crate::rt::LocalExec;
 
 /// Most header lines in a request head.
 const MAX_HEADERS: usize = 100;
@@ -651,21 +651,6 @@ async fn linger(stream: &mut TcpStream) {
     }
 }
 
-/// Appends `n` in decimal.
-pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
 /// A status code's three digits.
 fn itoa3(status: u16) -> [u8; 3] {
     let s = status.min(999);
@@ -780,20 +765,6 @@ async fn handle_h2(
         }
     }
     r
-}
-
-/// A local executor, so HTTP/2 streams (and connections) run on this
-/// thread.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct LocalExec;
-
-impl<F> hyper::rt::Executor<F> for LocalExec
-where
-    F: Future + 'static,
-{
-    fn execute(&self, fut: F) {
-        tokio::task::spawn_local(fut);
-    }
 }
 
 /// A connection with bytes already read from it put back in front.

@@ -274,7 +274,7 @@ pub async fn serve(
             });
             // HTTP/1.1, or HTTP/2 when the client opens with the h2c
             // preface (prior knowledge).
-            let _ = hyper_util::server::conn::auto::Builder::new(crate::downstream::LocalExec)
+            let _ = hyper_util::server::conn::auto::Builder::new(crate::rt::LocalExec)
                 .serve_connection(io, service)
                 .await;
         });

@@ -956,7 +956,7 @@ impl<'a> Template<'a> {
         // `0` for the methods that define content (RFC 9110 section 8.6).
         if !req.body.is_empty() || matches!(req.method, "POST" | "PUT" | "PATCH") {
             head.extend_from_slice(b"content-length: ");
-            crate::downstream::push_decimal(&mut head, req.body.len());
+            crate::hdr::push_decimal(&mut head, req.body.len());
             head.extend_from_slice(b"\r\n");
         }
         Self {
@@ -975,7 +975,7 @@ impl<'a> Template<'a> {
     fn write_head(&self, attempt: u32, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.head);
         out.extend_from_slice(b"x-envoy-attempt-count: ");
-        crate::downstream::push_decimal(out, attempt as usize);
+        crate::hdr::push_decimal(out, attempt as usize);
         out.extend_from_slice(b"\r\n\r\n");
     }
 

@@ -29,6 +29,7 @@ mod log;
 mod pool;
 mod proxy;
 mod record;
+mod rt;
 mod server;
 pub mod signals;
 

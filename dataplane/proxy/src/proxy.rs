@@ -180,7 +180,11 @@ impl Shared {
             }
         }
         while r.window_end <= now || last {
-            let state = r.endpoint_state(&self.proxies);
+            let state = r.endpoint_state(
+                self.proxies
+                    .iter()
+                    .map(|p| std::cell::Ref::map(p.borrow(), |p| &p.engine)),
+            );
             r.close_window(&state);
             if last || r.failed() {
                 break;
@@ -1049,7 +1053,7 @@ async fn connect_h2(target: Target, timeout: Duration, max_head: usize) -> Optio
         }
         .ok()?;
         let _ = stream.set_nodelay(true);
-        let (send, conn) = hyper::client::conn::http2::Builder::new(crate::downstream::LocalExec)
+        let (send, conn) = hyper::client::conn::http2::Builder::new(crate::rt::LocalExec)
             .timer(hyper_util::rt::TokioTimer::new())
             .max_header_list_size(u32::try_from(max_head).unwrap_or(u32::MAX))
             .handshake(hyper_util::rt::TokioIo::new(stream))

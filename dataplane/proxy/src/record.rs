@@ -374,23 +374,23 @@ impl Recorder {
     }
 
     /// (`ejected_by`, `active_requests`) of each recorded endpoint now.
-    pub(crate) fn endpoint_state(
+    pub(crate) fn endpoint_state<E: std::ops::Deref<Target = mesh_engine::Engine>>(
         &self,
-        proxies: &[std::cell::RefCell<crate::proxy::Proxy>],
+        engines: impl IntoIterator<Item = E>,
     ) -> Vec<(u32, u32)> {
         let mut state = vec![(0u32, 0u32); self.endpoints.len()];
-        for p in proxies {
-            let p = p.borrow();
+        for engine in engines {
+            let engine = &*engine;
             let mut ejected = vec![false; self.endpoints.len()];
-            for c in 0..p.engine.cluster_count() {
+            for c in 0..engine.cluster_count() {
                 let id = mesh_engine::ClusterId(u32::try_from(c).unwrap_or(u32::MAX));
-                for e in 0..p.engine.endpoint_count(id) {
-                    let up = p.engine.upstream(id, u32::try_from(e).unwrap_or(u32::MAX));
-                    let Some(&i) = self.index.get(p.engine.endpoint_address(up)) else {
+                for e in 0..engine.endpoint_count(id) {
+                    let up = engine.upstream(id, u32::try_from(e).unwrap_or(u32::MAX));
+                    let Some(&i) = self.index.get(engine.endpoint_address(up)) else {
                         continue;
                     };
-                    ejected[i] |= p.engine.ejection(up).is_some();
-                    state[i].1 += p.engine.active_requests(up);
+                    ejected[i] |= engine.ejection(up).is_some();
+                    state[i].1 += engine.active_requests(up);
                 }
             }
             for (i, e) in ejected.into_iter().enumerate() {
