@@ -27,9 +27,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::forward::{self, Answer, ConnInfo, Headers, Req};
+use crate::forward;
 use crate::h1::{self, BodyDecoder, Framing};
 use crate::hdr::{self, push_decimal};
+use crate::msg::{Answer, ConnInfo, Headers, Req};
 use crate::proxy::Shared;
 use crate::rt::LocalExec;
 

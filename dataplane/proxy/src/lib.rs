@@ -26,6 +26,7 @@ mod forward;
 mod h1;
 mod hdr;
 mod log;
+mod msg;
 mod pool;
 mod proxy;
 mod record;

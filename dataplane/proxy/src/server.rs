@@ -14,8 +14,8 @@ use tokio::sync::watch;
 use crate::admin;
 use crate::config::{self, Loaded};
 use crate::downstream;
-use crate::forward::ConnInfo;
 use crate::log::now_rfc3339;
+use crate::msg::ConnInfo;
 use crate::proxy::{Options, Shared};
 
 /// Runs `meshproxy` until `shutdown` resolves, then drains.
