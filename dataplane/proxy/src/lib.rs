@@ -20,6 +20,7 @@
 
 mod admin;
 pub mod config;
+mod connect;
 mod downstream;
 pub mod echo;
 mod forward;

@@ -19,6 +19,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use mesh_engine::{Time, Upstream};
@@ -234,4 +235,29 @@ impl HostPool {
 /// Whether an idle connection may still be used.
 pub(crate) fn usable(conn: &mut Conn, now: Time, idle_timeout: std::time::Duration) -> bool {
     now.saturating_since(conn.idle_since) < idle_timeout && conn.alive()
+}
+
+/// The HTTP/2 limits of a cluster's connections.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct H2Limits {
+    /// Streams at once (`maxConcurrentStreams`, at least 1).
+    pub(crate) max_streams: u32,
+    /// Streams over a connection's life (`maxRequestsPerConnection`, 0: no
+    /// limit).
+    pub(crate) per_connection: u32,
+    pub(crate) idle_timeout: Duration,
+}
+
+impl H2Limits {
+    pub(crate) fn has_capacity(self, c: &H2Conn) -> bool {
+        c.has_capacity(self.max_streams, self.per_connection)
+    }
+
+    /// Streams a new connection will carry at once.
+    pub(crate) fn streams_per_connection(self) -> u32 {
+        match self.per_connection {
+            0 => self.max_streams,
+            n => n.min(self.max_streams),
+        }
+    }
 }

@@ -16,8 +16,9 @@ use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
 use crate::config::ListenerSpec;
+use crate::connect::{Target, connect, connect_h2};
 use crate::log::{AccessLog, now_rfc3339};
-use crate::pool::{Conn, Grant, H2Conn, H2Send, HostPool, Stream, Waiter, usable};
+use crate::pool::{Conn, Grant, H2Conn, H2Limits, H2Send, HostPool, Stream, Waiter, usable};
 use crate::record::{RecEvent, Recorder};
 
 /// Limits and switches of the process.
@@ -94,7 +95,7 @@ impl Shared {
         text: String,
     ) -> Self {
         let recorder = options.record.as_deref().and_then(|dir| {
-            let endpoints = record_endpoints(mesh);
+            let endpoints = crate::record::endpoints_of(mesh);
             let names = listeners.iter().map(|l| l.address.to_string()).collect();
             match Recorder::create(dir, options.record_window, endpoints, names) {
                 Ok(r) => Some(r),
@@ -931,48 +932,6 @@ impl Proxy {
     }
 }
 
-/// (address, service, version) of every endpoint of the config's
-/// services, once each, in file order: the recording's endpoints.
-fn record_endpoints(mesh: &Config) -> Vec<(String, String, String)> {
-    let mut out: Vec<(String, String, String)> = Vec::new();
-    for s in &mesh.services {
-        let service = s.host.split('.').next().unwrap_or(&s.host).to_owned();
-        for e in &s.endpoints {
-            if out.iter().any(|o| o.0 == e.address) {
-                continue;
-            }
-            let version = e.labels.get("version").cloned().unwrap_or_default();
-            out.push((e.address.clone(), service.clone(), version));
-        }
-    }
-    out
-}
-
-/// The HTTP/2 limits of a cluster's connections.
-#[derive(Clone, Copy, Debug)]
-struct H2Limits {
-    /// Streams at once (`maxConcurrentStreams`, at least 1).
-    max_streams: u32,
-    /// Streams over a connection's life (`maxRequestsPerConnection`, 0: no
-    /// limit).
-    per_connection: u32,
-    idle_timeout: Duration,
-}
-
-impl H2Limits {
-    fn has_capacity(self, c: &H2Conn) -> bool {
-        c.has_capacity(self.max_streams, self.per_connection)
-    }
-
-    /// Streams a new connection will carry at once.
-    fn streams_per_connection(self) -> u32 {
-        match self.per_connection {
-            0 => self.max_streams,
-            n => n.min(self.max_streams),
-        }
-    }
-}
-
 /// The answer to an attempt's admission.
 #[derive(Debug)]
 pub(crate) enum Acquire {
@@ -998,14 +957,6 @@ pub(crate) struct Connect {
     h2: bool,
 }
 
-/// Where to connect: an `ip:port`, or a `host:port` resolved at connect
-/// time (a `DNS` ServiceEntry's endpoint, e.g. a Kubernetes Service name).
-#[derive(Debug)]
-enum Target {
-    Socket(std::net::SocketAddr),
-    Name(Rc<str>),
-}
-
 /// Spawns the connection attempts proxy `li`'s pools asked for. Call after
 /// any pool method, once the proxy is no longer borrowed.
 pub(crate) fn spawn_connects(sh: &Rc<Shared>, li: usize) {
@@ -1026,45 +977,4 @@ pub(crate) fn spawn_connects(sh: &Rc<Shared>, li: usize) {
             spawn_connects(&sh, li);
         });
     }
-}
-
-async fn connect(target: Target, timeout: Duration, up: Upstream) -> Option<Conn> {
-    let stream = tokio::time::timeout(timeout, async {
-        match target {
-            Target::Socket(s) => tokio::net::TcpStream::connect(s).await,
-            Target::Name(name) => tokio::net::TcpStream::connect(&*name).await,
-        }
-    })
-    .await
-    .ok()?
-    .ok()?;
-    let _ = stream.set_nodelay(true);
-    Some(Conn::new(stream, up))
-}
-
-/// Connects and starts an HTTP/2 connection with prior knowledge (cleartext,
-/// no upgrade), within `timeout`; its connection task runs on this thread
-/// until the connection closes.
-async fn connect_h2(target: Target, timeout: Duration, max_head: usize) -> Option<H2Send> {
-    tokio::time::timeout(timeout, async {
-        let stream = match target {
-            Target::Socket(s) => tokio::net::TcpStream::connect(s).await,
-            Target::Name(name) => tokio::net::TcpStream::connect(&*name).await,
-        }
-        .ok()?;
-        let _ = stream.set_nodelay(true);
-        let (send, conn) = hyper::client::conn::http2::Builder::new(crate::rt::LocalExec)
-            .timer(hyper_util::rt::TokioTimer::new())
-            .max_header_list_size(u32::try_from(max_head).unwrap_or(u32::MAX))
-            .handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .ok()?;
-        tokio::task::spawn_local(async move {
-            let _ = conn.await;
-        });
-        Some(send)
-    })
-    .await
-    .ok()
-    .flatten()
 }

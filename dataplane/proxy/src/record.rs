@@ -438,6 +438,23 @@ impl RecEvent {
     }
 }
 
+/// (address, service, version) of every endpoint of the config's
+/// services, once each, in file order: the recording's endpoints.
+pub(crate) fn endpoints_of(mesh: &mesh_engine::config::Config) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    for s in &mesh.services {
+        let service = s.host.split('.').next().unwrap_or(&s.host).to_owned();
+        for e in &s.endpoints {
+            if out.iter().any(|o| o.0 == e.address) {
+                continue;
+            }
+            let version = e.labels.get("version").cloned().unwrap_or_default();
+            out.push((e.address.clone(), service.clone(), version));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
