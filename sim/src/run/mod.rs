@@ -1,0 +1,650 @@
+//! One simulated run: the event loop that drives one engine per modelled
+//! proxy against modelled pods, in virtual time.
+//!
+//! A request's life: an arrival at a client proxy → `handle_request` (route,
+//! fault, balancer) → after any injected delay, `admit` (circuit breaker) →
+//! the pod serves it (concurrency slots, then a bounded queue) for a sampled
+//! latency → the response goes to `handle_response` (outlier detection) →
+//! `retry_decision` may schedule a retry after Envoy's back-off, picked by
+//! `retry` → the final answer is recorded. Per-try and route timeouts race
+//! the pod. Outlier ticks run at the engine's `poll_timeout`.
+//!
+//! The call graph: a pod whose version declares calls serves a request as a
+//! *job*. It makes its calls through its own sidecar (its own engine, so its
+//! own outlier detectors and breakers) — in order, or all at once — with the
+//! inbound headers it propagates, then spends its own sampled latency, then
+//! answers. The job holds the pod's concurrency slot throughout, which is
+//! how a slow dependency fills its callers up. A call fails when its final
+//! answer is ≥ 500 or the calling app's own timeout fires (the sidecar then
+//! resets the upstream request: `Engine::cancel`); unless the call says
+//! `onError = "ignore"`, the job stops at once (cancelling the calls still
+//! in flight) and the pod answers 500 after its own latency. Pods never
+//! learn that their caller gave up: abandoned work runs to its end.
+//!
+//! Nothing here reads a clock or an ambient RNG: every random draw comes
+//! from a stream seeded by the run seed (arrivals, users, each pod's
+//! latency and errors, each engine), so a run is a pure function of the
+//! experiment and the seed.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_engine::{
+    Admission, Decision, Engine, EngineEvent, Outcome, Request, RequestState, ResponseFlag,
+    RetryDecision, Time, Upstream,
+};
+use rand::RngExt as _;
+use rand_pcg::Pcg64Mcg;
+use rustc_hash::FxHashMap;
+
+use crate::callgraph::{HeaderSet, MAX_CALLS, MAX_DEPTH, MAX_HEADERS};
+use crate::metrics::{EventRow, Metrics};
+use crate::model::{Action, Mode, Model, hit};
+use crate::pools::Pools;
+use crate::queue::{Class, EventQueue};
+
+mod events;
+mod jobs;
+mod request;
+
+/// Why a run stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The `maxEvents` guard was reached with work left.
+    #[error(
+        "the run reached maxEvents = {0} at t = {1} with events still queued; raise `maxEvents` or shorten `duration`"
+    )]
+    TooManyEvents(u64, Time),
+    /// The thread pool could not be built.
+    #[error("cannot start the worker threads: {0}")]
+    Threads(String),
+    /// The run directory could not be written.
+    #[error("{0}: cannot write the run directory: {1}")]
+    Write(String, String),
+}
+
+/// Kept small (16 bytes): the queue moves events around on every push and pop.
+#[derive(Clone, Copy, Debug)]
+enum Ev {
+    /// The next open-loop arrival.
+    Arrival,
+    /// A closed-loop connection sends its next request.
+    Connection { proxy: u32 },
+    /// An injected delay is over: route the request now.
+    Delayed { slot: u32, attempt: u32 },
+    /// A retry's back-off is over: pick its host and send it.
+    Retry { slot: u32, attempt: u32 },
+    /// A pod finished serving an attempt.
+    Served {
+        slot: u32,
+        attempt: u32,
+        pod: u32,
+        status: u16,
+    },
+    /// A crashed pod refused the connection.
+    Refused { slot: u32, attempt: u32 },
+    /// The per-try timeout of an attempt.
+    TryTimeout { slot: u32, attempt: u32 },
+    /// The route timeout of a request.
+    RouteTimeout { slot: u32, generation: u32 },
+    /// A proxy's outlier-detection tick.
+    Tick { proxy: u32 },
+    /// A timeline action.
+    Timeline { index: u32 },
+    /// A pushed config reaches a proxy.
+    Apply { proxy: u32, index: u32 },
+    /// The calling application's timeout of call `call` of a job.
+    CallTimeout {
+        job: u32,
+        generation: u32,
+        call: u16,
+    },
+    /// A local answer (a sidecar's reject or direct response) to call
+    /// `call` of a job reaches the application (after any injected delay).
+    CallAnswer {
+        job: u32,
+        generation: u32,
+        call: u16,
+        status: u16,
+        flag: Option<ResponseFlag>,
+    },
+    /// A metrics window ends.
+    Window,
+}
+
+/// Who is waiting for a request's answer.
+#[derive(Clone, Copy, Debug)]
+enum Origin {
+    /// The load; `connection`: a closed-loop connection to wake when done;
+    /// `user`: the user id index, `u32::MAX` without users.
+    Load { connection: bool, user: u32 },
+    /// Call `call` of job `job` (of that generation).
+    Call {
+        job: u32,
+        generation: u32,
+        call: u16,
+    },
+}
+
+/// A request in flight (slab slot, reused).
+#[derive(Clone, Copy, Debug)]
+struct Req<'m> {
+    /// Where it goes (kept to route it again after an injected delay).
+    authority: &'m str,
+    path: &'m str,
+    /// An injected delay being waited out before the router runs.
+    delay: Option<mesh_engine::Delay>,
+    /// Waiting in its proxy's connection pool for a connection.
+    pending_conn: bool,
+    /// Requests already served by the connection the attempt runs on.
+    conn_served: u32,
+    live: bool,
+    /// Bumped on reuse, so stale route timeouts are ignored.
+    generation: u32,
+    proxy: u32,
+    origin: Origin,
+    /// The call-graph edge it is counted under.
+    edge: u32,
+    /// It has headers (kept in `Run::headers`, for the pod that serves it
+    /// to propagate and for routing after an injected delay).
+    has_headers: bool,
+    /// Calls above it (0 for the load).
+    depth: u8,
+    start: Time,
+    state: Option<RequestState>,
+    attempt: u32,
+    pod: u32,
+    upstream: Option<Upstream>,
+    /// The attempt was admitted and has not been reported yet.
+    outstanding: bool,
+    /// Forwarded, waiting out an injected delay before admission.
+    delayed: bool,
+    /// A fault delay held it (Envoy's `DI` flag, logged whatever the answer).
+    fault_delayed: bool,
+    /// Its route's per-try timeout, read once when the router starts.
+    per_try: Option<Duration>,
+}
+
+/// What `end` needs of a request once its slot is freed.
+struct Ended {
+    proxy: u32,
+    origin: Origin,
+    edge: u32,
+    start: Time,
+    pod: u32,
+    fault_delayed: bool,
+}
+
+/// A pod serving one attempt of a request by making its calls (slab slot,
+/// reused). Pods without calls need no job.
+#[derive(Clone, Copy, Debug)]
+struct Job {
+    live: bool,
+    /// Bumped on reuse, so stale call events are ignored.
+    generation: u32,
+    pod: u32,
+    /// The attempt it answers.
+    slot: u32,
+    attempt: u32,
+    workload: u32,
+    /// The inbound request's headers.
+    headers: HeaderSet,
+    /// Depth of the calls it makes.
+    depth: u8,
+    /// Calls started so far (the next one to start, in sequential mode).
+    next: u16,
+    /// Bit `i`: call `i` is in flight.
+    pending: u32,
+    /// The request slot of each call in flight (`u32::MAX`: answered locally).
+    reqs: [u32; MAX_CALLS],
+    failed: bool,
+    /// The pod's own latency and answer, drawn when it started serving.
+    ns: u64,
+    status: u16,
+}
+
+struct Pod {
+    mode: Mode,
+    in_flight: u32,
+    waiting: VecDeque<(u32, u32)>,
+    rng: Pcg64Mcg,
+}
+
+struct Proxy {
+    engine: Engine,
+    /// (cluster, endpoint) → pod index.
+    pods_of: Vec<Vec<u32>>,
+    /// The destination port of each call-graph edge's authority through
+    /// this proxy (see `edge_ports`); recomputed when a push reaches it.
+    edge_ports: Vec<u16>,
+    tick_at: Option<Time>,
+}
+
+/// A run in progress.
+pub struct Run<'m> {
+    model: &'m Model,
+    queue: EventQueue<Ev>,
+    proxies: Vec<Proxy>,
+    pods: Vec<Pod>,
+    reqs: Vec<Req<'m>>,
+    /// The headers of each request slot that has any (most have none: kept
+    /// apart, the slot stays small).
+    headers: Vec<HeaderSet>,
+    /// HTTP/1.1 connection pools, one per (proxy, pod) that ever talked.
+    pools: Pools,
+    free: Vec<u32>,
+    jobs: Vec<Job>,
+    free_jobs: Vec<u32>,
+    rng_arrivals: Pcg64Mcg,
+    rng_users: Pcg64Mcg,
+    qps: f64,
+    next_proxy: usize,
+    pushes: Vec<Arc<mesh_engine::config::Config>>,
+    /// Metrics of the run.
+    pub metrics: Metrics,
+    events: u64,
+    /// Requests of the load sent so far (`load.requests` caps it).
+    sent: u64,
+}
+
+fn stream(seed: u64, a: u64, b: u64) -> Pcg64Mcg {
+    let mut z =
+        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut next = || {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut x = z;
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
+    };
+    Pcg64Mcg::new((u128::from(next()) << 64) | u128::from(next()))
+}
+
+fn pods_of(engine: &Engine, index: &FxHashMap<&str, u32>) -> Vec<Vec<u32>> {
+    (0..engine.cluster_count())
+        .map(|c| {
+            let id = mesh_engine::ClusterId(u32::try_from(c).unwrap_or(u32::MAX));
+            (0..engine.endpoint_count(id))
+                .map(|e| {
+                    let up = engine.upstream(id, u32::try_from(e).unwrap_or(u32::MAX));
+                    index
+                        .get(engine.endpoint_address(up))
+                        .copied()
+                        .unwrap_or(u32::MAX)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+impl<'m> Run<'m> {
+    /// Sets up a run of `model`.
+    pub fn new(model: &'m Model) -> Self {
+        let seed = model.seed;
+        let index: FxHashMap<&str, u32> = model
+            .pods
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.address.as_str(), u32::try_from(i).unwrap_or(u32::MAX)))
+            .collect();
+        let proxies = model
+            .proxies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let engine = Engine::new(
+                    model.config.clone(),
+                    p.spec.clone(),
+                    seed ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
+                );
+                let pods_of = pods_of(&engine, &index);
+                let edge_ports = edge_ports(&engine, &model.calls.edges);
+                Proxy {
+                    engine,
+                    pods_of,
+                    edge_ports,
+                    tick_at: None,
+                }
+            })
+            .collect();
+        let pods = model
+            .pods
+            .iter()
+            .enumerate()
+            .map(|(i, _)| Pod {
+                mode: Mode::Normal,
+                in_flight: 0,
+                waiting: VecDeque::new(),
+                rng: stream(seed, 3, i as u64),
+            })
+            .collect();
+        let pushes = model
+            .timeline
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Action::Push { config, .. } => Some(config.clone()),
+                _ => None,
+            })
+            .collect();
+        Self {
+            model,
+            queue: EventQueue::new(),
+            proxies,
+            pods,
+            reqs: Vec::new(),
+            headers: Vec::new(),
+            pools: Pools::new(model.proxies.len(), model.pods.len()),
+            free: Vec::new(),
+            jobs: Vec::new(),
+            free_jobs: Vec::new(),
+            rng_arrivals: stream(seed, 1, 0),
+            rng_users: stream(seed, 2, 0),
+            qps: model.load.qps.unwrap_or(0.0),
+            next_proxy: 0,
+            pushes,
+            metrics: Metrics::new(model),
+            events: 0,
+            sent: 0,
+        }
+    }
+
+    /// Streams closed windows and events to `writer` as the run goes
+    /// (memory flat in the run's length) instead of keeping them in
+    /// [`Metrics`]; finish the directory with
+    /// [`crate::output::finish_run_dir`].
+    #[must_use]
+    pub fn record_to(mut self, writer: mesh_rundir::RunWriter) -> Self {
+        self.metrics.stream_to(writer);
+        self
+    }
+
+    /// Runs to `duration`; in-flight requests at the end are not counted.
+    pub fn run(mut self) -> Result<Metrics, RunError> {
+        let m = self.model;
+        if m.load.qps.is_some() {
+            let first = self.interarrival();
+            self.queue
+                .push_lone(Time::ZERO + first, Class::Traffic, Ev::Arrival);
+        }
+        if let Some(c) = m.load.connections {
+            let n = m.load.proxies.len().max(1);
+            for i in 0..c {
+                let proxy = m.load.proxies.start + (i as usize % n);
+                self.queue.push(
+                    Time::ZERO,
+                    Class::Traffic,
+                    Ev::Connection {
+                        proxy: u32::try_from(proxy).unwrap_or(0),
+                    },
+                );
+            }
+        }
+        for (i, (t, _)) in m.timeline.iter().enumerate() {
+            self.queue.push(
+                *t,
+                Class::Timer,
+                Ev::Timeline {
+                    index: u32::try_from(i).unwrap_or(0),
+                },
+            );
+        }
+        for p in 0..self.proxies.len() {
+            self.arm_tick(p);
+        }
+        self.queue
+            .push(Time::ZERO + m.window, Class::Timer, Ev::Window);
+        while let Some((now, ev)) = self.queue.pop() {
+            if now > m.duration {
+                break;
+            }
+            self.events += 1;
+            if self.events > m.max_events {
+                return Err(RunError::TooManyEvents(m.max_events, now));
+            }
+            self.handle(now, ev);
+        }
+        self.metrics.finish(m.duration, &self.pods_in_flight());
+        Ok(self.metrics)
+    }
+
+    /// Requests in service or queued at each pod (queued ones whose caller
+    /// gave up are not counted: the pod drops them when their turn comes).
+    fn pods_in_flight(&self) -> Vec<u32> {
+        self.pods
+            .iter()
+            .map(|p| {
+                let queued = p
+                    .waiting
+                    .iter()
+                    .filter(|&&(slot, attempt)| self.current(slot, attempt))
+                    .count();
+                p.in_flight + u32::try_from(queued).unwrap_or(u32::MAX)
+            })
+            .collect()
+    }
+
+    fn interarrival(&mut self) -> Duration {
+        let per_sec = self.qps.max(1e-9);
+        let secs = if self.model.load.uniform {
+            1.0 / per_sec
+        } else {
+            // Exponential inter-arrival times: a Poisson process.
+            let u: f64 = self.rng_arrivals.random::<f64>();
+            // libm's pure-Rust `log`: the platform's may differ in the last
+            // bit between CPUs, and runs must be identical on any machine.
+            -libm::log(1.0 - u) / per_sec
+        };
+        Duration::from_secs_f64(secs)
+    }
+
+    fn arm_tick(&mut self, p: usize) {
+        let next = self.proxies[p].engine.poll_timeout();
+        if let Some(t) = next
+            && self.proxies[p].tick_at != Some(t)
+        {
+            self.proxies[p].tick_at = Some(t);
+            self.queue.push(
+                t,
+                Class::Timer,
+                Ev::Tick {
+                    proxy: u32::try_from(p).unwrap_or(0),
+                },
+            );
+        }
+    }
+
+    fn handle(&mut self, now: Time, ev: Ev) {
+        match ev {
+            Ev::Arrival => {
+                if self.sent >= self.model.load.requests {
+                    return;
+                }
+                let n = self.model.load.proxies.len();
+                if n > 0 {
+                    let proxy = self.model.load.proxies.start + self.next_proxy % n;
+                    self.next_proxy += 1;
+                    self.start_request(now, proxy, false);
+                }
+                let next = self.interarrival();
+                self.queue
+                    .push_lone(now + next, Class::Traffic, Ev::Arrival);
+            }
+            Ev::Connection { proxy } => self.start_request(now, proxy as usize, true),
+            Ev::Delayed { slot, attempt } => {
+                if self.current(slot, attempt) {
+                    self.after_delay(now, slot);
+                }
+            }
+            Ev::Retry { slot, attempt } => {
+                if self.current(slot, attempt) {
+                    self.retry(now, slot);
+                }
+            }
+            Ev::Served {
+                slot,
+                attempt,
+                pod,
+                status,
+            } => {
+                self.pod_done(now, pod as usize);
+                if self.current(slot, attempt) {
+                    self.attempt_done(now, slot, Outcome::Status(status));
+                }
+            }
+            Ev::Refused { slot, attempt } => {
+                if self.current(slot, attempt) {
+                    self.attempt_done(now, slot, Outcome::ConnectFailure);
+                }
+            }
+            Ev::TryTimeout { slot, attempt } => {
+                if self.current(slot, attempt) {
+                    self.attempt_done(now, slot, Outcome::Timeout);
+                }
+            }
+            Ev::RouteTimeout { slot, generation } => {
+                let r = self.reqs[slot as usize];
+                if r.live && r.generation == generation {
+                    self.route_timeout(now, slot);
+                }
+            }
+            Ev::Tick { proxy } => {
+                let p = proxy as usize;
+                if self.proxies[p].tick_at == Some(now) {
+                    self.proxies[p].tick_at = None;
+                    self.proxies[p].engine.handle_timeout(now);
+                    self.drain(now, p);
+                    self.arm_tick(p);
+                }
+            }
+            Ev::Timeline { index } => self.timeline(now, index as usize),
+            Ev::Apply { proxy, index } => {
+                let p = proxy as usize;
+                let config = self.pushes[index as usize].clone();
+                self.proxies[p].engine.reconfigure(config, now);
+                let idx: FxHashMap<&str, u32> = self
+                    .model
+                    .pods
+                    .iter()
+                    .enumerate()
+                    .map(|(i, pod)| (pod.address.as_str(), u32::try_from(i).unwrap_or(u32::MAX)))
+                    .collect();
+                self.proxies[p].pods_of = pods_of(&self.proxies[p].engine, &idx);
+                self.proxies[p].edge_ports =
+                    edge_ports(&self.proxies[p].engine, &self.model.calls.edges);
+                self.drain(now, p);
+                self.arm_tick(p);
+            }
+            Ev::CallTimeout {
+                job,
+                generation,
+                call,
+            } => {
+                if let Some(j) = self.job(job, generation, call) {
+                    let slot = j.reqs[usize::from(call)];
+                    if slot != u32::MAX {
+                        self.cancel(now, slot);
+                    }
+                    let spec =
+                        &self.model.calls.workloads[j.workload as usize].calls[usize::from(call)];
+                    self.metrics
+                        .edge_app_timeout(spec.edge, spec.timeout.unwrap_or_default());
+                    self.call_done(now, job, generation, call, true);
+                }
+            }
+            Ev::CallAnswer {
+                job,
+                generation,
+                call,
+                status,
+                flag,
+            } => {
+                if let Some(j) = self.job(job, generation, call) {
+                    let spec =
+                        &self.model.calls.workloads[j.workload as usize].calls[usize::from(call)];
+                    // A sidecar's local answer takes no virtual time.
+                    self.metrics
+                        .edge_answer(spec.edge, status, flag.map(ResponseFlag::as_str), 0);
+                    self.call_done(now, job, generation, call, status >= 500);
+                }
+            }
+            Ev::Window => {
+                let in_flight = self.pods_in_flight();
+                self.metrics.close_window(now, &in_flight);
+                self.queue
+                    .push(now + self.model.window, Class::Timer, Ev::Window);
+            }
+        }
+    }
+
+    fn current(&self, slot: u32, attempt: u32) -> bool {
+        let r = &self.reqs[slot as usize];
+        r.live && r.attempt == attempt
+    }
+}
+
+/// The destination port of each edge's authority through the proxy of
+/// `engine`: the port the caller uses — the authority's, else the called
+/// service's (a sidecar) or the gateway server's; 80, HTTP's own, for a
+/// host the proxy does not know. Computed once per config, not per request.
+fn edge_ports(engine: &Engine, edges: &[crate::Edge]) -> Vec<u16> {
+    edges
+        .iter()
+        .map(|e| engine.destination_port(&e.host).unwrap_or(80))
+        .collect()
+}
+
+/// A request as the applications of a run send it: `GET`, plain HTTP, on
+/// `port` (the edge's, from [`edge_ports`]).
+fn app_request<'a>(
+    port: u16,
+    authority: &'a str,
+    path: &'a str,
+    headers: &'a [(&'a str, &'a str)],
+) -> Request<'a> {
+    Request {
+        method: "GET",
+        scheme: "http",
+        authority,
+        path,
+        headers,
+        port,
+        source: None,
+        destination: None,
+    }
+}
+
+/// Nanoseconds from `start` to `now`.
+fn since(start: Time, now: Time) -> u64 {
+    now.as_nanos().saturating_sub(start.as_nanos())
+}
+
+/// When a closed-loop connection sends its next request: `turnaround`
+/// after the answer, and never at the very instant the previous request
+/// started. A local reply (no route, a 100 % abort, an overflow) takes zero
+/// virtual time, and a connection answered instantly forever would never let
+/// the clock move; one microsecond stands for the client's own turnaround
+/// when none is configured.
+fn next_send(started: Time, answered: Time, turnaround: Duration) -> Time {
+    let next = answered + turnaround;
+    if next > started {
+        next
+    } else {
+        started + Duration::from_micros(1)
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn events_stay_small() {
+        assert!(std::mem::size_of::<super::Ev>() <= 16);
+    }
+
+    #[test]
+    fn the_memory_estimate_covers_a_request_in_flight() {
+        // The slot three times over (the slab doubling) and two events.
+        let peak = 3 * std::mem::size_of::<super::Req<'static>>() as u64 + 2 * 32;
+        assert!(peak <= crate::budget::IN_FLIGHT, "{peak}");
+    }
+}
