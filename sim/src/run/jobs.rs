@@ -12,16 +12,15 @@ impl<'m> Run<'m> {
 
     /// A pod starts serving `slot`'s attempt by making its calls; its own
     /// latency `ns` and answer `status` were drawn already.
-    #[allow(clippy::too_many_arguments)]
+    /// `(slot, attempt)`: the attempt served; `(ns, status)`: the pod's own
+    /// latency and answer.
     pub(super) fn start_job(
         &mut self,
         now: Time,
         pod: usize,
-        slot: u32,
-        attempt: u32,
+        (slot, attempt): (u32, u32),
         workload: u32,
-        ns: u64,
-        status: u16,
+        (ns, status): (u64, u16),
     ) {
         let inbound = self.reqs[slot as usize];
         let id = match self.free_jobs.pop() {
@@ -106,17 +105,19 @@ impl<'m> Run<'m> {
         let proxy = m.pods[pod].proxy.map(|p| p as usize);
         let Some(proxy) = proxy.filter(|_| depth <= MAX_DEPTH) else {
             // Too deep: a loop through the routes. Refused, 508 Loop Detected.
-            self.local_answer(now, 0, origin, spec.edge, 508, None);
+            self.local_answer(now, (0, origin, spec.edge), 508, None);
             return;
         };
         let slot = self.request(
             now,
-            proxy,
-            origin,
-            spec.edge,
-            (&spec.host, &spec.path),
-            headers,
-            depth,
+            &Call {
+                proxy,
+                origin,
+                edge: spec.edge,
+                to: (&spec.host, &spec.path),
+                headers,
+                depth,
+            },
         );
         // Unless it was already answered (an overflow ends it at once).
         if let Some(slot) = slot

@@ -127,6 +127,22 @@ enum Origin {
     },
 }
 
+/// A request an application sends through its sidecar.
+#[derive(Clone, Copy, Debug)]
+struct Call<'m> {
+    /// The sidecar (or client proxy) it goes through.
+    proxy: usize,
+    /// Who waits for its answer.
+    origin: Origin,
+    /// The call-graph edge it is counted under.
+    edge: u32,
+    /// Authority and path.
+    to: (&'m str, &'m str),
+    headers: HeaderSet,
+    /// Calls above it (0 for the load).
+    depth: u8,
+}
+
 /// A request in flight (slab slot, reused).
 #[derive(Clone, Copy, Debug)]
 struct Req<'m> {

@@ -71,42 +71,40 @@ impl<'m> Run<'m> {
         }
         self.request(
             now,
-            proxy,
-            Origin::Load {
-                connection,
-                user: user_index,
+            &Call {
+                proxy,
+                origin: Origin::Load {
+                    connection,
+                    user: user_index,
+                },
+                edge: 0,
+                to: (&l.host, &l.path),
+                headers,
+                depth: 0,
             },
-            0,
-            (&l.host, &l.path),
-            headers,
-            0,
         );
     }
 
-    /// A new request from the application behind `proxy`: the sidecar
+    /// A new request from the application behind `call.proxy`: the sidecar
     /// routes it. Returns its slot if it was forwarded; a local answer goes
     /// to its origin (now, or after an injected delay).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn request(
-        &mut self,
-        now: Time,
-        proxy: usize,
-        origin: Origin,
-        edge: u32,
-        (authority, path): (&'m str, &'m str),
-        headers: HeaderSet,
-        depth: u8,
-    ) -> Option<u32> {
-        let decision = self.decide(now, proxy, edge, (authority, path), &headers, None);
+    pub(super) fn request(&mut self, now: Time, call: &Call<'m>) -> Option<u32> {
+        let Call {
+            proxy,
+            origin,
+            edge,
+            ..
+        } = *call;
+        let decision = self.decide(now, proxy, edge, call.to, &call.headers, None);
         match decision {
             Decision::Forward(f) => {
-                let slot = self.occupy(now, proxy, origin, edge, (authority, path), headers, depth);
+                let slot = self.occupy(now, call);
                 self.forwarded(now, slot, f);
                 Some(slot)
             }
             Decision::Delay(d) => {
                 // The fault filter holds the request; the router runs after.
-                let slot = self.occupy(now, proxy, origin, edge, (authority, path), headers, depth);
+                let slot = self.occupy(now, call);
                 let r = &mut self.reqs[slot as usize];
                 r.delay = Some(d);
                 r.delayed = true;
@@ -117,11 +115,11 @@ impl<'m> Run<'m> {
                 Some(slot)
             }
             Decision::Reject(r) => {
-                self.local_answer(now, proxy, origin, edge, r.status, Some(r.flag()));
+                self.local_answer(now, (proxy, origin, edge), r.status, Some(r.flag()));
                 None
             }
             Decision::Respond(r) => {
-                self.local_answer(now, proxy, origin, edge, r.status, None);
+                self.local_answer(now, (proxy, origin, edge), r.status, None);
                 None
             }
         }
@@ -158,17 +156,16 @@ impl<'m> Run<'m> {
     }
 
     /// Takes a slot for a request that the sidecar holds or forwards.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn occupy(
-        &mut self,
-        now: Time,
-        proxy: usize,
-        origin: Origin,
-        edge: u32,
-        (authority, path): (&'m str, &'m str),
-        headers: HeaderSet,
-        depth: u8,
-    ) -> u32 {
+    pub(super) fn occupy(&mut self, now: Time, call: &Call<'m>) -> u32 {
+        let Call {
+            proxy,
+            origin,
+            edge,
+            to: (authority, path),
+            depth,
+            ..
+        } = *call;
+        let headers = &call.headers;
         let slot = self.alloc();
         let r = &mut self.reqs[slot as usize];
         r.live = true;
@@ -178,7 +175,7 @@ impl<'m> Run<'m> {
         r.edge = edge;
         r.has_headers = !headers.is_empty();
         if r.has_headers {
-            self.headers[slot as usize] = headers;
+            self.headers[slot as usize] = *headers;
         }
         r.depth = depth;
         r.start = now;
@@ -240,13 +237,11 @@ impl<'m> Run<'m> {
     }
 
     /// A sidecar answered a request itself, after `latency`.
-    #[allow(clippy::too_many_arguments)]
+    /// `(proxy, origin, edge)`: the sidecar, who waits, the edge counted.
     pub(super) fn local_answer(
         &mut self,
         now: Time,
-        proxy: usize,
-        origin: Origin,
-        edge: u32,
+        (proxy, origin, edge): (usize, Origin, u32),
         status: u16,
         flag: Option<ResponseFlag>,
     ) {
@@ -506,7 +501,7 @@ impl<'m> Run<'m> {
             }
         };
         if let Some(workload) = spec.workload {
-            self.start_job(now, pod, slot, attempt, workload, ns, status);
+            self.start_job(now, pod, (slot, attempt), workload, (ns, status));
             return;
         }
         self.queue.push(
