@@ -57,6 +57,12 @@ pub(crate) struct HostMonitor {
 pub struct OutlierStats {
     /// Ejections that happened.
     pub ejections_enforced_total: u64,
+    /// Ejections that happened, by reason (Envoy's
+    /// `ejections_enforced_consecutive_5xx`, `…_gateway_failure`,
+    /// `…_local_origin_failure`), indexed as [`EjectReason`].
+    pub ejections_enforced: [u64; 3],
+    /// Hosts ejected now (Envoy's `ejections_active` gauge).
+    pub ejections_active: u32,
     /// Ejections refused by `maxEjectionPercent`.
     pub ejections_overflow: u64,
     /// Detector firings by reason: 5xx, gateway, local origin.
@@ -239,6 +245,7 @@ impl Detector {
         let duration = (base * m.multiplier).min(max);
         self.ejected += 1;
         self.stats.ejections_enforced_total += 1;
+        self.stats.ejections_enforced[reason as usize] += 1;
         Some(Change::Ejected {
             host,
             reason,

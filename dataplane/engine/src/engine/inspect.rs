@@ -96,7 +96,10 @@ impl Engine {
         self.clusters[id.0 as usize]
             .detector
             .as_ref()
-            .map(|d| d.stats)
+            .map(|d| OutlierStats {
+                ejections_active: d.ejected,
+                ..d.stats
+            })
     }
 
     /// The upstream of endpoint `index` of cluster `id`, in this generation.

@@ -326,6 +326,8 @@ fn a_failing_host_is_ejected_at_its_third_failure_and_returns_on_the_first_tick_
         stats(&e),
         OutlierStats {
             ejections_enforced_total: 3,
+            ejections_enforced: [3, 0, 0],
+            ejections_active: 0,
             ejections_overflow: 0,
             ejections_detected: [3, 0, 0],
             ejections_detected_not_enforced: 0,
@@ -352,6 +354,8 @@ fn max_ejection_percent_10_of_10_hosts_ejects_one_and_counts_the_second_as_overf
         stats(&e),
         OutlierStats {
             ejections_enforced_total: 1,
+            ejections_enforced: [1, 0, 0],
+            ejections_active: 1,
             ejections_overflow: 1,
             ejections_detected: [2, 0, 0],
             ejections_detected_not_enforced: 0,
@@ -659,6 +663,8 @@ fn unset_consecutive_gateway_errors_detects_at_5_without_enforcing_while_5xx_at_
         stats(&e),
         OutlierStats {
             ejections_enforced_total: 1,
+            ejections_enforced: [1, 0, 0],
+            ejections_active: 1,
             ejections_overflow: 0,
             ejections_detected: [1, 1, 0],
             ejections_detected_not_enforced: 1,
