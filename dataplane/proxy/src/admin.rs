@@ -76,11 +76,149 @@ fn label(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// Prometheus text: downstream responses by status and flags, upstream
-/// attempts per endpoint, breaker and outlier counters per cluster.
+/// One metric family of the Prometheus text exposition: its `# HELP` and
+/// `# TYPE` lines, then all its samples together.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: String,
+}
+
+impl Family {
+    fn new(name: &'static str, kind: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            kind,
+            help,
+            samples: String::new(),
+        }
+    }
+
+    /// A sample with `labels` (already `k="v"` pairs, or empty).
+    fn sample(&mut self, labels: &str, value: impl std::fmt::Display) {
+        if labels.is_empty() {
+            let _ = writeln!(self.samples, "{} {value}", self.name);
+        } else {
+            let _ = writeln!(self.samples, "{}{{{labels}}} {value}", self.name);
+        }
+    }
+
+    fn write(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
+        out.push_str(&self.samples);
+    }
+}
+
+/// Prometheus text exposition (format 0.0.4): downstream responses by
+/// status and flags, upstream attempts per endpoint, breaker and outlier
+/// counters per cluster; every family typed and documented, its samples
+/// together.
 fn stats(sh: &Shared) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "# TYPE meshproxy_downstream_rq_total counter");
+    let mut downstream = Family::new(
+        "meshproxy_downstream_rq_total",
+        "counter",
+        "Responses to clients, by listener, status and Envoy response flags.",
+    );
+    let mut downstream_active = Family::new(
+        "meshproxy_downstream_rq_active",
+        "gauge",
+        "Client requests in flight.",
+    );
+    let mut reloads = Family::new(
+        "meshproxy_config_reloads_total",
+        "counter",
+        "Config reloads, applied (ok) or refused.",
+    );
+    let mut upstream = Family::new(
+        "meshproxy_upstream_rq_total",
+        "counter",
+        "Upstream attempts by endpoint and result class (1xx-5xx, or failed: no response).",
+    );
+    let mut upstream_active = Family::new(
+        "meshproxy_upstream_rq_active",
+        "gauge",
+        "Upstream attempts in flight, by endpoint.",
+    );
+    let mut ejected = Family::new(
+        "meshproxy_upstream_ejected",
+        "gauge",
+        "1 when outlier detection has ejected the endpoint.",
+    );
+    let mut cx = Family::new(
+        "meshproxy_upstream_cx_total",
+        "counter",
+        "Upstream connections opened, by endpoint.",
+    );
+    let mut cx_fail = Family::new(
+        "meshproxy_upstream_cx_connect_fail_total",
+        "counter",
+        "Upstream connection attempts that failed, by endpoint.",
+    );
+    let mut retries = Family::new(
+        "meshproxy_upstream_rq_retry_total",
+        "counter",
+        "Retries made, by listener.",
+    );
+    let mut overflow = Family::new(
+        "meshproxy_upstream_rq_overflow_total",
+        "counter",
+        "Requests refused by a circuit breaker (UO), by listener.",
+    );
+    let mut ejections = Family::new(
+        "meshproxy_outlier_ejections_total",
+        "counter",
+        "Outlier ejections, by listener.",
+    );
+    let mut returns = Family::new(
+        "meshproxy_outlier_returns_total",
+        "counter",
+        "Ejected endpoints returned to the load balancer, by listener.",
+    );
+    let mut cx_active = Family::new(
+        "meshproxy_cluster_cx_active",
+        "gauge",
+        "Open upstream connections, by cluster.",
+    );
+    let mut rq_pending = Family::new(
+        "meshproxy_cluster_rq_pending",
+        "gauge",
+        "Requests waiting for a connection, by cluster.",
+    );
+    let mut rq_active = Family::new(
+        "meshproxy_cluster_rq_active",
+        "gauge",
+        "Requests attached to upstream connections, by cluster.",
+    );
+    let mut pending_overflow = Family::new(
+        "meshproxy_cluster_rq_pending_overflow_total",
+        "counter",
+        "Requests refused by maxPendingRequests or maxRequests (Envoy's upstream_rq_pending_overflow), by cluster.",
+    );
+    let mut retry_overflow = Family::new(
+        "meshproxy_cluster_rq_retry_overflow_total",
+        "counter",
+        "Retries refused by maxRetries (Envoy's upstream_rq_retry_overflow), by cluster.",
+    );
+    let mut enforced = Family::new(
+        "meshproxy_cluster_outlier_ejections_enforced_total",
+        "counter",
+        "Outlier ejections that happened, by cluster and reason (Envoy's ejections_enforced_*).",
+    );
+    let mut active = Family::new(
+        "meshproxy_cluster_outlier_ejections_active",
+        "gauge",
+        "Endpoints ejected now, by cluster (Envoy's ejections_active).",
+    );
+    let mut ej_overflow = Family::new(
+        "meshproxy_cluster_outlier_ejections_overflow_total",
+        "counter",
+        "Ejections refused by maxEjectionPercent, by cluster (Envoy's ejections_overflow).",
+    );
+    downstream_active.sample("", sh.in_flight.get());
+    reloads.sample("result=\"ok\"", sh.reloads_ok.get());
+    reloads.sample("result=\"refused\"", sh.reloads_failed.get());
     for p in &sh.proxies {
         let p = p.borrow();
         let l = p.listener.address;
@@ -91,56 +229,47 @@ fn stats(sh: &Shared) -> String {
             .flat_map(|(s, m)| m.iter().map(move |(f, n)| (s, f, n)))
         {
             let flags = if flags.is_empty() { "-" } else { flags };
-            let _ = writeln!(
-                out,
-                "meshproxy_downstream_rq_total{{listener=\"{l}\",status=\"{status}\",flags=\"{}\"}} {n}",
-                label(flags)
+            downstream.sample(
+                &format!(
+                    "listener=\"{l}\",status=\"{status}\",flags=\"{}\"",
+                    label(flags)
+                ),
+                n,
             );
         }
-    }
-    let _ = writeln!(out, "# TYPE meshproxy_downstream_rq_active gauge");
-    let _ = writeln!(out, "meshproxy_downstream_rq_active {}", sh.in_flight.get());
-    let _ = writeln!(out, "# TYPE meshproxy_config_reloads_total counter");
-    let _ = writeln!(
-        out,
-        "meshproxy_config_reloads_total{{result=\"ok\"}} {}\nmeshproxy_config_reloads_total{{result=\"refused\"}} {}",
-        sh.reloads_ok.get(),
-        sh.reloads_failed.get()
-    );
-    let _ = writeln!(out, "# TYPE meshproxy_upstream_rq_total counter");
-    let mut gauges = String::new();
-    let mut cluster_lines = String::new();
-    for p in &sh.proxies {
-        let p = p.borrow();
-        let l = p.listener.address;
-        let _ = writeln!(
-            cluster_lines,
-            "meshproxy_upstream_rq_retry_total{{listener=\"{l}\"}} {}\nmeshproxy_upstream_rq_overflow_total{{listener=\"{l}\"}} {}\nmeshproxy_outlier_ejections_total{{listener=\"{l}\"}} {}\nmeshproxy_outlier_returns_total{{listener=\"{l}\"}} {}",
-            p.stats.retries, p.stats.overflow, p.stats.ejections, p.stats.returns
-        );
+        let ll = format!("listener=\"{l}\"");
+        retries.sample(&ll, p.stats.retries);
+        overflow.sample(&ll, p.stats.overflow);
+        ejections.sample(&ll, p.stats.ejections);
+        returns.sample(&ll, p.stats.returns);
         for c in 0..p.engine.cluster_count() {
             let id = ClusterId(u32::try_from(c).unwrap_or(u32::MAX));
             let name = label(p.engine.cluster_name(id));
+            let cl = format!("listener=\"{l}\",cluster=\"{name}\"");
             let b = p.engine.breaker_stats(id);
-            let _ = writeln!(
-                cluster_lines,
-                "meshproxy_cluster_cx_active{{listener=\"{l}\",cluster=\"{name}\"}} {}\nmeshproxy_cluster_rq_pending{{listener=\"{l}\",cluster=\"{name}\"}} {}\nmeshproxy_cluster_rq_active{{listener=\"{l}\",cluster=\"{name}\"}} {}\nmeshproxy_cluster_rq_pending_overflow_total{{listener=\"{l}\",cluster=\"{name}\"}} {}\nmeshproxy_cluster_rq_retry_overflow_total{{listener=\"{l}\",cluster=\"{name}\"}} {}",
-                b.connections,
-                b.pending_requests,
-                b.active_requests,
-                b.rq_pending_overflow,
-                b.rq_retry_overflow
-            );
+            cx_active.sample(&cl, b.connections);
+            rq_pending.sample(&cl, b.pending_requests);
+            rq_active.sample(&cl, b.active_requests);
+            pending_overflow.sample(&cl, b.rq_pending_overflow);
+            retry_overflow.sample(&cl, b.rq_retry_overflow);
             if let Some(o) = p.engine.outlier_stats(id) {
-                let _ = writeln!(
-                    cluster_lines,
-                    "meshproxy_cluster_outlier_ejections_enforced_total{{listener=\"{l}\",cluster=\"{name}\"}} {}\nmeshproxy_cluster_outlier_ejections_overflow_total{{listener=\"{l}\",cluster=\"{name}\"}} {}",
-                    o.ejections_enforced_total, o.ejections_overflow
-                );
+                for reason in [
+                    mesh_engine::EjectReason::Consecutive5xx,
+                    mesh_engine::EjectReason::ConsecutiveGatewayFailure,
+                    mesh_engine::EjectReason::ConsecutiveLocalOriginFailure,
+                ] {
+                    enforced.sample(
+                        &format!("{cl},reason=\"{}\"", reason.as_str()),
+                        o.ejections_enforced[reason as usize],
+                    );
+                }
+                active.sample(&cl, o.ejections_active);
+                ej_overflow.sample(&cl, o.ejections_overflow);
             }
             for e in 0..p.engine.endpoint_count(id) {
                 let up = p.engine.upstream(id, u32::try_from(e).unwrap_or(u32::MAX));
                 let addr = label(p.engine.endpoint_address(up));
+                let el = format!("{cl},endpoint=\"{addr}\"");
                 let s = p.endpoint_stats(up);
                 for (class, n) in s.rq_class.iter().enumerate() {
                     let class = if class == 0 {
@@ -148,24 +277,40 @@ fn stats(sh: &Shared) -> String {
                     } else {
                         format!("{class}xx")
                     };
-                    let _ = writeln!(
-                        out,
-                        "meshproxy_upstream_rq_total{{listener=\"{l}\",cluster=\"{name}\",endpoint=\"{addr}\",class=\"{class}\"}} {n}"
-                    );
+                    upstream.sample(&format!("{el},class=\"{class}\""), n);
                 }
-                let _ = writeln!(
-                    gauges,
-                    "meshproxy_upstream_rq_active{{listener=\"{l}\",cluster=\"{name}\",endpoint=\"{addr}\"}} {}\nmeshproxy_upstream_ejected{{listener=\"{l}\",cluster=\"{name}\",endpoint=\"{addr}\"}} {}\nmeshproxy_upstream_cx_total{{listener=\"{l}\",cluster=\"{name}\",endpoint=\"{addr}\"}} {}\nmeshproxy_upstream_cx_connect_fail_total{{listener=\"{l}\",cluster=\"{name}\",endpoint=\"{addr}\"}} {}",
-                    p.engine.active_requests(up),
-                    u8::from(p.engine.ejection(up).is_some()),
-                    s.cx_total,
-                    s.cx_connect_fail
-                );
+                upstream_active.sample(&el, p.engine.active_requests(up));
+                ejected.sample(&el, u8::from(p.engine.ejection(up).is_some()));
+                cx.sample(&el, s.cx_total);
+                cx_fail.sample(&el, s.cx_connect_fail);
             }
         }
     }
-    out.push_str(&gauges);
-    out.push_str(&cluster_lines);
+    let mut out = String::new();
+    for f in [
+        &downstream,
+        &downstream_active,
+        &reloads,
+        &upstream,
+        &upstream_active,
+        &ejected,
+        &cx,
+        &cx_fail,
+        &retries,
+        &overflow,
+        &ejections,
+        &returns,
+        &cx_active,
+        &rq_pending,
+        &rq_active,
+        &pending_overflow,
+        &retry_overflow,
+        &enforced,
+        &active,
+        &ej_overflow,
+    ] {
+        f.write(&mut out);
+    }
     out
 }
 

@@ -526,6 +526,66 @@ fn admin_endpoints_answer() {
         std::fs::read_to_string(&p.config).unwrap()
     );
     assert_eq!(p.admin("/nope").status, 404);
+    strict_prometheus(&stats);
+}
+
+/// Checks Prometheus text exposition strictly: every sample's family has a
+/// `# HELP` and a `# TYPE` (counter or gauge) before it, a family's samples
+/// are together, labels are `name="value"` pairs, values are numbers.
+fn strict_prometheus(text: &str) {
+    use std::collections::BTreeSet;
+    let mut helped = BTreeSet::new();
+    let mut typed = BTreeSet::new();
+    let mut done = BTreeSet::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap();
+            assert!(helped.insert(name.to_owned()), "HELP twice: {line}");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut it = rest.split(' ');
+            let (name, kind) = (it.next().unwrap(), it.next().unwrap());
+            assert!(helped.contains(name), "TYPE before HELP: {line}");
+            assert!(["counter", "gauge"].contains(&kind), "{line}");
+            assert!(typed.insert(name.to_owned()), "TYPE twice: {line}");
+            if let Some(prev) = current.replace(name.to_owned()) {
+                done.insert(prev);
+            }
+            continue;
+        }
+        assert!(
+            !line.starts_with('#') && !line.is_empty(),
+            "stray line: {line:?}"
+        );
+        let name_end = line.find(['{', ' ']).unwrap();
+        let name = &line[..name_end];
+        assert!(typed.contains(name), "untyped family: {line}");
+        assert!(!done.contains(name), "family {name} split: {line}");
+        assert_eq!(
+            current.as_deref(),
+            Some(name),
+            "sample out of its family: {line}"
+        );
+        let rest = &line[name_end..];
+        let value = if let Some(labels) = rest.strip_prefix('{') {
+            let close = labels.rfind('}').unwrap();
+            for pair in labels[..close].split("\",") {
+                let (k, v) = pair.split_once("=\"").expect(line);
+                assert!(
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "{line}"
+                );
+                assert!(!v.trim_end_matches('"').contains('\n'), "{line}");
+            }
+            labels[close + 1..].trim()
+        } else {
+            rest.trim()
+        };
+        value.parse::<f64>().expect(line);
+    }
+    assert!(!typed.is_empty());
 }
 
 #[test]
