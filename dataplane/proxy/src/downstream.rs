@@ -298,6 +298,23 @@ struct Meta {
     hosts: u32,
 }
 
+/// What the access log can tell of a request refused after its head was
+/// read: its method, target and `Host`, as Envoy logs `"POST /upload" 413`.
+fn refused<'a>(rbuf: &'a [u8], head: &Head, spans: &[Span], conn: ConnInfo) -> Req<'a> {
+    let text =
+        |(a, b): (u32, u32)| std::str::from_utf8(&rbuf[a as usize..b as usize]).unwrap_or("");
+    let authority = spans
+        .iter()
+        .find(|s| rbuf[s.0 as usize..s.1 as usize].eq_ignore_ascii_case(b"host"))
+        .map_or("", |s| text((s.2, s.3)));
+    Req {
+        method: text(head.method),
+        path: text(head.target),
+        authority,
+        ..Req::unparsed(conn)
+    }
+}
+
 fn meta(rbuf: &[u8], head: &Head, spans: &[Span]) -> Result<Meta, End> {
     let mut m = Meta {
         framing: Framing::Empty,
@@ -399,7 +416,8 @@ async fn serve_one(
     let m = match early {
         Ok(m) => m,
         Err((a, flags)) => {
-            forward::account(sh, li, &Req::unparsed(info), &a, flags, Duration::ZERO);
+            let req = refused(rbuf, head, spans, info);
+            forward::account(sh, li, &req, &a, flags, Duration::ZERO);
             write_answer(sh, stream, wbuf, &a, Version::H11, false, true).await?;
             return Ok(false);
         }
@@ -423,7 +441,8 @@ async fn serve_one(
         Framing::Length(n) => {
             if n > max_body as u64 {
                 let a = Answer::local(413, None, "request body too large");
-                forward::account(sh, li, &Req::unparsed(info), &a, "DPE", Duration::ZERO);
+                let req = refused(rbuf, head, spans, info);
+                forward::account(sh, li, &req, &a, "DPE", Duration::ZERO);
                 write_answer(sh, stream, wbuf, &a, version, method_is_head, true).await?;
                 return Ok(false);
             }
@@ -457,7 +476,8 @@ async fn serve_one(
                             (400, "bad request body")
                         };
                         let a = Answer::local(s, None, why);
-                        forward::account(sh, li, &Req::unparsed(info), &a, "DPE", Duration::ZERO);
+                        let req = refused(rbuf, head, spans, info);
+                        forward::account(sh, li, &req, &a, "DPE", Duration::ZERO);
                         write_answer(sh, stream, wbuf, &a, version, method_is_head, true).await?;
                         return Ok(false);
                     }

@@ -588,6 +588,31 @@ fn strict_prometheus(text: &str) {
     assert!(!typed.is_empty());
 }
 
+/// A request refused after its head was read keeps its method, path and
+/// authority in the access log, as Envoy logs `"POST /upload" 413 ... DPE`.
+#[test]
+fn a_refused_request_keeps_its_method_path_and_authority_in_the_access_log() {
+    let a = Echo::start("v1", &[]);
+    let p = Proxy::start(
+        &service(&[(&a, "v1")]),
+        &["--access-log", "json", "--max-body-bytes", "10"],
+    );
+    let r = raw(
+        p.addr,
+        b"POST /upload HTTP/1.1\r\nHost: echo\r\nContent-Length: 100\r\n\r\n",
+    );
+    assert_eq!(r.status, 413);
+    let line = p.proc.stdout.wait_for("\"status\":413");
+    for want in [
+        "\"method\":\"POST\"",
+        "\"path\":\"/upload\"",
+        "\"authority\":\"echo\"",
+        "\"flags\":\"DPE\"",
+    ] {
+        assert!(line.contains(want), "{want} not in {line}");
+    }
+}
+
 #[test]
 fn malformed_requests_get_400_and_do_not_disturb_other_connections() {
     let a = Echo::start("v1", &[]);
