@@ -11,18 +11,16 @@ use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use mesh_engine::ClusterId;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::proxy::Shared;
 
-pub(crate) async fn serve(sh: Rc<Shared>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+/// Serves the admin listener until the process exits: through a drain,
+/// so that `/ready` answers `503 DRAINING` and `/stats` stays readable.
+pub(crate) async fn serve(sh: Rc<Shared>, listener: TcpListener) {
     loop {
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(_) => continue,
-            },
-            _ = stop.wait_for(|s| *s) => return,
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
         };
         let sh = sh.clone();
         tokio::task::spawn_local(async move {

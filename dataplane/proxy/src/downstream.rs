@@ -31,7 +31,7 @@ use crate::forward;
 use crate::h1::{self, BodyDecoder, Framing};
 use crate::hdr::{self, push_decimal};
 use crate::msg::{Answer, ConnInfo, Headers, Req};
-use crate::proxy::Shared;
+use crate::proxy::{Phase, Shared};
 use crate::rt::LocalExec;
 
 /// Most header lines in a request head.
@@ -44,13 +44,15 @@ const INLINE_BODY: usize = 16 << 10;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Serves one client connection until it closes, fails, or the proxy
-/// drains (`stop`): a request in progress is answered first.
+/// stops. While the proxy drains, the next answer closes the connection
+/// (HTTP/1.1) or a GOAWAY is sent (HTTP/2); once it stops, an idle
+/// connection is closed and a request in progress is answered first.
 pub(crate) async fn serve(
     sh: Rc<Shared>,
     li: usize,
     info: ConnInfo,
     mut stream: TcpStream,
-    mut stop: watch::Receiver<bool>,
+    mut phase: watch::Receiver<Phase>,
 ) {
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = Vec::with_capacity(1024);
@@ -67,7 +69,7 @@ pub(crate) async fn serve(
             &mut stream,
             &mut rbuf,
             &mut spans,
-            (&mut stop, &mut idle),
+            (&mut phase, &mut idle),
             deadline,
             first,
         );
@@ -77,7 +79,7 @@ pub(crate) async fn serve(
             Err(End::H2) => {
                 let mut info = info;
                 info.h2 = true;
-                serve_h2(sh, li, info, stream, rbuf, stop).await;
+                serve_h2(sh, li, info, stream, rbuf, phase).await;
                 return;
             }
             Err(End::Answer(status, why)) => {
@@ -99,10 +101,11 @@ pub(crate) async fn serve(
             &mut wbuf,
             &head,
             &spans,
-            &stop,
+            &phase,
         );
+        // (Once the proxy stops, `read_head` ends an idle connection.)
         match one.await {
-            Ok(true) if !*stop.borrow() => {}
+            Ok(true) => {}
             _ => return,
         }
         // A later request's clock starts with its first byte; the idle
@@ -185,7 +188,7 @@ async fn read_head(
     stream: &mut TcpStream,
     rbuf: &mut BytesMut,
     spans: &mut Vec<Span>,
-    (stop, idle_timer): (&mut watch::Receiver<bool>, &mut IdleTimer),
+    (phase, idle_timer): (&mut watch::Receiver<Phase>, &mut IdleTimer),
     mut deadline: Option<Instant>,
     first: bool,
 ) -> Result<Head, End> {
@@ -205,8 +208,8 @@ async fn read_head(
             rbuf.reserve(READ_CHUNK);
         }
         // An idle connection (no byte of a request yet) also ends when
-        // the proxy drains; one in the middle of a head has until its
-        // deadline.
+        // the proxy stops (it is served while the proxy drains); one in
+        // the middle of a head has until its deadline.
         let idle = rbuf.is_empty();
         let read = async {
             match deadline {
@@ -224,7 +227,7 @@ async fn read_head(
         let n = if idle {
             tokio::select! {
                 r = read => r?,
-                _ = stop.wait_for(|s| *s) => return Err(End::Quiet),
+                _ = phase.wait_for(|p| *p == Phase::Stopped) => return Err(End::Quiet),
                 () = idle_timer.expired(sh), if deadline.is_none() => return Err(End::Quiet),
             }
         } else {
@@ -398,7 +401,7 @@ async fn serve_one(
     wbuf: &mut Vec<u8>,
     head: &Head,
     spans: &[Span],
-    stop: &watch::Receiver<bool>,
+    phase: &watch::Receiver<Phase>,
 ) -> io::Result<bool> {
     let fail = |status, why| (Answer::local(status, None, why), "DPE");
     let is_connect = &rbuf[head.method.0 as usize..head.method.1 as usize] == b"CONNECT";
@@ -554,7 +557,7 @@ async fn serve_one(
     let Some(answer) = answer else {
         return Ok(false);
     };
-    let close = !persistent || *stop.borrow();
+    let close = !persistent || *phase.borrow() != Phase::Serving;
     write_answer(sh, stream, wbuf, &answer, version, method_is_head, close).await?;
     rbuf.advance(body_end);
     rbuf.extend_from_slice(&early_bytes);
@@ -690,15 +693,26 @@ async fn serve_h2(
     info: ConnInfo,
     stream: TcpStream,
     read: BytesMut,
-    mut stop: watch::Receiver<bool>,
+    mut phase: watch::Receiver<Phase>,
 ) {
     let mut builder = hyper::server::conn::http2::Builder::new(LocalExec);
     builder
         .timer(hyper_util::rt::TokioTimer::new())
         .max_header_list_size(u32::try_from(sh.options.max_header_bytes).unwrap_or(u32::MAX));
+    // A connection opened while the proxy drains is told to go away after
+    // its first answer, as Envoy's drain closes on a response; one opened
+    // before, as soon as the drain starts.
+    let answered = Rc::new(tokio::sync::Notify::new());
+    let opened_draining = *phase.borrow() != Phase::Serving;
+    let first_answer = answered.clone();
     let service = hyper::service::service_fn(move |req| {
         let sh = sh.clone();
-        async move { Ok::<_, Infallible>(handle_h2(sh, li, info, req).await) }
+        let answered = answered.clone();
+        async move {
+            let r = handle_h2(sh, li, info, req).await;
+            answered.notify_one();
+            Ok::<_, Infallible>(r)
+        }
     });
     let io = hyper_util::rt::TokioIo::new(Prefixed {
         read: read.freeze(),
@@ -706,9 +720,19 @@ async fn serve_h2(
     });
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
+    let go_away = async {
+        if opened_draining {
+            tokio::select! {
+                () = first_answer.notified() => {}
+                _ = phase.wait_for(|p| *p == Phase::Stopped) => {}
+            }
+        } else {
+            let _ = phase.wait_for(|p| *p != Phase::Serving).await;
+        }
+    };
     tokio::select! {
         _ = conn.as_mut() => {}
-        _ = stop.wait_for(|s| *s) => {
+        () = go_away => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }

@@ -27,7 +27,12 @@ struct Args {
     /// Access log on stdout: off, text or json.
     #[arg(long, default_value = "text")]
     access_log: AccessLog,
-    /// How long SIGTERM/SIGINT waits for in-flight requests (Istio duration).
+    /// On SIGTERM/SIGINT, how long the listeners keep accepting (answering
+    /// with `connection: close`, `/ready` 503) before they close, as Istio's
+    /// `terminationDrainDuration` (0s: close them at once).
+    #[arg(long, default_value = "5s", value_parser = parse_duration_or_zero)]
+    drain_time: Duration,
+    /// After the drain time, how long in-flight requests may still finish.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     drain_timeout: Duration,
     /// How long a client may take to send its request headers.
@@ -97,6 +102,7 @@ fn main() -> ExitCode {
         max_header_bytes: args.max_header_bytes,
         header_read_timeout: args.header_read_timeout,
         idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+        drain_time: args.drain_time,
         drain_timeout: args.drain_timeout,
         watch_interval: (!args.watch_interval.is_zero()).then_some(args.watch_interval),
         seed: args.seed,

@@ -35,7 +35,11 @@ pub struct Options {
     /// How long an HTTP/1.1 client connection may idle between requests
     /// (`None`: forever).
     pub idle_timeout: Option<Duration>,
-    /// How long SIGTERM waits for in-flight requests.
+    /// How long the listeners keep accepting after SIGTERM, answering with
+    /// `connection: close` while `/ready` says `DRAINING` (Istio's
+    /// `terminationDrainDuration`).
+    pub drain_time: Duration,
+    /// How long, after the drain time, in-flight requests may still finish.
     pub drain_timeout: Duration,
     /// How often the config file is checked for changes (`None`: never).
     pub watch_interval: Option<Duration>,
@@ -55,6 +59,7 @@ impl Default for Options {
             max_header_bytes: 64 << 10,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(3600)),
+            drain_time: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
             watch_interval: Some(Duration::from_secs(1)),
             seed: 1,
@@ -62,6 +67,18 @@ impl Default for Options {
             record_window: Duration::from_secs(1),
         }
     }
+}
+
+/// Where the process is in its life, as Envoy's server states: serving;
+/// draining (listeners still accept, every HTTP/1.1 answer says
+/// `connection: close`, HTTP/2 connections get a GOAWAY, `/ready` answers
+/// 503); stopped (listeners closed, idle connections closed, in-flight
+/// requests finishing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Phase {
+    Serving,
+    Draining,
+    Stopped,
 }
 
 /// The process's shared state.

@@ -16,7 +16,7 @@ use crate::config::{self, Loaded};
 use crate::downstream;
 use crate::log::now_rfc3339;
 use crate::msg::ConnInfo;
-use crate::proxy::{Options, Shared};
+use crate::proxy::{Options, Phase, Shared};
 
 /// Runs `meshproxy` until `shutdown` resolves, then drains.
 ///
@@ -50,19 +50,19 @@ pub async fn run(
         &loaded.mesh,
         loaded.text.clone(),
     ));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
     let connections = Rc::new(Cell::new(0usize));
     for (li, l) in listeners.into_iter().enumerate() {
         tokio::task::spawn_local(accept_loop(
             sh.clone(),
             li,
             l,
-            stop_rx.clone(),
+            phase_rx.clone(),
             connections.clone(),
         ));
     }
     if let Some(a) = admin {
-        tokio::task::spawn_local(admin::serve(sh.clone(), a, stop_rx.clone()));
+        tokio::task::spawn_local(admin::serve(sh.clone(), a));
     }
     let timer = tokio::task::spawn_local(timer(sh.clone()));
     // Reloads: SIGHUP, or the file's modification time changing.
@@ -94,13 +94,21 @@ pub async fn run(
         });
     }
     shutdown.await;
+    // Envoy's graceful drain, as Istio's pilot-agent runs it on SIGTERM:
+    // `/ready` fails and the listeners keep accepting for the drain time,
+    // every answer closing its connection, so that clients and load
+    // balancers move away without an error; then the listeners close and
+    // in-flight requests have the drain timeout to finish.
     eprintln!(
-        "{} meshproxy: draining (up to {} ms)",
+        "{} meshproxy: draining: accepting for {} ms, then up to {} ms for in-flight requests",
         now_rfc3339(),
+        sh.options.drain_time.as_millis(),
         sh.options.drain_timeout.as_millis()
     );
     sh.ready.set(false);
-    let _ = stop_tx.send(true);
+    let _ = phase_tx.send(Phase::Draining);
+    tokio::time::sleep(sh.options.drain_time).await;
+    let _ = phase_tx.send(Phase::Stopped);
     let deadline = tokio::time::Instant::now() + sh.options.drain_timeout;
     while (connections.get() > 0 || sh.in_flight.get() > 0)
         && tokio::time::Instant::now() < deadline
@@ -214,7 +222,7 @@ async fn accept_loop(
     sh: Rc<Shared>,
     li: usize,
     listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
+    mut phase: watch::Receiver<Phase>,
     connections: Rc<Cell<usize>>,
 ) {
     loop {
@@ -228,7 +236,7 @@ async fn accept_loop(
                     continue;
                 }
             },
-            _ = stop.wait_for(|s| *s) => return,
+            _ = phase.wait_for(|p| *p == Phase::Stopped) => return,
         };
         let _ = stream.set_nodelay(true);
         let local = stream
@@ -236,14 +244,14 @@ async fn accept_loop(
             .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
         let info = ConnInfo::new(remote, local);
         let sh = sh.clone();
-        let stop = stop.clone();
+        let phase = phase.clone();
         let connections = connections.clone();
         connections.set(connections.get() + 1);
         tokio::task::spawn_local(async move {
             // Counted out however the task ends (a panic included), so the
             // drain never waits for a connection that is gone.
             let _counted = Counted(connections);
-            downstream::serve(sh, li, info, stream, stop).await;
+            downstream::serve(sh, li, info, stream, phase).await;
         });
     }
 }

@@ -88,7 +88,28 @@ fn the_kubernetes_manifests_parse_and_hold_a_valid_config() {
     assert!(admin_arg.ends_with(&format!(":{}", admin["containerPort"].as_u64().unwrap())));
     let config_arg = &args[args.iter().position(|a| a == "--config").unwrap() + 1];
     let mount = s(c, &["volumeMounts", "0", "mountPath"]);
-    assert_eq!(config_arg, &format!("{mount}/mesh.toml"));
+    // The directory, not a file in it: the kubelet swaps it atomically.
+    assert_eq!(config_arg, mount);
+
+    // A rollout: preStop, then the drain time, then the drain timeout, all
+    // within the grace period.
+    let seconds = |flag: &str| {
+        let v = &args[args.iter().position(|a| a == flag).unwrap() + 1];
+        mesh_engine::config::parse_duration(v).unwrap().as_secs()
+    };
+    let pre_stop = get(c, &["lifecycle", "preStop", "sleep", "seconds"])
+        .as_u64()
+        .expect("a preStop sleep");
+    let grace = get(
+        dep,
+        &["spec", "template", "spec", "terminationGracePeriodSeconds"],
+    )
+    .as_u64()
+    .unwrap();
+    assert!(
+        pre_stop + seconds("--drain-time") + seconds("--drain-timeout") < grace,
+        "the grace period ({grace} s) must cover preStop, drain time and drain timeout"
+    );
     assert_eq!(
         s(
             dep,
@@ -128,6 +149,20 @@ fn the_dockerfile_is_multi_stage_and_runs_meshproxy_with_real_flags() {
         .map(|a| a.trim().trim_matches('"').to_owned())
         .collect();
     flags_exist("Dockerfile CMD", &args);
+    // The config directory, where the container example is mounted.
+    let config = &args[args.iter().position(|a| a == "--config").unwrap() + 1];
+    assert_eq!(config, "/etc/meshproxy");
+    assert!(text.contains("deploy/container:/etc/meshproxy"));
+}
+
+#[test]
+fn the_container_example_listens_on_all_interfaces_and_loads_as_a_directory() {
+    let loaded =
+        mesh_proxy::config::load(&[deploy().join("container")]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(loaded.listeners.len(), 1);
+    assert!(loaded.listeners[0].address.ip().is_unspecified());
+    assert_eq!(loaded.listeners[0].address.port(), 8080);
 }
 
 #[test]

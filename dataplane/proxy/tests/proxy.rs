@@ -453,49 +453,6 @@ route = [{ destination = { host = "echo", subset = "v1" } }]
 }
 
 #[test]
-fn sigterm_drains_in_flight_requests_and_exits_0() {
-    use std::io::{Read, Write};
-    let a = Echo::start("v1", &[]);
-    let config = service(&[(&a, "v1")]);
-    // A drain longer than the test's patience: idle connections must not
-    // hold it.
-    let args = ["--drain-timeout", "60s", "--header-read-timeout", "60s"];
-    let mut p = Proxy::start(&config, &args);
-    let addr = p.addr;
-    // Two idle connections: a fresh one, and one after a keep-alive answer.
-    let mut fresh = std::net::TcpStream::connect(addr).unwrap();
-    let mut kept = std::net::TcpStream::connect(addr).unwrap();
-    kept.set_read_timeout(Some(common::PATIENCE)).unwrap();
-    fresh.set_read_timeout(Some(common::PATIENCE)).unwrap();
-    kept.write_all(b"GET / HTTP/1.1\r\nHost: echo\r\n\r\n")
-        .unwrap();
-    let (head, _) = read_response(&mut kept, &mut Vec::new());
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let handles: Vec<_> = (0..5)
-        .map(|_| std::thread::spawn(move || get(addr, "/?delay=1s", &[])))
-        .collect();
-    p.eventually("all five in flight", || {
-        p.admin("/stats")
-            .body
-            .contains("meshproxy_downstream_rq_active 5")
-    });
-    p.proc.signal("TERM");
-    for h in handles {
-        let r = h.join().unwrap();
-        assert_eq!(r.status, 200, "a request was lost in the drain: {r:?}");
-    }
-    let status = p.proc.wait_exit();
-    assert!(status.success(), "{status:?}");
-    assert!(
-        std::net::TcpStream::connect(addr).is_err(),
-        "still accepting"
-    );
-    for idle in [&mut fresh, &mut kept] {
-        assert_eq!(idle.read(&mut [0u8; 16]).unwrap_or(0), 0);
-    }
-}
-
-#[test]
 fn admin_endpoints_answer() {
     let a = Echo::start("v1", &[]);
     let config = service(&[(&a, "v1")]);
@@ -1045,29 +1002,7 @@ fn upstream_requests_carry_host_forwarded_for_and_the_route_header_operations() 
 /// Reads one response (head and `Content-Length` body) from a keep-alive
 /// connection: (head, body).
 fn read_response(s: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> (String, String) {
-    use std::io::Read;
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            let length: usize = head
-                .lines()
-                .filter_map(|l| l.split_once(':'))
-                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, v)| v.trim().parse().ok())
-                .unwrap_or(0);
-            let status = head.split(' ').nth(1).unwrap_or("");
-            let length = if status.starts_with('1') { 0 } else { length };
-            if buf.len() >= end + 4 + length {
-                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned();
-                buf.drain(..end + 4 + length);
-                return (head, body);
-            }
-        }
-        let n = s.read(&mut chunk).expect("read");
-        assert!(n > 0, "closed before a whole response: {buf:?}");
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    common::read_response(s, buf).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

@@ -33,6 +33,8 @@ route = [{ destination = { host = "echo" } }]
             dir.to_str().unwrap(),
             "--record-window",
             "200ms",
+            "--drain-time",
+            "0s",
         ],
     );
     for _ in 0..20 {

@@ -304,6 +304,35 @@ fn parse(buf: &[u8]) -> Resp {
     }
 }
 
+/// Reads one HTTP/1.1 response (head and `Content-Length` body) from a
+/// kept-alive connection, leaving what follows in `buf`.
+pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(String, String), String> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let length: usize = head
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse().ok())
+                .unwrap_or(0);
+            let status = head.split(' ').nth(1).unwrap_or("");
+            let length = if status.starts_with('1') { 0 } else { length };
+            if buf.len() >= end + 4 + length {
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned();
+                buf.drain(..end + 4 + length);
+                return Ok((head, body));
+            }
+        }
+        let n = s.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err(format!("closed before a whole response: {buf:?}"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// A service `echo` (port 80) with these endpoints as (echo, version).
 pub fn service(endpoints: &[(&Echo, &str)]) -> String {
     let eps: Vec<String> = endpoints
