@@ -698,7 +698,12 @@ async fn serve_h2(
     let mut builder = hyper::server::conn::http2::Builder::new(LocalExec);
     builder
         .timer(hyper_util::rt::TokioTimer::new())
-        .max_header_list_size(u32::try_from(sh.options.max_header_bytes).unwrap_or(u32::MAX));
+        // Room above `--max-header-bytes` (h2 counts 32 bytes more per
+        // field), so that `handle_h2` answers an oversized request 431
+        // itself and logs it; beyond this h2 answers 431 on its own.
+        .max_header_list_size(
+            u32::try_from(sh.options.max_header_bytes.saturating_mul(4)).unwrap_or(u32::MAX),
+        );
     // A connection opened while the proxy drains is told to go away after
     // its first answer, as Envoy's drain closes on a response; one opened
     // before, as soon as the drain starts.
@@ -760,10 +765,21 @@ async fn handle_h2(
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_bytes()))
         .collect();
-    let answer = match Limited::new(body, sh.options.max_body_bytes)
-        .collect()
-        .await
-    {
+    // The limits of an HTTP/1.1 head, as Envoy applies one
+    // `max_request_headers_kb` and `max_request_headers_count` to both
+    // protocols: more than 100 fields, or more than `--max-header-bytes`
+    // of names and values (Envoy's header-map byte size), get 431.
+    let head_bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let too_large = headers.len() > MAX_HEADERS || head_bytes > sh.options.max_header_bytes;
+    let read = if too_large {
+        Err(None)
+    } else {
+        Limited::new(body, sh.options.max_body_bytes)
+            .collect()
+            .await
+            .map_err(Some)
+    };
+    let answer = match read {
         Ok(b) => {
             let body = b.to_bytes();
             let req = Req {
@@ -778,11 +794,12 @@ async fn handle_h2(
             forward::handle(&sh, li, &req).await
         }
         Err(e) => {
-            let too_large = e.is::<http_body_util::LengthLimitError>();
-            let a = if too_large {
-                Answer::local(413, None, "request body too large")
-            } else {
-                Answer::local(400, None, "bad request body")
+            let a = match e {
+                None => Answer::local(431, None, "request header fields too large"),
+                Some(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    Answer::local(413, None, "request body too large")
+                }
+                Some(_) => Answer::local(400, None, "bad request body"),
             };
             let req = Req {
                 method,

@@ -744,6 +744,80 @@ fn h2c_prior_knowledge_requests_are_served() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
 }
 
+/// HTTP/2 clients meet the limits of HTTP/1.1 ones: too many header
+/// fields, or too many bytes of them, get 431 from the proxy itself (never
+/// forwarded), with an access-log line, on a connection that stays usable.
+#[test]
+fn http2_requests_with_too_many_or_too_large_headers_get_431_from_the_proxy_and_a_log_line() {
+    let a = Echo::start("v1", &[]);
+    let p = Proxy::start(&service(&[(&a, "v1")]), &["--access-log", "json"]);
+    let many: Vec<(String, String)> = (0..1000)
+        .map(|i| (format!("x-h-{i}"), "v".to_owned()))
+        .collect();
+    let big = vec![("x-big".to_owned(), "b".repeat(100 << 10))];
+    // One connection: each refused request, then one that passes on it.
+    let statuses = h2_requests(
+        p.addr,
+        vec![
+            ("/many", many),
+            ("/after", Vec::new()),
+            ("/big", big),
+            ("/after", Vec::new()),
+        ],
+    );
+    assert_eq!(statuses, [431, 200, 431, 200]);
+    for name in ["many", "big"] {
+        let line = p.proc.stdout.wait_for(&format!("\"path\":\"/{name}\""));
+        for want in ["\"status\":431", "\"flags\":\"DPE\"", "\"method\":\"GET\""] {
+            assert!(line.contains(want), "{want} not in {line}");
+        }
+    }
+    // Nothing reached the upstream but the two requests after.
+    let upstream = format!(
+        "meshproxy_upstream_rq_total{{listener=\"{}\",cluster=\"outbound|80||echo.default.svc.cluster.local\",endpoint=\"{}\",class=\"2xx\"}}",
+        p.addr, a.addr
+    );
+    assert_eq!(stat(&p, &upstream), 2);
+}
+
+/// `GET`s with these extra headers on one h2c connection (hyper's client):
+/// the statuses.
+fn h2_requests(
+    addr: std::net::SocketAddr,
+    requests: Vec<(&str, Vec<(String, String)>)>,
+) -> Vec<u16> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let mut statuses = Vec::new();
+        for (path, headers) in requests {
+            let mut req = hyper::Request::get(format!("http://echo{path}"));
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let req = req
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let r = send
+                .send_request(req)
+                .await
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            statuses.push(r.status().as_u16());
+        }
+        statuses
+    })
+}
+
 fn stat(p: &Proxy, metric_prefix: &str) -> u64 {
     let body = p.admin("/stats").body;
     body.lines()
