@@ -154,8 +154,14 @@ pub enum ResponseFlag {
     UpstreamRequestTimeout,
     /// UF: upstream connection failure.
     UpstreamConnectionFailure,
-    /// UR: upstream reset.
+    /// UR: the upstream reset the stream (an HTTP/2 `RST_STREAM`).
     UpstreamRemoteReset,
+    /// UC: the upstream connection closed (FIN or RST) before the response
+    /// was complete — Envoy's `ConnectionTermination` reset reason, what an
+    /// HTTP/1.1 upstream that goes away gives.
+    UpstreamConnectionTermination,
+    /// UPE: the upstream's response was not valid HTTP (502).
+    UpstreamProtocolError,
 }
 
 impl ResponseFlag {
@@ -172,6 +178,8 @@ impl ResponseFlag {
             Self::UpstreamRequestTimeout => "UT",
             Self::UpstreamConnectionFailure => "UF",
             Self::UpstreamRemoteReset => "UR",
+            Self::UpstreamConnectionTermination => "UC",
+            Self::UpstreamProtocolError => "UPE",
         }
     }
 }

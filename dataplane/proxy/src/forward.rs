@@ -327,6 +327,41 @@ enum AttemptEnd {
     Response(Answer),
     /// A local-origin failure (reported).
     Failed(Outcome),
+    /// The upstream went away or answered nonsense (reported as
+    /// [`Outcome::Reset`]).
+    Reset(Reset),
+}
+
+/// Why an attempt got no whole response, as Envoy's stream reset reasons
+/// (`Router::Filter::onUpstreamReset`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reset {
+    /// The connection closed (FIN or RST) first: Envoy's
+    /// `ConnectionTermination`, 503 `UC` — an HTTP/1.1 upstream, or a whole
+    /// HTTP/2 connection, that goes away.
+    Termination,
+    /// The upstream reset the HTTP/2 stream: `RemoteReset`, 503 `UR`.
+    Remote,
+    /// Not a valid response (or over the proxy's limits): `ProtocolError`,
+    /// 502 `UPE`.
+    Protocol,
+}
+
+impl Reset {
+    fn flag(self) -> ResponseFlag {
+        match self {
+            Self::Termination => ResponseFlag::UpstreamConnectionTermination,
+            Self::Remote => ResponseFlag::UpstreamRemoteReset,
+            Self::Protocol => ResponseFlag::UpstreamProtocolError,
+        }
+    }
+
+    fn status(self) -> u16 {
+        match self {
+            Self::Protocol => 502,
+            Self::Termination | Self::Remote => 503,
+        }
+    }
 }
 
 async fn forward(sh: &Rc<Shared>, li: usize, f: Forward, req: &Req<'_>) -> Answer {
@@ -417,6 +452,7 @@ async fn attempts_loop(
             }
             AttemptEnd::Response(r) => Outcome::Status(r.status),
             AttemptEnd::Failed(o) => *o,
+            AttemptEnd::Reset(_) => Outcome::Reset,
         };
         let decision = {
             let mut p = sh.proxy(li);
@@ -444,22 +480,17 @@ async fn attempts_loop(
                 }
             }
             RetryDecision::Done { flag } => {
-                let own = match outcome {
-                    Outcome::Timeout => Some(ResponseFlag::UpstreamRequestTimeout),
-                    Outcome::ConnectFailure => Some(ResponseFlag::UpstreamConnectionFailure),
-                    Outcome::Reset => Some(ResponseFlag::UpstreamRemoteReset),
-                    Outcome::Status(_) => None,
+                let (status, own) = match (&end, outcome) {
+                    (AttemptEnd::Reset(r), _) => (r.status(), Some(r.flag())),
+                    (_, Outcome::Timeout) => (504, Some(ResponseFlag::UpstreamRequestTimeout)),
+                    (_, Outcome::ConnectFailure) => {
+                        (503, Some(ResponseFlag::UpstreamConnectionFailure))
+                    }
+                    _ => (503, None),
                 };
                 let mut a = match end {
                     AttemptEnd::Response(r) => r,
-                    _ => {
-                        let status = if outcome == Outcome::Timeout {
-                            504
-                        } else {
-                            503
-                        };
-                        Answer::local(status, own, local_body(own))
-                    }
+                    _ => Answer::local(status, own, local_body(own)),
                 };
                 for f in [own, flag].into_iter().flatten() {
                     a.add_flag(f.as_str());
@@ -530,7 +561,7 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>, n: u32) -> Attemp
     };
     let result = {
         let Some(c) = flight.conn.as_mut() else {
-            return AttemptEnd::Failed(Outcome::Reset);
+            return AttemptEnd::Reset(Reset::Termination);
         };
         exchange(c, template, n, limits).await
     };
@@ -555,14 +586,14 @@ fn report(
     sh: &Shared,
     p: &mut crate::proxy::Proxy,
     flight: &Flight,
-    result: Result<Answer, ()>,
+    result: Result<Answer, Reset>,
     now: mesh_engine::Time,
 ) -> AttemptEnd {
     let stats = &mut p.pools[flight.pool].stats;
     stats.rq_total += 1;
     let (status, end) = match result {
         Ok(resp) => (resp.status, AttemptEnd::Response(resp)),
-        Err(()) => (0, AttemptEnd::Failed(Outcome::Reset)),
+        Err(r) => (0, AttemptEnd::Reset(r)),
     };
     stats.rq_class[usize::from(status / 100).min(5)] += 1;
     sh.record_attempt(
@@ -572,6 +603,7 @@ fn report(
     );
     let outcome = match &end {
         AttemptEnd::Failed(o) => *o,
+        AttemptEnd::Reset(_) => Outcome::Reset,
         _ => Outcome::Status(status),
     };
     p.engine.handle_response(flight.up, outcome, now);
@@ -595,7 +627,7 @@ async fn attempt_h2(
     let max_body = sh.options.max_body_bytes;
     let result = match template.h2_request(n) {
         Ok(req) => exchange_h2(&mut send, req, max_body).await,
-        Err(()) => Err(()),
+        Err(()) => Err(Reset::Protocol),
     };
     drop(send);
     let mut p = sh.proxy(li);
@@ -618,9 +650,18 @@ async fn exchange_h2(
     send: &mut crate::pool::H2Send,
     req: hyper::Request<http_body_util::Full<Bytes>>,
     max_body: usize,
-) -> Result<Answer, ()> {
+) -> Result<Answer, Reset> {
     use http_body_util::BodyExt as _;
-    let resp = send.send_request(req).await.map_err(|_| ())?;
+    // A lost connection (GOAWAY, close) is a termination; any other error
+    // of a sent request, a reset of its stream.
+    let reset = |e: &hyper::Error| {
+        if e.is_closed() || e.is_incomplete_message() {
+            Reset::Termination
+        } else {
+            Reset::Remote
+        }
+    };
+    let resp = send.send_request(req).await.map_err(|e| reset(&e))?;
     let (parts, body) = resp.into_parts();
     let mut headers = Vec::with_capacity(256);
     let mut date = false;
@@ -635,7 +676,10 @@ async fn exchange_h2(
     let body = http_body_util::Limited::new(body, max_body)
         .collect()
         .await
-        .map_err(|_| ())?
+        .map_err(|e| match e.downcast_ref::<hyper::Error>() {
+            Some(e) => reset(e),
+            None => Reset::Protocol,
+        })?
         .to_bytes();
     Ok(Answer {
         status: parts.status.as_u16(),
@@ -660,7 +704,7 @@ async fn exchange(
     template: &Template<'_>,
     n: u32,
     limits: h1::Limits,
-) -> Result<Answer, ()> {
+) -> Result<Answer, Reset> {
     conn.wbuf.clear();
     template.write_head(n, &mut conn.wbuf);
     let inline = template.body.len() <= INLINE_BODY;
@@ -681,9 +725,14 @@ async fn exchange(
     }
     let (head, body) = match result {
         Ok(r) => r,
-        Err(_) => {
+        Err(e) => {
             conn.finished = true;
-            return Err(());
+            return Err(match e {
+                h1::Error::Closed => Reset::Termination,
+                h1::Error::Malformed(_) | h1::Error::TooLarge | h1::Error::Upgrade => {
+                    Reset::Protocol
+                }
+            });
         }
     };
     if !head.keep_alive || !conn.rbuf.is_empty() {

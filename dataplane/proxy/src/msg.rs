@@ -166,6 +166,12 @@ pub(crate) fn local_body(flag: Option<ResponseFlag>) -> &'static str {
         Some(ResponseFlag::UpstreamRemoteReset) => {
             "upstream connect error or disconnect/reset before headers. reset reason: remote reset"
         }
+        Some(ResponseFlag::UpstreamConnectionTermination) => {
+            "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
+        }
+        Some(ResponseFlag::UpstreamProtocolError) => {
+            "upstream connect error or disconnect/reset before headers. reset reason: protocol error"
+        }
         _ => "local reply",
     }
 }

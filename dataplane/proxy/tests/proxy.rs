@@ -969,6 +969,8 @@ fn scripted_upstream() -> (
                             false,
                         ),
                         "/garbage" => (b"HTTP/1.1 2x0 what\r\n\r\n".to_vec(), true),
+                        // Closes without a byte of answer (FIN).
+                        "/vanish" => (Vec::new(), true),
                         _ => {
                             let mut a = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
                             a.extend_from_slice(&body);
@@ -1005,10 +1007,27 @@ fn chunked_http_1_0_and_garbage_upstream_answers_are_framed_or_refused() {
         b"POST /body HTTP/1.1\r\nHost: echo\r\nContent-Length: 7\r\nConnection: close\r\n\r\npayload",
     );
     assert_eq!((r.status, r.body.as_str()), (200, "payload"));
-    // A malformed answer is a reset: 503 with flag UR, and the proxy serves on.
+    // A malformed answer is Envoy's protocol error: 502 UPE, and the proxy
+    // serves on.
     let r = p.get("/garbage", &[]);
+    assert_eq!(r.status, 502);
+    assert!(
+        r.body.trim_end().ends_with("reset reason: protocol error"),
+        "{r:?}"
+    );
+    p.proc.stdout.wait_for("\"GET /garbage\" 502 UPE");
+    // An upstream that closes its connection before any byte of answer is
+    // Envoy's connection termination: 503 UC (HTTP/1.1 gives no RST_STREAM
+    // to be a remote reset, UR).
+    let r = p.get("/vanish", &[]);
     assert_eq!(r.status, 503);
-    p.proc.stdout.wait_for(" 503 UR");
+    assert!(
+        r.body
+            .trim_end()
+            .ends_with("reset reason: connection termination"),
+        "{r:?}"
+    );
+    p.proc.stdout.wait_for("\"GET /vanish\" 503 UC");
     let r = p.get("/chunked", &[]);
     assert_eq!((r.status, r.body.as_str()), (200, "hello world"));
     // Every request went out with its attempt count and one length.

@@ -571,7 +571,9 @@ impl<'m> Run<'m> {
                 let flag = flag.map(ResponseFlag::as_str).or(match outcome {
                     Outcome::Timeout => Some("UT"),
                     Outcome::ConnectFailure => Some("UF"),
-                    Outcome::Reset => Some("UR"),
+                    // (The simulated pods never reset; an HTTP/1.1 upstream that went
+                    // away would be a connection termination, as in the proxy.)
+                    Outcome::Reset => Some("UC"),
                     Outcome::Status(_) => None,
                 });
                 self.end(now, slot, status, flag);
