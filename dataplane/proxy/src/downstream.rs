@@ -158,7 +158,7 @@ impl IdleTimer {
 }
 
 /// Why a connection ends before a request is served.
-enum End {
+pub(crate) enum End {
     /// The client closed, or the proxy drains while the connection idles.
     Quiet,
     /// An HTTP/2 connection preface: hand the connection to hyper.
@@ -168,8 +168,8 @@ enum End {
 }
 
 /// Where a parsed request head lies in the read buffer.
-struct Head {
-    len: usize,
+pub(crate) struct Head {
+    pub(crate) len: usize,
     method: (u32, u32),
     target: (u32, u32),
     /// HTTP/1.x minor version.
@@ -178,7 +178,7 @@ struct Head {
 
 /// (name start, name end, value start, value end) of a header in the
 /// read buffer.
-type Span = (u32, u32, u32, u32);
+pub(crate) type Span = (u32, u32, u32, u32);
 
 /// Reads until a whole request head is in `rbuf`, its headers' places in
 /// `spans`.
@@ -241,7 +241,7 @@ async fn read_head(
 
 /// Parses a request head at the front of `rbuf`; `Ok(None)`: incomplete.
 /// Header names are lower-cased in place.
-fn parse_head(
+pub(crate) fn parse_head(
     rbuf: &mut BytesMut,
     max_head: usize,
     spans: &mut Vec<Span>,
@@ -290,8 +290,8 @@ fn parse_head(
 }
 
 /// What a request head says about its body and its connection.
-struct Meta {
-    framing: Framing,
+pub(crate) struct Meta {
+    pub(crate) framing: Framing,
     close: bool,
     keep_alive_token: bool,
     expect_continue: bool,
@@ -303,7 +303,7 @@ struct Meta {
 
 /// What the access log can tell of a request refused after its head was
 /// read: its method, target and `Host`, as Envoy logs `"POST /upload" 413`.
-fn refused<'a>(rbuf: &'a [u8], head: &Head, spans: &[Span], conn: ConnInfo) -> Req<'a> {
+pub(crate) fn refused<'a>(rbuf: &'a [u8], head: &Head, spans: &[Span], conn: ConnInfo) -> Req<'a> {
     let text =
         |(a, b): (u32, u32)| std::str::from_utf8(&rbuf[a as usize..b as usize]).unwrap_or("");
     let authority = spans
@@ -318,7 +318,7 @@ fn refused<'a>(rbuf: &'a [u8], head: &Head, spans: &[Span], conn: ConnInfo) -> R
     }
 }
 
-fn meta(rbuf: &[u8], head: &Head, spans: &[Span]) -> Result<Meta, End> {
+pub(crate) fn meta(rbuf: &[u8], head: &Head, spans: &[Span]) -> Result<Meta, End> {
     let mut m = Meta {
         framing: Framing::Empty,
         close: false,

@@ -24,6 +24,8 @@ mod connect;
 mod downstream;
 pub mod echo;
 mod forward;
+#[doc(hidden)]
+pub mod fuzz;
 mod h1;
 mod hdr;
 mod log;

@@ -1,0 +1,4 @@
+#![no_main]
+//! meshproxy's HTTP/1.1 codec: see `mesh_proxy::fuzz::chunked`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mesh_proxy::fuzz::chunked(data));
