@@ -24,7 +24,7 @@ const PROXY_ENDPOINT: u64 = 160;
 /// simulator's request slab three times over (the slab doubles, and the old
 /// copy lives while the new one is filled) and its events in the queue. A
 /// test in `run.rs` keeps it at least that.
-pub(crate) const IN_FLIGHT: u64 = 760;
+pub(crate) const IN_FLIGHT: u64 = 840;
 /// Bytes of one user of the load (last version seen, switched or not).
 const USER: u64 = 8;
 /// The rest: the program, tables, buffers.

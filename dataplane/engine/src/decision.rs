@@ -17,7 +17,7 @@ pub struct ClusterId(pub u32);
 pub struct EndpointId(pub u32);
 
 /// The endpoint a request was sent to. It stays valid across
-/// `reconfigure`: the engine remaps it to the endpoint's new place.
+/// `reconfigure`: the engine finds the endpoint's new place by its uid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Upstream {
     /// The cluster (in the config of `generation`).
@@ -26,6 +26,9 @@ pub struct Upstream {
     pub endpoint: EndpointId,
     /// The config generation it was handed out in.
     pub(crate) generation: u32,
+    /// The cluster's and the host's uids, kept across pushes.
+    pub(crate) cluster_uid: u32,
+    pub(crate) host_uid: u32,
 }
 
 /// The engine's answer to a request. Never an error: every failure is a

@@ -25,7 +25,7 @@ mod generations;
 mod inspect;
 mod retry;
 
-use generations::{build_clusters, current_cluster, route_extras, routing_of};
+use generations::{Retired, build_clusters, route_extras, routing_of};
 
 /// Options that change the engine's behaviour away from modern Envoy; all
 /// off by default.
@@ -57,16 +57,24 @@ pub struct Engine {
     proxy: ProxySpec,
     options: EngineOptions,
     routing: Routing,
-    /// The routing of earlier generations, for requests routed before a push.
-    retired: Vec<Routing>,
+    /// The routing of earlier generations that requests still hold (a
+    /// delayed request's route, a request's retry state), oldest first;
+    /// dropped at the next `reconfigure` once none does.
+    retired: Vec<Retired>,
+    /// Requests holding the current routing.
+    pins: u32,
     clusters: Vec<ClusterState>,
-    /// Config generation; `Upstream`s of older generations are remapped.
+    /// Config generation; `Upstream`s of older generations are found again
+    /// by their cluster's and host's uids.
     generation: u32,
-    /// For each past generation, old (cluster, endpoint) → new, if it survived.
-    remaps: Vec<Remap>,
-    /// For each past generation, old cluster → new cluster, if it survived
-    /// (so a request to an endpoint that left still frees its breaker slot).
-    cluster_remaps: Vec<Vec<Option<u32>>>,
+    /// Where each cluster and host of the config in force is, by the uid it
+    /// keeps across pushes (a cluster: same name; a host: same address in
+    /// a cluster that stays). Only live ones: memory does not grow with
+    /// the number of pushes.
+    cluster_uids: FxHashMap<u32, u32>,
+    host_uids: FxHashMap<u32, (u32, u32)>,
+    /// The next uid to hand out.
+    next_uid: u32,
     next_timeout: Option<Time>,
     rng_weighted: Stream,
     rng_lb: Stream,
@@ -83,7 +91,10 @@ pub struct Engine {
 /// precomputes from it.
 #[derive(Debug)]
 struct Routing {
+    generation: u32,
     table: RouteTable,
+    /// The uid of each cluster of this generation's config.
+    cluster_uids: Vec<u32>,
     /// Hash keys of each route: one per destination whose cluster hashes
     /// (§4.7), each flagged when equal to the previous one.
     hash_keys: Vec<Vec<(HashKey, bool)>>,
@@ -96,21 +107,24 @@ impl Routing {
         let table = RouteTable::build(config, proxy, generation);
         let (hash_keys, seeds) = route_extras(config, &table);
         Self {
+            generation,
             table,
+            cluster_uids: Vec::new(),
             hash_keys,
             seeds,
         }
     }
 }
 
-/// Old (cluster, endpoint) → new place, per old cluster and endpoint.
-type Remap = Vec<Vec<Option<(u32, u32)>>>;
-
 /// One cluster's runtime state.
 #[derive(Clone, Debug)]
 struct ClusterState {
     name: String,
+    /// Kept across pushes while the cluster's name stays.
+    uid: u32,
     hosts: Vec<Host>,
+    /// Each host's uid, kept across pushes while its address stays.
+    host_uids: Vec<u32>,
     /// Endpoints the balancer may pick (healthy ones, or all in panic).
     candidates: Vec<u32>,
     balancer: Balancer,
@@ -162,26 +176,29 @@ pub struct RequestState {
     pub retries: u32,
     destination: u32,
     hash: Option<u64>,
+    /// Uids of the hosts tried (they survive a push, indices may not).
     tried: [u32; MAX_TRACKED_HOSTS],
     tried_len: u8,
     retry_in_flight: bool,
+    /// The state holds its route's generation until `finish_request`.
+    pinned: bool,
 }
 
 /// Hosts remembered for the `previous_hosts` retry predicate.
 const MAX_TRACKED_HOSTS: usize = 8;
 
 impl RequestState {
-    fn tried(&self, endpoint: u32) -> bool {
-        self.tried[..usize::from(self.tried_len)].contains(&endpoint)
+    fn tried(&self, host_uid: u32) -> bool {
+        self.tried[..usize::from(self.tried_len)].contains(&host_uid)
     }
 
-    fn remember(&mut self, endpoint: u32) {
+    fn remember(&mut self, host_uid: u32) {
         if usize::from(self.tried_len) < MAX_TRACKED_HOSTS {
-            self.tried[usize::from(self.tried_len)] = endpoint;
+            self.tried[usize::from(self.tried_len)] = host_uid;
             self.tried_len += 1;
         } else {
             self.tried.rotate_left(1);
-            self.tried[MAX_TRACKED_HOSTS - 1] = endpoint;
+            self.tried[MAX_TRACKED_HOSTS - 1] = host_uid;
         }
     }
 }
@@ -227,10 +244,12 @@ impl Engine {
             options,
             routing,
             retired: Vec::new(),
+            pins: 0,
             clusters,
             generation: 0,
-            remaps: Vec::new(),
-            cluster_remaps: Vec::new(),
+            cluster_uids: FxHashMap::default(),
+            host_uids: FxHashMap::default(),
+            next_uid: 0,
             next_timeout: None,
             rng_weighted: Stream::new(seed, Component::WeightedCluster),
             rng_lb,
@@ -243,6 +262,7 @@ impl Engine {
             guard: MonotonicGuard::default(),
         };
         engine.next_timeout = engine.compute_next_timeout();
+        engine.index_uids();
         engine
     }
 
@@ -279,6 +299,7 @@ impl Engine {
         if let Some((d, ppm)) = route.fault.delay
             && self.rng_delay.hit_ppm(ppm)
         {
+            self.pins += 1;
             return Decision::Delay(Delay {
                 route: route_id,
                 delay: d,
@@ -292,9 +313,21 @@ impl Engine {
     /// as Envoy's router runs only when the fault filter's delay has passed.
     /// The route is the one chosen before the delay, even if a
     /// `reconfigure` happened meanwhile.
+    ///
+    /// The delay held its route's config generation; this lets go of it
+    /// (the route stays readable until the next `reconfigure`). A request
+    /// given up during its delay calls [`Engine::abandon_delay`] instead.
     pub fn handle_delayed(&mut self, req: &Request<'_>, delay: Delay, now: Time) -> Decision {
         self.guard.observe(now);
+        self.unpin(delay.route.generation);
         self.route_to_upstream(delay.route, req, Some(delay.delay))
+    }
+
+    /// A request given up during its injected delay (the client went
+    /// away): lets go of its route's config generation.
+    pub fn abandon_delay(&mut self, delay: Delay, now: Time) {
+        self.guard.observe(now);
+        self.unpin(delay.route.generation);
     }
 
     /// Abort, weighted destination, hash and host for a routed request.
@@ -304,7 +337,15 @@ impl Engine {
         req: &Request<'_>,
         delay: Option<Duration>,
     ) -> Decision {
-        let routing = routing_of(&self.routing, &self.retired, route_id);
+        let Some(routing) = routing_of(&self.routing, &self.retired, route_id) else {
+            // Its generation was dropped: a caller that did not hold it.
+            return Decision::Reject(Reject {
+                reason: RejectReason::NoRoute,
+                status: 404,
+                route: None,
+                delay,
+            });
+        };
         let route = routing.table.route(route_id);
         let Action::Route(destinations) = &route.action else {
             return Decision::Respond(Respond {
@@ -363,12 +404,12 @@ impl Engine {
         // cluster the push added is found.
         let d = &destinations[chosen];
         let cluster_index = match d.cluster {
-            Some(c) => current_cluster(
-                &self.cluster_remaps,
-                route_id.generation,
-                self.generation,
-                c,
-            ),
+            Some(c) if route_id.generation == self.generation => Some(c),
+            Some(c) => routing
+                .cluster_uids
+                .get(c)
+                .and_then(|uid| self.cluster_uids.get(uid))
+                .map(|&c| c as usize),
             None if route_id.generation != self.generation => {
                 let config = &self.config;
                 config
@@ -436,6 +477,8 @@ impl Engine {
             cluster: ClusterId(u32::try_from(cluster_index).unwrap_or(u32::MAX)),
             endpoint: EndpointId(endpoint),
             generation: self.generation,
+            cluster_uid: cluster.uid,
+            host_uid: cluster.host_uids[endpoint as usize],
         };
         Decision::Forward(Forward {
             route: route_id,
@@ -586,6 +629,8 @@ impl Engine {
                     cluster: cluster_id,
                     endpoint: EndpointId(endpoint),
                     generation: self.generation,
+                    cluster_uid: cluster.uid,
+                    host_uid: cluster.host_uids[e],
                 },
                 reason,
                 duration,
@@ -647,6 +692,7 @@ impl Engine {
             let cluster_id = ClusterId(u32::try_from(c).unwrap_or(u32::MAX));
             let mut returned = false;
             let events = &mut self.events;
+            let (cluster_uid, host_uids) = (cluster.uid, &cluster.host_uids);
             detector.handle_timeout(now, &mut |change| {
                 if let Change::Returned { host } = change {
                     returned = true;
@@ -655,6 +701,8 @@ impl Engine {
                             cluster: cluster_id,
                             endpoint: EndpointId(host),
                             generation,
+                            cluster_uid,
+                            host_uid: host_uids[host as usize],
                         },
                     });
                 }

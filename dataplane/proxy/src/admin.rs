@@ -129,6 +129,11 @@ fn stats(sh: &Shared) -> String {
         "counter",
         "Config reloads, applied (ok) or refused.",
     );
+    let mut generations = Family::new(
+        "meshproxy_config_generations",
+        "gauge",
+        "Config generations whose routing a listener's engine keeps: the one in force and those requests still hold.",
+    );
     let mut upstream = Family::new(
         "meshproxy_upstream_rq_total",
         "counter",
@@ -220,6 +225,10 @@ fn stats(sh: &Shared) -> String {
     for p in &sh.proxies {
         let p = p.borrow();
         let l = p.listener.address;
+        generations.sample(
+            &format!("listener=\"{l}\""),
+            p.engine.retained_generations(),
+        );
         for (status, flags, n) in p
             .stats
             .responses
@@ -289,6 +298,7 @@ fn stats(sh: &Shared) -> String {
         &downstream,
         &downstream_active,
         &reloads,
+        &generations,
         &upstream,
         &upstream_active,
         &ejected,

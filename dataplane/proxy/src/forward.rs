@@ -123,7 +123,11 @@ async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
     };
     let mut delayed = false;
     if let Decision::Delay(d) = decision {
+        // A client that goes away during the delay drops this future: the
+        // guard lets the engine know, so the route's generation is freed.
+        let held = HeldDelay { sh, li, delay: d };
         tokio::time::sleep(d.delay).await;
+        std::mem::forget(held);
         delayed = true;
         let mut p = sh.proxy(li);
         let now = sh.now();
@@ -145,6 +149,22 @@ async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
     answer
 }
 
+/// A request waiting out an injected delay; dropped (the client went
+/// away) before the delay ends, it abandons the delay in the engine.
+struct HeldDelay<'a> {
+    sh: &'a Rc<Shared>,
+    li: usize,
+    delay: mesh_engine::Delay,
+}
+
+impl Drop for HeldDelay<'_> {
+    fn drop(&mut self) {
+        let mut p = self.sh.proxy(self.li);
+        let now = self.sh.now();
+        p.engine.abandon_delay(self.delay, now);
+    }
+}
+
 /// A redirect or direct response of a route.
 fn respond(
     sh: &Rc<Shared>,
@@ -156,7 +176,11 @@ fn respond(
 ) -> Answer {
     let p = sh.proxy(li);
     let mut a = Answer::local(status, None, "");
-    match &p.engine.route(route).action {
+    let Some(route) = p.engine.route(route) else {
+        let flag = Some(ResponseFlag::NoRouteFound);
+        return Answer::local(404, flag, local_body(flag));
+    };
+    match &route.action {
         Action::Redirect(r) => {
             let scheme = r.scheme.as_deref().unwrap_or("http");
             let host = r
@@ -366,10 +390,14 @@ impl Reset {
 
 async fn forward(sh: &Rc<Shared>, li: usize, f: Forward, req: &Req<'_>) -> Answer {
     let (flight, set_cookie, per_try, template) = {
-        let p = sh.proxy(li);
+        let mut p = sh.proxy(li);
         let now = sh.recent();
         let state = p.engine.start_request(&f, now);
-        let route = p.engine.route(f.route);
+        let Some(route) = p.engine.route(f.route) else {
+            // Not reached: the state just started holds its route.
+            let flag = Some(ResponseFlag::NoRouteFound);
+            return Answer::local(404, flag, local_body(flag));
+        };
         let per_try = route.retries.as_ref().and_then(|r| r.per_try_timeout);
         let dest_ops = match &route.action {
             Action::Route(ds) => ds

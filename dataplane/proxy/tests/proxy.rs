@@ -241,6 +241,45 @@ fn sighup_reloads_the_config() {
     p.eventually("v2 after SIGHUP", || p.get("/", &[]).echo() == "v2");
 }
 
+/// Reloads while requests are in flight across them (1 s each) keep only
+/// the config generations those requests hold; once they end, the next
+/// reload leaves one.
+#[test]
+fn reloads_under_load_keep_only_the_generations_requests_hold() {
+    let a = Echo::start("v1", &[]);
+    let p = Proxy::start(&service(&[(&a, "v1")]), &["--watch-interval", "0s"]);
+    let addr = p.addr;
+    let slow: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || get(addr, "/?delay=1s", &[])))
+        .collect();
+    p.eventually("three in flight", || {
+        p.admin("/stats")
+            .body
+            .contains("meshproxy_downstream_rq_active 3")
+    });
+    let reloads = |want: u64| {
+        p.eventually("the reload applied", || {
+            p.admin("/stats").body.contains(&format!(
+                "meshproxy_config_reloads_total{{result=\"ok\"}} {want}"
+            ))
+        })
+    };
+    for i in 1..=50 {
+        p.proc.signal("HUP");
+        reloads(i);
+        assert_eq!(p.get("/", &[]).status, 200);
+    }
+    let gauge = format!("meshproxy_config_generations{{listener=\"{addr}\"}}");
+    // The slow requests hold the first generation: it and the current one.
+    assert!(stat(&p, &gauge) <= 2, "{}", p.admin("/stats").body);
+    for h in slow {
+        assert_eq!(h.join().unwrap().status, 200);
+    }
+    p.proc.signal("HUP");
+    reloads(51);
+    assert_eq!(stat(&p, &gauge), 1);
+}
+
 #[test]
 fn consistent_hash_keeps_a_user_on_one_endpoint_and_issues_cookies() {
     let e: Vec<Echo> = (0..3).map(|i| Echo::start(&format!("e{i}"), &[])).collect();

@@ -201,8 +201,7 @@ impl<'m> Run<'m> {
         let state = engine.start_request(&f, now);
         let per_try = engine
             .route(state.route)
-            .retries
-            .as_ref()
+            .and_then(|r| r.retries.as_ref())
             .and_then(|rp| rp.per_try_timeout);
         let r = &mut self.reqs[slot as usize];
         r.per_try = per_try;
@@ -690,8 +689,14 @@ impl<'m> Run<'m> {
                 self.proxies[p].engine.cancel(up, r.outstanding, now);
             }
         }
-        if let Some(mut state) = r.state {
-            self.proxies[p].engine.finish_request(&mut state, now);
+        if let Some(state) = self.reqs[slot as usize].state.as_mut() {
+            self.proxies[p].engine.finish_request(state, now);
+        }
+        if r.upstream.is_none()
+            && let Some(d) = r.delay
+        {
+            // Given up during its injected delay: the route is let go.
+            self.proxies[p].engine.abandon_delay(d, now);
         }
         self.drain(now, p);
         if r.outstanding {

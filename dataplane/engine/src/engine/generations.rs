@@ -1,15 +1,26 @@
 //! Config generations: `reconfigure` keeps a request's route and cluster
-//! valid across a push (the retired routing tables, the endpoint and cluster
-//! remaps), and finds an upstream of any generation in the current state.
+//! valid across a push. Clusters and hosts carry uids across pushes, so an
+//! `Upstream` of any generation is found in the current state without a
+//! history of remaps; the routing of an earlier generation is kept only
+//! while a request holds it (a delayed request's route, a request's retry
+//! state), so memory stays bounded however often the config is pushed.
 
 use super::*;
+
+/// The routing of an earlier generation, and how many requests hold it.
+#[derive(Debug)]
+pub(super) struct Retired {
+    pub(super) routing: Routing,
+    pub(super) pins: u32,
+}
 
 impl Engine {
     /// Applies a new config, as istiod pushing to this proxy. Clusters and
     /// endpoints that still exist (same cluster name, same address) keep
     /// their state: active requests, breaker counters, and — if the cluster
     /// still has `outlierDetection` — ejections, counters and multipliers.
-    /// `Upstream`s handed out before stay valid (they are remapped).
+    /// `Upstream`s handed out before stay valid (found by uid); the routing
+    /// of an earlier generation that no request holds any more is dropped.
     pub fn reconfigure(&mut self, config: Arc<Config>, now: Time) {
         self.guard.observe(now);
         let routing = Routing::new(&config, &self.proxy, self.generation + 1);
@@ -20,27 +31,18 @@ impl Engine {
             .enumerate()
             .map(|(i, c)| (c.name.as_str(), i))
             .collect();
-        let mut cluster_remap = vec![None; self.clusters.len()];
-        let mut remap: Remap = self
-            .clusters
-            .iter()
-            .map(|c| vec![None; c.hosts.len()])
-            .collect();
         for (ci, c) in clusters.iter_mut().enumerate() {
             let Some(&pi) = old.get(c.name.as_str()) else {
                 continue;
             };
-            cluster_remap[pi] = Some(u32::try_from(ci).unwrap_or(u32::MAX));
             let prev = &self.clusters[pi];
+            c.uid = prev.uid;
             let mut same = Vec::new();
             for (ni, h) in c.hosts.iter_mut().enumerate() {
                 if let Some(oi) = prev.hosts.iter().position(|p| p.address == h.address) {
                     h.active_requests = prev.hosts[oi].active_requests;
+                    c.host_uids[ni] = prev.host_uids[oi];
                     same.push((ni, oi));
-                    remap[pi][oi] = Some((
-                        u32::try_from(ci).unwrap_or(u32::MAX),
-                        u32::try_from(ni).unwrap_or(u32::MAX),
-                    ));
                 }
             }
             c.balancer.carry_state(&prev.balancer);
@@ -60,43 +62,103 @@ impl Engine {
             clusters: u32::try_from(clusters.len()).unwrap_or(u32::MAX),
             routes: u32::try_from(routing.table.routes().len()).unwrap_or(u32::MAX),
         });
-        self.remaps.push(remap);
-        self.cluster_remaps.push(cluster_remap);
         self.generation += 1;
         self.config = config;
-        self.retired
-            .push(std::mem::replace(&mut self.routing, routing));
+        let previous = std::mem::replace(&mut self.routing, routing);
+        self.retired.push(Retired {
+            routing: previous,
+            pins: std::mem::take(&mut self.pins),
+        });
+        self.retired.retain(|r| r.pins > 0);
         self.clusters = clusters;
+        self.index_uids();
         self.next_timeout = self.compute_next_timeout();
+    }
+
+    /// Gives uids to the clusters and hosts that have none (new ones) and
+    /// indexes every live one; the current routing learns its clusters'.
+    pub(super) fn index_uids(&mut self) {
+        self.cluster_uids.clear();
+        self.host_uids.clear();
+        let mut fresh = || {
+            self.next_uid += 1;
+            self.next_uid
+        };
+        for c in &mut self.clusters {
+            if c.uid == 0 {
+                c.uid = fresh();
+            }
+            for u in &mut c.host_uids {
+                if *u == 0 {
+                    *u = fresh();
+                }
+            }
+        }
+        let at = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+        for (ci, c) in self.clusters.iter().enumerate() {
+            self.cluster_uids.insert(c.uid, at(ci));
+            for (ei, &u) in c.host_uids.iter().enumerate() {
+                self.host_uids.insert(u, (at(ci), at(ei)));
+            }
+        }
+        self.routing.cluster_uids = self.clusters.iter().map(|c| c.uid).collect();
+    }
+
+    /// Config generations whose routing is kept: the current one and those
+    /// requests still hold.
+    pub fn retained_generations(&self) -> usize {
+        1 + self.retired.len()
+    }
+
+    /// A request holds the routing of `generation`.
+    pub(super) fn pin(&mut self, generation: u32) {
+        if generation == self.generation {
+            self.pins += 1;
+        } else if let Some(r) = self
+            .retired
+            .iter_mut()
+            .find(|r| r.routing.generation == generation)
+        {
+            r.pins += 1;
+        }
+    }
+
+    /// A request lets go of the routing of `generation` (dropped at the
+    /// next `reconfigure` if no other holds it).
+    pub(super) fn unpin(&mut self, generation: u32) {
+        let pins = if generation == self.generation {
+            &mut self.pins
+        } else if let Some(r) = self
+            .retired
+            .iter_mut()
+            .find(|r| r.routing.generation == generation)
+        {
+            &mut r.pins
+        } else {
+            return;
+        };
+        debug_assert!(*pins > 0, "generation {generation} let go more than held");
+        *pins = pins.saturating_sub(1);
     }
 
     /// The current (cluster, endpoint) indices of an upstream handed out in
     /// any generation, or `None` if it no longer exists.
     #[inline]
     pub(super) fn resolve(&self, up: Upstream) -> Option<(usize, usize)> {
-        // Nearly every upstream is of the current generation: no remap.
+        // Nearly every upstream is of the current generation.
         let (c, e) = if up.generation == self.generation {
             (up.cluster.0, up.endpoint.0)
         } else {
-            self.remap(up)?
+            self.relocate(up)?
         };
         let (c, e) = (c as usize, e as usize);
         (c < self.clusters.len() && e < self.clusters[c].hosts.len()).then_some((c, e))
     }
 
-    /// An upstream's (cluster, endpoint) of an earlier generation, carried
-    /// through each later generation's remap; `None` if it left.
+    /// An upstream of an earlier generation, found by its host's uid.
     #[cold]
-    pub(super) fn remap(&self, up: Upstream) -> Option<(u32, u32)> {
-        let (mut c, mut e) = (up.cluster.0, up.endpoint.0);
-        for g in up.generation..self.generation {
-            (c, e) = (*self
-                .remaps
-                .get(g as usize)?
-                .get(c as usize)?
-                .get(e as usize)?)?;
-        }
-        Some((c, e))
+    fn relocate(&self, up: Upstream) -> Option<(u32, u32)> {
+        self.host_uids.get(&up.host_uid).copied()
     }
 
     /// The current cluster of an upstream handed out in any generation, and
@@ -122,36 +184,30 @@ impl Engine {
     /// The current cluster of an upstream whose endpoint is gone.
     #[cold]
     pub(super) fn locate_cluster(&self, up: Upstream) -> Option<usize> {
-        let mut c = up.cluster.0;
-        for g in up.generation..self.generation {
-            c = (*self.cluster_remaps.get(g as usize)?.get(c as usize)?)?;
-        }
-        let c = c as usize;
+        let c = if up.generation == self.generation {
+            up.cluster.0
+        } else {
+            *self.cluster_uids.get(&up.cluster_uid)?
+        } as usize;
         (c < self.clusters.len()).then_some(c)
     }
 }
 
-/// A cluster index of config generation `from`, in generation `to`.
-pub(super) fn current_cluster(
-    remaps: &[Vec<Option<u32>>],
-    from: u32,
-    to: u32,
-    mut c: usize,
-) -> Option<usize> {
-    for g in from..to {
-        c = (*remaps.get(g as usize)?.get(c)?)? as usize;
-    }
-    Some(c)
-}
-
-/// The routing a route id belongs to (current or retired). Field-level
-/// borrows, so callers may still mutate the clusters.
+/// The routing a route id belongs to: the current one, or an earlier one
+/// still held; `None` once dropped. Field-level borrows, so callers may
+/// still mutate the clusters.
 pub(super) fn routing_of<'a>(
     current: &'a Routing,
-    retired: &'a [Routing],
+    retired: &'a [Retired],
     id: RouteId,
-) -> &'a Routing {
-    retired.get(id.generation as usize).unwrap_or(current)
+) -> Option<&'a Routing> {
+    if id.generation == current.generation {
+        return Some(current);
+    }
+    retired
+        .iter()
+        .map(|r| &r.routing)
+        .find(|r| r.generation == id.generation)
 }
 
 pub(super) fn build_clusters(
@@ -180,6 +236,8 @@ pub(super) fn build_clusters(
                 .map(|p| Detector::new(p, options.max_ejection_rule, hosts.len(), now));
             let mut c = ClusterState {
                 name: spec.name.clone(),
+                uid: 0,
+                host_uids: vec![0; hosts.len()],
                 candidates: Vec::with_capacity(hosts.len()),
                 balancer: Balancer::new(spec.policy.lb, rng),
                 hosts,

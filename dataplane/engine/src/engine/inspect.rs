@@ -23,9 +23,11 @@ impl Engine {
         self.routing.table.destination_port(authority)
     }
 
-    /// A route of the current table (header operations, rewrite, retries…).
-    pub fn route(&self, id: RouteId) -> &HttpRoute {
-        routing_of(&self.routing, &self.retired, id).table.route(id)
+    /// A route (header operations, rewrite, retries…) of the current
+    /// table, or of an earlier one while a request holds it or until the
+    /// next `reconfigure`; `None` after.
+    pub fn route(&self, id: RouteId) -> Option<&HttpRoute> {
+        routing_of(&self.routing, &self.retired, id).map(|r| r.table.route(id))
     }
 
     /// Istio's name of a cluster, e.g. `outbound|9080|v1|reviews.default.svc.cluster.local`.
@@ -104,10 +106,13 @@ impl Engine {
 
     /// The upstream of endpoint `index` of cluster `id`, in this generation.
     pub fn upstream(&self, id: ClusterId, index: u32) -> Upstream {
+        let c = &self.clusters[id.0 as usize];
         Upstream {
             cluster: id,
             endpoint: EndpointId(index),
             generation: self.generation,
+            cluster_uid: c.uid,
+            host_uid: c.host_uids[index as usize],
         }
     }
 
@@ -123,7 +128,7 @@ impl Engine {
     /// cookie, as Envoy writes it: `name="<16 hex>"; Max-Age=N; Path=p; HttpOnly`.
     pub fn set_cookie_header(&self, forward: &Forward) -> Option<String> {
         let value = forward.set_cookie?;
-        let (name, path, ttl) = routing_of(&self.routing, &self.retired, forward.route).hash_keys
+        let (name, path, ttl) = routing_of(&self.routing, &self.retired, forward.route)?.hash_keys
             [forward.route.index as usize]
             .iter()
             .find_map(|(k, _)| match k {
@@ -146,13 +151,17 @@ impl Engine {
         Some(out)
     }
 
+    fn route_name(&self, id: RouteId) -> &str {
+        self.route(id).map_or("?", |r| r.name.as_str())
+    }
+
     /// A one-line description of a decision, for CLIs and logs.
     pub fn describe(&self, decision: &Decision) -> String {
         match decision {
             Decision::Forward(f) => {
                 let mut s = format!(
                     "forward route={} cluster={} endpoint={}",
-                    self.route(f.route).name,
+                    self.route_name(f.route),
                     self.cluster_name(f.upstream.cluster),
                     self.endpoint_address(f.upstream)
                 );
@@ -175,7 +184,7 @@ impl Engine {
                     r.reason
                 );
                 if let Some(route) = r.route {
-                    s.push_str(&format!(" route={}", self.route(route).name));
+                    s.push_str(&format!(" route={}", self.route_name(route)));
                 }
                 if let Some(d) = r.delay {
                     s.push_str(&format!(" delay={}", format_duration(d)));
@@ -185,12 +194,12 @@ impl Engine {
             Decision::Delay(d) => format!(
                 "delay {} flag=DI route={} (then handle_delayed)",
                 format_duration(d.delay),
-                self.route(d.route).name
+                self.route_name(d.route)
             ),
             Decision::Respond(r) => format!(
                 "respond status={} route={}",
                 r.status,
-                self.route(r.route).name
+                self.route_name(r.route)
             ),
         }
     }

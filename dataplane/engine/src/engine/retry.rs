@@ -5,9 +5,12 @@
 use super::*;
 
 impl Engine {
-    /// Starts the router state of a forwarded request (for retries).
+    /// Starts the router state of a forwarded request (for retries). The
+    /// state holds its route's config generation until
+    /// [`Engine::finish_request`], which every started request must reach.
     #[inline]
-    pub fn start_request(&self, forward: &Forward, now: Time) -> RequestState {
+    pub fn start_request(&mut self, forward: &Forward, now: Time) -> RequestState {
+        self.pin(forward.route.generation);
         let mut s = RequestState {
             route: forward.route,
             upstream: forward.upstream,
@@ -18,8 +21,9 @@ impl Engine {
             tried: [0; MAX_TRACKED_HOSTS],
             tried_len: 0,
             retry_in_flight: false,
+            pinned: true,
         };
-        s.remember(forward.upstream.endpoint.0);
+        s.remember(forward.upstream.host_uid);
         s
     }
 
@@ -45,9 +49,10 @@ impl Engine {
             state.retry_in_flight = false;
             self.clusters[c].breaker.finish_retry();
         }
-        let route = routing_of(&self.routing, &self.retired, state.route)
-            .table
-            .route(state.route);
+        let Some(routing) = routing_of(&self.routing, &self.retired, state.route) else {
+            return RetryDecision::Done { flag: None };
+        };
+        let route = routing.table.route(state.route);
         let Some(policy) = &route.retries else {
             return RetryDecision::Done { flag: None };
         };
@@ -88,11 +93,16 @@ impl Engine {
 
     /// Ends a request's router state: releases the `maxRetries` slot of a
     /// retry that will not report to [`Engine::retry_decision`] (Envoy
-    /// frees it when the retry state is destroyed). Idempotent; harmless
-    /// after a `Done`.
+    /// frees it when the retry state is destroyed), and the route's config
+    /// generation. Every started request calls it once it ends (copies of
+    /// a state share its one call). Idempotent.
     #[inline]
     pub fn finish_request(&mut self, state: &mut RequestState, now: Time) {
         self.guard.observe(now);
+        if state.pinned {
+            state.pinned = false;
+            self.unpin(state.route.generation);
+        }
         if !state.retry_in_flight {
             return;
         }
@@ -119,26 +129,19 @@ impl Engine {
         let Some((c, _)) = self.locate(state.upstream) else {
             return no_host;
         };
-        let (avoid, max_attempts) = match &routing_of(&self.routing, &self.retired, route_id)
-            .table
-            .route(route_id)
-            .retries
-        {
+        let route =
+            routing_of(&self.routing, &self.retired, route_id).map(|r| r.table.route(route_id));
+        let (avoid, max_attempts) = match route.and_then(|r| r.retries.as_ref()) {
             Some(p) => (p.previous_hosts, p.host_selection_retry_max_attempts),
             None => (false, 0),
         };
+        let timeout = route.and_then(|r| r.timeout);
         if state.upstream.generation != self.generation {
-            // Tried hosts are endpoint indices of the state's generation:
-            // move them to this one, forgetting hosts that left.
-            let old = state.upstream;
+            // After a push, forget the tried hosts that left.
             let mut kept = 0;
             for i in 0..usize::from(state.tried_len) {
-                let up = Upstream {
-                    endpoint: EndpointId(state.tried[i]),
-                    ..old
-                };
-                if let Some((_, e)) = self.resolve(up) {
-                    state.tried[kept] = u32::try_from(e).unwrap_or(u32::MAX);
+                if self.host_uids.contains_key(&state.tried[i]) {
+                    state.tried[kept] = state.tried[i];
                     kept += 1;
                 }
             }
@@ -164,7 +167,7 @@ impl Engine {
             );
             picked = p;
             match p {
-                Some(e) if avoid && state.tried(e) => continue,
+                Some(e) if avoid && state.tried(cluster.host_uids[e as usize]) => continue,
                 _ => break,
             }
         }
@@ -172,21 +175,21 @@ impl Engine {
             return no_host;
         };
         cluster.hosts[endpoint as usize].active_requests += 1;
-        state.remember(endpoint);
+        let host_uid = cluster.host_uids[endpoint as usize];
+        state.remember(host_uid);
         state.upstream = Upstream {
             cluster: ClusterId(u32::try_from(c).unwrap_or(u32::MAX)),
             endpoint: EndpointId(endpoint),
             generation: self.generation,
+            cluster_uid: cluster.uid,
+            host_uid,
         };
         Decision::Forward(Forward {
             route: route_id,
             upstream: state.upstream,
             destination: state.destination,
             delay: None,
-            timeout: routing_of(&self.routing, &self.retired, route_id)
-                .table
-                .route(route_id)
-                .timeout,
+            timeout,
             hash: state.hash,
             set_cookie: None,
         })

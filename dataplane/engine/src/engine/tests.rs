@@ -112,7 +112,10 @@ fn abort_100_percent_rejects_with_the_status_and_touches_no_endpoint() {
         assert_eq!(r.status, 503);
         assert_eq!(r.flag(), ResponseFlag::FaultInjected);
         assert_eq!(r.delay, None);
-        assert_eq!(e.route(r.route.expect("a route")).name, "reviews.0");
+        assert_eq!(
+            e.route(r.route.expect("a route")).unwrap().name,
+            "reviews.0"
+        );
     }
     assert_eq!(all_active(&e), 1);
     assert_eq!(e.active_requests(other.upstream), 1);
@@ -329,7 +332,7 @@ route = [
                 assert_eq!((r.reason, r.status), (RejectReason::NoCluster, 503));
                 assert_eq!(r.flag(), ResponseFlag::NoClusterFound);
                 assert_eq!(r.delay, None);
-                assert_eq!(missing.route(r.route.unwrap()).name, "reviews.0");
+                assert_eq!(missing.route(r.route.unwrap()).unwrap().name, "reviews.0");
                 assert_eq!(subset_of(present.cluster_name(f.upstream.cluster)), "v3");
                 answer(&mut present, &f, Time::ZERO);
                 nc += 1;
@@ -717,6 +720,157 @@ route = [{ destination = { host = "svc" } }]
     let Decision::Forward(f) = e.handle_request(&r, now) else {
         panic!()
     };
-    assert_eq!(e.route(f.route).name, "svc.0");
+    assert_eq!(e.route(f.route).unwrap().name, "svc.0");
     assert_eq!(e.config().virtual_services.len(), 1);
+}
+
+/// A config of `svc` (3 endpoints, the third one changing with `round`)
+/// whose `/slow` route is delayed and whose routes retry 5xx.
+fn churning(round: usize) -> Arc<Config> {
+    let base = pool(3, None, "simple = \"ROUND_ROBIN\"");
+    let text = base.replace(
+        "  { address = \"10.1.0.3:80\" },",
+        &format!("  {{ address = \"10.1.1.{}:80\" }},", round % 4),
+    ) + r#"
+[[virtualService]]
+name = "svc"
+hosts = ["svc"]
+[[virtualService.http]]
+match = [{ uri = { prefix = "/slow" } }]
+fault = { delay = { fixedDelay = "1s", percentage = { value = 100 } } }
+retries = { attempts = 2, retryOn = "5xx" }
+route = [{ destination = { host = "svc" } }]
+[[virtualService.http]]
+retries = { attempts = 2, retryOn = "5xx" }
+route = [{ destination = { host = "svc" } }]
+"#;
+    Arc::new(config(&text))
+}
+
+/// 10,000 pushes with requests in flight across them (forwarded, retried,
+/// delayed, abandoned in their delay): the engine keeps only the routing
+/// of generations a request still holds, and every request still ends
+/// cleanly — no active request, breaker slot or retry left over.
+#[test]
+fn ten_thousand_pushes_under_load_keep_the_retained_generations_bounded() {
+    let configs: Vec<Arc<Config>> = (0..4).map(churning).collect();
+    let mut e = Engine::new(configs[0].clone(), ProxySpec::default(), 7);
+    let (fast, slow) = (Request::get("svc", "/"), Request::get("svc", "/slow"));
+    // In flight: forwarded requests with their state; delayed requests.
+    let mut flying: VecDeque<(Forward, RequestState)> = VecDeque::new();
+    let mut delayed: VecDeque<Delay> = VecDeque::new();
+    let mut most = 0;
+    for round in 1..=10_000usize {
+        let now = Time::from_millis(round as u64 * 10);
+        e.reconfigure(configs[round % 4].clone(), now);
+        most = most.max(e.retained_generations());
+        // A new request, and one delayed every other push.
+        if let Decision::Forward(f) = e.handle_request(&fast, now) {
+            assert_eq!(
+                e.admit(f.upstream, true, false, now),
+                crate::Admission::Attach
+            );
+            let s = e.start_request(&f, now);
+            flying.push_back((f, s));
+        }
+        if round % 2 == 0 {
+            let Decision::Delay(d) = e.handle_request(&slow, now) else {
+                panic!("the /slow route delays every request")
+            };
+            delayed.push_back(d);
+        }
+        // A delay ends after 3 pushes (every fifth is given up instead).
+        if delayed.len() > 3 {
+            let d = delayed.pop_front().unwrap();
+            if round % 5 == 0 {
+                e.abandon_delay(d, now);
+            } else if let Decision::Forward(f) = e.handle_delayed(&slow, d, now) {
+                assert_eq!(
+                    e.admit(f.upstream, true, false, now),
+                    crate::Admission::Attach
+                );
+                let s = e.start_request(&f, now);
+                flying.push_back((f, s));
+            }
+        }
+        // The oldest requests answer, 4 staying in flight: a 503 retried
+        // once, then a 200 on the retry.
+        while flying.len() > 4 {
+            let (f, mut s) = flying.pop_front().unwrap();
+            e.handle_response(s.upstream, Outcome::Status(503), now);
+            if let RetryDecision::Retry { .. } = e.retry_decision(&mut s, Outcome::Status(503), now)
+                && let Decision::Forward(r) = e.retry(&mut s, now)
+            {
+                assert_eq!(
+                    e.admit(r.upstream, true, false, now),
+                    crate::Admission::Attach
+                );
+                e.handle_response(r.upstream, Outcome::Status(200), now);
+                let _ = e.retry_decision(&mut s, Outcome::Status(200), now);
+            }
+            e.finish_request(&mut s, now);
+            let _ = f;
+        }
+        while e.poll_event().is_some() {}
+    }
+    // Requests live over at most ~5 pushes: so many generations, never
+    // the 10,000 pushed.
+    assert!(most <= 8, "{most} generations retained");
+    // Everything ends; the next push drops every earlier routing.
+    let now = Time::from_secs(1000);
+    for (_, mut s) in flying.drain(..) {
+        e.handle_response(s.upstream, Outcome::Status(200), now);
+        let _ = e.retry_decision(&mut s, Outcome::Status(200), now);
+        e.finish_request(&mut s, now);
+    }
+    for d in delayed.drain(..) {
+        e.abandon_delay(d, now);
+    }
+    e.reconfigure(configs[0].clone(), now);
+    assert_eq!(e.retained_generations(), 1);
+    assert_eq!(all_active(&e), 0);
+    let c = e
+        .cluster_by_name("outbound|80||svc.default.svc.cluster.local")
+        .unwrap();
+    let b = e.breaker_stats(c);
+    assert_eq!((b.active_requests, b.active_retries), (0, 0), "{b:?}");
+}
+
+/// A request delayed across pushes still routes by the route it matched,
+/// to the cluster of the config in force; its generation is kept until the
+/// request finishes, then dropped at the next push.
+#[test]
+fn a_request_held_across_pushes_keeps_its_route_until_it_finishes() {
+    let a = churning(0);
+    let mut e = Engine::new(a.clone(), ProxySpec::default(), 3);
+    let slow = Request::get("svc", "/slow");
+    let Decision::Delay(d) = e.handle_request(&slow, Time::ZERO) else {
+        panic!()
+    };
+    for round in 1..=20 {
+        e.reconfigure(churning(round), Time::from_millis(round as u64));
+    }
+    // Held by the delay: its generation and the current one.
+    assert_eq!(e.retained_generations(), 2);
+    let now = Time::from_secs(1);
+    let Decision::Forward(f) = e.handle_delayed(&slow, d, now) else {
+        panic!()
+    };
+    assert_eq!(e.route(f.route).unwrap().name, "svc.0");
+    assert_eq!(
+        e.admit(f.upstream, true, false, now),
+        crate::Admission::Attach
+    );
+    let mut s = e.start_request(&f, now);
+    // The delay let go, the state holds: still two until it finishes.
+    e.reconfigure(churning(21), now);
+    assert_eq!(e.retained_generations(), 2);
+    e.handle_response(s.upstream, Outcome::Status(503), now);
+    assert!(matches!(
+        e.retry_decision(&mut s, Outcome::Status(503), now),
+        RetryDecision::Retry { .. }
+    ));
+    e.finish_request(&mut s, now);
+    e.reconfigure(churning(22), now);
+    assert_eq!(e.retained_generations(), 1);
 }

@@ -1000,14 +1000,14 @@ fn no_virtual_service_routes_to_all_endpoints_of_the_service() {
     let mut seen = BTreeMap::new();
     for _ in 0..200 {
         let f = crate::tests::forward(&mut e, &get("/"));
-        assert_eq!(e.route(f.route).name, "default");
+        assert_eq!(e.route(f.route).unwrap().name, "default");
         assert_eq!(
             e.cluster_name(f.upstream.cluster),
             "outbound|9080||reviews.default.svc.cluster.local"
         );
         // The default route keeps Istio's default retry policy.
         assert_eq!(
-            e.route(f.route).retries,
+            e.route(f.route).unwrap().retries,
             crate::config::default_retry_policy(true)
         );
         assert_eq!(f.timeout, None);
@@ -1071,7 +1071,7 @@ route = [{ destination = { host = "reviews", subset = "v1" } }]
         let Decision::Forward(f) = da else {
             panic!("{}", a.describe(&da))
         };
-        assert_eq!(a.route(f.route).name, "default");
+        assert_eq!(a.route(f.route).unwrap().name, "default");
         if let Decision::Forward(g) = db {
             assert_eq!(
                 b.admit(g.upstream, true, false, Time::ZERO),
@@ -1107,7 +1107,10 @@ directResponse = { status = 418 }
         let Decision::Respond(r) = e.handle_request(&get(path), Time::ZERO) else {
             panic!("{path}")
         };
-        assert_eq!((e.route(r.route).name.as_str(), r.status), (route, status));
+        assert_eq!(
+            (e.route(r.route).unwrap().name.as_str(), r.status),
+            (route, status)
+        );
     }
 }
 

@@ -2236,7 +2236,7 @@ route = [{ destination = { host = "svc" } }]
     // The VirtualService is deleted: one default route is left.
     e.reconfigure(Arc::new(config(&mesh(3, "", ""))), s(2));
     assert_eq!(
-        e.route(f.route).name,
+        e.route(f.route).unwrap().name,
         "api",
         "the old route is still readable"
     );
@@ -2262,7 +2262,7 @@ route = [{ destination = { host = "svc" } }]
     let Decision::Forward(n) = e.handle_request(&Request::get("svc", "/api/x"), s(3)) else {
         panic!()
     };
-    assert_eq!(e.route(n.route).name, "default");
+    assert_eq!(e.route(n.route).unwrap().name, "default");
 }
 
 #[test]
