@@ -48,6 +48,13 @@ pub struct EngineOptions {
 ///   (at once or after [`Engine::dequeue`]), the attempt ends with exactly one
 ///   [`Engine::handle_response`]; if it overflows, nothing more is reported.
 ///   A caller without a connection model calls `admit(up, true, false, now)`.
+/// - A [`Decision::Delay`] is followed by [`Engine::handle_delayed`] once
+///   the delay has passed, or by [`Engine::abandon_delay`] if the request is
+///   given up before; a request started with [`Engine::start_request`] ends
+///   with [`Engine::finish_request`]. Both hold their route's config
+///   generation meanwhile; an earlier generation nobody holds is dropped at
+///   the next [`Engine::reconfigure`] (a route id read from a decision stays
+///   readable until then), so memory does not grow with pushes.
 /// - [`Engine::poll_timeout`] says when to call [`Engine::handle_timeout`]
 ///   next (the outlier-detection interval ticks).
 /// - Drain [`Engine::poll_event`] after each input.
@@ -132,6 +139,26 @@ struct ClusterState {
     breaker: Breaker,
     panic_threshold_percent: u32,
     in_panic: bool,
+    stats: ClusterStats,
+}
+
+/// A cluster's router and load-balancer counters, named as Envoy's
+/// `cluster.<name>.*` stats (the breaker's are in [`BreakerStats`], outlier
+/// detection's in [`OutlierStats`]). Kept across pushes while the cluster
+/// stays.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    /// `lb_healthy_panic`: hosts picked while the cluster was in panic
+    /// (too few healthy hosts, so health was ignored).
+    pub lb_healthy_panic: u64,
+    /// `upstream_rq_retry`: retries decided (each then waits its back-off).
+    pub upstream_rq_retry: u64,
+    /// `upstream_rq_retry_success`: retried requests that then got an
+    /// answer the policy does not retry.
+    pub upstream_rq_retry_success: u64,
+    /// `upstream_rq_retry_limit_exceeded`: requests whose retries ran out
+    /// (`URX`).
+    pub upstream_rq_retry_limit_exceeded: u64,
 }
 
 impl ClusterState {
@@ -472,6 +499,7 @@ impl Engine {
                 delay,
             });
         };
+        cluster.stats.lb_healthy_panic += u64::from(cluster.in_panic);
         cluster.hosts[endpoint as usize].active_requests += 1;
         let upstream = Upstream {
             cluster: ClusterId(u32::try_from(cluster_index).unwrap_or(u32::MAX)),

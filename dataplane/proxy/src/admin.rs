@@ -199,6 +199,26 @@ fn stats(sh: &Shared) -> String {
         "counter",
         "Requests refused by maxPendingRequests or maxRequests (Envoy's upstream_rq_pending_overflow), by cluster.",
     );
+    let mut retry = Family::new(
+        "meshproxy_cluster_upstream_rq_retry_total",
+        "counter",
+        "Retries decided, by cluster (Envoy's upstream_rq_retry).",
+    );
+    let mut retry_success = Family::new(
+        "meshproxy_cluster_upstream_rq_retry_success_total",
+        "counter",
+        "Retried requests that then got an answer the policy keeps, by cluster (Envoy's upstream_rq_retry_success).",
+    );
+    let mut retry_exceeded = Family::new(
+        "meshproxy_cluster_upstream_rq_retry_limit_exceeded_total",
+        "counter",
+        "Requests whose retries ran out (URX), by cluster (Envoy's upstream_rq_retry_limit_exceeded).",
+    );
+    let mut panic = Family::new(
+        "meshproxy_cluster_lb_healthy_panic_total",
+        "counter",
+        "Hosts picked while the cluster was in panic, health ignored, by cluster (Envoy's lb_healthy_panic).",
+    );
     let mut retry_overflow = Family::new(
         "meshproxy_cluster_rq_retry_overflow_total",
         "counter",
@@ -259,6 +279,11 @@ fn stats(sh: &Shared) -> String {
             rq_active.sample(&cl, b.active_requests);
             pending_overflow.sample(&cl, b.rq_pending_overflow);
             retry_overflow.sample(&cl, b.rq_retry_overflow);
+            let s = p.engine.cluster_stats(id);
+            retry.sample(&cl, s.upstream_rq_retry);
+            retry_success.sample(&cl, s.upstream_rq_retry_success);
+            retry_exceeded.sample(&cl, s.upstream_rq_retry_limit_exceeded);
+            panic.sample(&cl, s.lb_healthy_panic);
             if let Some(o) = p.engine.outlier_stats(id) {
                 for reason in [
                     mesh_engine::EjectReason::Consecutive5xx,
@@ -313,6 +338,10 @@ fn stats(sh: &Shared) -> String {
         &rq_active,
         &pending_overflow,
         &retry_overflow,
+        &retry,
+        &retry_success,
+        &retry_exceeded,
+        &panic,
         &enforced,
         &active,
         &ej_overflow,

@@ -460,9 +460,29 @@ retries = { attempts = 3, retryOn = "5xx" }
     }
     // Some requests went to the bad host first and were retried.
     p.proc.stdout.wait_for(" 2 \"echo\"");
-    assert_ne!(
-        p.cluster_field("outbound|80||echo", bad.addr, "rq_total"),
-        "0"
+    let tried_bad: u64 = p
+        .cluster_field("outbound|80||echo", bad.addr, "rq_total")
+        .parse()
+        .unwrap();
+    assert_ne!(tried_bad, 0);
+    // Each attempt to the bad host was retried, and each retry succeeded.
+    let cluster = format!(
+        "{{listener=\"{}\",cluster=\"outbound|80||echo.default.svc.cluster.local\"}}",
+        p.addr
+    );
+    assert_eq!(
+        stat(
+            &p,
+            &format!("meshproxy_cluster_upstream_rq_retry_total{cluster}")
+        ),
+        tried_bad
+    );
+    assert_eq!(
+        stat(
+            &p,
+            &format!("meshproxy_cluster_upstream_rq_retry_success_total{cluster}")
+        ),
+        tried_bad
     );
 }
 

@@ -47,6 +47,7 @@ impl Engine {
             }
             c.balancer.carry_state(&prev.balancer);
             c.breaker.stats = prev.breaker.stats;
+            c.stats = prev.stats;
             if let (Some(d), Some(pd)) = (&mut c.detector, &prev.detector) {
                 d.carry(pd, same.into_iter());
             }
@@ -245,6 +246,7 @@ pub(super) fn build_clusters(
                 breaker: Breaker::new(spec.policy.connection_pool),
                 panic_threshold_percent: spec.policy.panic_threshold_percent,
                 in_panic: false,
+                stats: ClusterStats::default(),
             };
             c.refresh();
             c

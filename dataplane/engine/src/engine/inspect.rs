@@ -93,6 +93,11 @@ impl Engine {
         self.clusters[id.0 as usize].breaker.stats
     }
 
+    /// Router and load-balancer counters of a cluster (retries, panic).
+    pub fn cluster_stats(&self, id: ClusterId) -> ClusterStats {
+        self.clusters[id.0 as usize].stats
+    }
+
     /// Outlier-detection counters of a cluster, if it has a detector.
     pub fn outlier_stats(&self, id: ClusterId) -> Option<OutlierStats> {
         self.clusters[id.0 as usize]

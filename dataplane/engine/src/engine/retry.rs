@@ -78,17 +78,27 @@ impl Engine {
                 on.0 & (RetryOn::FIVE_XX | RetryOn::GATEWAY_ERROR | RetryOn::RESET) != 0
             }
         };
+        let cluster = &mut self.clusters[c];
         if !retriable {
+            cluster.stats.upstream_rq_retry_success += u64::from(state.retries > 0);
             return RetryDecision::Done { flag: None };
         }
-        retry_retriable(
+        let d = retry_retriable(
             route,
             policy,
             state,
-            &mut self.clusters[c].breaker,
+            &mut cluster.breaker,
             &mut self.rng_retry,
             now,
-        )
+        );
+        match d {
+            RetryDecision::Retry { .. } => cluster.stats.upstream_rq_retry += 1,
+            RetryDecision::Done {
+                flag: Some(ResponseFlag::UpstreamRetryLimitExceeded),
+            } => cluster.stats.upstream_rq_retry_limit_exceeded += 1,
+            RetryDecision::Done { .. } => {}
+        }
+        d
     }
 
     /// Ends a request's router state: releases the `maxRetries` slot of a
@@ -174,6 +184,7 @@ impl Engine {
         let Some(endpoint) = picked else {
             return no_host;
         };
+        cluster.stats.lb_healthy_panic += u64::from(cluster.in_panic);
         cluster.hosts[endpoint as usize].active_requests += 1;
         let host_uid = cluster.host_uids[endpoint as usize];
         state.remember(host_uid);

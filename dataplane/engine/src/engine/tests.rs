@@ -874,3 +874,59 @@ fn a_request_held_across_pushes_keeps_its_route_until_it_finishes() {
     e.reconfigure(churning(22), now);
     assert_eq!(e.retained_generations(), 1);
 }
+
+/// Envoy's retry counters: `upstream_rq_retry` per retry decided,
+/// `upstream_rq_retry_limit_exceeded` when they run out (URX),
+/// `upstream_rq_retry_success` when a retried request gets an answer the
+/// policy keeps.
+#[test]
+fn retries_are_counted_as_envoy_counts_them() {
+    let mut e = Engine::new(churning(0), ProxySpec::default(), 5);
+    let r = Request::get("svc", "/");
+    let now = Time::ZERO;
+    // One attempt's answer: the decision that follows it.
+    let mut run = |e: &mut Engine, answers: &[u16]| {
+        let Decision::Forward(f) = e.handle_request(&r, now) else {
+            panic!()
+        };
+        let mut s = e.start_request(&f, now);
+        let mut up = f.upstream;
+        let mut last = None;
+        for &status in answers {
+            assert_eq!(e.admit(up, true, false, now), crate::Admission::Attach);
+            e.handle_response(up, Outcome::Status(status), now);
+            match e.retry_decision(&mut s, Outcome::Status(status), now) {
+                RetryDecision::Retry { .. } => {
+                    let Decision::Forward(next) = e.retry(&mut s, now) else {
+                        panic!()
+                    };
+                    up = next.upstream;
+                }
+                RetryDecision::Done { flag } => last = Some(flag),
+            }
+        }
+        e.finish_request(&mut s, now);
+        last.expect("the request ended")
+    };
+    let c = e
+        .cluster_by_name("outbound|80||svc.default.svc.cluster.local")
+        .unwrap();
+    // Two retries (attempts = 2), all 503: retries run out.
+    assert_eq!(
+        run(&mut e, &[503, 503, 503]),
+        Some(ResponseFlag::UpstreamRetryLimitExceeded)
+    );
+    // A 503 retried once, then a 200.
+    assert_eq!(run(&mut e, &[503, 200]), None);
+    // No retry at all.
+    assert_eq!(run(&mut e, &[200]), None);
+    assert_eq!(
+        e.cluster_stats(c),
+        ClusterStats {
+            lb_healthy_panic: 0,
+            upstream_rq_retry: 3,
+            upstream_rq_retry_success: 1,
+            upstream_rq_retry_limit_exceeded: 1,
+        }
+    );
+}

@@ -502,10 +502,13 @@ fn below_min_health_percent_the_cluster_panics_and_ejected_hosts_get_traffic_aga
         ]
     );
     assert!(e.in_panic(c));
-    // In panic the balancer ignores health: all four, ejected ones included.
+    assert_eq!(e.cluster_stats(c).lb_healthy_panic, 0);
+    // In panic the balancer ignores health: all four, ejected ones included,
+    // each pick counted as Envoy's `lb_healthy_panic`.
     let counts = spread(&mut e, s(4), 400);
     assert_eq!(counts.len(), 4, "{counts:?}");
     assert!(counts.values().all(|&n| n == 100), "{counts:?}");
+    assert_eq!(e.cluster_stats(c).lb_healthy_panic, 400);
     // Ejection bookkeeping continues: the three are still ejected.
     for host in &h[..3] {
         assert!(e.ejection(up_of(&e, host)).is_some());
