@@ -33,8 +33,8 @@ start_upstreams() {
   done
 }
 
-# start_meshproxy LISTEN_PORT: meshproxy over the upstreams, outlier
-# detection on, no access log.
+# start_meshproxy LISTEN_PORT [ADMIN_PORT]: meshproxy over the upstreams,
+# outlier detection on, no access log (an admin listener if ADMIN_PORT).
 start_meshproxy() {
   {
     echo '[[listener]]'
@@ -50,7 +50,9 @@ start_meshproxy() {
     echo 'host = "echo"'
     echo 'trafficPolicy = { outlierDetection = { consecutive5xxErrors = 5, interval = "10s", baseEjectionTime = "30s", maxEjectionPercent = 20 } }'
   } >"$work/mesh.toml"
-  "$bin/meshproxy" --config "$work/mesh.toml" --access-log off >/dev/null 2>"$work/meshproxy.err" &
+  local admin=()
+  if [ -n "${2:-}" ]; then admin=(--admin "127.0.0.1:$2"); fi
+  "$bin/meshproxy" --config "$work/mesh.toml" --access-log off "${admin[@]}" >/dev/null 2>"$work/meshproxy.err" &
   meshproxy_pid=$!
   pids+=($meshproxy_pid)
 }

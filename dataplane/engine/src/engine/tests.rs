@@ -885,7 +885,7 @@ fn retries_are_counted_as_envoy_counts_them() {
     let r = Request::get("svc", "/");
     let now = Time::ZERO;
     // One attempt's answer: the decision that follows it.
-    let mut run = |e: &mut Engine, answers: &[u16]| {
+    let run = |e: &mut Engine, answers: &[u16]| {
         let Decision::Forward(f) = e.handle_request(&r, now) else {
             panic!()
         };
