@@ -44,6 +44,91 @@
 //! let Decision::Forward(f) = engine.handle_request(&req, Time::ZERO) else { panic!() };
 //! assert_eq!(engine.endpoint_address(f.upstream), "10.0.0.2:9080");
 //! ```
+//!
+//! # Driving the engine
+//!
+//! A caller owns the clock, the sockets and the timers; the engine owns the
+//! decisions. One request's life, as the simulator and the proxy run it
+//! (the calling convention is on [`Engine`]): decide, admit, report each
+//! attempt's outcome, let the retry policy decide, finish; between
+//! requests, run the outlier-detection ticks when
+//! [`Engine::poll_timeout`] says and drain [`Engine::poll_event`].
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use mesh_engine::{
+//!     Admission, Decision, Engine, EngineEvent, Outcome, ProxySpec, Request, RetryDecision,
+//!     Time, config,
+//! };
+//!
+//! // Two endpoints; the first always answers 503. Retries on 5xx, and
+//! // outlier detection ejecting after 2 consecutive 5xx.
+//! let toml = r#"
+//! [[service]]
+//! name = "backend"
+//! port = 80
+//! endpoints = [{ address = "10.0.0.1:80" }, { address = "10.0.0.2:80" }]
+//!
+//! [[destinationRule]]
+//! name = "backend"
+//! host = "backend"
+//! [destinationRule.trafficPolicy]
+//! loadBalancer = { simple = "ROUND_ROBIN" }
+//! outlierDetection = { consecutive5xxErrors = 2, interval = "1s", baseEjectionTime = "30s", maxEjectionPercent = 100 }
+//!
+//! [[virtualService]]
+//! name = "backend"
+//! hosts = ["backend"]
+//! [[virtualService.http]]
+//! retries = { attempts = 2, retryOn = "5xx" }
+//! route = [{ destination = { host = "backend" } }]
+//! "#;
+//! let (config, _) = config::from_toml(toml, Some("mesh.toml")).unwrap();
+//! let mut engine = Engine::new(Arc::new(config), ProxySpec::sidecar("default", &[]), 1);
+//! // What the upstream answers: the caller's world (a socket, or a model).
+//! let answer = |address: &str| if address == "10.0.0.1:80" { 503 } else { 200 };
+//!
+//! let mut now = Time::ZERO;
+//! let mut ejected = Vec::new();
+//! for _ in 0..6 {
+//!     now = now + Duration::from_millis(10);
+//!     // Outlier-detection ticks due by now.
+//!     if engine.poll_timeout().is_some_and(|t| t <= now) {
+//!         engine.handle_timeout(now);
+//!     }
+//!     let req = Request::get("backend", "/");
+//!     let Decision::Forward(f) = engine.handle_request(&req, now) else { panic!() };
+//!     let mut state = engine.start_request(&f, now);
+//!     let mut upstream = f.upstream;
+//!     let status = loop {
+//!         // No connection model here: a ready connection is always there.
+//!         assert_eq!(engine.admit(upstream, true, false, now), Admission::Attach);
+//!         let status = answer(engine.endpoint_address(upstream));
+//!         engine.handle_response(upstream, Outcome::Status(status), now);
+//!         match engine.retry_decision(&mut state, Outcome::Status(status), now) {
+//!             RetryDecision::Retry { backoff } => {
+//!                 now = now + backoff; // a timer, in a real caller
+//!                 match engine.retry(&mut state, now) {
+//!                     Decision::Forward(next) => upstream = next.upstream,
+//!                     _ => break 503, // no host left to retry on: 503 UH
+//!                 }
+//!             }
+//!             RetryDecision::Done { .. } => break status,
+//!         }
+//!     };
+//!     engine.finish_request(&mut state, now);
+//!     // Every request ends well: a 503 is retried on the other host.
+//!     assert_eq!(status, 200);
+//!     while let Some(event) = engine.poll_event() {
+//!         if let EngineEvent::Ejected { upstream, .. } = event {
+//!             ejected.push(engine.endpoint_address(upstream).to_owned());
+//!         }
+//!     }
+//! }
+//! // The failing host's second consecutive 503 ejected it.
+//! assert_eq!(ejected, ["10.0.0.1:80"]);
+//! ```
 #![forbid(unsafe_code)]
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 #![warn(missing_docs)]
