@@ -674,6 +674,33 @@ pub struct OutlierDetection {
     /// Panic threshold; 0 when absent (panic disabled).
     #[serde(default)]
     pub min_health_percent: Option<u32>,
+    /// **meshsim extension, not Istio**: Envoy's `outlier_detection` fields
+    /// that Istio's API cannot set (see `docs/config.md`).
+    #[serde(default)]
+    pub meshsim_envoy: Option<EnvoyOutlier>,
+}
+
+/// Envoy's own outlier-detection settings, beyond Istio's API: what an
+/// `EnvoyFilter` patching the cluster would set. Absent fields keep what
+/// Istio gives Envoy.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EnvoyOutlier {
+    /// `enforcing_consecutive_5xx` (percent; Istio: 100, or 0 when
+    /// `consecutive5xxErrors` is 0).
+    #[serde(default, rename = "enforcingConsecutive5xx")]
+    pub enforcing_consecutive_5xx: Option<u32>,
+    /// `enforcing_consecutive_gateway_failure` (percent; Istio: 100 when
+    /// `consecutiveGatewayErrors` is set, else 0).
+    #[serde(default)]
+    pub enforcing_consecutive_gateway_failure: Option<u32>,
+    /// `enforcing_consecutive_local_origin_failure` (percent; 100).
+    #[serde(default)]
+    pub enforcing_consecutive_local_origin_failure: Option<u32>,
+    /// `max_ejection_time` (Envoy: 300 s, or the base ejection time if
+    /// longer); at least `baseEjectionTime`.
+    #[serde(default)]
+    pub max_ejection_time: Option<IstioDuration>,
 }
 
 // === Gateway and ServiceEntry ===

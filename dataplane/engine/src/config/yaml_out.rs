@@ -29,7 +29,8 @@ use super::yaml::KINDS;
 pub const API_VERSION: &str = "networking.istio.io/v1";
 
 /// Whether a field is a meshsim extension (not Istio's: Istio's validation
-/// rejects it). Today: `http[].meshsimStickyWeights`.
+/// rejects it). Today: `http[].meshsimStickyWeights` and
+/// `outlierDetection.meshsimEnvoy`.
 pub fn is_extension(key: &str) -> bool {
     key.starts_with("meshsim")
 }

@@ -240,6 +240,46 @@ impl Validator {
                     );
                 }
             }
+            if let Some(env) = &od.meshsim_envoy {
+                let ep = op.key("meshsimEnvoy");
+                for (field, value) in [
+                    ("enforcingConsecutive5xx", env.enforcing_consecutive_5xx),
+                    (
+                        "enforcingConsecutiveGatewayFailure",
+                        env.enforcing_consecutive_gateway_failure,
+                    ),
+                    (
+                        "enforcingConsecutiveLocalOriginFailure",
+                        env.enforcing_consecutive_local_origin_failure,
+                    ),
+                ] {
+                    if let Some(v) = value
+                        && v > 100
+                    {
+                        self.err(
+                            ep.key(field),
+                            format!("expected a percentage from 0 to 100, found {v}"),
+                        );
+                    }
+                }
+                self.positive(&env.max_ejection_time, ep.key("maxEjectionTime"));
+                let base = od
+                    .base_ejection_time
+                    .as_ref()
+                    .map_or(Duration::from_secs(30), |d| d.value);
+                if let Some(max) = &env.max_ejection_time
+                    && max.value < base
+                {
+                    self.err(
+                        ep.key("maxEjectionTime"),
+                        format!(
+                            "expected at least baseEjectionTime ({}), found {} (Envoy refuses a cluster whose max_ejection_time is below its base_ejection_time)",
+                            crate::config::format_duration(base),
+                            crate::config::format_duration(max.value)
+                        ),
+                    );
+                }
+            }
             if od.consecutive_errors.is_some() {
                 self.warn("MSH0007", op.key("consecutiveErrors"), "deprecated and ignored since Istio 1.7; use consecutive5xxErrors or consecutiveGatewayErrors");
             }
@@ -500,20 +540,28 @@ pub(super) fn outlier_policy(od: &t::OutlierDetection) -> OutlierPolicy {
         .base_ejection_time
         .as_ref()
         .map_or(Duration::from_secs(30), |d| d.value);
+    // The meshsimEnvoy extension: Envoy's fields Istio cannot set.
+    let env = od.meshsim_envoy.clone().unwrap_or_default();
     OutlierPolicy {
         consecutive_5xx: c5xx,
-        enforcing_consecutive_5xx: e5xx,
+        enforcing_consecutive_5xx: env.enforcing_consecutive_5xx.unwrap_or(e5xx),
         consecutive_gateway_failure: cgw,
-        enforcing_consecutive_gateway_failure: egw,
+        enforcing_consecutive_gateway_failure: env
+            .enforcing_consecutive_gateway_failure
+            .unwrap_or(egw),
         consecutive_local_origin_failure: clocal,
-        enforcing_consecutive_local_origin_failure: 100,
+        enforcing_consecutive_local_origin_failure: env
+            .enforcing_consecutive_local_origin_failure
+            .unwrap_or(100),
         split_external_local_origin_errors: od.split_external_local_origin_errors.unwrap_or(false),
         interval: od
             .interval
             .as_ref()
             .map_or(Duration::from_secs(10), |d| d.value),
         base_ejection_time: base,
-        max_ejection_time: base.max(Duration::from_secs(300)),
+        max_ejection_time: env
+            .max_ejection_time
+            .map_or(base.max(Duration::from_secs(300)), |d| d.value),
         max_ejection_percent: od
             .max_ejection_percent
             .filter(|&p| p > 0)

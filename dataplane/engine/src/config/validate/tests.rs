@@ -789,3 +789,52 @@ fn a_query_param_prefix_is_rejected_as_istio_does() {
         .to_string();
     assert!(err.contains("virtualService[r].http[0].match[0].queryParams.page.prefix: prefix matching is not supported"), "{err}");
 }
+
+/// The `meshsimEnvoy` extension sets Envoy's outlier fields Istio cannot
+/// (enforcement percentages, `max_ejection_time`) through validation;
+/// absent fields keep what Istio gives Envoy.
+#[test]
+fn the_meshsim_envoy_extension_sets_envoy_outlier_fields_istio_cannot() {
+    let toml = policy(
+        r#"[destinationRule.trafficPolicy.outlierDetection]
+consecutive5xxErrors = 3
+baseEjectionTime = "10s"
+meshsimEnvoy = { enforcingConsecutive5xx = 40, maxEjectionTime = "60s" }"#,
+    );
+    let (c, _) = from_toml(&toml, Some(FILE)).unwrap();
+    let od = c.clusters[0].policy.outlier.expect("an outlier detector");
+    assert_eq!(od.enforcing_consecutive_5xx, 40);
+    assert_eq!(od.max_ejection_time, Duration::from_secs(60));
+    // Istio's values where the extension is silent.
+    assert_eq!(od.enforcing_consecutive_gateway_failure, 0);
+    assert_eq!(od.enforcing_consecutive_local_origin_failure, 100);
+    let (c, _) = from_toml(
+        &policy(
+            r#"[destinationRule.trafficPolicy.outlierDetection]
+baseEjectionTime = "10s""#,
+        ),
+        Some(FILE),
+    )
+    .unwrap();
+    let od = c.clusters[0].policy.outlier.unwrap();
+    assert_eq!(
+        (od.enforcing_consecutive_5xx, od.max_ejection_time),
+        (100, Duration::from_secs(300))
+    );
+}
+
+#[test]
+fn the_meshsim_envoy_extension_refuses_what_envoy_refuses() {
+    let toml = policy(
+        r#"[destinationRule.trafficPolicy.outlierDetection]
+baseEjectionTime = "2m"
+meshsimEnvoy = { enforcingConsecutiveGatewayFailure = 101, maxEjectionTime = "1m" }"#,
+    );
+    let err = from_toml(&toml, Some(FILE)).unwrap_err().to_string();
+    for want in [
+        "destinationRule[reviews].trafficPolicy.outlierDetection.meshsimEnvoy.enforcingConsecutiveGatewayFailure: expected a percentage from 0 to 100, found 101",
+        "destinationRule[reviews].trafficPolicy.outlierDetection.meshsimEnvoy.maxEjectionTime: expected at least baseEjectionTime (2m), found 1m",
+    ] {
+        assert!(err.contains(want), "{want}\nnot in:\n{err}");
+    }
+}
