@@ -90,7 +90,8 @@ pub struct Engine {
     rng_abort: Stream,
     rng_outlier: Stream,
     rng_retry: Stream,
-    events: VecDeque<EngineEvent>,
+    /// Events not yet polled, each with the time it happened.
+    events: VecDeque<(Time, EngineEvent)>,
     guard: MonotonicGuard,
 }
 
@@ -539,7 +540,7 @@ impl Engine {
         };
         let a = self.clusters[c].breaker.admit(ready, pool_empty);
         if a == Admission::Overflow {
-            self.overflowed(c, Some(e), upstream);
+            self.overflowed(c, Some(e), upstream, now);
         }
         a
     }
@@ -553,7 +554,7 @@ impl Engine {
         };
         let a = self.clusters[c].breaker.dequeue();
         if a == Admission::Overflow {
-            self.overflowed(c, e, upstream);
+            self.overflowed(c, e, upstream, now);
         }
         a
     }
@@ -570,12 +571,13 @@ impl Engine {
         }
     }
 
-    fn overflowed(&mut self, c: usize, e: Option<usize>, upstream: Upstream) {
+    fn overflowed(&mut self, c: usize, e: Option<usize>, upstream: Upstream, now: Time) {
         if let Some(e) = e {
             let h = &mut self.clusters[c].hosts[e];
             h.active_requests = h.active_requests.saturating_sub(1);
         }
-        self.events.push_back(EngineEvent::Overflow { upstream });
+        self.events
+            .push_back((now, EngineEvent::Overflow { upstream }));
     }
 
     /// Whether the caller may open another connection to `upstream` for
@@ -652,23 +654,29 @@ impl Engine {
         {
             let panic_changed = cluster.refresh();
             let cluster_id = ClusterId(u32::try_from(c).unwrap_or(u32::MAX));
-            self.events.push_back(EngineEvent::Ejected {
-                upstream: Upstream {
-                    cluster: cluster_id,
-                    endpoint: EndpointId(endpoint),
-                    generation: self.generation,
-                    cluster_uid: cluster.uid,
-                    host_uid: cluster.host_uids[e],
+            self.events.push_back((
+                now,
+                EngineEvent::Ejected {
+                    upstream: Upstream {
+                        cluster: cluster_id,
+                        endpoint: EndpointId(endpoint),
+                        generation: self.generation,
+                        cluster_uid: cluster.uid,
+                        host_uid: cluster.host_uids[e],
+                    },
+                    reason,
+                    duration,
                 },
-                reason,
-                duration,
-            });
+            ));
             if panic_changed {
                 let in_panic = self.clusters[c].in_panic;
-                self.events.push_back(EngineEvent::Panic {
-                    cluster: cluster_id,
-                    in_panic,
-                });
+                self.events.push_back((
+                    now,
+                    EngineEvent::Panic {
+                        cluster: cluster_id,
+                        in_panic,
+                    },
+                ));
             }
         }
     }
@@ -724,22 +732,28 @@ impl Engine {
             detector.handle_timeout(now, &mut |change| {
                 if let Change::Returned { host } = change {
                     returned = true;
-                    events.push_back(EngineEvent::Returned {
-                        upstream: Upstream {
-                            cluster: cluster_id,
-                            endpoint: EndpointId(host),
-                            generation,
-                            cluster_uid,
-                            host_uid: host_uids[host as usize],
+                    events.push_back((
+                        now,
+                        EngineEvent::Returned {
+                            upstream: Upstream {
+                                cluster: cluster_id,
+                                endpoint: EndpointId(host),
+                                generation,
+                                cluster_uid,
+                                host_uid: host_uids[host as usize],
+                            },
                         },
-                    });
+                    ));
                 }
             });
             if returned && cluster.refresh() {
-                self.events.push_back(EngineEvent::Panic {
-                    cluster: cluster_id,
-                    in_panic: cluster.in_panic,
-                });
+                self.events.push_back((
+                    now,
+                    EngineEvent::Panic {
+                        cluster: cluster_id,
+                        in_panic: cluster.in_panic,
+                    },
+                ));
             }
         }
         self.next_timeout = self.compute_next_timeout();
@@ -752,9 +766,10 @@ impl Engine {
             .min()
     }
 
-    /// The next event, if any.
+    /// The next event, if any, with when it happened (the `now` of the
+    /// input that caused it).
     #[inline]
-    pub fn poll_event(&mut self) -> Option<EngineEvent> {
+    pub fn poll_event(&mut self) -> Option<(Time, EngineEvent)> {
         self.events.pop_front()
     }
 }

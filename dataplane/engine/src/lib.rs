@@ -120,14 +120,15 @@
 //!     engine.finish_request(&mut state, now);
 //!     // Every request ends well: a 503 is retried on the other host.
 //!     assert_eq!(status, 200);
-//!     while let Some(event) = engine.poll_event() {
+//!     while let Some((at, event)) = engine.poll_event() {
 //!         if let EngineEvent::Ejected { upstream, .. } = event {
-//!             ejected.push(engine.endpoint_address(upstream).to_owned());
+//!             ejected.push((engine.endpoint_address(upstream).to_owned(), at));
 //!         }
 //!     }
 //! }
-//! // The failing host's second consecutive 503 ejected it.
-//! assert_eq!(ejected, ["10.0.0.1:80"]);
+//! // The failing host's second consecutive 503 ejected it, at the second
+//! // request (10 ms apart).
+//! assert_eq!(ejected, [("10.0.0.1:80".to_owned(), Time::from_millis(20))]);
 //! ```
 #![forbid(unsafe_code)]
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]

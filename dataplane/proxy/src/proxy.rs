@@ -843,8 +843,8 @@ impl Proxy {
     }
 
     /// Drains the engine's events into counters, the log and the recorder.
-    pub(crate) fn drain_events(&mut self, now: Time) {
-        while let Some(ev) = self.engine.poll_event() {
+    pub(crate) fn drain_events(&mut self, _now: Time) {
+        while let Some((now, ev)) = self.engine.poll_event() {
             if self.recorded.is_some() {
                 self.record_event(&ev, now);
             }

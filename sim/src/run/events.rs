@@ -66,9 +66,10 @@ impl<'m> Run<'m> {
         }
     }
 
-    /// Moves the engine's events into the event log and counters.
-    pub(super) fn drain(&mut self, now: Time, p: usize) {
-        while let Some(ev) = self.proxies[p].engine.poll_event() {
+    /// Moves the engine's events into the event log and counters, each at
+    /// the time it happened.
+    pub(super) fn drain(&mut self, _now: Time, p: usize) {
+        while let Some((now, ev)) = self.proxies[p].engine.poll_event() {
             let engine = &self.proxies[p].engine;
             let proxy = &self.model.proxies[p].name;
             match ev {

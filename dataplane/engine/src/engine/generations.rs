@@ -53,16 +53,22 @@ impl Engine {
             }
             c.in_panic = prev.in_panic;
             if c.refresh() {
-                self.events.push_back(EngineEvent::Panic {
-                    cluster: ClusterId(u32::try_from(ci).unwrap_or(u32::MAX)),
-                    in_panic: c.in_panic,
-                });
+                self.events.push_back((
+                    now,
+                    EngineEvent::Panic {
+                        cluster: ClusterId(u32::try_from(ci).unwrap_or(u32::MAX)),
+                        in_panic: c.in_panic,
+                    },
+                ));
             }
         }
-        self.events.push_back(EngineEvent::ConfigApplied {
-            clusters: u32::try_from(clusters.len()).unwrap_or(u32::MAX),
-            routes: u32::try_from(routing.table.routes().len()).unwrap_or(u32::MAX),
-        });
+        self.events.push_back((
+            now,
+            EngineEvent::ConfigApplied {
+                clusters: u32::try_from(clusters.len()).unwrap_or(u32::MAX),
+                routes: u32::try_from(routing.table.routes().len()).unwrap_or(u32::MAX),
+            },
+        ));
         self.generation += 1;
         self.config = config;
         let previous = std::mem::replace(&mut self.routing, routing);

@@ -390,10 +390,13 @@ route = [{ destination = { host = "reviews", subset = "v1" } }]
     e.reconfigure(Arc::new(config(&with_rule)), Time::from_secs(10));
     assert_eq!(
         e.poll_event(),
-        Some(EngineEvent::ConfigApplied {
-            clusters: 4,
-            routes: 1
-        })
+        Some((
+            Time::from_secs(10),
+            EngineEvent::ConfigApplied {
+                clusters: 4,
+                routes: 1
+            }
+        ))
     );
     let f = match e.handle_delayed(&req(), d, Time::from_millis(10_500)) {
         Decision::Forward(f) => f,
@@ -705,10 +708,13 @@ route = [{ destination = { host = "svc" } }]
     e.reconfigure(Arc::new(config(&after)), now);
     assert_eq!(
         e.poll_event(),
-        Some(EngineEvent::ConfigApplied {
-            clusters: 1,
-            routes: 1
-        })
+        Some((
+            now,
+            EngineEvent::ConfigApplied {
+                clusters: 1,
+                routes: 1
+            }
+        ))
     );
     assert_eq!(e.poll_event(), None);
     let active = active_by_address(&e, cluster);

@@ -128,9 +128,10 @@ fn returned(t: Time, host: &str) -> Timed {
     (t, Ev::Returned(host.to_owned()))
 }
 
-/// Drains the engine's events, stamped `t`.
+/// Drains the engine's events (drained at `t`: none can be later).
 fn drain(e: &mut Engine, t: Time, out: &mut Vec<Timed>) {
-    while let Some(ev) = e.poll_event() {
+    while let Some((at, ev)) = e.poll_event() {
+        assert!(at <= t, "{ev:?} at {at:?}, drained at {t:?}");
         let ev = match ev {
             EngineEvent::Ejected {
                 upstream,
@@ -146,7 +147,7 @@ fn drain(e: &mut Engine, t: Time, out: &mut Vec<Timed>) {
             }
             EngineEvent::ConfigApplied { clusters, routes } => Ev::Config { clusters, routes },
         };
-        out.push((t, ev));
+        out.push((at, ev));
     }
 }
 
@@ -1326,13 +1327,16 @@ fn http2_max_requests_overflows_at_attach_including_a_dequeued_request() {
     assert_eq!(st.rq_pending_overflow, 2);
     assert_eq!((st.pending_requests, st.active_requests), (0, 1));
     let mut events = Vec::new();
-    drain(&mut e, t, &mut events);
-    let hosts: Vec<&Ev> = events.iter().map(|(_, ev)| ev).collect();
+    drain(&mut e, ms(1_005), &mut events);
+    // Each overflow at its own time: B's at admission, C's at dequeue.
     assert_eq!(
-        hosts,
+        events,
         [
-            &Ev::Overflow(e.endpoint_address(b.upstream).to_owned()),
-            &Ev::Overflow(e.endpoint_address(cc.upstream).to_owned())
+            (t, Ev::Overflow(e.endpoint_address(b.upstream).to_owned())),
+            (
+                ms(1_005),
+                Ev::Overflow(e.endpoint_address(cc.upstream).to_owned())
+            )
         ]
     );
     // Only A is in flight; once it is answered, a new request fits again.

@@ -204,7 +204,7 @@ fn sticky_weights_end_to_end_keep_users_split_by_weight_and_move_few_on_a_change
     e.reconfigure(Arc::new(config(&sticky_mesh(20, 40, 40))), Time::ZERO);
     assert!(matches!(
         e.poll_event(),
-        Some(EngineEvent::ConfigApplied { .. })
+        Some((Time::ZERO, EngineEvent::ConfigApplied { .. }))
     ));
     let mut moved = 0;
     for (u, before) in users.iter().zip(&first) {
