@@ -225,9 +225,10 @@ async fn read_head(
             }
         };
         let n = if idle {
+            let last_active = idle_timer.last_active;
             tokio::select! {
                 r = read => r?,
-                _ = phase.wait_for(|p| *p == Phase::Stopped) => return Err(End::Quiet),
+                () = drain_idle(sh, phase, last_active) => return Err(End::Quiet),
                 () = idle_timer.expired(sh), if deadline.is_none() => return Err(End::Quiet),
             }
         } else {
@@ -236,6 +237,29 @@ async fn read_head(
         if n == 0 {
             return Err(End::Quiet);
         }
+    }
+}
+
+/// How long a keep-alive connection may sit idle while the proxy drains.
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
+
+/// Resolves when an idle connection must close because of the drain: once
+/// it has been idle for [`DRAIN_IDLE`] while the proxy drains — the
+/// listeners still accept then, so a client that reconnects is served — or
+/// at once when the proxy stops. Never while the proxy serves.
+async fn drain_idle(
+    sh: &Shared,
+    phase: &mut watch::Receiver<Phase>,
+    last_active: mesh_engine::Time,
+) {
+    let _ = phase.wait_for(|p| *p != Phase::Serving).await;
+    if *phase.borrow() == Phase::Stopped {
+        return;
+    }
+    let idle = sh.now().saturating_since(last_active);
+    tokio::select! {
+        () = tokio::time::sleep(DRAIN_IDLE.saturating_sub(idle)) => {}
+        _ = phase.wait_for(|p| *p == Phase::Stopped) => {}
     }
 }
 
@@ -251,7 +275,9 @@ pub(crate) fn parse_head(
     let base = rbuf.as_ptr() as usize;
     let at = |p: *const u8| u32::try_from(p as usize - base).unwrap_or(u32::MAX);
     let head = match httparse::ParserConfig::default()
-        .parse_request_with_uninit_headers(&mut r, rbuf, &mut raw)
+        // Never past the limit: what lies beyond cannot change the answer
+        // (431), whether the bytes came in one read or many.
+        .parse_request_with_uninit_headers(&mut r, &rbuf[..rbuf.len().min(max_head + 1)], &mut raw)
     {
         Ok(httparse::Status::Complete(len)) => {
             if len > max_head || u32::try_from(len).is_err() {
@@ -701,8 +727,14 @@ async fn serve_h2(
         // Room above `--max-header-bytes` (h2 counts 32 bytes more per
         // field), so that `handle_h2` answers an oversized request 431
         // itself and logs it; beyond this h2 answers 431 on its own.
+        // (At least the 32 bytes per field of 100 fields and the pseudo
+        // headers above the limit, for a small `--max-header-bytes`.)
         .max_header_list_size(
-            u32::try_from(sh.options.max_header_bytes.saturating_mul(4)).unwrap_or(u32::MAX),
+            u32::try_from(
+                (sh.options.max_header_bytes.saturating_mul(4))
+                    .max(sh.options.max_header_bytes + 32 * (MAX_HEADERS + 8)),
+            )
+            .unwrap_or(u32::MAX),
         );
     // A connection opened while the proxy drains is told to go away after
     // its first answer, as Envoy's drain closes on a response; one opened
@@ -769,7 +801,14 @@ async fn handle_h2(
     // `max_request_headers_kb` and `max_request_headers_count` to both
     // protocols: more than 100 fields, or more than `--max-header-bytes`
     // of names and values (Envoy's header-map byte size), get 431.
-    let head_bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    // The request line's parts count as in an HTTP/1.1 head (`:method`,
+    // `:path`, `:authority`, `:scheme`).
+    let pseudo = method.len() + path.len() + authority.len() + "http".len();
+    let head_bytes: usize = pseudo
+        + headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
     let too_large = headers.len() > MAX_HEADERS || head_bytes > sh.options.max_header_bytes;
     let read = if too_large {
         Err(None)

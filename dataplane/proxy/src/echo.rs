@@ -8,6 +8,7 @@
 //! | `size=N` or `size=N:P,…` | a body of N bytes (default: the request body echoed back) |
 //! | `close=true` or `close=P` | close the connection after the answer (always, or with P percent chance) |
 //! | `header=K:V` | add a response header (repeatable) |
+//! | `reset=true` | no answer: reset the request after any delay (HTTP/1.1: the connection closes; HTTP/2: `RST_STREAM`) |
 //!
 //! Flags make the server misbehave by default: `--status 503 --after 60s`
 //! (every answer without its own `status` is 503 once 60 s have passed since
@@ -119,6 +120,8 @@ pub struct Ask {
     pub close: Option<f64>,
     /// `header` (name, value) pairs.
     pub headers: Vec<(String, String)>,
+    /// `reset`.
+    pub reset: bool,
 }
 
 impl Ask {
@@ -159,6 +162,7 @@ impl Ask {
                             })?,
                     });
                 }
+                "reset" => ask.reset = matches!(v.as_str(), "true" | ""),
                 "header" => {
                     let (name, value) = v.split_once(':').ok_or_else(|| {
                         BadParam(format!("header: expected name:value, found \"{v}\""))
@@ -268,9 +272,11 @@ pub async fn serve(
         let state = state.clone();
         tokio::task::spawn_local(async move {
             let io = hyper_util::rt::TokioIo::new(stream);
+            // An error makes hyper reset the request: HTTP/1.1 closes the
+            // connection, HTTP/2 resets the stream.
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(state.answer(req).await) }
+                async move { state.answer(req).await.ok_or(Reset) }
             });
             // HTTP/1.1, or HTTP/2 when the client opens with the h2c
             // preface (prior knowledge).
@@ -291,7 +297,7 @@ impl EchoState {
     async fn answer(
         &self,
         req: hyper::Request<hyper::body::Incoming>,
-    ) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    ) -> Option<hyper::Response<http_body_util::Full<bytes::Bytes>>> {
         use http_body_util::BodyExt;
         let query = req.uri().query().unwrap_or("").to_owned();
         let proto = match req.version() {
@@ -301,7 +307,7 @@ impl EchoState {
         };
         let ask = match Ask::parse(&query) {
             Ok(a) => a,
-            Err(e) => return text(400, format!("meshecho: {e}\n"), &self.defaults.name),
+            Err(e) => return Some(text(400, format!("meshecho: {e}\n"), &self.defaults.name)),
         };
         let answer = {
             let mut rng = self.rng.borrow_mut();
@@ -315,16 +321,19 @@ impl EchoState {
             {
                 Ok(b) => b.to_bytes(),
                 Err(_) => {
-                    return text(
+                    return Some(text(
                         413,
                         "meshecho: body too large\n".into(),
                         &self.defaults.name,
-                    );
+                    ));
                 }
             },
         };
         if !answer.delay.is_zero() {
             tokio::time::sleep(answer.delay).await;
+        }
+        if ask.reset {
+            return None;
         }
         let mut resp = hyper::Response::new(http_body_util::Full::new(body));
         *resp.status_mut() =
@@ -352,9 +361,21 @@ impl EchoState {
                 hyper::header::HeaderValue::from_static("close"),
             );
         }
-        resp
+        Some(resp)
     }
 }
+
+/// The error a `reset=true` request ends with, so hyper resets it.
+#[derive(Debug)]
+struct Reset;
+
+impl fmt::Display for Reset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("reset asked by the request")
+    }
+}
+
+impl std::error::Error for Reset {}
 
 fn text(
     status: u16,

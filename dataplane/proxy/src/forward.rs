@@ -680,16 +680,7 @@ async fn exchange_h2(
     max_body: usize,
 ) -> Result<Answer, Reset> {
     use http_body_util::BodyExt as _;
-    // A lost connection (GOAWAY, close) is a termination; any other error
-    // of a sent request, a reset of its stream.
-    let reset = |e: &hyper::Error| {
-        if e.is_closed() || e.is_incomplete_message() {
-            Reset::Termination
-        } else {
-            Reset::Remote
-        }
-    };
-    let resp = send.send_request(req).await.map_err(|e| reset(&e))?;
+    let resp = send.send_request(req).await.map_err(|e| h2_reset(&e))?;
     let (parts, body) = resp.into_parts();
     let mut headers = Vec::with_capacity(256);
     let mut date = false;
@@ -705,7 +696,7 @@ async fn exchange_h2(
         .collect()
         .await
         .map_err(|e| match e.downcast_ref::<hyper::Error>() {
-            Some(e) => reset(e),
+            Some(e) => h2_reset(e),
             None => Reset::Protocol,
         })?
         .to_bytes();
@@ -718,6 +709,34 @@ async fn exchange_h2(
         upstream: None,
         attempts: 0,
     })
+}
+
+/// Why an HTTP/2 exchange failed, as Envoy's codec tells its router: the
+/// upstream reset the stream (`RST_STREAM`: `RemoteReset`, `UR`); the
+/// connection went away (closed, an I/O error, the peer's GOAWAY:
+/// `ConnectionTermination`, `UC`); anything else is this side's protocol
+/// error (`UPE`).
+fn h2_reset(e: &hyper::Error) -> Reset {
+    if e.is_canceled() || e.is_closed() {
+        return Reset::Termination;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<h2::Error>() {
+            return if h.is_io() || (h.is_go_away() && h.is_remote()) {
+                Reset::Termination
+            } else if h.is_reset() && h.is_remote() {
+                Reset::Remote
+            } else {
+                Reset::Protocol
+            };
+        }
+        if s.is::<std::io::Error>() {
+            return Reset::Termination;
+        }
+        source = s.source();
+    }
+    Reset::Remote
 }
 
 /// Bodies up to this size go out in the same `write` as the head.

@@ -154,6 +154,19 @@ mod tests {
         chunked(b"");
     }
 
+    /// A head over the limit is too large however it is read, even when a
+    /// bad byte lies past the limit (parsed whole, it used to be called
+    /// malformed; read in pieces, too large).
+    #[test]
+    fn a_head_over_the_limit_is_too_large_read_whole_or_in_pieces() {
+        let mut data = vec![99u8];
+        data.extend_from_slice(b"HTTP/1.1 200 OK\r\nx: ");
+        data.extend(std::iter::repeat_n(b'a', 17_000));
+        data.extend_from_slice(b"\x7f\r\n\r\n");
+        response(&data);
+        assert_eq!(read_response(&data[1..], data.len(), false), Read::TooLarge);
+    }
+
     /// The fuzzer's first finding was the harness's: a chunked body read
     /// in small pieces leaves fewer bytes behind it *in the buffer* than
     /// one read whole, as the rest was never read. Bytes taken, not bytes

@@ -84,7 +84,10 @@ pub(crate) fn parse_head(
             let mut raw = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
             let mut r = httparse::Response::new(&mut []);
             let config = httparse::ParserConfig::default();
-            let len = match config.parse_response_with_uninit_headers(&mut r, buf, &mut raw) {
+            // Never past the limit: bytes beyond it cannot change the answer
+            // (too large), however the reads split them.
+            let view = &buf[..buf.len().min(max_head + 1)];
+            let len = match config.parse_response_with_uninit_headers(&mut r, view, &mut raw) {
                 Ok(httparse::Status::Complete(n)) => n,
                 Ok(httparse::Status::Partial) => {
                     return if buf.len() > max_head {

@@ -219,3 +219,27 @@ fn a_draining_proxy_still_serves_a_new_http2_connection() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text, "200 2", "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn while_draining_an_idle_keep_alive_connection_is_closed_and_the_listener_still_accepts() {
+    use std::io::Read;
+    let a = Echo::start("v1", &[]);
+    let config = service(&[(&a, "v1")]);
+    let p = Proxy::start(&config, &["--drain-time", "5s"]);
+    let mut kept = TcpStream::connect(p.addr).unwrap();
+    kept.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: echo\r\n\r\n")
+        .unwrap();
+    let (head, _) = read_response(&mut kept, &mut Vec::new()).unwrap();
+    assert!(
+        !head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    p.proc.signal("TERM");
+    p.proc.stderr.wait_for("meshproxy: draining");
+    // Idle through the drain: closed (after a second), not left until the
+    // listener closes, so the client's reconnect still finds it open.
+    assert_eq!(kept.read(&mut [0u8; 16]).unwrap_or(0), 0);
+    let r = get(p.addr, "/", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+}

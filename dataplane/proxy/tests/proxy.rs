@@ -1247,6 +1247,36 @@ fn http_pool(a: &Echo, http: &str) -> String {
         )
 }
 
+/// An upstream that resets a request before answering, as Envoy's router
+/// answers each reset reason: over HTTP/1.1 the connection closes, a
+/// connection termination (503 `UC`); over HTTP/2 the stream is reset,
+/// a remote reset (503 `UR`).
+#[test]
+fn an_upstream_reset_is_uc_over_http_1_1_and_ur_over_http_2() {
+    let a = Echo::start("v1", &[]);
+    let no_retry = vs(
+        "[[virtualService.http]]\nretries = { attempts = 0 }\nroute = [{ destination = { host = \"echo\" } }]",
+    );
+    for (policy, flag, reason) in [
+        (
+            r#"h2UpgradePolicy = "DO_NOT_UPGRADE""#,
+            "UC",
+            "connection termination",
+        ),
+        (r#"h2UpgradePolicy = "UPGRADE""#, "UR", "remote reset"),
+    ] {
+        let p = Proxy::start(&(http_pool(&a, policy) + &no_retry), &[]);
+        let r = p.get("/?reset=true", &[]);
+        assert_eq!(r.status, 503, "{policy}: {r:?}");
+        assert!(r.body.trim_end().ends_with(reason), "{policy}: {r:?}");
+        p.proc
+            .stdout
+            .wait_for(&format!("\"GET /?reset=true\" 503 {flag} "));
+        // The pool serves on.
+        assert_eq!(p.get("/", &[]).status, 200);
+    }
+}
+
 /// The value of `metric` for the `echo` service's cluster (the first line
 /// of it with all of `labels`).
 fn echo_stat(p: &Proxy, metric: &str, labels: &str) -> u64 {
@@ -1377,7 +1407,7 @@ fn use_client_protocol_follows_the_client() {
 }
 
 #[test]
-fn an_upstream_closing_its_http2_connection_is_a_reset() {
+fn an_upstream_closing_its_http2_connection_is_a_connection_termination() {
     // An upstream that accepts and closes at once, whatever it is sent.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
@@ -1391,8 +1421,10 @@ fn an_upstream_closing_its_http2_connection_is_a_reset() {
     );
     let p = Proxy::start(&config, &[]);
     let r = p.get("/", &[]);
+    // The whole connection went away, not one stream: Envoy's
+    // ConnectionTermination, 503 UC.
     assert_eq!(r.status, 503, "{r:?}");
-    assert!(r.body.contains("remote reset"), "{r:?}");
+    assert!(r.body.contains("connection termination"), "{r:?}");
     let failed = echo_stat(&p, "meshproxy_upstream_rq_total{", "class=\"failed\"");
     assert!(failed >= 1);
 }

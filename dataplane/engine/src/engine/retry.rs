@@ -176,6 +176,8 @@ impl Engine {
                 &mut self.rng_lb,
             );
             picked = p;
+            // Envoy counts each pick made in panic, re-picks included.
+            cluster.stats.lb_healthy_panic += u64::from(cluster.in_panic && p.is_some());
             match p {
                 Some(e) if avoid && state.tried(cluster.host_uids[e as usize]) => continue,
                 _ => break,
@@ -184,7 +186,6 @@ impl Engine {
         let Some(endpoint) = picked else {
             return no_host;
         };
-        cluster.stats.lb_healthy_panic += u64::from(cluster.in_panic);
         cluster.hosts[endpoint as usize].active_requests += 1;
         let host_uid = cluster.host_uids[endpoint as usize];
         state.remember(host_uid);
