@@ -118,34 +118,46 @@ impl Engine {
     }
 
     /// A request holds the routing of `generation`.
+    #[inline]
     pub(super) fn pin(&mut self, generation: u32) {
         if generation == self.generation {
             self.pins += 1;
-        } else if let Some(r) = self
-            .retired
-            .iter_mut()
-            .find(|r| r.routing.generation == generation)
-        {
-            r.pins += 1;
+        } else {
+            self.pin_retired(generation, true);
         }
     }
 
     /// A request lets go of the routing of `generation` (dropped at the
     /// next `reconfigure` if no other holds it).
+    #[inline]
     pub(super) fn unpin(&mut self, generation: u32) {
-        let pins = if generation == self.generation {
-            &mut self.pins
-        } else if let Some(r) = self
+        if generation == self.generation {
+            debug_assert!(
+                self.pins > 0,
+                "generation {generation} let go more than held"
+            );
+            self.pins = self.pins.saturating_sub(1);
+        } else {
+            self.pin_retired(generation, false);
+        }
+    }
+
+    /// Holds (`hold`) or lets go of an earlier generation's routing.
+    #[cold]
+    fn pin_retired(&mut self, generation: u32, hold: bool) {
+        let Some(r) = self
             .retired
             .iter_mut()
             .find(|r| r.routing.generation == generation)
-        {
-            &mut r.pins
-        } else {
+        else {
             return;
         };
-        debug_assert!(*pins > 0, "generation {generation} let go more than held");
-        *pins = pins.saturating_sub(1);
+        if hold {
+            r.pins += 1;
+        } else {
+            debug_assert!(r.pins > 0, "generation {generation} let go more than held");
+            r.pins = r.pins.saturating_sub(1);
+        }
     }
 
     /// The current (cluster, endpoint) indices of an upstream handed out in
