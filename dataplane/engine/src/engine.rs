@@ -191,8 +191,9 @@ impl ClusterState {
 }
 
 /// The router state of one request across its attempts, owned by the caller
-/// (plain data, no allocation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// (plain data, no allocation). Neither `Copy` nor `Clone`: a request has
+/// one state, and [`Engine::finish_request`] lets go of what it holds once.
+#[derive(Debug, PartialEq, Eq)]
 pub struct RequestState {
     /// The route.
     pub route: RouteId,

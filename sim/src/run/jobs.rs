@@ -22,7 +22,7 @@ impl<'m> Run<'m> {
         workload: u32,
         (ns, status): (u64, u16),
     ) {
-        let inbound = self.reqs[slot as usize];
+        let inbound_depth = self.reqs[slot as usize].depth;
         let id = match self.free_jobs.pop() {
             Some(id) => id,
             None => {
@@ -55,7 +55,7 @@ impl<'m> Run<'m> {
             attempt,
             workload,
             headers: inbound_headers,
-            depth: inbound.depth.saturating_add(1),
+            depth: inbound_depth.saturating_add(1),
             next: 0,
             pending: 0,
             reqs: [u32::MAX; MAX_CALLS],

@@ -144,7 +144,7 @@ struct Call<'m> {
 }
 
 /// A request in flight (slab slot, reused).
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 struct Req<'m> {
     /// Where it goes (kept to route it again after an injected delay).
     authority: &'m str,
@@ -180,6 +180,33 @@ struct Req<'m> {
     fault_delayed: bool,
     /// Its route's per-try timeout, read once when the router starts.
     per_try: Option<Duration>,
+}
+
+/// A request's place and phase, copied out of its slot (the slot holds
+/// the router state, which is not `Copy`: it is finished once).
+#[derive(Clone, Copy, Debug)]
+struct Flags {
+    live: bool,
+    proxy: u32,
+    upstream: Option<Upstream>,
+    outstanding: bool,
+    pending_conn: bool,
+    delayed: bool,
+    delay: Option<mesh_engine::Delay>,
+}
+
+impl Req<'_> {
+    fn flags(&self) -> Flags {
+        Flags {
+            live: self.live,
+            proxy: self.proxy,
+            upstream: self.upstream,
+            outstanding: self.outstanding,
+            pending_conn: self.pending_conn,
+            delayed: self.delayed,
+            delay: self.delay,
+        }
+    }
 }
 
 /// What `end` needs of a request once its slot is freed.
@@ -519,7 +546,7 @@ impl<'m> Run<'m> {
                 }
             }
             Ev::RouteTimeout { slot, generation } => {
-                let r = self.reqs[slot as usize];
+                let r = &self.reqs[slot as usize];
                 if r.live && r.generation == generation {
                     self.route_timeout(now, slot);
                 }

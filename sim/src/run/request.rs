@@ -597,7 +597,7 @@ impl<'m> Run<'m> {
     }
 
     pub(super) fn route_timeout(&mut self, now: Time, slot: u32) {
-        let r = self.reqs[slot as usize];
+        let r = self.reqs[slot as usize].flags();
         let p = r.proxy as usize;
         if r.outstanding
             && let Some(up) = r.upstream
@@ -676,7 +676,7 @@ impl<'m> Run<'m> {
     /// without telling outlier detection. The pod serving it, if any, does
     /// not notice and finishes its work.
     pub(super) fn cancel(&mut self, now: Time, slot: u32) {
-        let r = self.reqs[slot as usize];
+        let r = self.reqs[slot as usize].flags();
         if !r.live {
             return;
         }

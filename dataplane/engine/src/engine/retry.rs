@@ -104,8 +104,7 @@ impl Engine {
     /// Ends a request's router state: releases the `maxRetries` slot of a
     /// retry that will not report to [`Engine::retry_decision`] (Envoy
     /// frees it when the retry state is destroyed), and the route's config
-    /// generation. Every started request calls it once it ends (copies of
-    /// a state share its one call). Idempotent.
+    /// generation. Every started request calls it once it ends. Idempotent.
     #[inline]
     pub fn finish_request(&mut self, state: &mut RequestState, now: Time) {
         self.guard.observe(now);

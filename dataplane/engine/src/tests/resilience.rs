@@ -1392,7 +1392,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// A request of the property test: its latest attempt, its router state,
 /// and whether a retry of it holds a `maxRetries` slot.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 struct Flight {
     up: Upstream,
     state: RequestState,
