@@ -70,6 +70,8 @@ pub struct Forward {
     /// A generated affinity cookie to set on the response, if any; format it
     /// with [`crate::Engine::set_cookie_header`].
     pub set_cookie: Option<u64>,
+    /// The worker that handles the request (its retries pick on it too).
+    pub worker: u32,
 }
 
 /// Answer locally with an error.

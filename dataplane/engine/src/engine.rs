@@ -27,12 +27,18 @@ mod retry;
 
 use generations::{Retired, build_clusters, route_extras, routing_of};
 
-/// Options that change the engine's behaviour away from modern Envoy; all
-/// off by default.
+/// Options of an engine beyond its config: Envoy's worker threads, and
+/// compatibility modes away from modern Envoy (off by default).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineOptions {
     /// The `maxEjectionPercent` rule (default: Envoy ≥ 1.28's strict rule).
     pub max_ejection_rule: MaxEjectionRule,
+    /// Envoy's worker threads (`--concurrency`; 0 counts as 1). As in
+    /// Envoy, each worker has its own load-balancer state (round-robin
+    /// position, least-request choices), while outlier detection and the
+    /// circuit breaker's counters are the cluster's, shared by all; a
+    /// request says its worker in [`Request::worker`].
+    pub workers: u32,
 }
 
 /// One proxy's view of the mesh: a sidecar's or a gateway's.
@@ -135,7 +141,8 @@ struct ClusterState {
     host_uids: Vec<u32>,
     /// Endpoints the balancer may pick (healthy ones, or all in panic).
     candidates: Vec<u32>,
-    balancer: Balancer,
+    /// One balancer per worker (their kind is the same).
+    balancers: Vec<Balancer>,
     detector: Option<Detector>,
     breaker: Breaker,
     panic_threshold_percent: u32,
@@ -183,7 +190,9 @@ impl ClusterState {
             self.candidates
                 .extend(0..u32::try_from(total).unwrap_or(u32::MAX));
         }
-        self.balancer.rebuild(&self.hosts, &self.candidates);
+        for b in &mut self.balancers {
+            b.rebuild(&self.hosts, &self.candidates);
+        }
         let changed = panic != self.in_panic;
         self.in_panic = panic;
         changed
@@ -203,6 +212,8 @@ pub struct RequestState {
     pub started: Time,
     /// Retries made so far.
     pub retries: u32,
+    /// The worker whose balancer picks the retries' hosts.
+    worker: u32,
     destination: u32,
     hash: Option<u64>,
     /// Uids of the hosts tried (they survive a push, indices may not).
@@ -459,7 +470,8 @@ impl Engine {
         let cluster = &mut self.clusters[cluster_index];
         let mut hash = None;
         let mut set_cookie = None;
-        if cluster.balancer.is_hash_based() {
+        let worker = (req.worker as usize).min(cluster.balancers.len() - 1);
+        if cluster.balancers[0].is_hash_based() {
             // Istio writes one policy per destination, usually all the same
             // key: hash each distinct key once, fold it once per policy.
             let mut last = KeyHash::Absent;
@@ -480,18 +492,22 @@ impl Engine {
                 }
             }
         }
-        let endpoint = if matches!(cluster.balancer, Balancer::Passthrough) {
+        let endpoint = if matches!(cluster.balancers[0], Balancer::Passthrough) {
             passthrough(cluster, req)
         } else {
             // No hash key in the request: a random hash, so no affinity (§4.7).
             let h = match hash {
                 Some(h) => h,
-                None if cluster.balancer.is_hash_based() => self.rng_hash.next_u64(),
+                None if cluster.balancers[0].is_hash_based() => self.rng_hash.next_u64(),
                 None => 0,
             };
-            cluster
-                .balancer
-                .pick(&cluster.hosts, &cluster.candidates, h, 0, &mut self.rng_lb)
+            cluster.balancers[worker].pick(
+                &cluster.hosts,
+                &cluster.candidates,
+                h,
+                0,
+                &mut self.rng_lb,
+            )
         };
         let Some(endpoint) = endpoint else {
             return Decision::Reject(Reject {
@@ -518,6 +534,7 @@ impl Engine {
             timeout,
             hash,
             set_cookie,
+            worker: u32::try_from(worker).unwrap_or(0),
         })
     }
 

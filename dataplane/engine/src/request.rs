@@ -31,6 +31,10 @@ pub struct Request<'a> {
     /// Downstream local address (the original destination), for generated
     /// cookies and `PASSTHROUGH`.
     pub destination: Option<SocketAddr>,
+    /// The Envoy worker thread that handles the request (the one that
+    /// accepted its connection), below [`crate::EngineOptions::workers`]:
+    /// each worker has its own load-balancer state.
+    pub worker: u32,
 }
 
 impl<'a> Request<'a> {
@@ -45,6 +49,7 @@ impl<'a> Request<'a> {
             port: 0,
             source: None,
             destination: None,
+            worker: 0,
         }
     }
 
@@ -52,6 +57,13 @@ impl<'a> Request<'a> {
     #[must_use]
     pub fn with_headers(mut self, headers: &'a [(&'a str, &'a str)]) -> Self {
         self.headers = headers;
+        self
+    }
+
+    /// The same request on this worker.
+    #[must_use]
+    pub fn on_worker(mut self, worker: u32) -> Self {
+        self.worker = worker;
         self
     }
 

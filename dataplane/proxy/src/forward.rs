@@ -106,6 +106,8 @@ async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
         port: req.conn.local.port(),
         source: Some(req.conn.remote),
         destination: Some(req.conn.local),
+        // One worker thread (see docs/proxy.md).
+        worker: 0,
     };
     let mut decision = {
         let mut p = sh.proxy(li);

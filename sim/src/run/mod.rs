@@ -654,6 +654,7 @@ fn app_request<'a>(
         port,
         source: None,
         destination: None,
+        worker: 0,
     }
 }
 

@@ -45,7 +45,9 @@ impl Engine {
                     same.push((ni, oi));
                 }
             }
-            c.balancer.carry_state(&prev.balancer);
+            for (b, pb) in c.balancers.iter_mut().zip(&prev.balancers) {
+                b.carry_state(pb);
+            }
             c.breaker.stats = prev.breaker.stats;
             c.stats = prev.stats;
             if let (Some(d), Some(pd)) = (&mut c.detector, &prev.detector) {
@@ -258,7 +260,10 @@ pub(super) fn build_clusters(
                 uid: 0,
                 host_uids: vec![0; hosts.len()],
                 candidates: Vec::with_capacity(hosts.len()),
-                balancer: Balancer::new(spec.policy.lb, rng),
+                // Worker 0's first: one worker draws what it always drew.
+                balancers: (0..options.workers.max(1))
+                    .map(|_| Balancer::new(spec.policy.lb, rng))
+                    .collect(),
                 hosts,
                 detector,
                 breaker: Breaker::new(spec.policy.connection_pool),

@@ -16,6 +16,7 @@ impl Engine {
             upstream: forward.upstream,
             started: now,
             retries: 0,
+            worker: forward.worker,
             destination: forward.destination,
             hash: forward.hash,
             tried: [0; MAX_TRACKED_HOSTS],
@@ -157,9 +158,10 @@ impl Engine {
             state.tried_len = u8::try_from(kept).unwrap_or(0);
         }
         let cluster = &mut self.clusters[c];
+        let worker = (state.worker as usize).min(cluster.balancers.len() - 1);
         let hash = match state.hash {
             Some(h) => h,
-            None if cluster.balancer.is_hash_based() => self.rng_hash.next_u64(),
+            None if cluster.balancers[0].is_hash_based() => self.rng_hash.next_u64(),
             None => 0,
         };
         let mut picked = None;
@@ -167,7 +169,7 @@ impl Engine {
         // re-pick index of this selection (0 first), not by the retry
         // count, so without the predicate a retry hashes to the same host.
         for attempt in 0..=max_attempts {
-            let p = cluster.balancer.pick(
+            let p = cluster.balancers[worker].pick(
                 &cluster.hosts,
                 &cluster.candidates,
                 hash,
@@ -203,6 +205,7 @@ impl Engine {
             timeout,
             hash: state.hash,
             set_cookie: None,
+            worker: state.worker,
         })
     }
 }

@@ -936,3 +936,78 @@ fn retries_are_counted_as_envoy_counts_them() {
         }
     );
 }
+
+/// Envoy's workers: each has its own round-robin position, while outlier
+/// detection and the circuit breaker are the cluster's, shared by all.
+#[test]
+fn workers_balance_on_their_own_and_share_outlier_detection_and_the_breaker() {
+    let mesh = pool(3, None, "simple = \"ROUND_ROBIN\"").replace(
+        "trafficPolicy = { loadBalancer = { simple = \"ROUND_ROBIN\" } }",
+        "trafficPolicy = { loadBalancer = { simple = \"ROUND_ROBIN\" }, connectionPool = { http = { http2MaxRequests = 1 } }, outlierDetection = { consecutive5xxErrors = 2, maxEjectionPercent = 100 } }",
+    );
+    let options = EngineOptions {
+        workers: 2,
+        ..EngineOptions::default()
+    };
+    let mut e = Engine::with_options(Arc::new(config(&mesh)), ProxySpec::default(), 9, options);
+    let now = Time::ZERO;
+    let pick = |e: &mut Engine, worker: u32| {
+        let r = Request::get("svc", "/").on_worker(worker);
+        let Decision::Forward(f) = e.handle_request(&r, now) else {
+            panic!()
+        };
+        e.cancel(f.upstream, false, now);
+        (e.endpoint_address(f.upstream).to_owned(), f.worker)
+    };
+    // Interleaved, each worker still goes round its own robin: three
+    // picks of one worker are the three hosts, whatever the other did.
+    for _ in 0..3 {
+        let w0: Vec<_> = (0..3).map(|_| pick(&mut e, 0)).collect();
+        let w1: Vec<_> = (0..3).map(|_| pick(&mut e, 1)).collect();
+        for (w, picks) in [(0, &w0), (1, &w1)] {
+            assert!(picks.iter().all(|(_, pw)| *pw == w));
+            let hosts: std::collections::BTreeSet<_> = picks.iter().map(|(h, _)| h).collect();
+            assert_eq!(hosts.len(), 3, "worker {w}: {picks:?}");
+        }
+    }
+    // One breaker: worker 1 overflows while worker 0's request is active.
+    let r0 = Request::get("svc", "/").on_worker(0);
+    let r1 = Request::get("svc", "/").on_worker(1);
+    let Decision::Forward(a) = e.handle_request(&r0, now) else {
+        panic!()
+    };
+    assert_eq!(
+        e.admit(a.upstream, true, false, now),
+        crate::Admission::Attach
+    );
+    let Decision::Forward(b) = e.handle_request(&r1, now) else {
+        panic!()
+    };
+    assert_eq!(
+        e.admit(b.upstream, true, false, now),
+        crate::Admission::Overflow
+    );
+    e.handle_response(a.upstream, Outcome::Status(503), now);
+    while e.poll_event().is_some() {}
+    // One detector: a host's second consecutive 503, seen by the other
+    // worker, ejects it.
+    let host = a.upstream;
+    let second = loop {
+        let Decision::Forward(f) = e.handle_request(&r1, now) else {
+            panic!()
+        };
+        if f.upstream == host {
+            break f;
+        }
+        e.cancel(f.upstream, false, now);
+    };
+    assert_eq!(
+        e.admit(second.upstream, true, false, now),
+        crate::Admission::Attach
+    );
+    e.handle_response(second.upstream, Outcome::Status(503), now);
+    assert!(matches!(
+        e.poll_event(),
+        Some((_, EngineEvent::Ejected { upstream, .. })) if upstream == host
+    ));
+}

@@ -409,6 +409,7 @@ fn ejectable(n: usize, mep: u32, rule: MaxEjectionRule) -> usize {
         SEED,
         EngineOptions {
             max_ejection_rule: rule,
+            ..EngineOptions::default()
         },
     );
     let mut count = 0;
