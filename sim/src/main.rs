@@ -444,6 +444,7 @@ fn route(args: &RouteArgs) -> Result<String, String> {
             .unwrap_or(80),
         source: args.source,
         destination: None,
+        worker: 0,
     };
     // A fault delay holds the request; the router runs when it is over.
     // The clock only moves forward: by the delays waited.
