@@ -108,7 +108,8 @@ pub fn estimate(f: &ExperimentFile) -> Estimate {
             pods += n;
             slowest = slowest.max(mean_secs(&v.latency));
             if v.call.as_ref().is_some_and(|c| !c.is_empty()) || !s.call.is_empty() {
-                sidecars += n;
+                // Each worker holds its own balancer and pools.
+                sidecars += n * u64::from(s.proxy_concurrency.unwrap_or(1).max(1));
             }
             parts.push(Part {
                 field: format!("service.{}.version.{}.pods", s.name, v.name),
@@ -126,19 +127,24 @@ pub fn estimate(f: &ExperimentFile) -> Estimate {
     }
     for (ci, c) in f.client.iter().enumerate() {
         let n = u64::from(c.pods.unwrap_or(1));
+        // Each worker holds its own balancer and pools.
+        let workers = u64::from(c.proxy_concurrency.unwrap_or(1).max(1));
         parts.push(Part {
             field: format!("client.{}.pods", c.name),
             path: root.key("client").named(ci, &c.name).key("pods"),
             value: n.to_string(),
-            bytes: n.saturating_mul(pods).saturating_mul(PROXY_ENDPOINT),
-            unit: "per proxy for each pod of the mesh",
+            bytes: n
+                .saturating_mul(workers)
+                .saturating_mul(pods)
+                .saturating_mul(PROXY_ENDPOINT),
+            unit: "per proxy (and worker) for each pod of the mesh",
         });
     }
     // Every proxy holds every endpoint: pods × proxies, counted here for
     // the sidecars (client proxies are counted above).
     if sidecars > 0 {
         parts.push(Part {
-            field: "service.*.version.*.pods (sidecars of pods that make calls)".to_owned(),
+            field: "service.*.version.*.pods (sidecar workers of pods that make calls)".to_owned(),
             path: root.key("service"),
             value: sidecars.to_string(),
             bytes: sidecars.saturating_mul(pods).saturating_mul(PROXY_ENDPOINT),

@@ -152,6 +152,10 @@ pub struct ServiceModel {
     pub call_mode: Option<String>,
     /// Versions (subset labels `version = <name>`).
     pub version: Vec<VersionModel>,
+    /// Envoy worker threads of the sidecar of each of its pods that makes
+    /// calls (Istio's `concurrency`; 1 when absent).
+    #[serde(default)]
+    pub proxy_concurrency: Option<u32>,
 }
 
 /// A call a pod makes for each request it serves (one edge of the call graph).
@@ -269,6 +273,11 @@ pub struct ClientModel {
     /// Route as this gateway (a `[[gateway]]` name) instead of a sidecar.
     #[serde(default)]
     pub gateway: Option<String>,
+    /// Envoy worker threads of each of these proxies (Istio's `concurrency`;
+    /// 1 when absent): each worker balances and pools connections on its
+    /// own, outlier detection and breakers are shared.
+    #[serde(default)]
+    pub proxy_concurrency: Option<u32>,
 }
 
 /// The load, in fortio's vocabulary.

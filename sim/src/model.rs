@@ -132,6 +132,8 @@ pub(crate) struct PodSpec {
 pub(crate) struct ProxyModel {
     pub(crate) name: String,
     pub(crate) spec: ProxySpec,
+    /// Envoy worker threads (1 or more).
+    pub(crate) workers: u32,
 }
 
 /// A timeline action, checked.
@@ -270,8 +272,13 @@ impl Model {
                 "expected at least one [[service]] with versions and pods",
             ));
         }
+        let mut service_workers = std::collections::BTreeMap::new();
         for (si, s) in f.service.iter().enumerate() {
             let sp = root.key("service").named(si, &s.name);
+            service_workers.insert(
+                s.name.as_str(),
+                concurrency(s.proxy_concurrency, &sp, &mut errors),
+            );
             if s.version.is_empty() {
                 errors.push(err(
                     sp.key("version"),
@@ -353,6 +360,7 @@ impl Model {
                     ));
                 }
             }
+            let workers = concurrency(c.proxy_concurrency, &cp, &mut errors);
             for i in 0..n {
                 let spec = match &c.gateway {
                     Some(g) => {
@@ -368,6 +376,7 @@ impl Model {
                 proxies.push(ProxyModel {
                     name: format!("{}-{i}", c.name),
                     spec,
+                    workers,
                 });
             }
             if c.name == f.load.client {
@@ -443,6 +452,10 @@ impl Model {
                     .collect(),
                     gateway: None,
                 },
+                workers: service_workers
+                    .get(pod.service.as_str())
+                    .copied()
+                    .unwrap_or(1),
             });
         }
         if let Some(cfg) = &config {
@@ -653,4 +666,19 @@ fn ppm(p: f64) -> u32 {
 /// A uniform draw below `ppm` parts per million.
 pub(crate) fn hit(rng: &mut Pcg64Mcg, ppm: u32) -> bool {
     ppm > 0 && (ppm >= 1_000_000 || rng.random_range(0..1_000_000u32) < ppm)
+}
+
+/// Envoy worker threads of a proxy (`proxyConcurrency`): 1 when absent.
+fn concurrency(v: Option<u32>, path: &FieldPath, errors: &mut Vec<ConfigError>) -> u32 {
+    match v {
+        None => 1,
+        Some(n @ 1..=64) => n,
+        Some(n) => {
+            errors.push(err(
+                path.key("proxyConcurrency"),
+                format!("expected 1 to 64 worker threads, found {n}"),
+            ));
+            1
+        }
+    }
 }

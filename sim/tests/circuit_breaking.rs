@@ -1,14 +1,21 @@
 //! Istio's circuit-breaking task in the simulator: the HTTP/1.1 connection
 //! pool with maxConnections 1, http1MaxPendingRequests 1 and
-//! maxRequestsPerConnection 1 fits 2 fortio connections and overflows a 3rd.
+//! maxRequestsPerConnection 1 fits 2 fortio connections and overflows a 3rd;
+//! with Envoy's two workers (`proxyConcurrency = 2`) each worker pools on
+//! its own while the breaker's counters are shared.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 fn run(extra: &[&str]) -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir =
-        std::env::temp_dir().join(format!("meshsim-cb-{}-{}", std::process::id(), extra.len()));
+    // One directory per argument list: tests run in parallel.
+    let tag: String = extra
+        .iter()
+        .flat_map(|a| a.chars())
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let dir = std::env::temp_dir().join(format!("meshsim-cb-{}-{tag}", std::process::id()));
     let mut args = vec![
         "run",
         "experiments/circuit-breaking.toml",
@@ -73,5 +80,59 @@ fn fortio_c3_n30_sends_exactly_30_requests_and_some_overflow() {
     assert!(
         overflow > 0.0 && overflow < 30.0,
         "{overflow} of 30 overflowed"
+    );
+}
+
+#[test]
+fn with_two_workers_two_connections_on_two_workers_each_get_a_connection() {
+    // With this seed the kernel spreads fortio's 2 connections over both
+    // workers: each worker's pool has no connection at all, so each opens
+    // one (Envoy's exception to maxConnections): twice the requests of one
+    // worker, still no overflow.
+    let one = run(&[]);
+    let two = run(&["--set", "client.fortio.proxyConcurrency=2", "--seed", "1"]);
+    assert_eq!(column(&two, "overflow"), 0.0);
+    let ratio = column(&two, "requests") / column(&one, "requests");
+    assert!(ratio > 1.5, "{ratio}");
+}
+
+#[test]
+fn with_two_workers_a_third_connection_overflows_less_than_with_one() {
+    // Two pools, one pending slot shared by the breaker: the third
+    // connection overflows less often than with one worker's single pool.
+    let one = run(&["--set", "load.connections=3"]);
+    let two = run(&[
+        "--set",
+        "load.connections=3",
+        "--set",
+        "client.fortio.proxyConcurrency=2",
+    ]);
+    let share = |s: &str| column(s, "overflow") / column(s, "requests");
+    assert!(
+        share(&two) > 0.2 && share(&two) < share(&one),
+        "{} vs {}",
+        share(&two),
+        share(&one)
+    );
+}
+
+#[test]
+fn a_proxy_concurrency_of_zero_is_refused_with_its_field() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let o = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args([
+            "run",
+            "experiments/circuit-breaking.toml",
+            "--set",
+            "client.fortio.proxyConcurrency=0",
+        ])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("client[fortio].proxyConcurrency: expected 1 to 64 worker threads, found 0"),
+        "{err}"
     );
 }

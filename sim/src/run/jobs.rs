@@ -108,10 +108,13 @@ impl<'m> Run<'m> {
             self.local_answer(now, (0, origin, spec.edge), 508, None);
             return;
         };
+        // The application's connection to its sidecar lands on any worker.
+        let worker = self.pick_worker(proxy);
         let slot = self.request(
             now,
             &Call {
                 proxy,
+                worker,
                 origin,
                 edge: spec.edge,
                 to: (&spec.host, &spec.path),

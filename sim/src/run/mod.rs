@@ -70,7 +70,7 @@ enum Ev {
     /// The next open-loop arrival.
     Arrival,
     /// A closed-loop connection sends its next request.
-    Connection { proxy: u32 },
+    Connection { proxy: u32, worker: u32 },
     /// An injected delay is over: route the request now.
     Delayed { slot: u32, attempt: u32 },
     /// A retry's back-off is over: pick its host and send it.
@@ -118,7 +118,12 @@ enum Ev {
 enum Origin {
     /// The load; `connection`: a closed-loop connection to wake when done;
     /// `user`: the user id index, `u32::MAX` without users.
-    Load { connection: bool, user: u32 },
+    Load {
+        connection: bool,
+        user: u32,
+        /// The proxy's worker that accepted its connection.
+        worker: u16,
+    },
     /// Call `call` of job `job` (of that generation).
     Call {
         job: u32,
@@ -132,6 +137,8 @@ enum Origin {
 struct Call<'m> {
     /// The sidecar (or client proxy) it goes through.
     proxy: usize,
+    /// The proxy's worker that handles it.
+    worker: u16,
     /// Who waits for its answer.
     origin: Origin,
     /// The call-graph edge it is counted under.
@@ -180,6 +187,8 @@ struct Req<'m> {
     fault_delayed: bool,
     /// Its route's per-try timeout, read once when the router starts.
     per_try: Option<Duration>,
+    /// The proxy's worker that handles it (whose connection pools it uses).
+    worker: u16,
 }
 
 /// A request's place and phase, copied out of its slot (the slot holds
@@ -256,6 +265,10 @@ struct Pod {
 
 struct Proxy {
     engine: Engine,
+    /// Envoy worker threads, and the first of their connection pools'
+    /// owners (one per worker) in `Run::pools`.
+    workers: u32,
+    pool_base: u32,
     /// (cluster, endpoint) → pod index.
     pods_of: Vec<Vec<u32>>,
     /// The destination port of each call-graph edge's authority through
@@ -281,6 +294,9 @@ pub struct Run<'m> {
     free_jobs: Vec<u32>,
     rng_arrivals: Pcg64Mcg,
     rng_users: Pcg64Mcg,
+    /// Which worker accepts a connection (drawn only for proxies with
+    /// more than one, as the kernel spreads `SO_REUSEPORT` accepts).
+    rng_workers: Pcg64Mcg,
     qps: f64,
     next_proxy: usize,
     pushes: Vec<Arc<mesh_engine::config::Config>>,
@@ -331,20 +347,29 @@ impl<'m> Run<'m> {
             .enumerate()
             .map(|(i, p)| (p.address.as_str(), u32::try_from(i).unwrap_or(u32::MAX)))
             .collect();
+        let mut owners = 0u32;
         let proxies = model
             .proxies
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let engine = Engine::new(
+                let engine = Engine::with_options(
                     model.config.clone(),
                     p.spec.clone(),
                     seed ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
+                    mesh_engine::EngineOptions {
+                        workers: p.workers,
+                        ..mesh_engine::EngineOptions::default()
+                    },
                 );
                 let pods_of = pods_of(&engine, &index);
                 let edge_ports = edge_ports(&engine, &model.calls.edges);
+                let pool_base = owners;
+                owners += p.workers.max(1);
                 Proxy {
                     engine,
+                    workers: p.workers.max(1),
+                    pool_base,
                     pods_of,
                     edge_ports,
                     tick_at: None,
@@ -377,12 +402,13 @@ impl<'m> Run<'m> {
             pods,
             reqs: Vec::new(),
             headers: Vec::new(),
-            pools: Pools::new(model.proxies.len(), model.pods.len()),
+            pools: Pools::new(owners as usize, model.pods.len()),
             free: Vec::new(),
             jobs: Vec::new(),
             free_jobs: Vec::new(),
             rng_arrivals: stream(seed, 1, 0),
             rng_users: stream(seed, 2, 0),
+            rng_workers: stream(seed, 4, 0),
             qps: model.load.qps.unwrap_or(0.0),
             next_proxy: 0,
             pushes,
@@ -414,11 +440,14 @@ impl<'m> Run<'m> {
             let n = m.load.proxies.len().max(1);
             for i in 0..c {
                 let proxy = m.load.proxies.start + (i as usize % n);
+                // The worker that accepts this connection keeps it.
+                let worker = self.pick_worker(proxy);
                 self.queue.push(
                     Time::ZERO,
                     Class::Traffic,
                     Ev::Connection {
                         proxy: u32::try_from(proxy).unwrap_or(0),
+                        worker: u32::from(worker),
                     },
                 );
             }
@@ -467,6 +496,22 @@ impl<'m> Run<'m> {
             .collect()
     }
 
+    /// The worker of `proxy` that accepts a new connection: drawn at
+    /// random, as the kernel spreads a `SO_REUSEPORT` listener's accepts
+    /// (0, and no draw, with one worker).
+    fn pick_worker(&mut self, proxy: usize) -> u16 {
+        match self.proxies[proxy].workers {
+            0 | 1 => 0,
+            n => u16::try_from(self.rng_workers.random_range(0..n)).unwrap_or(0),
+        }
+    }
+
+    /// The connection-pool owner of `slot`'s request: its proxy's worker.
+    fn owner_of(&self, slot: u32) -> usize {
+        let r = &self.reqs[slot as usize];
+        (self.proxies[r.proxy as usize].pool_base + u32::from(r.worker)) as usize
+    }
+
     fn interarrival(&mut self) -> Duration {
         let per_sec = self.qps.max(1e-9);
         let secs = if self.model.load.uniform {
@@ -507,13 +552,16 @@ impl<'m> Run<'m> {
                 if n > 0 {
                     let proxy = self.model.load.proxies.start + self.next_proxy % n;
                     self.next_proxy += 1;
-                    self.start_request(now, proxy, false);
+                    let worker = self.pick_worker(proxy);
+                    self.start_request(now, proxy, false, worker);
                 }
                 let next = self.interarrival();
                 self.queue
                     .push_lone(now + next, Class::Traffic, Ev::Arrival);
             }
-            Ev::Connection { proxy } => self.start_request(now, proxy as usize, true),
+            Ev::Connection { proxy, worker } => {
+                self.start_request(now, proxy as usize, true, worker as u16);
+            }
             Ev::Delayed { slot, attempt } => {
                 if self.current(slot, attempt) {
                     self.after_delay(now, slot);
@@ -644,6 +692,7 @@ fn app_request<'a>(
     authority: &'a str,
     path: &'a str,
     headers: &'a [(&'a str, &'a str)],
+    worker: u16,
 ) -> Request<'a> {
     Request {
         method: "GET",
@@ -654,7 +703,7 @@ fn app_request<'a>(
         port,
         source: None,
         destination: None,
-        worker: 0,
+        worker: u32::from(worker),
     }
 }
 

@@ -21,6 +21,7 @@ impl<'m> Run<'m> {
             origin: Origin::Load {
                 connection: false,
                 user: u32::MAX,
+                worker: 0,
             },
             edge: 0,
             has_headers: false,
@@ -34,6 +35,7 @@ impl<'m> Run<'m> {
             delayed: false,
             fault_delayed: false,
             per_try: None,
+            worker: 0,
         });
         self.headers.push(HeaderSet::EMPTY);
         u32::try_from(self.reqs.len() - 1).unwrap_or(u32::MAX)
@@ -48,8 +50,8 @@ impl<'m> Run<'m> {
         }
     }
 
-    /// A request of the load from `proxy`.
-    pub(super) fn start_request(&mut self, now: Time, proxy: usize, connection: bool) {
+    /// A request of the load from `proxy`, on its `worker`.
+    pub(super) fn start_request(&mut self, now: Time, proxy: usize, connection: bool, worker: u16) {
         if self.sent >= self.model.load.requests {
             return;
         }
@@ -73,9 +75,11 @@ impl<'m> Run<'m> {
             now,
             &Call {
                 proxy,
+                worker,
                 origin: Origin::Load {
                     connection,
                     user: user_index,
+                    worker,
                 },
                 edge: 0,
                 to: (&l.host, &l.path),
@@ -95,7 +99,14 @@ impl<'m> Run<'m> {
             edge,
             ..
         } = *call;
-        let decision = self.decide(now, proxy, edge, call.to, &call.headers, None);
+        let decision = self.decide(
+            now,
+            (proxy, call.worker),
+            edge,
+            call.to,
+            &call.headers,
+            None,
+        );
         match decision {
             Decision::Forward(f) => {
                 let slot = self.occupy(now, call);
@@ -130,7 +141,7 @@ impl<'m> Run<'m> {
     pub(super) fn decide(
         &mut self,
         now: Time,
-        proxy: usize,
+        (proxy, worker): (usize, u16),
         edge: u32,
         (authority, path): (&str, &str),
         headers: &HeaderSet,
@@ -148,7 +159,7 @@ impl<'m> Run<'m> {
             n = headers.write(table, &mut pairs);
             &pairs[..n]
         };
-        let req = app_request(port, authority, path, headers);
+        let req = app_request(port, authority, path, headers, worker);
         match delayed {
             None => p.engine.handle_request(&req, now),
             Some(d) => p.engine.handle_delayed(&req, d, now),
@@ -159,6 +170,7 @@ impl<'m> Run<'m> {
     pub(super) fn occupy(&mut self, now: Time, call: &Call<'m>) -> u32 {
         let Call {
             proxy,
+            worker,
             origin,
             edge,
             to: (authority, path),
@@ -190,6 +202,7 @@ impl<'m> Run<'m> {
         r.pending_conn = false;
         r.authority = authority;
         r.path = path;
+        r.worker = worker;
         slot
     }
 
@@ -225,7 +238,7 @@ impl<'m> Run<'m> {
     pub(super) fn after_delay(&mut self, now: Time, slot: u32) {
         let r = &self.reqs[slot as usize];
         let Some(d) = r.delay else { return };
-        let (proxy, edge, to) = (r.proxy as usize, r.edge, (r.authority, r.path));
+        let (proxy, edge, to) = ((r.proxy as usize, r.worker), r.edge, (r.authority, r.path));
         let headers = self.headers_of(slot);
         match self.decide(now, proxy, edge, to, &headers, Some(d)) {
             Decision::Forward(f) => self.forwarded(now, slot, f),
@@ -246,7 +259,9 @@ impl<'m> Run<'m> {
     ) {
         // A sidecar's local answer takes no virtual time.
         match origin {
-            Origin::Load { connection, .. } => {
+            Origin::Load {
+                connection, worker, ..
+            } => {
                 let flag = flag.map(ResponseFlag::as_str);
                 self.metrics.edge_answer(edge, status, flag, 0);
                 self.metrics.finish_request(now, 0, status, flag);
@@ -256,6 +271,7 @@ impl<'m> Run<'m> {
                         Class::Traffic,
                         Ev::Connection {
                             proxy: u32::try_from(proxy).unwrap_or(0),
+                            worker: u32::from(worker),
                         },
                     );
                 }
@@ -307,7 +323,8 @@ impl<'m> Run<'m> {
             self.attach(now, slot, 0);
             return;
         }
-        let key = self.pools.pool(p, pod);
+        let owner = self.owner_of(slot);
+        let key = self.pools.pool(owner, pod);
         let ready = self.pools.ready(key);
         let empty = self.pools.empty(key);
         match self.proxies[p].engine.admit(up, ready, empty, now) {
@@ -328,25 +345,32 @@ impl<'m> Run<'m> {
                 self.reqs[slot as usize].pending_conn = true;
                 self.pools.wait(key, slot, attempt);
                 if open_connection {
-                    self.open_connection(now, p, pod, up);
+                    self.open_connection(now, (p, owner), pod, up);
                 }
             }
         }
     }
 
-    /// Opens a connection (ready at once) and serves the pool's queue.
-    pub(super) fn open_connection(&mut self, now: Time, p: usize, pod: u32, up: Upstream) {
+    /// Opens a connection (ready at once) in the pool of proxy `p`'s worker
+    /// `owner` to `pod`, and serves the pool's queue.
+    pub(super) fn open_connection(
+        &mut self,
+        now: Time,
+        (p, owner): (usize, usize),
+        pod: u32,
+        up: Upstream,
+    ) {
         self.proxies[p].engine.connection_opened(up, now);
-        if let Some(key) = self.pools.existing(p, pod) {
+        if let Some(key) = self.pools.existing(owner, pod) {
             self.pools.put_idle(key, 0);
         }
-        self.pump(now, p, pod);
+        self.pump(now, (p, owner), pod);
     }
 
     /// Gives idle connections to waiting requests, in order; opens a
     /// connection if requests wait and none is idle or busy enough to come back.
-    pub(super) fn pump(&mut self, now: Time, p: usize, pod: u32) {
-        let key = self.pools.pool(p, pod);
+    pub(super) fn pump(&mut self, now: Time, (p, owner): (usize, usize), pod: u32) {
+        let key = self.pools.pool(owner, pod);
         loop {
             let Some((slot, attempt)) = self.pools.first_waiting(key) else {
                 return;
@@ -364,7 +388,7 @@ impl<'m> Run<'m> {
                 if self.pools.busy(key) == 0
                     && self.proxies[p].engine.may_open_connection(up, empty, now)
                 {
-                    self.open_connection(now, p, pod, up);
+                    self.open_connection(now, (p, owner), pod, up);
                 }
                 return;
             }
@@ -394,9 +418,10 @@ impl<'m> Run<'m> {
         let r = &mut self.reqs[slot as usize];
         r.outstanding = true;
         r.conn_served = served;
-        let (p, pod, attempt, per_try) = (r.proxy as usize, r.pod, r.attempt, r.per_try);
+        let (pod, attempt, per_try) = (r.pod, r.attempt, r.per_try);
+        let owner = self.owner_of(slot);
         if pod != u32::MAX
-            && let Some(key) = self.pools.existing(p, pod)
+            && let Some(key) = self.pools.existing(owner, pod)
         {
             self.pools.set_busy(key, self.pools.busy(key) + 1);
         }
@@ -456,7 +481,8 @@ impl<'m> Run<'m> {
             .map_or(0, |c| c.max_requests_per_connection);
         let served = conn_served + 1;
         let keep = keep && (limit == 0 || served < limit);
-        if let Some(key) = self.pools.existing(p, pod) {
+        let owner = self.owner_of(slot);
+        if let Some(key) = self.pools.existing(owner, pod) {
             self.pools
                 .set_busy(key, self.pools.busy(key).saturating_sub(1));
             if keep {
@@ -466,7 +492,7 @@ impl<'m> Run<'m> {
         if !keep {
             self.proxies[p].engine.connection_closed(up, now);
         }
-        self.pump(now, p, pod);
+        self.pump(now, (p, owner), pod);
     }
 
     pub(super) fn serve(&mut self, now: Time, pod: usize, slot: u32, attempt: u32) {
@@ -636,7 +662,11 @@ impl<'m> Run<'m> {
         self.metrics
             .edge_answer(r.edge, status, flag, since(r.start, now));
         match r.origin {
-            Origin::Load { connection, user } => {
+            Origin::Load {
+                connection,
+                user,
+                worker,
+            } => {
                 self.metrics
                     .finish_request(now, since(r.start, now), status, flag);
                 if r.fault_delayed {
@@ -650,7 +680,10 @@ impl<'m> Run<'m> {
                     self.queue.push(
                         next_send(r.start, now, self.model.load.turnaround),
                         Class::Traffic,
-                        Ev::Connection { proxy: r.proxy },
+                        Ev::Connection {
+                            proxy: r.proxy,
+                            worker: u32::from(worker),
+                        },
                     );
                 }
             }
