@@ -141,8 +141,10 @@ struct ClusterState {
     host_uids: Vec<u32>,
     /// Endpoints the balancer may pick (healthy ones, or all in panic).
     candidates: Vec<u32>,
-    /// One balancer per worker (their kind is the same).
-    balancers: Vec<Balancer>,
+    /// Worker 0's balancer, inline (the common case of one worker), and
+    /// those of the other workers (their kind is the same).
+    balancer: Balancer,
+    more_balancers: Vec<Balancer>,
     detector: Option<Detector>,
     breaker: Breaker,
     panic_threshold_percent: u32,
@@ -170,6 +172,16 @@ pub struct ClusterStats {
 }
 
 impl ClusterState {
+    /// A host picked by `worker`'s balancer (worker 0's for an unknown one).
+    #[inline]
+    fn pick(&mut self, worker: usize, hash: u64, attempt: u32, rng: &mut Stream) -> Option<u32> {
+        let balancer = match worker.checked_sub(1) {
+            Some(i) if i < self.more_balancers.len() => &mut self.more_balancers[i],
+            _ => &mut self.balancer,
+        };
+        balancer.pick(&self.hosts, &self.candidates, hash, attempt, rng)
+    }
+
     /// Recomputes the candidates from health and the panic threshold
     /// (reference §2.10) and rebuilds the balancer. Returns whether the
     /// panic state changed.
@@ -190,7 +202,8 @@ impl ClusterState {
             self.candidates
                 .extend(0..u32::try_from(total).unwrap_or(u32::MAX));
         }
-        for b in &mut self.balancers {
+        self.balancer.rebuild(&self.hosts, &self.candidates);
+        for b in &mut self.more_balancers {
             b.rebuild(&self.hosts, &self.candidates);
         }
         let changed = panic != self.in_panic;
@@ -470,8 +483,8 @@ impl Engine {
         let cluster = &mut self.clusters[cluster_index];
         let mut hash = None;
         let mut set_cookie = None;
-        let worker = (req.worker as usize).min(cluster.balancers.len() - 1);
-        if cluster.balancers[0].is_hash_based() {
+        let worker = req.worker as usize;
+        if cluster.balancer.is_hash_based() {
             // Istio writes one policy per destination, usually all the same
             // key: hash each distinct key once, fold it once per policy.
             let mut last = KeyHash::Absent;
@@ -492,22 +505,16 @@ impl Engine {
                 }
             }
         }
-        let endpoint = if matches!(cluster.balancers[0], Balancer::Passthrough) {
+        let endpoint = if matches!(cluster.balancer, Balancer::Passthrough) {
             passthrough(cluster, req)
         } else {
             // No hash key in the request: a random hash, so no affinity (§4.7).
             let h = match hash {
                 Some(h) => h,
-                None if cluster.balancers[0].is_hash_based() => self.rng_hash.next_u64(),
+                None if cluster.balancer.is_hash_based() => self.rng_hash.next_u64(),
                 None => 0,
             };
-            cluster.balancers[worker].pick(
-                &cluster.hosts,
-                &cluster.candidates,
-                h,
-                0,
-                &mut self.rng_lb,
-            )
+            cluster.pick(worker, h, 0, &mut self.rng_lb)
         };
         let Some(endpoint) = endpoint else {
             return Decision::Reject(Reject {

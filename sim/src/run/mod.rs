@@ -187,8 +187,10 @@ struct Req<'m> {
     fault_delayed: bool,
     /// Its route's per-try timeout, read once when the router starts.
     per_try: Option<Duration>,
-    /// The proxy's worker that handles it (whose connection pools it uses).
+    /// The proxy's worker that handles it, and that worker's pools' owner
+    /// in `Run::pools`.
     worker: u16,
+    owner: u32,
 }
 
 /// A request's place and phase, copied out of its slot (the slot holds
@@ -507,9 +509,9 @@ impl<'m> Run<'m> {
     }
 
     /// The connection-pool owner of `slot`'s request: its proxy's worker.
+    #[inline]
     fn owner_of(&self, slot: u32) -> usize {
-        let r = &self.reqs[slot as usize];
-        (self.proxies[r.proxy as usize].pool_base + u32::from(r.worker)) as usize
+        self.reqs[slot as usize].owner as usize
     }
 
     fn interarrival(&mut self) -> Duration {

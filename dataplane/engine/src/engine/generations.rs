@@ -45,7 +45,8 @@ impl Engine {
                     same.push((ni, oi));
                 }
             }
-            for (b, pb) in c.balancers.iter_mut().zip(&prev.balancers) {
+            c.balancer.carry_state(&prev.balancer);
+            for (b, pb) in c.more_balancers.iter_mut().zip(&prev.more_balancers) {
                 b.carry_state(pb);
             }
             c.breaker.stats = prev.breaker.stats;
@@ -261,7 +262,8 @@ pub(super) fn build_clusters(
                 host_uids: vec![0; hosts.len()],
                 candidates: Vec::with_capacity(hosts.len()),
                 // Worker 0's first: one worker draws what it always drew.
-                balancers: (0..options.workers.max(1))
+                balancer: Balancer::new(spec.policy.lb, rng),
+                more_balancers: (1..options.workers.max(1))
                     .map(|_| Balancer::new(spec.policy.lb, rng))
                     .collect(),
                 hosts,

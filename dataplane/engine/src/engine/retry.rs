@@ -158,10 +158,10 @@ impl Engine {
             state.tried_len = u8::try_from(kept).unwrap_or(0);
         }
         let cluster = &mut self.clusters[c];
-        let worker = (state.worker as usize).min(cluster.balancers.len() - 1);
+        let worker = state.worker as usize;
         let hash = match state.hash {
             Some(h) => h,
-            None if cluster.balancers[0].is_hash_based() => self.rng_hash.next_u64(),
+            None if cluster.balancer.is_hash_based() => self.rng_hash.next_u64(),
             None => 0,
         };
         let mut picked = None;
@@ -169,13 +169,7 @@ impl Engine {
         // re-pick index of this selection (0 first), not by the retry
         // count, so without the predicate a retry hashes to the same host.
         for attempt in 0..=max_attempts {
-            let p = cluster.balancers[worker].pick(
-                &cluster.hosts,
-                &cluster.candidates,
-                hash,
-                attempt,
-                &mut self.rng_lb,
-            );
+            let p = cluster.pick(worker, hash, attempt, &mut self.rng_lb);
             picked = p;
             // Envoy counts each pick made in panic, re-picks included.
             cluster.stats.lb_healthy_panic += u64::from(cluster.in_panic && p.is_some());
