@@ -187,10 +187,8 @@ struct Req<'m> {
     fault_delayed: bool,
     /// Its route's per-try timeout, read once when the router starts.
     per_try: Option<Duration>,
-    /// The proxy's worker that handles it, and that worker's pools' owner
-    /// in `Run::pools`.
+    /// The proxy's worker that handles it (whose connection pools it uses).
     worker: u16,
-    owner: u32,
 }
 
 /// A request's place and phase, copied out of its slot (the slot holds
@@ -511,7 +509,8 @@ impl<'m> Run<'m> {
     /// The connection-pool owner of `slot`'s request: its proxy's worker.
     #[inline]
     fn owner_of(&self, slot: u32) -> usize {
-        self.reqs[slot as usize].owner as usize
+        let r = &self.reqs[slot as usize];
+        (self.proxies[r.proxy as usize].pool_base + u32::from(r.worker)) as usize
     }
 
     fn interarrival(&mut self) -> Duration {

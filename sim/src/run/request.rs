@@ -36,7 +36,6 @@ impl<'m> Run<'m> {
             fault_delayed: false,
             per_try: None,
             worker: 0,
-            owner: 0,
         });
         self.headers.push(HeaderSet::EMPTY);
         u32::try_from(self.reqs.len() - 1).unwrap_or(u32::MAX)
@@ -180,7 +179,6 @@ impl<'m> Run<'m> {
         } = *call;
         let headers = &call.headers;
         let slot = self.alloc();
-        let owner = self.proxies[proxy].pool_base + u32::from(worker);
         let r = &mut self.reqs[slot as usize];
         r.live = true;
         r.generation = r.generation.wrapping_add(1);
@@ -205,7 +203,6 @@ impl<'m> Run<'m> {
         r.authority = authority;
         r.path = path;
         r.worker = worker;
-        r.owner = owner;
         slot
     }
 
