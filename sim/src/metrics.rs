@@ -40,12 +40,21 @@ fn add(c: &mut EdgeCounts, status: u16, flag: Option<&str>) {
         400..=499 => c.errors_4xx += 1,
         _ => c.errors_5xx += 1,
     }
-    match flag {
-        Some("UO") => c.overflow += 1,
-        Some("FI") => c.fault_aborts += 1,
-        Some("UT") => c.timeouts += 1,
-        _ => {}
+    let has = |f: &str| flag.is_some_and(|all| has_flag(all, f));
+    if has("UO") {
+        c.overflow += 1;
     }
+    if has("FI") {
+        c.fault_aborts += 1;
+    }
+    if has("UT") {
+        c.timeouts += 1;
+    }
+}
+
+/// Whether Envoy's comma-separated flags `all` (`UT,URX`) include `f`.
+fn has_flag(all: &str, f: &str) -> bool {
+    all == f || all.split(',').any(|x| x == f)
 }
 
 #[derive(Default)]
@@ -578,7 +587,11 @@ impl Metrics {
 
     /// Answers with this response flag.
     pub fn flag(&self, f: &str) -> u64 {
-        self.by_flag.get(f).copied().unwrap_or(0)
+        self.by_flag
+            .iter()
+            .filter(|(all, _)| has_flag(all, f))
+            .map(|(_, n)| n)
+            .sum()
     }
 }
 

@@ -360,3 +360,90 @@ outlierDetection = { consecutive5xxErrors = 1, interval = "1s", baseEjectionTime
         p.proc.stderr.text()
     );
 }
+
+/// Per-try timeouts that use up the retries: both answer 504 and log
+/// Envoy's two flags, `UT,URX`, so both count the request in `timeouts`.
+#[test]
+fn per_try_timeouts_that_use_up_the_retries_are_504_ut_urx_in_both() {
+    let s = Scenario {
+        pods: vec![Pod {
+            version: "v1",
+            bad: false,
+        }],
+        istio: r#"
+[[virtualService]]
+name = "echo"
+hosts = ["echo"]
+[[virtualService.http]]
+retries = { attempts = 2, perTryTimeout = "50ms", retryOn = "5xx" }
+route = [{ destination = { host = "echo" } }]
+"#,
+    };
+    // Simulator: every attempt takes 200 ms, past its 50 ms.
+    let m = s.simulate(1, 10, "", "200ms");
+    assert_eq!(m.requests, 10);
+    assert_eq!(m.by_status[504], 10);
+    assert_eq!(m.by_flag.get("UT,URX"), Some(&10), "{:?}", m.by_flag);
+    assert_eq!(m.flag("UT"), 10, "timeouts");
+    // Proxy: the upstream answers after 200 ms too.
+    let (_echoes, p) = s.start();
+    for _ in 0..3 {
+        assert_eq!(p.get("/?delay=200ms", &[]).status, 504);
+    }
+    let stats = p.admin("/stats").body;
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("meshproxy_downstream_rq_total{")
+                && l.contains("status=\"504\",flags=\"UT,URX\"")
+                && l.ends_with(" 3")),
+        "{stats}"
+    );
+}
+
+/// A retry that succeeds on another host: every answer is a 200 in both,
+/// with no flag, the failing host's 503s hidden by the retry.
+#[test]
+fn a_retry_that_succeeds_on_another_host_is_a_plain_200_in_both() {
+    let s = Scenario {
+        pods: vec![
+            Pod {
+                version: "v1",
+                bad: true,
+            },
+            Pod {
+                version: "v1",
+                bad: false,
+            },
+        ],
+        istio: r#"
+[[destinationRule]]
+name = "echo"
+host = "echo"
+trafficPolicy = { loadBalancer = { simple = "ROUND_ROBIN" } }
+
+[[virtualService]]
+name = "echo"
+hosts = ["echo"]
+[[virtualService.http]]
+retries = { attempts = 2, retryOn = "5xx" }
+route = [{ destination = { host = "echo" } }]
+"#,
+    };
+    let m = s.simulate(1, 40, "", "5ms");
+    assert_eq!((m.requests, m.by_status[200]), (40, 40));
+    assert!(m.by_flag.is_empty(), "{:?}", m.by_flag);
+    let (_echoes, p) = s.start();
+    for _ in 0..20 {
+        assert_eq!(p.get("/", &[]).status, 200);
+    }
+    let stats = p.admin("/stats").body;
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("meshproxy_downstream_rq_total{")
+                && l.contains("status=\"200\",flags=\"-\"")
+                && l.ends_with(" 20")),
+        "{stats}"
+    );
+}

@@ -593,14 +593,18 @@ impl<'m> Run<'m> {
                     .push(now + backoff, Class::Traffic, Ev::Retry { slot, attempt });
             }
             RetryDecision::Done { flag } => {
-                let flag = flag.map(ResponseFlag::as_str).or(match outcome {
+                // The attempt's own flag, then the retry policy's, as
+                // Envoy's router sets both (`UT,URX` when per-try timeouts
+                // use up the retries).
+                let own = match outcome {
                     Outcome::Timeout => Some("UT"),
                     Outcome::ConnectFailure => Some("UF"),
                     // (The simulated pods never reset; an HTTP/1.1 upstream that went
                     // away would be a connection termination, as in the proxy.)
                     Outcome::Reset => Some("UC"),
                     Outcome::Status(_) => None,
-                });
+                };
+                let flag = both_flags(own, flag.map(ResponseFlag::as_str));
                 self.end(now, slot, status, flag);
             }
         }
@@ -738,5 +742,40 @@ impl<'m> Run<'m> {
             self.release_connection(now, slot, false);
         }
         self.release(slot);
+    }
+}
+
+/// An attempt's own flag and the retry decision's, in Envoy's order, as one
+/// static string (`UT,URX`); one of them alone when the other is absent or
+/// the same.
+fn both_flags(own: Option<&'static str>, retry: Option<&'static str>) -> Option<&'static str> {
+    Some(match (own, retry) {
+        (None, None) => return None,
+        (Some(f), None) | (None, Some(f)) => f,
+        (Some(a), Some(b)) if a == b => a,
+        (Some("UT"), Some("URX")) => "UT,URX",
+        (Some("UF"), Some("URX")) => "UF,URX",
+        (Some("UC"), Some("URX")) => "UC,URX",
+        (Some("UT"), Some("UO")) => "UT,UO",
+        (Some("UF"), Some("UO")) => "UF,UO",
+        (Some("UC"), Some("UO")) => "UC,UO",
+        (Some("UF"), Some("UT")) => "UF,UT",
+        (Some("UC"), Some("UT")) => "UC,UT",
+        (Some(_), Some(b)) => b,
+    })
+}
+
+#[cfg(test)]
+mod flag_tests {
+    use super::both_flags;
+
+    #[test]
+    fn an_attempt_flag_and_a_retry_flag_are_logged_together_in_envoys_order() {
+        assert_eq!(both_flags(Some("UT"), Some("URX")), Some("UT,URX"));
+        assert_eq!(both_flags(Some("UF"), Some("UO")), Some("UF,UO"));
+        assert_eq!(both_flags(Some("UT"), Some("UT")), Some("UT"));
+        assert_eq!(both_flags(None, Some("URX")), Some("URX"));
+        assert_eq!(both_flags(Some("UT"), None), Some("UT"));
+        assert_eq!(both_flags(None, None), None);
     }
 }
