@@ -9,13 +9,11 @@ use std::process::Command;
 
 fn run(extra: &[&str]) -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    // One directory per argument list: tests run in parallel.
-    let tag: String = extra
-        .iter()
-        .flat_map(|a| a.chars())
-        .filter(char::is_ascii_alphanumeric)
-        .collect();
-    let dir = std::env::temp_dir().join(format!("meshsim-cb-{}-{tag}", std::process::id()));
+    // One directory per run: tests run in parallel, some with the same
+    // arguments.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("meshsim-cb-{}-{n}", std::process::id()));
     let mut args = vec![
         "run",
         "experiments/circuit-breaking.toml",

@@ -27,6 +27,9 @@ mod retry;
 
 use generations::{Retired, build_clusters, route_extras, routing_of};
 
+/// The most worker threads an engine models.
+pub const MAX_WORKERS: u32 = 1024;
+
 /// Options of an engine beyond its config: Envoy's worker threads, and
 /// compatibility modes away from modern Envoy (off by default).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,7 +40,8 @@ pub struct EngineOptions {
     /// Envoy, each worker has its own load-balancer state (round-robin
     /// position, least-request choices), while outlier detection and the
     /// circuit breaker's counters are the cluster's, shared by all; a
-    /// request says its worker in [`Request::worker`].
+    /// request says its worker in [`Request::worker`]. At most
+    /// [`MAX_WORKERS`].
     pub workers: u32,
 }
 
@@ -483,7 +487,12 @@ impl Engine {
         let cluster = &mut self.clusters[cluster_index];
         let mut hash = None;
         let mut set_cookie = None;
-        let worker = req.worker as usize;
+        // An unknown worker picks on worker 0's balancer, and says so.
+        let worker = if (req.worker as usize) <= cluster.more_balancers.len() {
+            req.worker as usize
+        } else {
+            0
+        };
         if cluster.balancer.is_hash_based() {
             // Istio writes one policy per destination, usually all the same
             // key: hash each distinct key once, fold it once per policy.

@@ -157,7 +157,7 @@ pub use decision::{
     ClusterId, Decision, Delay, EjectReason, EndpointId, EngineEvent, Forward, Outcome, Reject,
     RejectReason, Respond, ResponseFlag, Upstream,
 };
-pub use engine::{ClusterStats, Engine, EngineOptions, RequestState, RetryDecision};
+pub use engine::{ClusterStats, Engine, EngineOptions, MAX_WORKERS, RequestState, RetryDecision};
 pub use outlier::{MaxEjectionRule, OutlierStats};
 pub use request::Request;
 pub use route::{ProxySpec, RouteId};

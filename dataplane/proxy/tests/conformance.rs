@@ -445,5 +445,13 @@ route = [{ destination = { host = "echo" } }]
                 && l.contains("status=\"200\",flags=\"-\"")
                 && l.ends_with(" 20")),
         "{stats}"
-    );
+    ); // Round robin sent about half the first attempts to the failing pod:
+    // retried on the other.
+    let retried = stats
+        .lines()
+        .find(|l| l.starts_with("meshproxy_cluster_upstream_rq_retry_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(retried >= 5, "{stats}");
 }

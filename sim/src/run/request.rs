@@ -745,9 +745,9 @@ impl<'m> Run<'m> {
     }
 }
 
-/// An attempt's own flag and the retry decision's, in Envoy's order, as one
-/// static string (`UT,URX`); one of them alone when the other is absent or
-/// the same.
+/// An attempt's own flag and the retry decision's, the attempt's first as
+/// meshproxy logs them, as one static string (`UT,URX`); one of them alone
+/// when the other is absent or the same.
 fn both_flags(own: Option<&'static str>, retry: Option<&'static str>) -> Option<&'static str> {
     Some(match (own, retry) {
         (None, None) => return None,

@@ -263,7 +263,7 @@ pub(super) fn build_clusters(
                 candidates: Vec::with_capacity(hosts.len()),
                 // Worker 0's first: one worker draws what it always drew.
                 balancer: Balancer::new(spec.policy.lb, rng),
-                more_balancers: (1..options.workers.max(1))
+                more_balancers: (1..options.workers.clamp(1, MAX_WORKERS))
                     .map(|_| Balancer::new(spec.policy.lb, rng))
                     .collect(),
                 hosts,
