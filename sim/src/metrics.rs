@@ -245,7 +245,7 @@ impl Metrics {
     }
 
     /// A final answer also carried response flag `f` (Envoy logs several:
-    /// `DI,UT`); counted in [`Metrics::by_flag`] only.
+    /// `UT,DI`); counted in [`Metrics::by_flag`] only.
     pub(crate) fn flag_also(&mut self, f: &'static str) {
         *self.by_flag.entry(f).or_default() += 1;
     }

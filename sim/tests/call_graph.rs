@@ -630,7 +630,7 @@ fn a_call_graph_run_is_byte_identical_for_the_same_seed() {
 }
 
 /// Envoy logs `DI` on every request a fault delay held, beside any other
-/// flag (`DI,UT`): the per-flag totals count it under both.
+/// flag (`UT,DI` in Envoy's order): the per-flag totals count it under both.
 #[test]
 fn a_fault_delay_is_counted_under_di_beside_the_answers_own_flag() {
     let exp = |timeout: &str| {
@@ -671,7 +671,7 @@ route = [{{ destination = {{ host = "backend" }} }}]
     // not fire during the 50 ms delay...
     let m = run_text(&exp(r#"timeout = "40ms""#));
     assert_eq!((m.flag("DI"), m.flag("UT")), (m.requests, 0));
-    // ...a 5 ms one fires before the pod's 10 ms answer: 504 DI,UT.
+    // ...a 5 ms one fires before the pod's 10 ms answer: 504 UT,DI.
     let m = run_text(&exp(r#"timeout = "5ms""#));
     assert_eq!((m.flag("DI"), m.flag("UT")), (m.requests, m.requests));
     assert_eq!(m.by_status[504], m.requests);

@@ -189,6 +189,21 @@ impl ResponseFlag {
     }
 }
 
+/// Envoy's short response flags in the order its access log prints them
+/// (the bit order of `StreamInfo::ResponseFlag`: `UT` before `UF`, `DI`
+/// before `URX`, …), the ones meshsim and meshproxy log among them.
+pub const ENVOY_FLAG_ORDER: [&str; 15] = [
+    "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "DC", "URX", "DPE", "UPE", "NC",
+];
+
+/// Where a short flag goes in Envoy's access-log order (unknown ones last).
+pub fn envoy_flag_rank(flag: &str) -> usize {
+    ENVOY_FLAG_ORDER
+        .iter()
+        .position(|f| *f == flag)
+        .unwrap_or(ENVOY_FLAG_ORDER.len())
+}
+
 impl fmt::Display for ResponseFlag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

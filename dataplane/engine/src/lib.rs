@@ -154,8 +154,8 @@ mod tests;
 
 pub use breaker::{Admission, BreakerStats};
 pub use decision::{
-    ClusterId, Decision, Delay, EjectReason, EndpointId, EngineEvent, Forward, Outcome, Reject,
-    RejectReason, Respond, ResponseFlag, Upstream,
+    ClusterId, Decision, Delay, ENVOY_FLAG_ORDER, EjectReason, EndpointId, EngineEvent, Forward,
+    Outcome, Reject, RejectReason, Respond, ResponseFlag, Upstream, envoy_flag_rank,
 };
 pub use engine::{ClusterStats, Engine, EngineOptions, MAX_WORKERS, RequestState, RetryDecision};
 pub use outlier::{MaxEjectionRule, OutlierStats};

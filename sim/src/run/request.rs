@@ -674,7 +674,7 @@ impl<'m> Run<'m> {
                 self.metrics
                     .finish_request(now, since(r.start, now), status, flag);
                 if r.fault_delayed {
-                    // Envoy logs `DI` beside any other flag (`DI,UT`).
+                    // Envoy logs `DI` beside any other flag (`UT,DI`).
                     self.metrics.flag_also("DI");
                 }
                 if user != u32::MAX && r.pod != u32::MAX {
@@ -745,9 +745,9 @@ impl<'m> Run<'m> {
     }
 }
 
-/// An attempt's own flag and the retry decision's, the attempt's first as
-/// meshproxy logs them, as one static string (`UT,URX`); one of them alone
-/// when the other is absent or the same.
+/// An attempt's own flag and the retry decision's in Envoy's access-log
+/// order (`mesh_engine::ENVOY_FLAG_ORDER`), as one static string (`UT,URX`,
+/// `UT,UF`); one of them alone when the other is absent or the same.
 fn both_flags(own: Option<&'static str>, retry: Option<&'static str>) -> Option<&'static str> {
     Some(match (own, retry) {
         (None, None) => return None,
@@ -759,8 +759,8 @@ fn both_flags(own: Option<&'static str>, retry: Option<&'static str>) -> Option<
         (Some("UT"), Some("UO")) => "UT,UO",
         (Some("UF"), Some("UO")) => "UF,UO",
         (Some("UC"), Some("UO")) => "UC,UO",
-        (Some("UF"), Some("UT")) => "UF,UT",
-        (Some("UC"), Some("UT")) => "UC,UT",
+        (Some("UF"), Some("UT")) => "UT,UF",
+        (Some("UC"), Some("UT")) => "UT,UC",
         (Some(_), Some(b)) => b,
     })
 }
@@ -774,6 +774,15 @@ mod flag_tests {
         assert_eq!(both_flags(Some("UT"), Some("URX")), Some("UT,URX"));
         assert_eq!(both_flags(Some("UF"), Some("UO")), Some("UF,UO"));
         assert_eq!(both_flags(Some("UT"), Some("UT")), Some("UT"));
+        assert_eq!(both_flags(Some("UF"), Some("UT")), Some("UT,UF"));
+        // Every pair is in Envoy's order.
+        for own in ["UT", "UF", "UC"] {
+            for retry in ["URX", "UO", "UT"] {
+                let both = both_flags(Some(own), Some(retry)).unwrap();
+                let ranks: Vec<usize> = both.split(',').map(mesh_engine::envoy_flag_rank).collect();
+                assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{both}");
+            }
+        }
         assert_eq!(both_flags(None, Some("URX")), Some("URX"));
         assert_eq!(both_flags(Some("UT"), None), Some("UT"));
         assert_eq!(both_flags(None, None), None);
