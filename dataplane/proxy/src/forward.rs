@@ -120,7 +120,7 @@ async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
             ereq.port = p.engine.destination_port(req.authority).unwrap_or(80);
         }
         let d = p.engine.handle_request(&ereq, now);
-        p.drain_events(now);
+        p.drain_events();
         d
     };
     let mut delayed = false;
@@ -134,7 +134,7 @@ async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
         let mut p = sh.proxy(li);
         let now = sh.now();
         decision = p.engine.handle_delayed(&ereq, d, now);
-        p.drain_events(now);
+        p.drain_events();
     }
     let mut answer = match decision {
         Decision::Forward(f) => forward(sh, li, f, req).await,
@@ -274,7 +274,7 @@ impl Flight {
             }
         }
         self.phase = Phase::Idle;
-        p.drain_events(now);
+        p.drain_events();
         drop(p);
         spawn_connects(&sh, self.li);
     }
@@ -339,7 +339,7 @@ impl Drop for Flight {
             }
         }
         p.engine.finish_request(&mut self.state, now);
-        p.drain_events(now);
+        p.drain_events();
         drop(p);
         spawn_connects(&sh, self.li);
     }
@@ -497,7 +497,7 @@ async fn attempts_loop(
                     let mut p = sh.proxy(li);
                     let now = sh.now();
                     let d = p.engine.retry(&mut flight.state, now);
-                    p.drain_events(now);
+                    p.drain_events();
                     if let Decision::Forward(f) = d {
                         flight.up = f.upstream;
                         flight.pool = p.pool_for(f.upstream, flight.client_h2);
@@ -567,7 +567,7 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>, n: u32) -> Attemp
                     let mut p = sh.proxy(li);
                     let now = sh.now();
                     p.engine.cancel_pending(flight.up, now);
-                    p.drain_events(now);
+                    p.drain_events();
                     return AttemptEnd::Failed(Outcome::ConnectFailure);
                 }
                 Ok(Grant::ConnectFailure) => {
@@ -577,7 +577,7 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>, n: u32) -> Attemp
                         .handle_response(flight.up, Outcome::ConnectFailure, now);
                     p.pools[flight.pool].stats.rq_class[0] += 1;
                     sh.record_attempt(&p.pools[flight.pool].address, 0, flight.attempt_started);
-                    p.drain_events(now);
+                    p.drain_events();
                     return AttemptEnd::Failed(Outcome::ConnectFailure);
                 }
             }
@@ -604,7 +604,7 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>, n: u32) -> Attemp
         p.release(flight.pool, c, answered, now);
     }
     flight.phase = Phase::Idle;
-    p.drain_events(now);
+    p.drain_events();
     drop(p);
     spawn_connects(&sh, li);
     end
@@ -667,7 +667,7 @@ async fn attempt_h2(
         p.release_stream(flight.pool, &s, true, now);
     }
     flight.phase = Phase::Idle;
-    p.drain_events(now);
+    p.drain_events();
     drop(p);
     spawn_connects(&sh, li);
     end

@@ -378,14 +378,14 @@ impl Proxy {
     pub(crate) fn reconfigure(&mut self, mesh: Arc<Config>, now: Time) {
         self.engine.reconfigure(mesh, now);
         self.index_pools();
-        self.drain_events(now);
+        self.drain_events();
     }
 
     /// Admission of an attempt to `up` in pool `pool`.
     pub(crate) fn acquire(&mut self, pool: usize, up: Upstream, now: Time) -> Acquire {
         if self.pools[pool].h2 {
             let out = self.acquire_h2(pool, up, now);
-            self.drain_events(now);
+            self.drain_events();
             return out;
         }
         let idle_timeout = self.idle_timeout(up);
@@ -418,7 +418,7 @@ impl Proxy {
             }
             Admission::Overflow => Acquire::Overflow,
         };
-        self.drain_events(now);
+        self.drain_events();
         out
     }
 
@@ -581,7 +581,7 @@ impl Proxy {
     pub(crate) fn pump(&mut self, pool: usize, now: Time) {
         if self.pools[pool].h2 {
             self.pump_h2(pool, now);
-            self.drain_events(now);
+            self.drain_events();
             return;
         }
         while let Some(up) = self.pools[pool].waiters.front().map(|w| w.up) {
@@ -618,7 +618,7 @@ impl Proxy {
                 }
             }
         }
-        self.drain_events(now);
+        self.drain_events();
     }
 
     /// `maxConcurrentStreams`, `maxRequestsPerConnection` and the idle
@@ -843,7 +843,7 @@ impl Proxy {
     }
 
     /// Drains the engine's events into counters, the log and the recorder.
-    pub(crate) fn drain_events(&mut self, _now: Time) {
+    pub(crate) fn drain_events(&mut self) {
         while let Some((now, ev)) = self.engine.poll_event() {
             if self.recorded.is_some() {
                 self.record_event(&ev, now);

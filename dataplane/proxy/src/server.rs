@@ -204,7 +204,7 @@ async fn timer(sh: Rc<Shared>) {
             let mut p = sh.proxy(i);
             if p.engine.poll_timeout().is_some_and(|t| t <= now) {
                 p.engine.handle_timeout(now);
-                p.drain_events(now);
+                p.drain_events();
             }
             if tokio::time::Instant::now() >= next_sweep {
                 p.sweep_idle(now);

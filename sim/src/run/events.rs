@@ -68,7 +68,7 @@ impl<'m> Run<'m> {
 
     /// Moves the engine's events into the event log and counters, each at
     /// the time it happened.
-    pub(super) fn drain(&mut self, _now: Time, p: usize) {
+    pub(super) fn drain(&mut self, p: usize) {
         while let Some((now, ev)) = self.proxies[p].engine.poll_event() {
             let engine = &self.proxies[p].engine;
             let proxy = &self.model.proxies[p].name;

@@ -605,7 +605,7 @@ impl<'m> Run<'m> {
                 if self.proxies[p].tick_at == Some(now) {
                     self.proxies[p].tick_at = None;
                     self.proxies[p].engine.handle_timeout(now);
-                    self.drain(now, p);
+                    self.drain(p);
                     self.arm_tick(p);
                 }
             }
@@ -624,7 +624,7 @@ impl<'m> Run<'m> {
                 self.proxies[p].pods_of = pods_of(&self.proxies[p].engine, &idx);
                 self.proxies[p].edge_ports =
                     edge_ports(&self.proxies[p].engine, &self.model.calls.edges);
-                self.drain(now, p);
+                self.drain(p);
                 self.arm_tick(p);
             }
             Ev::CallTimeout {

@@ -311,7 +311,7 @@ impl<'m> Run<'m> {
             // An endpoint outside the topology (e.g. a ServiceEntry address
             // with no modelled pod): no connection can be made.
             if self.proxies[p].engine.admit(up, true, false, now) == Admission::Overflow {
-                self.drain(now, p);
+                self.drain(p);
                 self.end(
                     now,
                     slot,
@@ -329,7 +329,7 @@ impl<'m> Run<'m> {
         let empty = self.pools.empty(key);
         match self.proxies[p].engine.admit(up, ready, empty, now) {
             Admission::Overflow => {
-                self.drain(now, p);
+                self.drain(p);
                 self.end(
                     now,
                     slot,
@@ -400,7 +400,7 @@ impl<'m> Run<'m> {
                     self.attach(now, slot, served);
                 }
                 _ => {
-                    self.drain(now, p);
+                    self.drain(p);
                     self.end(
                         now,
                         slot,
@@ -573,7 +573,7 @@ impl<'m> Run<'m> {
                 self.metrics
                     .attempt_result(pod as usize, s, since(start, now));
             }
-            self.drain(now, p);
+            self.drain(p);
         }
         let Some(state) = self.reqs[slot as usize].state.as_mut() else {
             return;
@@ -636,7 +636,7 @@ impl<'m> Run<'m> {
             self.proxies[p]
                 .engine
                 .handle_response(up, Outcome::Timeout, now);
-            self.drain(now, p);
+            self.drain(p);
             self.release_connection(now, slot, false);
         } else if r.pending_conn
             && let Some(up) = r.upstream
@@ -735,7 +735,7 @@ impl<'m> Run<'m> {
             // Given up during its injected delay: the route is let go.
             self.proxies[p].engine.abandon_delay(d, now);
         }
-        self.drain(now, p);
+        self.drain(p);
         if r.outstanding {
             // The sidecar resets the stream: an HTTP/1.1 connection closes.
             self.reqs[slot as usize].outstanding = false;
