@@ -2,10 +2,9 @@
 //! vocabulary of the proxy's access log, the simulator's counters and the
 //! run directory's CSV.
 
-use std::fmt;
-
 use std::time::Duration;
 
+pub(crate) use crate::flags::ResponseFlag;
 use crate::route::RouteId;
 
 /// Index of a cluster in the engine's current config.
@@ -138,78 +137,6 @@ impl RejectReason {
     }
 }
 
-/// Envoy's access-log response flags (the ones the engine produces).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ResponseFlag {
-    /// NR.
-    NoRouteFound,
-    /// NC.
-    NoClusterFound,
-    /// UH.
-    NoHealthyUpstream,
-    /// FI.
-    FaultInjected,
-    /// DI.
-    DelayInjected,
-    /// UO: circuit-breaker overflow.
-    UpstreamOverflow,
-    /// URX: retries exhausted.
-    UpstreamRetryLimitExceeded,
-    /// UT: route timeout.
-    UpstreamRequestTimeout,
-    /// UF: upstream connection failure.
-    UpstreamConnectionFailure,
-    /// UR: the upstream reset the stream (an HTTP/2 `RST_STREAM`).
-    UpstreamRemoteReset,
-    /// UC: the upstream connection closed (FIN or RST) before the response
-    /// was complete — Envoy's `ConnectionTermination` reset reason, what an
-    /// HTTP/1.1 upstream that goes away gives.
-    UpstreamConnectionTermination,
-    /// UPE: the upstream's response was not valid HTTP (502).
-    UpstreamProtocolError,
-}
-
-impl ResponseFlag {
-    /// The short form Envoy logs (`NR`, `UH`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NoRouteFound => "NR",
-            Self::NoClusterFound => "NC",
-            Self::NoHealthyUpstream => "UH",
-            Self::FaultInjected => "FI",
-            Self::DelayInjected => "DI",
-            Self::UpstreamOverflow => "UO",
-            Self::UpstreamRetryLimitExceeded => "URX",
-            Self::UpstreamRequestTimeout => "UT",
-            Self::UpstreamConnectionFailure => "UF",
-            Self::UpstreamRemoteReset => "UR",
-            Self::UpstreamConnectionTermination => "UC",
-            Self::UpstreamProtocolError => "UPE",
-        }
-    }
-}
-
-/// Envoy's short response flags in the order its access log prints them
-/// (the bit order of `StreamInfo::ResponseFlag`: `UT` before `UF`, `DI`
-/// before `URX`, …), the ones meshsim and meshproxy log among them.
-pub const ENVOY_FLAG_ORDER: [&str; 15] = [
-    "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "DC", "URX", "DPE", "UPE", "NC",
-];
-
-/// Where a short flag goes in Envoy's access-log order (unknown ones last).
-pub fn envoy_flag_rank(flag: &str) -> usize {
-    ENVOY_FLAG_ORDER
-        .iter()
-        .position(|f| *f == flag)
-        .unwrap_or(ENVOY_FLAG_ORDER.len())
-}
-
-impl fmt::Display for ResponseFlag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// What happened to a forwarded request, reported back by the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -217,10 +144,48 @@ pub enum Outcome {
     Status(u16),
     /// The connection could not be established (refused, connect timeout).
     ConnectFailure,
-    /// The upstream reset the stream.
-    Reset,
+    /// The attempt got no whole response: the stream was reset, for this
+    /// reason.
+    Reset(ResetReason),
     /// A route or per-try timeout fired.
     Timeout,
+}
+
+/// Why an attempt got no whole response, as Envoy's stream reset reasons
+/// (`Http::StreamResetReason`, as `Router::Filter::onUpstreamReset` maps
+/// them to an answer). Outlier detection counts all of them alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResetReason {
+    /// The connection closed (FIN or RST) before the response was whole:
+    /// `ConnectionTermination`, 503 `UC` (an HTTP/1.1 upstream, or a whole
+    /// HTTP/2 connection, that goes away).
+    ConnectionTermination,
+    /// The upstream reset the HTTP/2 stream (`RST_STREAM`): `RemoteReset`,
+    /// 503 `UR`.
+    RemoteReset,
+    /// The response was not valid HTTP (or over the proxy's limits):
+    /// `ProtocolError`, 502 `UPE`.
+    ProtocolError,
+}
+
+impl Outcome {
+    /// The answer downstream when this outcome is final: the upstream's
+    /// status, or Envoy's local reply — 504 `UT` for a timeout, 503 `UF`
+    /// for a connect failure, 503 `UC` / `UR` or 502 `UPE` for a reset.
+    pub fn answer(self) -> (u16, Option<ResponseFlag>) {
+        match self {
+            Self::Status(s) => (s, None),
+            Self::Timeout => (504, Some(ResponseFlag::UpstreamRequestTimeout)),
+            Self::ConnectFailure => (503, Some(ResponseFlag::UpstreamConnectionFailure)),
+            Self::Reset(ResetReason::ConnectionTermination) => {
+                (503, Some(ResponseFlag::UpstreamConnectionTermination))
+            }
+            Self::Reset(ResetReason::RemoteReset) => (503, Some(ResponseFlag::UpstreamRemoteReset)),
+            Self::Reset(ResetReason::ProtocolError) => {
+                (502, Some(ResponseFlag::UpstreamProtocolError))
+            }
+        }
+    }
 }
 
 /// Something that changed inside the engine.

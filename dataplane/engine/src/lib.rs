@@ -143,6 +143,8 @@ pub mod breaker;
 pub mod config;
 mod decision;
 mod engine;
+pub mod exchange;
+mod flags;
 pub mod outlier;
 mod request;
 mod rng;
@@ -154,10 +156,12 @@ mod tests;
 
 pub use breaker::{Admission, BreakerStats};
 pub use decision::{
-    ClusterId, Decision, Delay, ENVOY_FLAG_ORDER, EjectReason, EndpointId, EngineEvent, Forward,
-    Outcome, Reject, RejectReason, Respond, ResponseFlag, Upstream, envoy_flag_rank,
+    ClusterId, Decision, Delay, EjectReason, EndpointId, EngineEvent, Forward, Outcome, Reject,
+    RejectReason, ResetReason, Respond, Upstream,
 };
 pub use engine::{ClusterStats, Engine, EngineOptions, MAX_WORKERS, RequestState, RetryDecision};
+pub use exchange::{Admit, Answer, Exchange, Step};
+pub use flags::{ENVOY_FLAG_ORDER, ResponseFlag, ResponseFlags, envoy_flag_rank};
 pub use outlier::{MaxEjectionRule, OutlierStats};
 pub use request::Request;
 pub use route::{ProxySpec, RouteId};

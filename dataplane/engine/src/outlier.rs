@@ -131,7 +131,7 @@ impl Detector {
                 }
                 code
             }
-            Outcome::ConnectFailure | Outcome::Reset | Outcome::Timeout if split => {
+            Outcome::ConnectFailure | Outcome::Reset(_) | Outcome::Timeout if split => {
                 if outcome != Outcome::ConnectFailure {
                     // The connection was established before the reset or
                     // timeout: connect success first, then the failure.
@@ -146,7 +146,7 @@ impl Detector {
             }
             // Non-split mode: a reset or connect failure counts as 503, a
             // timeout as 504 (reference §2.1).
-            Outcome::ConnectFailure | Outcome::Reset => 503,
+            Outcome::ConnectFailure | Outcome::Reset(_) => 503,
             Outcome::Timeout => 504,
         };
         let m = &mut self.hosts[host as usize];

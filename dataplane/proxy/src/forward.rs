@@ -374,6 +374,14 @@ pub(crate) enum Reset {
 }
 
 impl Reset {
+    fn reason(self) -> mesh_engine::ResetReason {
+        match self {
+            Self::Termination => mesh_engine::ResetReason::ConnectionTermination,
+            Self::Remote => mesh_engine::ResetReason::RemoteReset,
+            Self::Protocol => mesh_engine::ResetReason::ProtocolError,
+        }
+    }
+
     fn flag(self) -> ResponseFlag {
         match self {
             Self::Termination => ResponseFlag::UpstreamConnectionTermination,
@@ -482,7 +490,7 @@ async fn attempts_loop(
             }
             AttemptEnd::Response(r) => Outcome::Status(r.status),
             AttemptEnd::Failed(o) => *o,
-            AttemptEnd::Reset(_) => Outcome::Reset,
+            AttemptEnd::Reset(r) => Outcome::Reset(r.reason()),
         };
         let decision = {
             let mut p = sh.proxy(li);
@@ -633,7 +641,7 @@ fn report(
     );
     let outcome = match &end {
         AttemptEnd::Failed(o) => *o,
-        AttemptEnd::Reset(_) => Outcome::Reset,
+        AttemptEnd::Reset(r) => Outcome::Reset(r.reason()),
         _ => Outcome::Status(status),
     };
     p.engine.handle_response(flight.up, outcome, now);

@@ -582,7 +582,7 @@ impl<'m> Run<'m> {
         let status = match outcome {
             Outcome::Status(s) => s,
             Outcome::Timeout => 504,
-            Outcome::ConnectFailure | Outcome::Reset => 503,
+            Outcome::ConnectFailure | Outcome::Reset(_) => 503,
         };
         match decision {
             RetryDecision::Retry { backoff } => {
@@ -601,7 +601,7 @@ impl<'m> Run<'m> {
                     Outcome::ConnectFailure => Some("UF"),
                     // (The simulated pods never reset; an HTTP/1.1 upstream that went
                     // away would be a connection termination, as in the proxy.)
-                    Outcome::Reset => Some("UC"),
+                    Outcome::Reset(_) => Some("UC"),
                     Outcome::Status(_) => None,
                 };
                 let flag = both_flags(own, flag.map(ResponseFlag::as_str));

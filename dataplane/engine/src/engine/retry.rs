@@ -75,7 +75,7 @@ impl Engine {
                     | RetryOn::CONNECT_FAILURE)
                     != 0
             }
-            Outcome::Reset | Outcome::Timeout => {
+            Outcome::Reset(_) | Outcome::Timeout => {
                 on.0 & (RetryOn::FIVE_XX | RetryOn::GATEWAY_ERROR | RetryOn::RESET) != 0
             }
         };

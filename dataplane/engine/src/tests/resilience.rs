@@ -17,8 +17,8 @@ use proptest::prelude::*;
 use super::{SEED, config, engine, sidecar};
 use crate::{
     Admission, ClusterId, Decision, EjectReason, Engine, EngineEvent, EngineOptions, Forward,
-    MaxEjectionRule, Outcome, OutlierStats, RejectReason, Request, RequestState, ResponseFlag,
-    RetryDecision, Time, Upstream,
+    MaxEjectionRule, Outcome, OutlierStats, RejectReason, Request, RequestState, ResetReason,
+    ResponseFlag, RetryDecision, Time, Upstream,
 };
 
 // === configs ===
@@ -722,7 +722,15 @@ fn without_split_a_connect_failure_or_reset_counts_as_503_and_a_timeout_as_504()
     let mut e = engine(&mesh(4, &od(fields), ""));
     let h = addr(1);
     assert_eq!(send_to(&mut e, s(1), &h, Outcome::ConnectFailure), []);
-    assert_eq!(send_to(&mut e, s(1), &h, Outcome::Reset), []);
+    assert_eq!(
+        send_to(
+            &mut e,
+            s(1),
+            &h,
+            Outcome::Reset(ResetReason::ConnectionTermination)
+        ),
+        []
+    );
     assert_eq!(
         send_to(&mut e, s(1), &h, Outcome::Timeout),
         [ejected(s(1), &h, GW, secs(30))]
@@ -732,7 +740,12 @@ fn without_split_a_connect_failure_or_reset_counts_as_503_and_a_timeout_as_504()
     assert_eq!(send_to(&mut e, s(1), &h, Outcome::Timeout), []);
     assert_eq!(send_to(&mut e, s(1), &h, Outcome::ConnectFailure), []);
     assert_eq!(
-        send_to(&mut e, s(1), &h, Outcome::Reset),
+        send_to(
+            &mut e,
+            s(1),
+            &h,
+            Outcome::Reset(ResetReason::ConnectionTermination)
+        ),
         [ejected(s(1), &h, C5XX, secs(30))]
     );
 }
@@ -796,7 +809,15 @@ fn split_mode_timeouts_on_established_connections_never_reach_the_local_threshol
     let h = addr(1);
     for _ in 0..5 {
         assert_eq!(send_to(&mut e, s(1), &h, Outcome::Timeout), []);
-        assert_eq!(send_to(&mut e, s(1), &h, Outcome::Reset), []);
+        assert_eq!(
+            send_to(
+                &mut e,
+                s(1),
+                &h,
+                Outcome::Reset(ResetReason::ConnectionTermination)
+            ),
+            []
+        );
     }
     assert_eq!(stats(&e).ejections_detected, [0, 0, 0]);
     assert_eq!(
@@ -1521,7 +1542,7 @@ maxEjectionPercent = 50
                     m.end(fl, now);
                 },
                 Op::Respond { i, status, ready, pool_empty } => if let Some(fl) = take(&mut m.active, i) {
-                    let outcome = if status == 0 { Outcome::Reset } else { Outcome::Status(status) };
+                    let outcome = if status == 0 { Outcome::Reset(ResetReason::ConnectionTermination) } else { Outcome::Status(status) };
                     m.respond(fl, outcome, ready, pool_empty, now);
                 },
                 Op::Open => {
@@ -1650,7 +1671,10 @@ fn istio_default_retries_do_not_retry_a_503_but_retry_a_connect_failure_twice() 
         assert_eq!(trace.flag, Some(ResponseFlag::UpstreamRetryLimitExceeded));
         assert_eq!(trace.flag.unwrap().as_str(), "URX");
         // Resets and per-try timeouts are not in the default retryOn either.
-        for outcome in [Outcome::Reset, Outcome::Timeout] {
+        for outcome in [
+            Outcome::Reset(ResetReason::ConnectionTermination),
+            Outcome::Timeout,
+        ] {
             let trace = request(&mut e, s(3), always(outcome));
             assert_eq!((trace.hosts.len(), trace.flag), (1, None), "{outcome:?}");
         }
@@ -1680,7 +1704,7 @@ fn retry_on_5xx_retries_a_503_three_times_then_gives_up_with_urx() {
     for outcome in [
         Outcome::Status(500),
         Outcome::ConnectFailure,
-        Outcome::Reset,
+        Outcome::Reset(ResetReason::ConnectionTermination),
         Outcome::Timeout,
     ] {
         let trace = request(&mut e, t, always(outcome));
@@ -1754,7 +1778,11 @@ fn retry_on_gateway_error_does_not_retry_a_500() {
         let trace = request(&mut e, s(2 + i as u64), always(Outcome::Status(status)));
         assert_eq!(trace.hosts.len(), 4, "{status}");
     }
-    let trace = request(&mut e, s(5), always(Outcome::Reset));
+    let trace = request(
+        &mut e,
+        s(5),
+        always(Outcome::Reset(ResetReason::ConnectionTermination)),
+    );
     assert_eq!(trace.hosts.len(), 4);
 }
 
@@ -1771,7 +1799,7 @@ fn retriable_status_codes_retries_exactly_the_listed_codes() {
             Outcome::Status(502),
             Outcome::Status(500),
             Outcome::ConnectFailure,
-            Outcome::Reset,
+            Outcome::Reset(ResetReason::ConnectionTermination),
         ] {
             let trace = request(&mut e, s(2), always(outcome));
             assert_eq!(
