@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use mesh_engine::Time;
+use mesh_engine::{ResponseFlag, ResponseFlags, Time};
 use rustc_hash::FxHashMap;
 
 use mesh_rundir::{CallCounts, CallRow, RunWriter, WindowRow};
@@ -33,23 +33,16 @@ pub struct EventRow {
 /// makes): what the calling application saw.
 pub type EdgeCounts = CallCounts;
 
-fn add(c: &mut EdgeCounts, status: u16, flag: Option<&str>) {
+fn add(c: &mut EdgeCounts, status: u16, flags: ResponseFlags) {
     c.requests += 1;
     match status {
         0..=399 => c.successes += 1,
         400..=499 => c.errors_4xx += 1,
         _ => c.errors_5xx += 1,
     }
-    let has = |f: &str| flag.is_some_and(|all| has_flag(all, f));
-    if has("UO") {
-        c.overflow += 1;
-    }
-    if has("FI") {
-        c.fault_aborts += 1;
-    }
-    if has("UT") {
-        c.timeouts += 1;
-    }
+    c.overflow += u64::from(flags.contains(ResponseFlag::UpstreamOverflow));
+    c.fault_aborts += u64::from(flags.contains(ResponseFlag::FaultInjected));
+    c.timeouts += u64::from(flags.contains(ResponseFlag::UpstreamRequestTimeout));
 }
 
 /// Whether Envoy's comma-separated flags `all` (`UT,URX`) include `f`.
@@ -77,9 +70,9 @@ pub struct Metrics {
     pub requests: u64,
     /// Final answers by status (index = status code).
     pub by_status: Vec<u64>,
-    /// Final answers by Envoy response flag; one with two flags (`DI` of a
-    /// fault delay beside `UT`, say) counts under both.
-    pub by_flag: BTreeMap<&'static str, u64>,
+    /// Final answers by their Envoy response flags, as the access log
+    /// prints them (`UT,DI`).
+    pub by_flag: BTreeMap<String, u64>,
     /// Latency of final answers.
     pub latency: Histogram,
     /// Ejections (over all proxies).
@@ -232,22 +225,24 @@ impl Metrics {
         _now: Time,
         latency_ns: u64,
         status: u16,
-        flag: Option<&'static str>,
+        flags: ResponseFlags,
     ) {
         self.requests += 1;
         if let Some(c) = self.by_status.get_mut(usize::from(status)) {
             *c += 1;
         }
-        if let Some(f) = flag {
-            *self.by_flag.entry(f).or_default() += 1;
+        if !flags.is_empty() {
+            // Envoy's form (`UT,DI`); a new key allocates once.
+            let mut buf = [0; 48];
+            let key = flags.write_to(&mut buf);
+            match self.by_flag.get_mut(key) {
+                Some(n) => *n += 1,
+                None => {
+                    self.by_flag.insert(key.to_owned(), 1);
+                }
+            }
         }
         self.latency.record_us(latency_ns / 1_000);
-    }
-
-    /// A final answer also carried response flag `f` (Envoy logs several:
-    /// `UT,DI`); counted in [`Metrics::by_flag`] only.
-    pub(crate) fn flag_also(&mut self, f: &'static str) {
-        *self.by_flag.entry(f).or_default() += 1;
     }
 
     /// An answer on `edge` reached the calling application.
@@ -255,13 +250,13 @@ impl Metrics {
         &mut self,
         edge: u32,
         status: u16,
-        flag: Option<&'static str>,
+        flags: ResponseFlags,
         latency_ns: u64,
     ) {
         let e = edge as usize;
-        add(&mut self.edge_totals[e], status, flag);
+        add(&mut self.edge_totals[e], status, flags);
         let w = &mut self.edge_windows[e];
-        add(&mut w.counts, status, flag);
+        add(&mut w.counts, status, flags);
         w.latency.record_us(latency_ns / 1_000);
     }
 

@@ -18,8 +18,8 @@
 //!                                           │        └─► Answer (UO)                    ▼
 //!                                           └──────(handle_backoff_over)◄──────── Backoff
 //! ```
-//! The route timeout ([`Exchange::deadline`], armed at the first
-//! [`Step::Forward`]) ends the request in any phase with
+//! The route timeout (armed at the first [`Step::Forward`], for its
+//! `timeout`) ends the request in any phase with
 //! [`Exchange::handle_route_timeout`]; a per-try timeout (armed at
 //! [`Admit::Send`]) is the outcome [`Outcome::Timeout`]; a downstream that
 //! goes away calls [`Exchange::cancel`].
@@ -64,7 +64,9 @@ pub enum Step {
     },
     /// Send an attempt (the first, or a retry) to `forward.upstream`: look
     /// at the connection pool for that host and call [`Exchange::admit`].
-    /// On the first one, arm the route timeout at [`Exchange::deadline`].
+    /// On the first one ([`Exchange::attempts`] is 1), arm the route
+    /// timeout: `forward.timeout` from now (the router starts after any
+    /// injected delay).
     Forward(Forward),
     /// The attempt failed and will be retried: call
     /// [`Exchange::handle_backoff_over`] at `until`.
@@ -117,6 +119,9 @@ pub struct Answer {
     /// local reply, `x-envoy-overloaded` for `UO`); `None` for a route's
     /// direct response or redirect.
     pub cause: Option<ResponseFlag>,
+    /// The route that matched, if one did (a direct response's body, a
+    /// redirect's location).
+    pub route: Option<RouteId>,
 }
 
 /// One request's router state across its attempts (see the module docs).
@@ -127,36 +132,37 @@ pub struct Answer {
 #[derive(Debug)]
 pub struct Exchange {
     phase: Phase,
-    /// The route that matched, if any.
-    route: Option<RouteId>,
     /// The injected delay being waited out.
     delay: Option<Delay>,
     /// The router's retry state, once forwarded.
     state: Option<RequestState>,
     per_try: Option<Duration>,
-    deadline: Option<Time>,
     attempts: u32,
     flags: ResponseFlags,
+}
+
+/// An exchange that is over (holds nothing): a placeholder for a slot.
+impl Default for Exchange {
+    fn default() -> Self {
+        Self {
+            phase: Phase::Done,
+            delay: None,
+            state: None,
+            per_try: None,
+            attempts: 0,
+            flags: ResponseFlags::NONE,
+        }
+    }
 }
 
 impl Exchange {
     /// A request arrives: the engine routes it (or holds it for an
     /// injected delay, or answers it locally).
     pub fn start(engine: &mut Engine, req: &Request<'_>, now: Time) -> (Self, Step) {
-        let mut ex = Self {
-            phase: Phase::Done,
-            route: None,
-            delay: None,
-            state: None,
-            per_try: None,
-            deadline: None,
-            attempts: 0,
-            flags: ResponseFlags::NONE,
-        };
+        let mut ex = Self::default();
         let step = match engine.handle_request(req, now) {
             Decision::Delay(d) => {
                 ex.phase = Phase::Delayed;
-                ex.route = Some(d.route);
                 ex.delay = Some(d);
                 ex.flags.insert(ResponseFlag::DelayInjected);
                 Step::Delay {
@@ -172,7 +178,7 @@ impl Exchange {
     /// cluster, host), as Envoy's router runs after the fault filter.
     /// `req` is the same request as at [`Exchange::start`].
     pub fn handle_delay_over(&mut self, engine: &mut Engine, req: &Request<'_>, now: Time) -> Step {
-        let (Phase::Delayed, Some(d)) = (self.phase, self.delay.take()) else {
+        let (Phase::Delayed, Some(d)) = (self.phase, self.delay) else {
             return Step::Stale;
         };
         let decision = engine.handle_delayed(req, d, now);
@@ -187,21 +193,19 @@ impl Exchange {
                     .route(state.route)
                     .and_then(|r| r.retries.as_ref())
                     .and_then(|p| p.per_try_timeout);
-                self.deadline = f.timeout.map(|t| now + t);
-                self.route = Some(f.route);
                 self.state = Some(state);
                 self.attempts = 1;
                 self.phase = Phase::Admitting;
                 Step::Forward(f)
             }
-            Decision::Reject(r) => {
-                self.route = r.route;
-                Step::Answer(self.local(r.status, Some(r.flag())))
-            }
-            Decision::Respond(r) => {
-                self.route = Some(r.route);
-                Step::Answer(self.local(r.status, None))
-            }
+            Decision::Reject(r) => Step::Answer(Answer {
+                route: r.route,
+                ..self.local(r.status, Some(r.flag()))
+            }),
+            Decision::Respond(r) => Step::Answer(Answer {
+                route: Some(r.route),
+                ..self.local(r.status, None)
+            }),
             // The engine never delays twice.
             Decision::Delay(_) => Step::Answer(self.local(500, None)),
         }
@@ -297,6 +301,7 @@ impl Exchange {
                     flags: self.flags,
                     from_upstream: matches!(outcome, Outcome::Status(_)),
                     cause: own,
+                    route: self.route(),
                 })
             }
         }
@@ -355,7 +360,7 @@ impl Exchange {
             _ => {}
         }
         if self.phase == Phase::Delayed
-            && let Some(d) = self.delay.take()
+            && let Some(d) = self.delay
         {
             engine.abandon_delay(d, now);
         }
@@ -377,6 +382,7 @@ impl Exchange {
             flags: self.flags,
             from_upstream: false,
             cause,
+            route: self.route(),
         }
     }
 
@@ -390,15 +396,13 @@ impl Exchange {
         self.state.as_ref().map(|s| s.upstream)
     }
 
-    /// The route that matched, if one did.
+    /// The route of a forwarded or delayed request.
     pub fn route(&self) -> Option<RouteId> {
-        self.route
-    }
-
-    /// When the route timeout fires, once forwarded (`None`: disabled).
-    /// It starts with the router, after any injected delay.
-    pub fn deadline(&self) -> Option<Time> {
-        self.deadline
+        match (&self.state, self.delay) {
+            (Some(s), _) => Some(s.route),
+            (None, Some(d)) => Some(d.route),
+            (None, None) => None,
+        }
     }
 
     /// Attempts made so far (Envoy's `x-envoy-attempt-count` of the

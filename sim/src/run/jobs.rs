@@ -105,7 +105,7 @@ impl<'m> Run<'m> {
         let proxy = m.pods[pod].proxy.map(|p| p as usize);
         let Some(proxy) = proxy.filter(|_| depth <= MAX_DEPTH) else {
             // Too deep: a loop through the routes. Refused, 508 Loop Detected.
-            self.local_answer(now, (0, origin, spec.edge), 508, None);
+            self.local_answer(now, (0, origin, spec.edge), 508, ResponseFlags::NONE);
             return;
         };
         // The application's connection to its sidecar lands on any worker.

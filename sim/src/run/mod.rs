@@ -30,9 +30,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mesh_engine::exchange::Phase;
 use mesh_engine::{
-    Admission, Decision, Engine, EngineEvent, Outcome, Request, RequestState, ResponseFlag,
-    RetryDecision, Time, Upstream,
+    Admit, Answer, Engine, EngineEvent, Exchange, Outcome, Request, ResponseFlags, Step, Time,
+    Upstream,
 };
 use rand::RngExt as _;
 use rand_pcg::Pcg64Mcg;
@@ -107,7 +108,7 @@ enum Ev {
         generation: u32,
         call: u16,
         status: u16,
-        flag: Option<ResponseFlag>,
+        flags: ResponseFlags,
     },
     /// A metrics window ends.
     Window,
@@ -156,10 +157,6 @@ struct Req<'m> {
     /// Where it goes (kept to route it again after an injected delay).
     authority: &'m str,
     path: &'m str,
-    /// An injected delay being waited out before the router runs.
-    delay: Option<mesh_engine::Delay>,
-    /// Waiting in its proxy's connection pool for a connection.
-    pending_conn: bool,
     /// Requests already served by the connection the attempt runs on.
     conn_served: u32,
     live: bool,
@@ -175,47 +172,15 @@ struct Req<'m> {
     /// Calls above it (0 for the load).
     depth: u8,
     start: Time,
-    state: Option<RequestState>,
+    /// Its conversation with its proxy's engine: phase, router state,
+    /// attempts, flags.
+    ex: Exchange,
+    /// Bumped with every attempt and on release, so stale events are
+    /// ignored.
     attempt: u32,
     pod: u32,
-    upstream: Option<Upstream>,
-    /// The attempt was admitted and has not been reported yet.
-    outstanding: bool,
-    /// Forwarded, waiting out an injected delay before admission.
-    delayed: bool,
-    /// A fault delay held it (Envoy's `DI` flag, logged whatever the answer).
-    fault_delayed: bool,
-    /// Its route's per-try timeout, read once when the router starts.
-    per_try: Option<Duration>,
     /// The proxy's worker that handles it (whose connection pools it uses).
     worker: u16,
-}
-
-/// A request's place and phase, copied out of its slot (the slot holds
-/// the router state, which is not `Copy`: it is finished once).
-#[derive(Clone, Copy, Debug)]
-struct Flags {
-    live: bool,
-    proxy: u32,
-    upstream: Option<Upstream>,
-    outstanding: bool,
-    pending_conn: bool,
-    delayed: bool,
-    delay: Option<mesh_engine::Delay>,
-}
-
-impl Req<'_> {
-    fn flags(&self) -> Flags {
-        Flags {
-            live: self.live,
-            proxy: self.proxy,
-            upstream: self.upstream,
-            outstanding: self.outstanding,
-            pending_conn: self.pending_conn,
-            delayed: self.delayed,
-            delay: self.delay,
-        }
-    }
 }
 
 /// What `end` needs of a request once its slot is freed.
@@ -225,7 +190,6 @@ struct Ended {
     edge: u32,
     start: Time,
     pod: u32,
-    fault_delayed: bool,
 }
 
 /// A pod serving one attempt of a request by making its calls (slab slot,
@@ -649,14 +613,13 @@ impl<'m> Run<'m> {
                 generation,
                 call,
                 status,
-                flag,
+                flags,
             } => {
                 if let Some(j) = self.job(job, generation, call) {
                     let spec =
                         &self.model.calls.workloads[j.workload as usize].calls[usize::from(call)];
                     // A sidecar's local answer takes no virtual time.
-                    self.metrics
-                        .edge_answer(spec.edge, status, flag.map(ResponseFlag::as_str), 0);
+                    self.metrics.edge_answer(spec.edge, status, flags, 0);
                     self.call_done(now, job, generation, call, status >= 500);
                 }
             }

@@ -1,6 +1,7 @@
-//! A request's life in a sidecar: the decision, the slot, the connection
-//! pool, the pod, the attempt's outcome, retries, timeouts and the final
-//! answer (the protocol that issue 14 makes one engine state machine).
+//! A request's life in a sidecar: the engine's [`Exchange`] decides each
+//! step (route, delay, admission, retries, timeouts, the answer and its
+//! flags), and this drives it against the modelled world: the slot, the
+//! connection pool, the pod, the timers.
 
 use super::*;
 
@@ -12,8 +13,6 @@ impl<'m> Run<'m> {
         self.reqs.push(Req {
             authority: "",
             path: "",
-            delay: None,
-            pending_conn: false,
             conn_served: 0,
             live: false,
             generation: 0,
@@ -27,14 +26,9 @@ impl<'m> Run<'m> {
             has_headers: false,
             depth: 0,
             start: Time::ZERO,
-            state: None,
+            ex: Exchange::default(),
             attempt: 0,
             pod: 0,
-            upstream: None,
-            outstanding: false,
-            delayed: false,
-            fault_delayed: false,
-            per_try: None,
             worker: 0,
         });
         self.headers.push(HeaderSet::EMPTY);
@@ -99,75 +93,37 @@ impl<'m> Run<'m> {
             edge,
             ..
         } = *call;
-        let decision = self.decide(
-            now,
-            (proxy, call.worker),
-            edge,
-            call.to,
-            &call.headers,
-            None,
-        );
-        match decision {
-            Decision::Forward(f) => {
-                let slot = self.occupy(now, call);
-                self.forwarded(now, slot, f);
-                Some(slot)
-            }
-            Decision::Delay(d) => {
-                // The fault filter holds the request; the router runs after.
-                let slot = self.occupy(now, call);
-                let r = &mut self.reqs[slot as usize];
-                r.delay = Some(d);
-                r.delayed = true;
-                r.fault_delayed = true;
-                let attempt = r.attempt;
-                self.queue
-                    .push(now + d.delay, Class::Traffic, Ev::Delayed { slot, attempt });
-                Some(slot)
-            }
-            Decision::Reject(r) => {
-                self.local_answer(now, (proxy, origin, edge), r.status, Some(r.flag()));
-                None
-            }
-            Decision::Respond(r) => {
-                self.local_answer(now, (proxy, origin, edge), r.status, None);
-                None
-            }
-        }
-    }
-
-    /// The sidecar's decision for a request of the application on `edge`
-    /// (`delayed`: the router runs after an injected delay).
-    pub(super) fn decide(
-        &mut self,
-        now: Time,
-        (proxy, worker): (usize, u16),
-        edge: u32,
-        (authority, path): (&str, &str),
-        headers: &HeaderSet,
-        delayed: Option<mesh_engine::Delay>,
-    ) -> Decision {
-        let table = &self.model.calls.headers;
         let p = &mut self.proxies[proxy];
         let port = p.edge_ports[edge as usize];
-        let mut pairs: [(&str, &str); MAX_HEADERS];
-        let n;
-        let headers: &[(&str, &str)] = if headers.is_empty() {
-            &[]
-        } else {
-            pairs = [("", ""); MAX_HEADERS];
-            n = headers.write(table, &mut pairs);
-            &pairs[..n]
-        };
-        let req = app_request(port, authority, path, headers, worker);
-        match delayed {
-            None => p.engine.handle_request(&req, now),
-            Some(d) => p.engine.handle_delayed(&req, d, now),
+        let table = &self.model.calls.headers;
+        let (ex, step) =
+            with_app_request(table, port, call.to, &call.headers, call.worker, |req| {
+                Exchange::start(&mut p.engine, req, now)
+            });
+        match step {
+            Step::Forward(f) => {
+                let slot = self.occupy(now, call, ex);
+                self.forwarded(now, slot, f.timeout);
+                Some(slot)
+            }
+            Step::Delay { until } => {
+                // The fault filter holds the request; the router runs after.
+                let slot = self.occupy(now, call, ex);
+                let attempt = self.reqs[slot as usize].attempt;
+                self.queue
+                    .push(until, Class::Traffic, Ev::Delayed { slot, attempt });
+                Some(slot)
+            }
+            Step::Answer(a) => {
+                self.local_answer(now, (proxy, origin, edge), a.status, a.flags);
+                None
+            }
+            Step::Backoff { .. } | Step::Stale => None,
         }
     }
 
     /// Takes a slot for a request that the sidecar holds or forwards.
-    pub(super) fn occupy(&mut self, now: Time, call: &Call<'m>) -> u32 {
+    pub(super) fn occupy(&mut self, now: Time, call: &Call<'m>, ex: Exchange) -> u32 {
         let Call {
             proxy,
             worker,
@@ -191,38 +147,19 @@ impl<'m> Run<'m> {
         }
         r.depth = depth;
         r.start = now;
-        r.state = None;
+        r.ex = ex;
         r.attempt = r.attempt.wrapping_add(1);
-        r.upstream = None;
-        r.outstanding = false;
-        r.delayed = false;
-        r.fault_delayed = false;
-        r.per_try = None;
-        r.delay = None;
-        r.pending_conn = false;
         r.authority = authority;
         r.path = path;
         r.worker = worker;
         slot
     }
 
-    /// The router forwarded `slot`: start its router state, its route
-    /// timeout, and send its first attempt.
-    pub(super) fn forwarded(&mut self, now: Time, slot: u32, f: mesh_engine::Forward) {
-        let proxy = self.reqs[slot as usize].proxy as usize;
-        let engine = &mut self.proxies[proxy].engine;
-        let state = engine.start_request(&f, now);
-        let per_try = engine
-            .route(state.route)
-            .and_then(|r| r.retries.as_ref())
-            .and_then(|rp| rp.per_try_timeout);
-        let r = &mut self.reqs[slot as usize];
-        r.per_try = per_try;
-        r.state = Some(state);
-        r.upstream = Some(f.upstream);
-        r.delayed = false;
-        r.delay = None;
-        if let Some(t) = f.timeout {
+    /// The router forwarded `slot`: arm its route timeout and send its
+    /// first attempt.
+    pub(super) fn forwarded(&mut self, now: Time, slot: u32, timeout: Option<Duration>) {
+        let r = &self.reqs[slot as usize];
+        if let Some(t) = timeout {
             let generation = r.generation;
             self.queue.push(
                 now + t,
@@ -236,15 +173,19 @@ impl<'m> Run<'m> {
     /// An injected delay is over: the router runs now (abort, weighted
     /// cluster, host), as in Envoy.
     pub(super) fn after_delay(&mut self, now: Time, slot: u32) {
-        let r = &self.reqs[slot as usize];
-        let Some(d) = r.delay else { return };
-        let (proxy, edge, to) = ((r.proxy as usize, r.worker), r.edge, (r.authority, r.path));
         let headers = self.headers_of(slot);
-        match self.decide(now, proxy, edge, to, &headers, Some(d)) {
-            Decision::Forward(f) => self.forwarded(now, slot, f),
-            Decision::Reject(rj) => self.end(now, slot, rj.status, Some(rj.flag().as_str())),
-            Decision::Respond(rs) => self.end(now, slot, rs.status, None),
-            Decision::Delay(_) => self.end(now, slot, 500, None),
+        let r = &mut self.reqs[slot as usize];
+        let p = &mut self.proxies[r.proxy as usize];
+        let port = p.edge_ports[r.edge as usize];
+        let table = &self.model.calls.headers;
+        let (to, worker, ex) = ((r.authority, r.path), r.worker, &mut r.ex);
+        let step = with_app_request(table, port, to, &headers, worker, |req| {
+            ex.handle_delay_over(&mut p.engine, req, now)
+        });
+        match step {
+            Step::Forward(f) => self.forwarded(now, slot, f.timeout),
+            Step::Answer(a) => self.end(now, slot, a),
+            Step::Delay { .. } | Step::Backoff { .. } | Step::Stale => {}
         }
     }
 
@@ -255,16 +196,15 @@ impl<'m> Run<'m> {
         now: Time,
         (proxy, origin, edge): (usize, Origin, u32),
         status: u16,
-        flag: Option<ResponseFlag>,
+        flags: ResponseFlags,
     ) {
         // A sidecar's local answer takes no virtual time.
         match origin {
             Origin::Load {
                 connection, worker, ..
             } => {
-                let flag = flag.map(ResponseFlag::as_str);
-                self.metrics.edge_answer(edge, status, flag, 0);
-                self.metrics.finish_request(now, 0, status, flag);
+                self.metrics.edge_answer(edge, status, flags, 0);
+                self.metrics.finish_request(now, 0, status, flags);
                 if connection {
                     self.queue.push(
                         next_send(now, now, self.model.load.turnaround),
@@ -288,7 +228,7 @@ impl<'m> Run<'m> {
                     generation,
                     call,
                     status,
-                    flag,
+                    flags,
                 },
             ),
         }
@@ -296,10 +236,9 @@ impl<'m> Run<'m> {
 
     /// Sends the current attempt of `slot` to its upstream's pod.
     pub(super) fn send(&mut self, now: Time, slot: u32) {
-        let r = &mut self.reqs[slot as usize];
-        r.delayed = false;
+        let r = &self.reqs[slot as usize];
         let (p, attempt) = (r.proxy as usize, r.attempt);
-        let Some(up) = r.upstream else { return };
+        let Some(up) = r.ex.upstream() else { return };
         let pod = self.proxies[p]
             .pods_of
             .get(up.cluster.0 as usize)
@@ -308,46 +247,40 @@ impl<'m> Run<'m> {
             .unwrap_or(u32::MAX);
         self.reqs[slot as usize].pod = pod;
         if pod == u32::MAX {
+            let engine = &mut self.proxies[p].engine;
             // An endpoint outside the topology (e.g. a ServiceEntry address
             // with no modelled pod): no connection can be made.
-            if self.proxies[p].engine.admit(up, true, false, now) == Admission::Overflow {
-                self.drain(p);
-                self.end(
-                    now,
-                    slot,
-                    503,
-                    Some(ResponseFlag::UpstreamOverflow.as_str()),
-                );
-                return;
+            match self.reqs[slot as usize].ex.admit(engine, true, false, now) {
+                Admit::Send { try_deadline } => self.attach(now, slot, 0, try_deadline),
+                Admit::Answer(a) => {
+                    self.drain(p);
+                    self.end(now, slot, a);
+                }
+                Admit::Queue { .. } | Admit::Stale => {}
             }
-            self.attach(now, slot, 0);
             return;
         }
         let owner = self.owner_of(slot);
         let key = self.pools.pool(owner, pod);
         let ready = self.pools.ready(key);
         let empty = self.pools.empty(key);
-        match self.proxies[p].engine.admit(up, ready, empty, now) {
-            Admission::Overflow => {
+        let engine = &mut self.proxies[p].engine;
+        match self.reqs[slot as usize].ex.admit(engine, ready, empty, now) {
+            Admit::Answer(a) => {
                 self.drain(p);
-                self.end(
-                    now,
-                    slot,
-                    503,
-                    Some(ResponseFlag::UpstreamOverflow.as_str()),
-                );
+                self.end(now, slot, a);
             }
-            Admission::Attach => {
+            Admit::Send { try_deadline } => {
                 let served = self.pools.take_idle(key).unwrap_or(0);
-                self.attach(now, slot, served);
+                self.attach(now, slot, served, try_deadline);
             }
-            Admission::Queue { open_connection } => {
-                self.reqs[slot as usize].pending_conn = true;
+            Admit::Queue { open_connection } => {
                 self.pools.wait(key, slot, attempt);
                 if open_connection {
                     self.open_connection(now, (p, owner), pod, up);
                 }
             }
+            Admit::Stale => {}
         }
     }
 
@@ -375,12 +308,13 @@ impl<'m> Run<'m> {
             let Some((slot, attempt)) = self.pools.first_waiting(key) else {
                 return;
             };
-            if !self.current(slot, attempt) || !self.reqs[slot as usize].pending_conn {
+            let ex = &self.reqs[slot as usize].ex;
+            if !self.current(slot, attempt) || ex.phase() != Phase::Queued {
                 // Gone (timed out, cancelled): its breaker slot was freed then.
                 self.pools.pop_waiting(key);
                 continue;
             }
-            let Some(up) = self.reqs[slot as usize].upstream else {
+            let Some(up) = ex.upstream() else {
                 return;
             };
             if !self.pools.ready(key) {
@@ -393,44 +327,36 @@ impl<'m> Run<'m> {
                 return;
             }
             self.pools.pop_waiting(key);
-            self.reqs[slot as usize].pending_conn = false;
-            match self.proxies[p].engine.dequeue(up, now) {
-                Admission::Attach => {
+            let engine = &mut self.proxies[p].engine;
+            match self.reqs[slot as usize].ex.dequeue(engine, now) {
+                Admit::Send { try_deadline } => {
                     let served = self.pools.take_idle(key).unwrap_or(0);
-                    self.attach(now, slot, served);
+                    self.attach(now, slot, served, try_deadline);
                 }
-                _ => {
+                Admit::Answer(a) => {
                     self.drain(p);
-                    self.end(
-                        now,
-                        slot,
-                        503,
-                        Some(ResponseFlag::UpstreamOverflow.as_str()),
-                    );
+                    self.end(now, slot, a);
                 }
+                Admit::Queue { .. } | Admit::Stale => {}
             }
         }
     }
 
     /// The attempt of `slot` runs on a connection that has served `served`
     /// requests: the per-try timeout starts, and the pod gets it.
-    pub(super) fn attach(&mut self, now: Time, slot: u32, served: u32) {
+    pub(super) fn attach(&mut self, now: Time, slot: u32, served: u32, try_deadline: Option<Time>) {
         let r = &mut self.reqs[slot as usize];
-        r.outstanding = true;
         r.conn_served = served;
-        let (pod, attempt, per_try) = (r.pod, r.attempt, r.per_try);
+        let (pod, attempt) = (r.pod, r.attempt);
         let owner = self.owner_of(slot);
         if pod != u32::MAX
             && let Some(key) = self.pools.existing(owner, pod)
         {
             self.pools.set_busy(key, self.pools.busy(key) + 1);
         }
-        if let Some(per_try) = per_try {
-            self.queue.push(
-                now + per_try,
-                Class::Traffic,
-                Ev::TryTimeout { slot, attempt },
-            );
+        if let Some(t) = try_deadline {
+            self.queue
+                .push(t, Class::Traffic, Ev::TryTimeout { slot, attempt });
         }
         if pod == u32::MAX {
             self.queue
@@ -469,7 +395,7 @@ impl<'m> Run<'m> {
     pub(super) fn release_connection(&mut self, now: Time, slot: u32, keep: bool) {
         let r = &self.reqs[slot as usize];
         let (p, pod, conn_served) = (r.proxy as usize, r.pod, r.conn_served);
-        let Some(up) = r.upstream else {
+        let Some(up) = r.ex.upstream() else {
             return;
         };
         if pod == u32::MAX {
@@ -557,11 +483,11 @@ impl<'m> Run<'m> {
 
     pub(super) fn attempt_done(&mut self, now: Time, slot: u32, outcome: Outcome) {
         let r = &mut self.reqs[slot as usize];
-        let (p, pod, start, attempt) = (r.proxy as usize, r.pod, r.start, r.attempt);
-        let Some(up) = r.upstream else { return };
-        if r.outstanding {
-            r.outstanding = false;
-            self.proxies[p].engine.handle_response(up, outcome, now);
+        let (p, pod, start) = (r.proxy as usize, r.pod, r.start);
+        let sent = r.ex.phase() == Phase::Sent;
+        let step =
+            r.ex.handle_response(&mut self.proxies[p].engine, outcome, now);
+        if sent {
             // Answered: the connection goes back to the pool; a reset,
             // refusal or timeout closes it.
             self.release_connection(now, slot, matches!(outcome, Outcome::Status(_)));
@@ -575,96 +501,58 @@ impl<'m> Run<'m> {
             }
             self.drain(p);
         }
-        let Some(state) = self.reqs[slot as usize].state.as_mut() else {
-            return;
-        };
-        let decision = self.proxies[p].engine.retry_decision(state, outcome, now);
-        let status = match outcome {
-            Outcome::Status(s) => s,
-            Outcome::Timeout => 504,
-            Outcome::ConnectFailure | Outcome::Reset(_) => 503,
-        };
-        match decision {
-            RetryDecision::Retry { backoff } => {
+        match step {
+            Step::Backoff { until } => {
                 // The retry's host is picked when it fires, after the back-off.
-                let attempt = attempt.wrapping_add(1);
-                self.reqs[slot as usize].attempt = attempt;
+                let r = &mut self.reqs[slot as usize];
+                r.attempt = r.attempt.wrapping_add(1);
+                let attempt = r.attempt;
                 self.queue
-                    .push(now + backoff, Class::Traffic, Ev::Retry { slot, attempt });
+                    .push(until, Class::Traffic, Ev::Retry { slot, attempt });
             }
-            RetryDecision::Done { flag } => {
-                // The attempt's own flag, then the retry policy's, as
-                // Envoy's router sets both (`UT,URX` when per-try timeouts
-                // use up the retries).
-                let own = match outcome {
-                    Outcome::Timeout => Some("UT"),
-                    Outcome::ConnectFailure => Some("UF"),
-                    // (The simulated pods never reset; an HTTP/1.1 upstream that went
-                    // away would be a connection termination, as in the proxy.)
-                    Outcome::Reset(_) => Some("UC"),
-                    Outcome::Status(_) => None,
-                };
-                let flag = both_flags(own, flag.map(ResponseFlag::as_str));
-                self.end(now, slot, status, flag);
-            }
+            Step::Answer(a) => self.end(now, slot, a),
+            Step::Forward(_) | Step::Delay { .. } | Step::Stale => {}
         }
     }
 
     pub(super) fn retry(&mut self, now: Time, slot: u32) {
         let r = &mut self.reqs[slot as usize];
         let p = r.proxy as usize;
-        let Some(state) = r.state.as_mut() else {
-            return;
-        };
-        let d = self.proxies[p].engine.retry(state, now);
-        match d {
-            Decision::Forward(f) => {
-                self.reqs[slot as usize].upstream = Some(f.upstream);
-                self.send(now, slot);
-            }
-            _ => self.end(now, slot, 503, Some("UH")),
+        match r.ex.handle_backoff_over(&mut self.proxies[p].engine, now) {
+            Step::Forward(_) => self.send(now, slot),
+            Step::Answer(a) => self.end(now, slot, a),
+            Step::Delay { .. } | Step::Backoff { .. } | Step::Stale => {}
         }
     }
 
     pub(super) fn route_timeout(&mut self, now: Time, slot: u32) {
-        let r = self.reqs[slot as usize].flags();
+        let r = &mut self.reqs[slot as usize];
         let p = r.proxy as usize;
-        if r.outstanding
-            && let Some(up) = r.upstream
-        {
-            self.reqs[slot as usize].outstanding = false;
-            self.proxies[p]
-                .engine
-                .handle_response(up, Outcome::Timeout, now);
+        let sent = r.ex.phase() == Phase::Sent;
+        let step = r.ex.handle_route_timeout(&mut self.proxies[p].engine, now);
+        if sent {
+            // The attempt is reset: its connection closes.
             self.drain(p);
             self.release_connection(now, slot, false);
-        } else if r.pending_conn
-            && let Some(up) = r.upstream
-        {
-            self.reqs[slot as usize].pending_conn = false;
-            self.proxies[p].engine.cancel_pending(up, now);
         }
-        self.end(now, slot, 504, Some("UT"));
+        if let Step::Answer(a) = step {
+            self.end(now, slot, a);
+        }
     }
 
     /// Records the final answer of a request and frees its slot.
-    pub(super) fn end(&mut self, now: Time, slot: u32, status: u16, flag: Option<&'static str>) {
-        let req = &mut self.reqs[slot as usize];
-        let p = req.proxy as usize;
-        if let Some(state) = req.state.as_mut() {
-            self.proxies[p].engine.finish_request(state, now);
-        }
+    pub(super) fn end(&mut self, now: Time, slot: u32, a: Answer) {
+        let req = &self.reqs[slot as usize];
         let r = Ended {
             proxy: req.proxy,
             origin: req.origin,
             edge: req.edge,
             start: req.start,
             pod: req.pod,
-            fault_delayed: req.fault_delayed,
         };
         self.release(slot);
         self.metrics
-            .edge_answer(r.edge, status, flag, since(r.start, now));
+            .edge_answer(r.edge, a.status, a.flags, since(r.start, now));
         match r.origin {
             Origin::Load {
                 connection,
@@ -672,11 +560,7 @@ impl<'m> Run<'m> {
                 worker,
             } => {
                 self.metrics
-                    .finish_request(now, since(r.start, now), status, flag);
-                if r.fault_delayed {
-                    // Envoy logs `DI` beside any other flag (`UT,DI`).
-                    self.metrics.flag_also("DI");
-                }
+                    .finish_request(now, since(r.start, now), a.status, a.flags);
                 if user != u32::MAX && r.pod != u32::MAX {
                     self.metrics.user_served(user as usize, r.pod as usize);
                 }
@@ -695,7 +579,7 @@ impl<'m> Run<'m> {
                 job,
                 generation,
                 call,
-            } => self.call_done(now, job, generation, call, status >= 500),
+            } => self.call_done(now, job, generation, call, a.status >= 500),
         }
     }
 
@@ -703,7 +587,6 @@ impl<'m> Run<'m> {
     pub(super) fn release(&mut self, slot: u32) {
         let req = &mut self.reqs[slot as usize];
         req.live = false;
-        req.state = None;
         req.attempt = req.attempt.wrapping_add(1);
         self.free.push(slot);
     }
@@ -713,78 +596,40 @@ impl<'m> Run<'m> {
     /// without telling outlier detection. The pod serving it, if any, does
     /// not notice and finishes its work.
     pub(super) fn cancel(&mut self, now: Time, slot: u32) {
-        let r = self.reqs[slot as usize].flags();
+        let r = &mut self.reqs[slot as usize];
         if !r.live {
             return;
         }
         let p = r.proxy as usize;
-        if let Some(up) = r.upstream {
-            if r.pending_conn {
-                self.reqs[slot as usize].pending_conn = false;
-                self.proxies[p].engine.cancel_pending(up, now);
-            } else if r.outstanding || r.delayed {
-                self.proxies[p].engine.cancel(up, r.outstanding, now);
-            }
-        }
-        if let Some(state) = self.reqs[slot as usize].state.as_mut() {
-            self.proxies[p].engine.finish_request(state, now);
-        }
-        if r.upstream.is_none()
-            && let Some(d) = r.delay
-        {
-            // Given up during its injected delay: the route is let go.
-            self.proxies[p].engine.abandon_delay(d, now);
-        }
+        let sent = r.ex.phase() == Phase::Sent;
+        r.ex.cancel(&mut self.proxies[p].engine, now);
         self.drain(p);
-        if r.outstanding {
+        if sent {
             // The sidecar resets the stream: an HTTP/1.1 connection closes.
-            self.reqs[slot as usize].outstanding = false;
             self.release_connection(now, slot, false);
         }
         self.release(slot);
     }
 }
 
-/// An attempt's own flag and the retry decision's in Envoy's access-log
-/// order (`mesh_engine::ENVOY_FLAG_ORDER`), as one static string (`UT,URX`,
-/// `UT,UF`); one of them alone when the other is absent or the same.
-fn both_flags(own: Option<&'static str>, retry: Option<&'static str>) -> Option<&'static str> {
-    Some(match (own, retry) {
-        (None, None) => return None,
-        (Some(f), None) | (None, Some(f)) => f,
-        (Some(a), Some(b)) if a == b => a,
-        (Some("UT"), Some("URX")) => "UT,URX",
-        (Some("UF"), Some("URX")) => "UF,URX",
-        (Some("UC"), Some("URX")) => "UC,URX",
-        (Some("UT"), Some("UO")) => "UT,UO",
-        (Some("UF"), Some("UO")) => "UF,UO",
-        (Some("UC"), Some("UO")) => "UC,UO",
-        (Some("UF"), Some("UT")) => "UT,UF",
-        (Some("UC"), Some("UT")) => "UT,UC",
-        (Some(_), Some(b)) => b,
-    })
-}
-
-#[cfg(test)]
-mod flag_tests {
-    use super::both_flags;
-
-    #[test]
-    fn an_attempt_flag_and_a_retry_flag_are_logged_together_in_envoys_order() {
-        assert_eq!(both_flags(Some("UT"), Some("URX")), Some("UT,URX"));
-        assert_eq!(both_flags(Some("UF"), Some("UO")), Some("UF,UO"));
-        assert_eq!(both_flags(Some("UT"), Some("UT")), Some("UT"));
-        assert_eq!(both_flags(Some("UF"), Some("UT")), Some("UT,UF"));
-        // Every pair is in Envoy's order.
-        for own in ["UT", "UF", "UC"] {
-            for retry in ["URX", "UO", "UT"] {
-                let both = both_flags(Some(own), Some(retry)).unwrap();
-                let ranks: Vec<usize> = both.split(',').map(mesh_engine::envoy_flag_rank).collect();
-                assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{both}");
-            }
-        }
-        assert_eq!(both_flags(None, Some("URX")), Some("URX"));
-        assert_eq!(both_flags(Some("UT"), None), Some("UT"));
-        assert_eq!(both_flags(None, None), None);
-    }
+/// Calls `f` with the request an application sends on an edge: `GET`,
+/// plain HTTP, on `port` (the edge's, see `edge_ports`), with `headers`.
+fn with_app_request<'t, R>(
+    table: &'t crate::callgraph::HeaderTable,
+    port: u16,
+    (authority, path): (&str, &str),
+    headers: &HeaderSet,
+    worker: u16,
+    f: impl FnOnce(&Request<'_>) -> R,
+) -> R {
+    let mut pairs: [(&'t str, &'t str); MAX_HEADERS];
+    let n;
+    let headers: &[(&str, &str)] = if headers.is_empty() {
+        &[]
+    } else {
+        pairs = [("", ""); MAX_HEADERS];
+        n = headers.write(table, &mut pairs);
+        &pairs[..n]
+    };
+    f(&app_request(port, authority, path, headers, worker))
 }
