@@ -18,9 +18,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mesh_engine::config::{Action, HeaderOps, Match, StrMatch};
-use mesh_engine::{
-    Decision, Forward, Outcome, RequestState, ResponseFlag, RetryDecision, RouteId, Upstream,
-};
+use mesh_engine::exchange::Phase;
+use mesh_engine::{Admit, Exchange, Forward, Outcome, ResponseFlag, ResponseFlags, RouteId, Step};
 use tokio::sync::oneshot;
 
 use crate::h1;
@@ -109,7 +108,19 @@ async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
         // One worker thread (see docs/proxy.md).
         worker: 0,
     };
-    let mut decision = {
+    let mut flight = Flight {
+        sh: sh.clone(),
+        li,
+        ex: Exchange::default(),
+        pool: 0,
+        waiter: None,
+        rx: None,
+        conn: None,
+        stream: None,
+        client_h2: req.conn.h2,
+        attempt_started: sh.recent(),
+    };
+    let mut step = {
         let mut p = sh.proxy(li);
         let now = sh.recent();
         // The port whose route table applies (`match.port`): a gateway's
@@ -119,51 +130,47 @@ async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
         if p.listener.proxy.gateway.is_none() {
             ereq.port = p.engine.destination_port(req.authority).unwrap_or(80);
         }
-        let d = p.engine.handle_request(&ereq, now);
+        let (ex, step) = Exchange::start(&mut p.engine, &ereq, now);
+        flight.ex = ex;
         p.drain_events();
-        d
+        step
     };
-    let mut delayed = false;
-    if let Decision::Delay(d) = decision {
+    if let Step::Delay { until } = step {
         // A client that goes away during the delay drops this future: the
-        // guard lets the engine know, so the route's generation is freed.
-        let held = HeldDelay { sh, li, delay: d };
-        tokio::time::sleep(d.delay).await;
-        std::mem::forget(held);
-        delayed = true;
+        // flight's `Drop` lets the engine know, so the route is freed.
+        tokio::time::sleep(until.saturating_since(sh.recent())).await;
         let mut p = sh.proxy(li);
         let now = sh.now();
-        decision = p.engine.handle_delayed(&ereq, d, now);
+        step = flight.ex.handle_delay_over(&mut p.engine, &ereq, now);
         p.drain_events();
     }
-    let mut answer = match decision {
-        Decision::Forward(f) => forward(sh, li, f, req).await,
-        Decision::Reject(r) => {
-            let flag = r.flag();
-            Answer::local(r.status, Some(flag), local_body(Some(flag)))
+    match step {
+        Step::Forward(f) => forward(&mut flight, f, req).await,
+        Step::Answer(a) => local_answer(sh, li, &a, req),
+        Step::Delay { .. } | Step::Backoff { .. } | Step::Stale => {
+            Answer::local(500, None, local_body(None))
         }
-        Decision::Respond(r) => respond(sh, li, r.route, r.status, req.path, req.authority),
-        Decision::Delay(_) => Answer::local(500, None, "fault delay twice"),
-    };
-    if delayed {
-        answer.add_flag("DI");
     }
+}
+
+/// The proxy's own answer for an exchange that ended without an upstream
+/// response: a route's redirect or direct response, or Envoy's local
+/// reply for the flag that explains it; with all the request's flags.
+fn local_answer(sh: &Rc<Shared>, li: usize, a: &mesh_engine::Answer, req: &Req<'_>) -> Answer {
+    let mut answer = match (a.cause, a.route) {
+        (None, Some(route)) => respond(sh, li, route, a.status, req.path, req.authority),
+        _ => Answer::local(a.status, a.cause, local_body(a.cause)),
+    };
+    set_flags(&mut answer, a.flags);
     answer
 }
 
-/// A request waiting out an injected delay; dropped (the client went
-/// away) before the delay ends, it abandons the delay in the engine.
-struct HeldDelay<'a> {
-    sh: &'a Rc<Shared>,
-    li: usize,
-    delay: mesh_engine::Delay,
-}
-
-impl Drop for HeldDelay<'_> {
-    fn drop(&mut self) {
-        let mut p = self.sh.proxy(self.li);
-        let now = self.sh.now();
-        p.engine.abandon_delay(self.delay, now);
+/// The answer's flags as the access log prints them.
+fn set_flags(answer: &mut Answer, flags: ResponseFlags) {
+    answer.flags.clear();
+    if !flags.is_empty() {
+        let mut buf = [0; 48];
+        answer.flags.push_str(flags.write_to(&mut buf));
     }
 }
 
@@ -218,26 +225,18 @@ fn host_only(authority: &str) -> &str {
     }
 }
 
-/// Where an attempt stands, for cleanup when it is cut short.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// Not admitted (or already reported).
-    Idle,
-    /// Queued for a connection (waiter id).
-    Pending(u64),
-    /// Admitted and sent: exactly one `handle_response` (or `cancel`) owed.
-    Outstanding,
-}
-
-/// A forwarded request's state across its attempts. Dropping it (the
-/// client went away, or the request ended) settles what the engine is owed.
+/// A request's exchange and the transport it holds: a place in a pool's
+/// queue, a connection or an HTTP/2 stream. Dropping it (the client went
+/// away, or the request ended) settles what the engine and the pool are
+/// owed.
 struct Flight {
     sh: Rc<Shared>,
     li: usize,
-    state: RequestState,
-    up: Upstream,
+    ex: Exchange,
+    /// The pool of the latest attempt's host.
     pool: usize,
-    phase: Phase,
+    /// Queued in the pool with this waiter id, the grant coming on `rx`.
+    waiter: Option<u64>,
     rx: Option<oneshot::Receiver<Grant>>,
     conn: Option<Conn>,
     /// The HTTP/2 stream of the attempt in progress (instead of `conn`).
@@ -250,112 +249,85 @@ struct Flight {
 }
 
 impl Flight {
-    /// The attempt in progress is cut by a route or per-try timeout: report
-    /// `Timeout` for an admitted attempt (its connection closes), or leave
-    /// the queue.
-    fn timed_out(&mut self) {
-        let sh = self.sh.clone();
-        let mut p = sh.proxy(self.li);
-        let now = sh.now();
-        match self.phase {
-            Phase::Idle => {}
-            Phase::Pending(_) => self.leave_queue(&mut p, now, true),
-            Phase::Outstanding => {
-                p.engine
-                    .handle_response(self.up, mesh_engine::Outcome::Timeout, now);
-                p.pools[self.pool].stats.rq_class[0] += 1;
-                sh.record_attempt(&p.pools[self.pool].address, 0, self.attempt_started);
-                if let Some(c) = self.conn.take() {
-                    p.release(self.pool, c, false, now);
-                }
-                if let Some(s) = self.stream.take() {
-                    p.release_stream(self.pool, &s, true, now);
-                }
-            }
-        }
-        self.phase = Phase::Idle;
-        p.drain_events();
-        drop(p);
-        spawn_connects(&sh, self.li);
-    }
-
-    /// Leaves the connection queue; a grant already sent is settled.
-    /// `report`: a granted failed connect reports `ConnectFailure` (a
-    /// timeout) rather than being silently cancelled (a client gone).
-    fn leave_queue(&mut self, p: &mut crate::proxy::Proxy, now: mesh_engine::Time, report: bool) {
-        let Phase::Pending(id) = self.phase else {
-            return;
-        };
-        if p.pools[self.pool].remove_waiter(id) {
-            p.engine.cancel_pending(self.up, now);
-        } else if let Some(mut rx) = self.rx.take() {
+    /// Gives back what the attempt in progress holds: its place in the
+    /// queue (or the grant already sent for it), or its connection or
+    /// stream (`reset`: the attempt was sent and is cut short, so an
+    /// HTTP/1.1 connection closes).
+    fn give_back(&mut self, p: &mut crate::proxy::Proxy, now: mesh_engine::Time, reset: bool) {
+        if let Some(id) = self.waiter.take()
+            && !p.pools[self.pool].remove_waiter(id)
+            && let Some(mut rx) = self.rx.take()
+        {
             match rx.try_recv() {
-                Ok(Grant::Conn(c)) => {
-                    p.engine.cancel(self.up, true, now);
-                    p.put_back(self.pool, c, now);
-                }
-                Ok(Grant::Stream(s)) => {
-                    p.engine.cancel(self.up, true, now);
-                    p.release_stream(self.pool, &s, false, now);
-                }
-                Ok(Grant::ConnectFailure) if report => {
-                    p.engine
-                        .handle_response(self.up, mesh_engine::Outcome::ConnectFailure, now);
-                }
-                Ok(Grant::ConnectFailure) => p.engine.cancel(self.up, true, now),
+                Ok(Grant::Conn(c)) => p.put_back(self.pool, c, now),
+                Ok(Grant::Stream(s)) => p.release_stream(self.pool, &s, false, now),
                 _ => {}
             }
         }
         self.rx = None;
-        self.phase = Phase::Idle;
+        if let Some(c) = self.conn.take() {
+            p.release(self.pool, c, !reset, now);
+        }
+        if let Some(s) = self.stream.take() {
+            p.release_stream(self.pool, &s, true, now);
+        }
+    }
+
+    /// Counts and records an attempt that got no status (a timeout).
+    fn count_failed_attempt(&self, p: &mut crate::proxy::Proxy) {
+        p.pools[self.pool].stats.rq_class[0] += 1;
+        self.sh
+            .record_attempt(&p.pools[self.pool].address, 0, self.attempt_started);
+    }
+
+    /// The route timeout fired: 504 `UT`; an attempt on a connection is
+    /// reset (its connection closes), a queued one leaves the queue.
+    fn route_timed_out(&mut self) -> Answer {
+        let sh = self.sh.clone();
+        let mut p = sh.proxy(self.li);
+        let now = sh.now();
+        let sent = self.ex.phase() == Phase::Sent;
+        let step = self.ex.handle_route_timeout(&mut p.engine, now);
+        if sent {
+            self.count_failed_attempt(&mut p);
+        }
+        self.give_back(&mut p, now, true);
+        p.drain_events();
+        drop(p);
+        spawn_connects(&sh, self.li);
+        match step {
+            Step::Answer(a) => {
+                let mut answer = Answer::local(a.status, a.cause, local_body(a.cause));
+                set_flags(&mut answer, a.flags);
+                answer
+            }
+            _ => {
+                let flag = Some(ResponseFlag::UpstreamRequestTimeout);
+                Answer::local(504, flag, local_body(flag))
+            }
+        }
     }
 }
 
 impl Drop for Flight {
     fn drop(&mut self) {
+        let holds = self.conn.is_some() || self.stream.is_some() || self.waiter.is_some();
+        if self.ex.phase() == Phase::Done && !holds {
+            return;
+        }
         let sh = self.sh.clone();
         let Ok(mut p) = sh.proxies[self.li].try_borrow_mut() else {
             return;
         };
-        let now = if self.phase == Phase::Idle {
-            // The request ended with its last event: no new clock read.
-            sh.recent()
-        } else {
-            sh.now()
-        };
-        match self.phase {
-            Phase::Idle => {}
-            Phase::Pending(_) => self.leave_queue(&mut p, now, false),
-            Phase::Outstanding => {
-                // Envoy resets the upstream stream; outlier detection is
-                // not told (the host did nothing wrong).
-                p.engine.cancel(self.up, true, now);
-                if let Some(c) = self.conn.take() {
-                    p.release(self.pool, c, false, now);
-                }
-                if let Some(s) = self.stream.take() {
-                    p.release_stream(self.pool, &s, true, now);
-                }
-            }
-        }
-        p.engine.finish_request(&mut self.state, now);
+        let now = sh.now();
+        // Envoy resets the upstream stream; outlier detection is not told
+        // (the host did nothing wrong).
+        self.ex.cancel(&mut p.engine, now);
+        self.give_back(&mut p, now, true);
         p.drain_events();
         drop(p);
         spawn_connects(&sh, self.li);
     }
-}
-
-/// How one attempt ended.
-enum AttemptEnd {
-    /// The breaker refused it (503 `UO`); nothing to report.
-    Overflow,
-    /// An upstream answer (reported).
-    Response(Answer),
-    /// A local-origin failure (reported).
-    Failed(Outcome),
-    /// The upstream went away or answered nonsense (reported as
-    /// [`Outcome::Reset`]).
-    Reset(Reset),
 }
 
 /// Why an attempt got no whole response, as Envoy's stream reset reasons
@@ -381,34 +353,18 @@ impl Reset {
             Self::Protocol => mesh_engine::ResetReason::ProtocolError,
         }
     }
-
-    fn flag(self) -> ResponseFlag {
-        match self {
-            Self::Termination => ResponseFlag::UpstreamConnectionTermination,
-            Self::Remote => ResponseFlag::UpstreamRemoteReset,
-            Self::Protocol => ResponseFlag::UpstreamProtocolError,
-        }
-    }
-
-    fn status(self) -> u16 {
-        match self {
-            Self::Protocol => 502,
-            Self::Termination | Self::Remote => 503,
-        }
-    }
 }
 
-async fn forward(sh: &Rc<Shared>, li: usize, f: Forward, req: &Req<'_>) -> Answer {
-    let (flight, set_cookie, per_try, template) = {
-        let mut p = sh.proxy(li);
-        let now = sh.recent();
-        let state = p.engine.start_request(&f, now);
+async fn forward(flight: &mut Flight, f: Forward, req: &Req<'_>) -> Answer {
+    let sh = flight.sh.clone();
+    let li = flight.li;
+    let (set_cookie, template) = {
+        let p = sh.proxy(li);
         let Some(route) = p.engine.route(f.route) else {
-            // Not reached: the state just started holds its route.
+            // Not reached: the exchange just started holds its route.
             let flag = Some(ResponseFlag::NoRouteFound);
             return Answer::local(404, flag, local_body(flag));
         };
-        let per_try = route.retries.as_ref().and_then(|r| r.per_try_timeout);
         let dest_ops = match &route.action {
             Action::Route(ds) => ds
                 .get(f.destination as usize)
@@ -417,36 +373,18 @@ async fn forward(sh: &Rc<Shared>, li: usize, f: Forward, req: &Req<'_>) -> Answe
             _ => HeaderOps::default(),
         };
         let template = Template::new(req, route, &dest_ops);
-        let flight = Flight {
-            sh: sh.clone(),
-            li,
-            state,
-            up: f.upstream,
-            pool: p.pool_for(f.upstream, req.conn.h2),
-            phase: Phase::Idle,
-            rx: None,
-            conn: None,
-            stream: None,
-            client_h2: req.conn.h2,
-            attempt_started: now,
-        };
-        (flight, p.engine.set_cookie_header(&f), per_try, template)
+        flight.pool = p.pool_for(f.upstream, req.conn.h2);
+        (p.engine.set_cookie_header(&f), template)
     };
-    let mut flight = flight;
-    let attempts = std::cell::Cell::new(0u32);
-    let run = attempts_loop(&mut flight, per_try, &template, &attempts);
+    let run = attempts_loop(flight, &template);
     let mut answer = match f.timeout {
         Some(t) => match tokio::time::timeout(t, run).await {
             Ok(a) => a,
-            Err(_) => {
-                flight.timed_out();
-                let flag = Some(ResponseFlag::UpstreamRequestTimeout);
-                Answer::local(504, flag, local_body(flag))
-            }
+            Err(_) => flight.route_timed_out(),
         },
         None => run.await,
     };
-    answer.attempts = attempts.get();
+    answer.attempts = flight.ex.attempts();
     {
         let p = sh.proxy(li);
         answer.upstream = Some(p.pools[flight.pool].address.clone());
@@ -457,90 +395,51 @@ async fn forward(sh: &Rc<Shared>, li: usize, f: Forward, req: &Req<'_>) -> Answe
         hdr::push(&mut answer.headers, b"set-cookie", c.as_bytes());
     }
     template.response_ops(&mut answer.headers);
-    drop(flight);
     answer
 }
 
-async fn attempts_loop(
-    flight: &mut Flight,
-    per_try: Option<Duration>,
-    template: &Template<'_>,
-    attempts: &std::cell::Cell<u32>,
-) -> Answer {
+/// The attempts of a forwarded request, with the back-offs between them,
+/// as its exchange says, to the answer.
+async fn attempts_loop(flight: &mut Flight, template: &Template<'_>) -> Answer {
     let sh = flight.sh.clone();
     let li = flight.li;
     loop {
-        attempts.set(attempts.get() + 1);
-        let end = match per_try {
-            Some(t) => {
-                match tokio::time::timeout(t, attempt(flight, template, attempts.get())).await {
-                    Ok(e) => e,
-                    Err(_) => {
-                        flight.timed_out();
-                        AttemptEnd::Failed(Outcome::Timeout)
-                    }
-                }
-            }
-            None => attempt(flight, template, attempts.get()).await,
-        };
-        let outcome = match &end {
-            AttemptEnd::Overflow => {
-                let flag = Some(ResponseFlag::UpstreamOverflow);
-                return Answer::local(503, flag, local_body(flag));
-            }
-            AttemptEnd::Response(r) => Outcome::Status(r.status),
-            AttemptEnd::Failed(o) => *o,
-            AttemptEnd::Reset(r) => Outcome::Reset(r.reason()),
-        };
-        let decision = {
-            let mut p = sh.proxy(li);
-            let now = sh.recent();
-            p.engine.retry_decision(&mut flight.state, outcome, now)
-        };
-        match decision {
-            RetryDecision::Retry { backoff } => {
+        let (step, response) = attempt(flight, template).await;
+        let step = match step {
+            Step::Backoff { until } => {
                 sh.proxy(li).stats.retries += 1;
-                tokio::time::sleep(backoff).await;
-                let d = {
-                    let mut p = sh.proxy(li);
-                    let now = sh.now();
-                    let d = p.engine.retry(&mut flight.state, now);
-                    p.drain_events();
-                    if let Decision::Forward(f) = d {
-                        flight.up = f.upstream;
-                        flight.pool = p.pool_for(f.upstream, flight.client_h2);
-                    }
-                    d
-                };
-                if !matches!(d, Decision::Forward(_)) {
-                    let flag = Some(ResponseFlag::NoHealthyUpstream);
-                    return Answer::local(503, flag, local_body(flag));
+                tokio::time::sleep(until.saturating_since(sh.recent())).await;
+                let mut p = sh.proxy(li);
+                let now = sh.now();
+                let step = flight.ex.handle_backoff_over(&mut p.engine, now);
+                p.drain_events();
+                if let Step::Forward(f) = step {
+                    flight.pool = p.pool_for(f.upstream, flight.client_h2);
+                    continue;
                 }
+                step
             }
-            RetryDecision::Done { flag } => {
-                let (status, own) = match (&end, outcome) {
-                    (AttemptEnd::Reset(r), _) => (r.status(), Some(r.flag())),
-                    (_, Outcome::Timeout) => (504, Some(ResponseFlag::UpstreamRequestTimeout)),
-                    (_, Outcome::ConnectFailure) => {
-                        (503, Some(ResponseFlag::UpstreamConnectionFailure))
-                    }
-                    _ => (503, None),
-                };
-                let mut a = match end {
-                    AttemptEnd::Response(r) => r,
-                    _ => Answer::local(status, own, local_body(own)),
-                };
-                for f in [own, flag].into_iter().flatten() {
-                    a.add_flag(f.as_str());
-                }
-                return a;
+            step => step,
+        };
+        return match (step, response) {
+            (Step::Answer(a), Some(mut r)) if a.from_upstream => {
+                set_flags(&mut r, a.flags);
+                r
             }
-        }
+            (Step::Answer(a), _) => {
+                let mut answer = Answer::local(a.status, a.cause, local_body(a.cause));
+                set_flags(&mut answer, a.flags);
+                answer
+            }
+            _ => Answer::local(500, None, local_body(None)),
+        };
     }
 }
 
-/// One attempt: admission, connection, request, whole response.
-async fn attempt(flight: &mut Flight, template: &Template<'_>, n: u32) -> AttemptEnd {
+/// One attempt: admission, a connection (at once, or after waiting in the
+/// pool's queue), the request and the whole response under the per-try
+/// timeout; what the exchange says next, with the upstream's response.
+async fn attempt(flight: &mut Flight, template: &Template<'_>) -> (Step, Option<Answer>) {
     let sh = flight.sh.clone();
     let li = flight.li;
     // An attempt starts with the event that led to it (the request, or
@@ -549,89 +448,156 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>, n: u32) -> Attemp
     let acq = {
         let mut p = sh.proxy(li);
         let now = sh.recent();
-        p.acquire(flight.pool, flight.up, now)
+        p.acquire(flight.pool, &mut flight.ex, now)
     };
     spawn_connects(&sh, li);
-    let conn = match acq {
-        Acquire::Overflow => return AttemptEnd::Overflow,
-        Acquire::Ready(c) => c,
-        Acquire::Stream(s) => return attempt_h2(flight, template, n, s).await,
+    let try_deadline = match acq {
+        Acquire::Ready(c, t) => {
+            flight.conn = Some(c);
+            t
+        }
+        Acquire::Stream(s, t) => {
+            flight.stream = Some(s);
+            t
+        }
+        Acquire::Answer(a) => return (Step::Answer(a), None),
+        Acquire::Stale => return (Step::Stale, None),
         Acquire::Wait(id, rx) => {
-            flight.phase = Phase::Pending(id);
+            flight.waiter = Some(id);
             flight.rx = Some(rx);
             let g = match flight.rx.as_mut() {
                 Some(rx) => rx.await,
-                None => return AttemptEnd::Overflow,
+                None => return (Step::Stale, None),
             };
+            flight.waiter = None;
             flight.rx = None;
-            flight.phase = Phase::Idle;
-            match g {
-                Ok(Grant::Conn(c)) => c,
-                Ok(Grant::Stream(s)) => return attempt_h2(flight, template, n, s).await,
-                Ok(Grant::Overflow) => return AttemptEnd::Overflow,
-                Err(_) => {
-                    // The pool dropped the request without an answer (not
-                    // expected): it leaves the queue as a failed connect.
-                    let mut p = sh.proxy(li);
-                    let now = sh.now();
-                    p.engine.cancel_pending(flight.up, now);
-                    p.drain_events();
-                    return AttemptEnd::Failed(Outcome::ConnectFailure);
+            let mut p = sh.proxy(li);
+            let now = sh.now();
+            let admitted = match g {
+                Ok(Grant::Conn(c)) => {
+                    flight.conn = Some(c);
+                    flight.ex.dequeue(&mut p.engine, now)
                 }
-                Ok(Grant::ConnectFailure) => {
-                    let mut p = sh.proxy(li);
-                    let now = sh.now();
-                    p.engine
-                        .handle_response(flight.up, Outcome::ConnectFailure, now);
-                    p.pools[flight.pool].stats.rq_class[0] += 1;
-                    sh.record_attempt(&p.pools[flight.pool].address, 0, flight.attempt_started);
+                Ok(Grant::Stream(s)) => {
+                    flight.stream = Some(s);
+                    flight.ex.dequeue(&mut p.engine, now)
+                }
+                // The pool's connection for it failed (or, not expected,
+                // the pool dropped it): a connect failure.
+                Ok(Grant::ConnectFailure) | Err(_) => {
+                    let step = flight.ex.handle_connect_failure(&mut p.engine, now);
+                    let overflowed = matches!(
+                        step,
+                        Step::Answer(a) if a.cause == Some(ResponseFlag::UpstreamOverflow)
+                    );
+                    if !overflowed {
+                        flight.count_failed_attempt(&mut p);
+                    }
                     p.drain_events();
-                    return AttemptEnd::Failed(Outcome::ConnectFailure);
+                    return (step, None);
+                }
+            };
+            match admitted {
+                Admit::Send { try_deadline } => {
+                    p.drain_events();
+                    try_deadline
+                }
+                other => {
+                    // Overflowed on `maxRequests`: the connection or stream
+                    // goes back unused.
+                    if let Some(c) = flight.conn.take() {
+                        p.put_back(flight.pool, c, now);
+                    }
+                    if let Some(s) = flight.stream.take() {
+                        p.release_stream(flight.pool, &s, false, now);
+                    }
+                    p.drain_events();
+                    drop(p);
+                    spawn_connects(&sh, li);
+                    return match other {
+                        Admit::Answer(a) => (Step::Answer(a), None),
+                        _ => (Step::Stale, None),
+                    };
                 }
             }
         }
     };
-    flight.phase = Phase::Outstanding;
-    flight.conn = Some(conn);
-    let limits = h1::Limits {
-        max_head: sh.options.max_header_bytes,
-        max_body: sh.options.max_body_bytes,
-    };
-    let result = {
-        let Some(c) = flight.conn.as_mut() else {
-            return AttemptEnd::Reset(Reset::Termination);
+    let n = flight.ex.attempts();
+    // Envoy starts the per-try timeout when the pool hands out the
+    // connection.
+    let per_try = try_deadline.map(|t| t.saturating_since(sh.recent()));
+    let result = if let Some(c) = flight.conn.as_mut() {
+        let limits = h1::Limits {
+            max_head: sh.options.max_header_bytes,
+            max_body: sh.options.max_body_bytes,
         };
-        exchange(c, template, n, limits).await
+        within(per_try, exchange(c, template, n, limits)).await
+    } else if let Some(s) = flight.stream.as_ref() {
+        let mut send = s.send.clone();
+        let max_body = sh.options.max_body_bytes;
+        within(per_try, async {
+            match template.h2_request(n) {
+                Ok(req) => exchange_h2(&mut send, req, max_body).await,
+                Err(()) => Err(Reset::Protocol),
+            }
+        })
+        .await
+    } else {
+        return (Step::Stale, None);
     };
     let mut p = sh.proxy(li);
     let now = sh.now();
-    let answered = result.is_ok();
-    let end = report(&sh, &mut p, flight, result, now);
+    let (step, response, keep) = match result {
+        Some(result) => {
+            let answered = result.is_ok();
+            let (step, response) = report(&sh, &mut p, flight, result, now);
+            // A connection is kept if answered and not marked finished by
+            // the exchange.
+            (step, response, answered)
+        }
+        None => {
+            // The per-try timeout: the attempt is reset.
+            let step = flight
+                .ex
+                .handle_response(&mut p.engine, Outcome::Timeout, now);
+            flight.count_failed_attempt(&mut p);
+            (step, None, false)
+        }
+    };
     if let Some(c) = flight.conn.take() {
-        // Kept if answered and not marked finished by the exchange.
-        p.release(flight.pool, c, answered, now);
+        p.release(flight.pool, c, keep, now);
     }
-    flight.phase = Phase::Idle;
+    if let Some(s) = flight.stream.take() {
+        p.release_stream(flight.pool, &s, true, now);
+    }
     p.drain_events();
     drop(p);
     spawn_connects(&sh, li);
-    end
+    (step, response)
 }
 
-/// Reports an admitted attempt's end to the engine, the pool's counters
-/// and the recording: the upstream's answer, or (`Err`) a reset.
+/// `fut`'s output, or `None` if `limit` passes first.
+async fn within<T>(limit: Option<Duration>, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    match limit {
+        Some(t) => tokio::time::timeout(t, fut).await.ok(),
+        None => Some(fut.await),
+    }
+}
+
+/// Reports an attempt's end to its exchange, the pool's counters and the
+/// recording: the upstream's answer, or (`Err`) a reset.
 fn report(
     sh: &Shared,
     p: &mut crate::proxy::Proxy,
-    flight: &Flight,
+    flight: &mut Flight,
     result: Result<Answer, Reset>,
     now: mesh_engine::Time,
-) -> AttemptEnd {
+) -> (Step, Option<Answer>) {
     let stats = &mut p.pools[flight.pool].stats;
     stats.rq_total += 1;
-    let (status, end) = match result {
-        Ok(resp) => (resp.status, AttemptEnd::Response(resp)),
-        Err(r) => (0, AttemptEnd::Reset(r)),
+    let (status, outcome) = match &result {
+        Ok(resp) => (resp.status, Outcome::Status(resp.status)),
+        Err(r) => (0, Outcome::Reset(r.reason())),
     };
     stats.rq_class[usize::from(status / 100).min(5)] += 1;
     sh.record_attempt(
@@ -639,46 +605,8 @@ fn report(
         status,
         flight.attempt_started,
     );
-    let outcome = match &end {
-        AttemptEnd::Failed(o) => *o,
-        AttemptEnd::Reset(r) => Outcome::Reset(r.reason()),
-        _ => Outcome::Status(status),
-    };
-    p.engine.handle_response(flight.up, outcome, now);
-    end
-}
-
-/// The rest of an attempt on an HTTP/2 stream: the request, the whole
-/// response, the outcome reported as for HTTP/1.1 (a stream reset, GOAWAY
-/// or connection error is `Reset`).
-async fn attempt_h2(
-    flight: &mut Flight,
-    template: &Template<'_>,
-    n: u32,
-    stream: Stream,
-) -> AttemptEnd {
-    let sh = flight.sh.clone();
-    let li = flight.li;
-    flight.phase = Phase::Outstanding;
-    let mut send = stream.send.clone();
-    flight.stream = Some(stream);
-    let max_body = sh.options.max_body_bytes;
-    let result = match template.h2_request(n) {
-        Ok(req) => exchange_h2(&mut send, req, max_body).await,
-        Err(()) => Err(Reset::Protocol),
-    };
-    drop(send);
-    let mut p = sh.proxy(li);
-    let now = sh.now();
-    let end = report(&sh, &mut p, flight, result, now);
-    if let Some(s) = flight.stream.take() {
-        p.release_stream(flight.pool, &s, true, now);
-    }
-    flight.phase = Phase::Idle;
-    p.drain_events();
-    drop(p);
-    spawn_connects(&sh, li);
-    end
+    let step = flight.ex.handle_response(&mut p.engine, outcome, now);
+    (step, result.ok())
 }
 
 /// Sends a request on an HTTP/2 connection and reads the whole response

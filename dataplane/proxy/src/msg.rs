@@ -138,33 +138,6 @@ impl Answer {
             attempts: 0,
         }
     }
-
-    /// Adds a response flag, kept in Envoy's access-log order (`UT,DI,URX`).
-    pub(crate) fn add_flag(&mut self, flag: &str) {
-        if self.flags.split(',').any(|f| f == flag) {
-            return;
-        }
-        let rank = mesh_engine::envoy_flag_rank(flag);
-        // The byte offset of the first flag that goes after this one.
-        let mut at = self.flags.len();
-        let mut offset = 0;
-        for f in self.flags.split(',') {
-            if mesh_engine::envoy_flag_rank(f) > rank {
-                at = offset;
-                break;
-            }
-            offset += f.len() + 1;
-        }
-        if self.flags.is_empty() {
-            self.flags.push_str(flag);
-        } else if at >= self.flags.len() {
-            self.flags.push(',');
-            self.flags.push_str(flag);
-        } else {
-            self.flags.insert(at, ',');
-            self.flags.insert_str(at, flag);
-        }
-    }
 }
 
 /// The text of a local reply, as Envoy words them.
@@ -191,19 +164,5 @@ pub(crate) fn local_body(flag: Option<ResponseFlag>) -> &'static str {
             "upstream connect error or disconnect/reset before headers. reset reason: protocol error"
         }
         _ => "local reply",
-    }
-}
-
-#[cfg(test)]
-mod flag_tests {
-    use super::*;
-
-    #[test]
-    fn flags_are_kept_in_envoys_access_log_order() {
-        let mut a = Answer::local(504, None, "");
-        for f in ["URX", "UT", "DI", "UT", "UF"] {
-            a.add_flag(f);
-        }
-        assert_eq!(a.flags, "UT,UF,DI,URX");
     }
 }

@@ -141,17 +141,16 @@ pub(crate) struct Stream {
     pub(crate) conn: u64,
 }
 
-/// What a waiting request is handed.
+/// What a waiting request is handed; its exchange then admits it
+/// (`Exchange::dequeue`, which may still overflow on `maxRequests`).
 #[derive(Debug)]
 pub(crate) enum Grant {
-    /// A connection, attached (the engine's `dequeue` said `Attach`).
+    /// A connection, marked busy for it.
     Conn(Conn),
-    /// A stream on an HTTP/2 connection, attached.
+    /// A stream on an HTTP/2 connection, counted for it.
     Stream(Stream),
-    /// The engine's `dequeue` overflowed (503 `UO`).
-    Overflow,
-    /// A connection attempt for it failed; it is attached and must report
-    /// `Outcome::ConnectFailure`.
+    /// The connection attempt for it failed
+    /// (`Exchange::handle_connect_failure`).
     ConnectFailure,
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_engine::config::{Config, UpstreamProtocol};
-use mesh_engine::{Admission, Engine, EngineEvent, Time, Upstream};
+use mesh_engine::{Admit, Engine, EngineEvent, Exchange, Time, Upstream};
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
@@ -381,10 +381,14 @@ impl Proxy {
         self.drain_events();
     }
 
-    /// Admission of an attempt to `up` in pool `pool`.
-    pub(crate) fn acquire(&mut self, pool: usize, up: Upstream, now: Time) -> Acquire {
+    /// Admission of the forwarded attempt of `ex` in pool `pool`: the
+    /// exchange asks the engine, given what the pool has.
+    pub(crate) fn acquire(&mut self, pool: usize, ex: &mut Exchange, now: Time) -> Acquire {
+        let Some(up) = ex.upstream() else {
+            return Acquire::Stale;
+        };
         if self.pools[pool].h2 {
-            let out = self.acquire_h2(pool, up, now);
+            let out = self.acquire_h2(pool, ex, up, now);
             self.drain_events();
             return out;
         }
@@ -393,30 +397,27 @@ impl Proxy {
         let p = &self.pools[pool];
         let ready = !p.idle.is_empty();
         let empty = p.is_empty();
-        let a = self.engine.admit(up, ready, empty, now);
-        let out = match a {
-            Admission::Attach => {
+        let out = match ex.admit(&mut self.engine, ready, empty, now) {
+            Admit::Send { try_deadline } => {
                 let p = &mut self.pools[pool];
                 match p.idle.pop() {
                     Some(c) => {
                         p.busy += 1;
-                        Acquire::Ready(c)
+                        Acquire::Ready(c, try_deadline)
                     }
-                    None => {
-                        // Not reachable: `ready` said an idle one exists.
-                        self.engine.cancel(up, true, now);
-                        Acquire::Overflow
-                    }
+                    // Not reachable: `ready` said an idle one exists.
+                    None => Acquire::Stale,
                 }
             }
-            Admission::Queue { open_connection } => {
+            Admit::Queue { open_connection } => {
                 let (id, rx) = self.enqueue(pool, up);
                 if open_connection {
                     self.open(pool, up, now);
                 }
                 Acquire::Wait(id, rx)
             }
-            Admission::Overflow => Acquire::Overflow,
+            Admit::Answer(a) => Acquire::Answer(a),
+            Admit::Stale => Acquire::Stale,
         };
         self.drain_events();
         out
@@ -530,19 +531,15 @@ impl Proxy {
         self.pump(pool, now);
     }
 
-    /// The connection meant for the first waiter failed: it is attached and
-    /// reports the failure (or overflows on `maxRequests`). False if no
-    /// request waits.
+    /// The connection meant for the first waiter failed: its exchange
+    /// takes the failure. False if no request waits.
     fn fail_first_waiter(&mut self, pool: usize, now: Time) -> bool {
         let Some(w) = self.pools[pool].waiters.pop_front() else {
             return false;
         };
-        let g = match self.engine.dequeue(w.up, now) {
-            Admission::Attach => Grant::ConnectFailure,
-            _ => Grant::Overflow,
-        };
-        if let Err(Grant::ConnectFailure) = w.tx.send(g) {
-            self.engine.cancel(w.up, true, now);
+        if w.tx.send(Grant::ConnectFailure).is_err() {
+            // Its request is gone without leaving the queue.
+            self.engine.cancel_pending(w.up, now);
         }
         true
     }
@@ -600,22 +597,16 @@ impl Proxy {
             let Some(w) = p.waiters.pop_front() else {
                 break;
             };
-            match self.engine.dequeue(w.up, now) {
-                Admission::Attach => {
-                    let p = &mut self.pools[pool];
-                    let Some(c) = p.idle.pop() else { break };
-                    p.busy += 1;
-                    if let Err(Grant::Conn(c)) = w.tx.send(Grant::Conn(c)) {
-                        // The request left without taking it off the queue.
-                        self.engine.cancel(w.up, true, now);
-                        let p = &mut self.pools[pool];
-                        p.busy = p.busy.saturating_sub(1);
-                        p.idle.push(c);
-                    }
-                }
-                _ => {
-                    let _ = w.tx.send(Grant::Overflow);
-                }
+            // The request's exchange admits it (or overflows) when it
+            // takes the connection.
+            let Some(c) = p.idle.pop() else { break };
+            p.busy += 1;
+            if let Err(Grant::Conn(c)) = w.tx.send(Grant::Conn(c)) {
+                // The request left without taking it off the queue.
+                self.engine.cancel_pending(w.up, now);
+                let p = &mut self.pools[pool];
+                p.busy = p.busy.saturating_sub(1);
+                p.idle.push(c);
             }
         }
         self.drain_events();
@@ -637,22 +628,19 @@ impl Proxy {
     /// a connection has a free stream. A queued request opens a connection
     /// (if the breaker allows) only when the connections being set up will
     /// not carry the whole queue.
-    fn acquire_h2(&mut self, pool: usize, up: Upstream, now: Time) -> Acquire {
+    fn acquire_h2(&mut self, pool: usize, ex: &mut Exchange, up: Upstream, now: Time) -> Acquire {
         let l = self.h2_limits(up);
         self.close_spent_h2(pool, l, now);
         let p = &self.pools[pool];
         let ready = p.h2conns.iter().any(|c| l.has_capacity(c));
         let empty = p.is_empty();
-        match self.engine.admit(up, ready, empty, now) {
-            Admission::Attach => match self.take_stream(pool, l) {
-                Some(s) => Acquire::Stream(s),
-                None => {
-                    // Not reachable: `ready` said a connection has room.
-                    self.engine.cancel(up, true, now);
-                    Acquire::Overflow
-                }
+        match ex.admit(&mut self.engine, ready, empty, now) {
+            Admit::Send { try_deadline } => match self.take_stream(pool, l) {
+                Some(s) => Acquire::Stream(s, try_deadline),
+                // Not reachable: `ready` said a connection has room.
+                None => Acquire::Stale,
             },
-            Admission::Queue { open_connection } => {
+            Admit::Queue { open_connection } => {
                 let (id, rx) = self.enqueue(pool, up);
                 let p = &self.pools[pool];
                 let coming = u64::from(p.connecting) * u64::from(l.streams_per_connection());
@@ -661,7 +649,8 @@ impl Proxy {
                 }
                 Acquire::Wait(id, rx)
             }
-            Admission::Overflow => Acquire::Overflow,
+            Admit::Answer(a) => Acquire::Answer(a),
+            Admit::Stale => Acquire::Stale,
         }
     }
 
@@ -742,25 +731,23 @@ impl Proxy {
             let Some(w) = self.pools[pool].waiters.pop_front() else {
                 break;
             };
-            match self.engine.dequeue(w.up, now) {
-                Admission::Attach => {
-                    let Some(s) = self.take_stream(pool, l) else {
-                        break;
-                    };
-                    if let Err(Grant::Stream(s)) = w.tx.send(Grant::Stream(s)) {
-                        // The request left without taking it off the queue.
-                        self.engine.cancel(w.up, true, now);
-                        let p = &mut self.pools[pool];
-                        if let Some(c) = p.h2conns.iter_mut().find(|c| c.id == s.conn) {
-                            c.active = c.active.saturating_sub(1);
-                            c.served = c.served.saturating_sub(1);
-                        }
-                    }
-                }
-                _ => {
-                    let _ = w.tx.send(Grant::Overflow);
-                }
+            let Some(s) = self.take_stream(pool, l) else {
+                break;
+            };
+            if let Err(Grant::Stream(s)) = w.tx.send(Grant::Stream(s)) {
+                // The request left without taking it off the queue.
+                self.engine.cancel_pending(w.up, now);
+                self.untake_stream(pool, &s);
             }
+        }
+    }
+
+    /// Gives back a stream that was never used.
+    fn untake_stream(&mut self, pool: usize, s: &Stream) {
+        let p = &mut self.pools[pool];
+        if let Some(c) = p.h2conns.iter_mut().find(|c| c.id == s.conn) {
+            c.active = c.active.saturating_sub(1);
+            c.served = c.served.saturating_sub(1);
         }
     }
 
@@ -794,34 +781,24 @@ impl Proxy {
                 // as an HTTP/1.1 connection is handed out unchecked: a pool
                 // never reconnects in a loop for a request.
                 if let Some(w) = self.pools[pool].waiters.pop_front() {
-                    let g = match self.engine.dequeue(w.up, now) {
-                        Admission::Attach => {
-                            // The connection just pushed is the last one.
-                            let p = &mut self.pools[pool];
-                            match p.h2conns.last_mut() {
-                                Some(c) => {
-                                    c.active += 1;
-                                    c.served += 1;
-                                    Grant::Stream(Stream {
-                                        send: c.send.clone(),
-                                        conn: c.id,
-                                    })
-                                }
-                                None => {
-                                    self.engine.cancel(w.up, true, now);
-                                    Grant::Overflow
-                                }
+                    // The connection just pushed is the last one.
+                    let p = &mut self.pools[pool];
+                    let g = p.h2conns.last_mut().map(|c| {
+                        c.active += 1;
+                        c.served += 1;
+                        Grant::Stream(Stream {
+                            send: c.send.clone(),
+                            conn: c.id,
+                        })
+                    });
+                    match g {
+                        Some(g) => {
+                            if let Err(Grant::Stream(s)) = w.tx.send(g) {
+                                self.engine.cancel_pending(w.up, now);
+                                self.untake_stream(pool, &s);
                             }
                         }
-                        _ => Grant::Overflow,
-                    };
-                    if let Err(Grant::Stream(s)) = w.tx.send(g) {
-                        self.engine.cancel(w.up, true, now);
-                        let p = &mut self.pools[pool];
-                        if let Some(c) = p.h2conns.iter_mut().find(|c| c.id == s.conn) {
-                            c.active = c.active.saturating_sub(1);
-                            c.served = c.served.saturating_sub(1);
-                        }
+                        None => self.pools[pool].waiters.push_front(w),
                     }
                 }
             }
@@ -952,14 +929,16 @@ impl Proxy {
 /// The answer to an attempt's admission.
 #[derive(Debug)]
 pub(crate) enum Acquire {
-    /// An idle connection, attached.
-    Ready(Conn),
-    /// A stream on an HTTP/2 connection, attached.
-    Stream(Stream),
-    /// Queued: wait for the grant.
+    /// An idle connection, attached; the per-try deadline.
+    Ready(Conn, Option<Time>),
+    /// A stream on an HTTP/2 connection, attached; the per-try deadline.
+    Stream(Stream, Option<Time>),
+    /// Queued: wait for the grant, then the exchange's `dequeue`.
     Wait(u64, oneshot::Receiver<Grant>),
-    /// 503 `UO`.
-    Overflow,
+    /// The breaker refused it (503 `UO`).
+    Answer(mesh_engine::Answer),
+    /// Not admissible (not reached).
+    Stale,
 }
 
 /// A connection to start, handed from the (synchronous) pool to the async
