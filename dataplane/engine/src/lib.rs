@@ -48,18 +48,19 @@
 //! # Driving the engine
 //!
 //! A caller owns the clock, the sockets and the timers; the engine owns the
-//! decisions. One request's life, as the simulator and the proxy run it
-//! (the calling convention is on [`Engine`]): decide, admit, report each
-//! attempt's outcome, let the retry policy decide, finish; between
-//! requests, run the outlier-detection ticks when
-//! [`Engine::poll_timeout`] says and drain [`Engine::poll_event`].
+//! decisions. Each request is an [`Exchange`]: the caller feeds it what
+//! happened (`handle_*`, `admit`, `dequeue`, `cancel`) with the time and
+//! does what it answers ([`Step`], [`Admit`]): forward to a host, queue for
+//! a connection, wait out a back-off, answer with a status and Envoy's
+//! response flags. The simulator, meshproxy and the engine's tests all
+//! drive requests this way. Between requests, run the outlier-detection
+//! ticks when [`Engine::poll_timeout`] says and drain
+//! [`Engine::poll_event`].
 //!
 //! ```
 //! use std::sync::Arc;
-//! use std::time::Duration;
 //! use mesh_engine::{
-//!     Admission, Decision, Engine, EngineEvent, Outcome, ProxySpec, Request, RetryDecision,
-//!     Time, config,
+//!     Admit, Engine, EngineEvent, Exchange, Outcome, ProxySpec, Request, Step, Time, config,
 //! };
 //!
 //! // Two endpoints; the first always answers 503. Retries on 5xx, and
@@ -89,41 +90,39 @@
 //! // What the upstream answers: the caller's world (a socket, or a model).
 //! let answer = |address: &str| if address == "10.0.0.1:80" { 503 } else { 200 };
 //!
-//! let mut now = Time::ZERO;
+//! let mut now = Time::from_millis(0);
 //! let mut ejected = Vec::new();
 //! let mut failed_at = Vec::new(); // when the 503s were reported
 //! for _ in 0..6 {
-//!     now = now + Duration::from_millis(10);
+//!     now = now + std::time::Duration::from_millis(10);
 //!     // Outlier-detection ticks due by now.
 //!     if engine.poll_timeout().is_some_and(|t| t <= now) {
 //!         engine.handle_timeout(now);
 //!     }
-//!     let req = Request::get("backend", "/");
-//!     let Decision::Forward(f) = engine.handle_request(&req, now) else { panic!() };
-//!     let mut state = engine.start_request(&f, now);
-//!     let mut upstream = f.upstream;
-//!     let status = loop {
-//!         // No connection model here: a ready connection is always there.
-//!         assert_eq!(engine.admit(upstream, true, false, now), Admission::Attach);
-//!         let status = answer(engine.endpoint_address(upstream));
-//!         engine.handle_response(upstream, Outcome::Status(status), now);
-//!         if status == 503 {
-//!             failed_at.push(now);
-//!         }
-//!         match engine.retry_decision(&mut state, Outcome::Status(status), now) {
-//!             RetryDecision::Retry { backoff } => {
-//!                 now = now + backoff; // a timer, in a real caller
-//!                 match engine.retry(&mut state, now) {
-//!                     Decision::Forward(next) => upstream = next.upstream,
-//!                     _ => break 503, // no host left to retry on: 503 UH
+//!     let (mut ex, mut step) = Exchange::start(&mut engine, &Request::get("backend", "/"), now);
+//!     let final_answer = loop {
+//!         match step {
+//!             Step::Forward(f) => {
+//!                 // No connection model here: a ready connection is always there.
+//!                 let Admit::Send { .. } = ex.admit(&mut engine, true, false, now) else {
+//!                     panic!("no breaker limits here")
+//!                 };
+//!                 let status = answer(engine.endpoint_address(f.upstream));
+//!                 if status == 503 {
+//!                     failed_at.push(now);
 //!                 }
+//!                 step = ex.handle_response(&mut engine, Outcome::Status(status), now);
 //!             }
-//!             RetryDecision::Done { .. } => break status,
+//!             Step::Backoff { until } => {
+//!                 now = until; // a timer, in a real caller
+//!                 step = ex.handle_backoff_over(&mut engine, now);
+//!             }
+//!             Step::Answer(a) => break a,
+//!             Step::Delay { .. } | Step::Stale => unreachable!("no fault here"),
 //!         }
 //!     };
-//!     engine.finish_request(&mut state, now);
 //!     // Every request ends well: a 503 is retried on the other host.
-//!     assert_eq!(status, 200);
+//!     assert_eq!((final_answer.status, final_answer.flags.to_string()), (200, String::new()));
 //!     while let Some((at, event)) = engine.poll_event() {
 //!         if let EngineEvent::Ejected { upstream, .. } = event {
 //!             ejected.push((engine.endpoint_address(upstream).to_owned(), at));
@@ -133,6 +132,10 @@
 //! // The failing host's second consecutive 503 ejected it, at that instant.
 //! assert_eq!(ejected, [("10.0.0.1:80".to_owned(), failed_at[1])]);
 //! ```
+//!
+//! The [`Engine`]'s own calls (`handle_request`, `admit`, `handle_response`,
+//! `retry_decision`, `retry`, `finish_request`, …) are what an exchange
+//! runs; their calling convention is on [`Engine`].
 #![forbid(unsafe_code)]
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 #![warn(missing_docs)]

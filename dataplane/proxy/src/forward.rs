@@ -1,13 +1,10 @@
-//! One downstream request: ask the engine, forward with retries and
-//! timeouts as it decides, report every outcome back, answer.
-//!
-//! The engine calls follow the simulator's protocol (`sim/src/run.rs`):
-//! `handle_request` (→ `Delay` → `handle_delayed`), `start_request`, per
-//! attempt `admit` (→ queue → `dequeue` or `cancel_pending`) and exactly one
-//! `handle_response` per admitted attempt, `retry_decision` after each,
-//! `retry` after the back-off, and `finish_request` at the end. A request
-//! whose client goes away is cleaned up by [`Flight`]'s `Drop` (`cancel`,
-//! as Envoy resets the upstream stream).
+//! One downstream request: its engine [`Exchange`] decides each step (the
+//! route, a fault delay, admission, retries and back-offs, the route
+//! timeout, the answer and its flags) and this does the I/O: pooled
+//! connections, HTTP/2 streams, timers. The simulator drives the same
+//! `Exchange`. A request whose client goes away is cleaned up by
+//! [`Flight`]'s `Drop` (`Exchange::cancel`, as Envoy resets the upstream
+//! stream).
 //!
 //! Requests come as slices of the listener's read buffer ([`Req`]) and
 //! answers go back with their headers in wire form ([`Answer`]), whichever
@@ -577,7 +574,10 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>) -> (Step, Option<
 }
 
 /// `fut`'s output, or `None` if `limit` passes first.
-async fn within<T>(limit: Option<Duration>, fut: impl std::future::Future<Output = T>) -> Option<T> {
+async fn within<T>(
+    limit: Option<Duration>,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
     match limit {
         Some(t) => tokio::time::timeout(t, fut).await.ok(),
         None => Some(fut.await),

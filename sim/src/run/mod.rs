@@ -1,13 +1,15 @@
 //! One simulated run: the event loop that drives one engine per modelled
 //! proxy against modelled pods, in virtual time.
 //!
-//! A request's life: an arrival at a client proxy → `handle_request` (route,
-//! fault, balancer) → after any injected delay, `admit` (circuit breaker) →
-//! the pod serves it (concurrency slots, then a bounded queue) for a sampled
-//! latency → the response goes to `handle_response` (outlier detection) →
-//! `retry_decision` may schedule a retry after Envoy's back-off, picked by
-//! `retry` → the final answer is recorded. Per-try and route timeouts race
-//! the pod. Outlier ticks run at the engine's `poll_timeout`.
+//! A request's life is a `mesh_engine::Exchange` (the engine's request
+//! protocol, the same one meshproxy runs): an arrival at a client proxy
+//! starts it (route, fault, balancer) → after any injected delay, `admit`
+//! (circuit breaker) with the state of the proxy's connection pool → the
+//! pod serves it (concurrency slots, then a bounded queue) for a sampled
+//! latency → `handle_response` (outlier detection, then the retry policy)
+//! may schedule a retry after Envoy's back-off → the final answer, with
+//! its status and flags, is recorded. Per-try and route timeouts race the
+//! pod. Outlier ticks run at the engine's `poll_timeout`.
 //!
 //! The call graph: a pod whose version declares calls serves a request as a
 //! *job*. It makes its calls through its own sidecar (its own engine, so its

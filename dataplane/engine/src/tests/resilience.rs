@@ -16,9 +16,9 @@ use proptest::prelude::*;
 
 use super::{SEED, config, engine, sidecar};
 use crate::{
-    Admission, ClusterId, Decision, EjectReason, Engine, EngineEvent, EngineOptions, Forward,
-    MaxEjectionRule, Outcome, OutlierStats, RejectReason, Request, RequestState, ResetReason,
-    ResponseFlag, RetryDecision, Time, Upstream,
+    Admission, Admit, Answer, ClusterId, Decision, EjectReason, Engine, EngineEvent, EngineOptions,
+    Exchange, Forward, MaxEjectionRule, Outcome, OutlierStats, RejectReason, Request, RequestState,
+    ResetReason, ResponseFlag, RetryDecision, Step, Time, Upstream,
 };
 
 // === configs ===
@@ -1052,7 +1052,8 @@ enum SimEvent {
 enum Conn {
     Connecting,
     Idle,
-    Busy(usize, Upstream),
+    /// Carrying a request of this caller (its exchange in `exchanges`).
+    Busy(usize),
 }
 
 /// A fortio-like load (`-c callers -n requests`) through one proxy worker's
@@ -1070,7 +1071,10 @@ struct FortioRun {
     think: Duration,
     conns: BTreeMap<u64, Conn>,
     next_conn: u64,
-    pending: VecDeque<(usize, Upstream)>,
+    /// Callers' requests queued for a connection, with their exchanges.
+    pending: VecDeque<(usize, Exchange)>,
+    /// The exchange of the request on each busy connection.
+    exchanges: BTreeMap<u64, Exchange>,
     queue: BinaryHeap<Reverse<(Time, u64, SimEvent)>>,
     seq: u64,
     to_send: usize,
@@ -1093,6 +1097,7 @@ impl FortioRun {
             conns: BTreeMap::new(),
             next_conn: 0,
             pending: VecDeque::new(),
+            exchanges: BTreeMap::new(),
             queue: BinaryHeap::new(),
             seq: 0,
             to_send: requests,
@@ -1131,10 +1136,16 @@ impl FortioRun {
                     self.serve_pending(id, t);
                 }
                 SimEvent::Done(id) => {
-                    let Some(Conn::Busy(caller, up)) = self.conns.remove(&id) else {
+                    let (Some(Conn::Busy(caller)), Some(mut ex)) =
+                        (self.conns.remove(&id), self.exchanges.remove(&id))
+                    else {
                         panic!("response on a connection that is not busy")
                     };
-                    self.e.handle_response(up, Outcome::Status(200), t);
+                    let step = ex.handle_response(&mut self.e, Outcome::Status(200), t);
+                    assert!(
+                        matches!(step, Step::Answer(a) if a.status == 200),
+                        "{step:?}"
+                    );
                     self.ok += 1;
                     self.at(t + self.think, SimEvent::Send(caller));
                     // maxRequestsPerConnection 1: no keep-alive.
@@ -1163,48 +1174,52 @@ impl FortioRun {
             return;
         }
         self.to_send -= 1;
-        let f = forward_at(&mut self.e, t);
+        let (mut ex, step) = Exchange::start(&mut self.e, &Request::get("svc", "/"), t);
+        assert!(matches!(step, Step::Forward(_)), "{step:?}");
         let idle = self
             .conns
             .iter()
             .find(|(_, c)| **c == Conn::Idle)
             .map(|(id, _)| *id);
         let pool_empty = self.conns.is_empty();
-        match self.e.admit(f.upstream, idle.is_some(), pool_empty, t) {
-            Admission::Attach => {
+        match ex.admit(&mut self.e, idle.is_some(), pool_empty, t) {
+            Admit::Send { .. } => {
                 let id = idle.expect("attached without a ready connection");
-                self.conns.insert(id, Conn::Busy(caller, f.upstream));
+                self.conns.insert(id, Conn::Busy(caller));
+                self.exchanges.insert(id, ex);
                 self.at(t + self.service, SimEvent::Done(id));
             }
-            Admission::Queue { open_connection } => {
-                self.pending.push_back((caller, f.upstream));
+            Admit::Queue { open_connection } => {
+                self.pending.push_back((caller, ex));
                 if open_connection {
                     self.open(t);
                 }
             }
-            Admission::Overflow => {
-                // A local 503 UO, at once.
-                self.overflowed += 1;
-                self.at(t + self.think, SimEvent::Send(caller));
-            }
+            Admit::Answer(a) => self.overflow(caller, a, t),
+            Admit::Stale => panic!("a forwarded request is admissible"),
         }
+    }
+
+    /// A local 503 UO, at once; the caller sends its next request.
+    fn overflow(&mut self, caller: usize, a: Answer, t: Time) {
+        assert_eq!((a.status, a.flags.to_string().as_str()), (503, "UO"));
+        self.overflowed += 1;
+        self.at(t + self.think, SimEvent::Send(caller));
     }
 
     fn serve_pending(&mut self, id: u64, t: Time) {
         while self.conns.get(&id) == Some(&Conn::Idle) {
-            let Some((caller, up)) = self.pending.pop_front() else {
+            let Some((caller, mut ex)) = self.pending.pop_front() else {
                 return;
             };
-            match self.e.dequeue(up, t) {
-                Admission::Attach => {
-                    self.conns.insert(id, Conn::Busy(caller, up));
+            match ex.dequeue(&mut self.e, t) {
+                Admit::Send { .. } => {
+                    self.conns.insert(id, Conn::Busy(caller));
+                    self.exchanges.insert(id, ex);
                     self.at(t + self.service, SimEvent::Done(id));
                 }
-                Admission::Overflow => {
-                    self.overflowed += 1;
-                    self.at(t + self.think, SimEvent::Send(caller));
-                }
-                Admission::Queue { .. } => panic!("dequeue never queues"),
+                Admit::Answer(a) => self.overflow(caller, a, t),
+                Admit::Queue { .. } | Admit::Stale => panic!("dequeue never queues"),
             }
         }
     }
