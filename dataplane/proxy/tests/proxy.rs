@@ -955,6 +955,32 @@ route = [{ destination = { host = "echo", subset = "v1" } }]
 }
 
 #[test]
+fn a_per_try_timeout_starts_when_the_attempt_gets_its_connection() {
+    // One connection: the second of two concurrent requests waits ~300 ms
+    // for it, then takes ~300 ms on it. Its per-try timeout (400 ms) runs
+    // only on the connection, as Envoy's starts at `onPoolReady`, so
+    // neither request is cut or retried.
+    let a = Echo::start("v1", &[]);
+    let config = service(&[(&a, "v1")])
+        + &destination_rule(r#"trafficPolicy = { connectionPool = { tcp = { maxConnections = 1 } } }"#)
+        + &vs(r#"
+[[virtualService.http]]
+retries = { attempts = 1, perTryTimeout = "400ms", retryOn = "5xx" }
+route = [{ destination = { host = "echo", subset = "v1" } }]
+"#);
+    let p = Proxy::start(&config, &[]);
+    let addr = p.addr;
+    let callers: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || get(addr, "/?delay=300ms", &[]).status))
+        .collect();
+    let statuses: Vec<u16> = callers.into_iter().map(|c| c.join().unwrap()).collect();
+    assert_eq!(statuses, [200, 200]);
+    // One attempt each, no flag.
+    p.eventually("both answers logged", || p.proc.stdout.count(" 200 - ") == 2);
+    assert_eq!(p.proc.stdout.count(" 1 \"echo\""), 2, "{:?}", p.proc.stdout.all());
+}
+
+#[test]
 fn the_json_access_log_has_one_object_per_request() {
     let a = Echo::start("v1", &[]);
     let p = Proxy::start(&service(&[(&a, "v1")]), &["--access-log", "json"]);
