@@ -962,7 +962,9 @@ fn a_per_try_timeout_starts_when_the_attempt_gets_its_connection() {
     // neither request is cut or retried.
     let a = Echo::start("v1", &[]);
     let config = service(&[(&a, "v1")])
-        + &destination_rule(r#"trafficPolicy = { connectionPool = { tcp = { maxConnections = 1 } } }"#)
+        + &destination_rule(
+            r#"trafficPolicy = { connectionPool = { tcp = { maxConnections = 1 } } }"#,
+        )
         + &vs(r#"
 [[virtualService.http]]
 retries = { attempts = 1, perTryTimeout = "400ms", retryOn = "5xx" }
@@ -976,8 +978,15 @@ route = [{ destination = { host = "echo", subset = "v1" } }]
     let statuses: Vec<u16> = callers.into_iter().map(|c| c.join().unwrap()).collect();
     assert_eq!(statuses, [200, 200]);
     // One attempt each, no flag.
-    p.eventually("both answers logged", || p.proc.stdout.count(" 200 - ") == 2);
-    assert_eq!(p.proc.stdout.count(" 1 \"echo\""), 2, "{:?}", p.proc.stdout.all());
+    p.eventually("both answers logged", || {
+        p.proc.stdout.count(" 200 - ") == 2
+    });
+    assert_eq!(
+        p.proc.stdout.count(" 1 \"echo\""),
+        2,
+        "{:?}",
+        p.proc.stdout.all()
+    );
 }
 
 #[test]
