@@ -71,10 +71,6 @@ impl ResponseFlag {
         ENVOY_FLAG_ORDER[self as usize]
     }
 
-    /// The flag of a short name (`UT`), if it is one of these.
-    pub fn from_short(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.as_str() == name)
-    }
 }
 
 impl fmt::Display for ResponseFlag {
@@ -89,14 +85,6 @@ impl fmt::Display for ResponseFlag {
 pub const ENVOY_FLAG_ORDER: [&str; 15] = [
     "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "DC", "URX", "DPE", "UPE", "NC",
 ];
-
-/// Where a short flag goes in Envoy's access-log order (unknown ones last).
-pub fn envoy_flag_rank(flag: &str) -> usize {
-    ENVOY_FLAG_ORDER
-        .iter()
-        .position(|f| *f == flag)
-        .unwrap_or(ENVOY_FLAG_ORDER.len())
-}
 
 /// The response flags of one answer: a set, iterated and printed in
 /// Envoy's order whatever order they were added in. Plain data (two
@@ -118,12 +106,6 @@ impl ResponseFlags {
     #[must_use]
     pub const fn with(self, flag: ResponseFlag) -> Self {
         Self(self.0 | 1 << flag as u16)
-    }
-
-    /// The set without `flag`.
-    #[must_use]
-    pub const fn without(self, flag: ResponseFlag) -> Self {
-        Self(self.0 & !(1 << flag as u16))
     }
 
     /// Adds `flag`.
@@ -155,22 +137,6 @@ impl ResponseFlags {
             .filter(move |f| self.contains(*f))
     }
 
-    /// Parses Envoy's comma-separated form (`UT,URX`; empty or `-` for
-    /// none). Unknown names are an error, with the name.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let mut set = Self::NONE;
-        if text.is_empty() || text == "-" {
-            return Ok(set);
-        }
-        for name in text.split(',') {
-            match ResponseFlag::from_short(name) {
-                Some(f) => set.insert(f),
-                None => return Err(name.to_owned()),
-            }
-        }
-        Ok(set)
-    }
-
     /// Writes the comma-separated form into `buf` and returns it (empty
     /// for no flag; at most 47 bytes, every flag included).
     pub fn write_to(self, buf: &mut [u8; 48]) -> &str {
@@ -186,18 +152,6 @@ impl ResponseFlags {
         }
         // Only ASCII names were written.
         std::str::from_utf8(&buf[..n]).unwrap_or("")
-    }
-}
-
-impl From<ResponseFlag> for ResponseFlags {
-    fn from(flag: ResponseFlag) -> Self {
-        Self::of(flag)
-    }
-}
-
-impl From<Option<ResponseFlag>> for ResponseFlags {
-    fn from(flag: Option<ResponseFlag>) -> Self {
-        flag.map_or(Self::NONE, Self::of)
     }
 }
 
@@ -244,11 +198,10 @@ mod tests {
     }
 
     #[test]
-    fn every_flag_has_its_place_in_envoys_order_and_parses_back() {
+    fn every_flag_has_its_place_in_envoys_order_and_all_fit_the_buffer() {
         for (i, f) in ResponseFlag::ALL.into_iter().enumerate() {
             assert_eq!(f as usize, i);
-            assert_eq!(envoy_flag_rank(f.as_str()), i);
-            assert_eq!(ResponseFlag::from_short(f.as_str()), Some(f));
+            assert_eq!(ENVOY_FLAG_ORDER[i], f.as_str());
         }
         let mut all = ResponseFlags::NONE;
         for f in ResponseFlag::ALL {
@@ -257,9 +210,5 @@ mod tests {
         let text = all.to_string();
         assert_eq!(text, ENVOY_FLAG_ORDER.join(","));
         assert!(text.len() <= 47);
-        assert_eq!(ResponseFlags::parse(&text), Ok(all));
-        assert_eq!(ResponseFlags::parse("-"), Ok(ResponseFlags::NONE));
-        assert_eq!(ResponseFlags::parse("UT,XX"), Err("XX".to_owned()));
-        assert!(all.without(ResponseFlag::DelayInjected).iter().count() == 14);
     }
 }

@@ -164,7 +164,7 @@ pub use decision::{
 };
 pub use engine::{ClusterStats, Engine, EngineOptions, MAX_WORKERS, RequestState, RetryDecision};
 pub use exchange::{Admit, Answer, Exchange, Step};
-pub use flags::{ENVOY_FLAG_ORDER, ResponseFlag, ResponseFlags, envoy_flag_rank};
+pub use flags::{ENVOY_FLAG_ORDER, ResponseFlag, ResponseFlags};
 pub use outlier::{MaxEjectionRule, OutlierStats};
 pub use request::Request;
 pub use route::{ProxySpec, RouteId};

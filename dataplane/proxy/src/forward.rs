@@ -154,10 +154,19 @@ async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
 /// response: a route's redirect or direct response, or Envoy's local
 /// reply for the flag that explains it; with all the request's flags.
 fn local_answer(sh: &Rc<Shared>, li: usize, a: &mesh_engine::Answer, req: &Req<'_>) -> Answer {
-    let mut answer = match (a.cause, a.route) {
-        (None, Some(route)) => respond(sh, li, route, a.status, req.path, req.authority),
-        _ => Answer::local(a.status, a.cause, local_body(a.cause)),
-    };
+    match (a.cause, a.route) {
+        (None, Some(route)) => {
+            let mut answer = respond(sh, li, route, a.status, req.path, req.authority);
+            set_flags(&mut answer, a.flags);
+            answer
+        }
+        _ => local_reply(a),
+    }
+}
+
+/// Envoy's local reply for the flag that explains `a`, with its flags.
+fn local_reply(a: &mesh_engine::Answer) -> Answer {
+    let mut answer = Answer::local(a.status, a.cause, local_body(a.cause));
     set_flags(&mut answer, a.flags);
     answer
 }
@@ -293,11 +302,7 @@ impl Flight {
         drop(p);
         spawn_connects(&sh, self.li);
         match step {
-            Step::Answer(a) => {
-                let mut answer = Answer::local(a.status, a.cause, local_body(a.cause));
-                set_flags(&mut answer, a.flags);
-                answer
-            }
+            Step::Answer(a) => local_reply(&a),
             _ => {
                 let flag = Some(ResponseFlag::UpstreamRequestTimeout);
                 Answer::local(504, flag, local_body(flag))
@@ -423,11 +428,7 @@ async fn attempts_loop(flight: &mut Flight, template: &Template<'_>) -> Answer {
                 set_flags(&mut r, a.flags);
                 r
             }
-            (Step::Answer(a), _) => {
-                let mut answer = Answer::local(a.status, a.cause, local_body(a.cause));
-                set_flags(&mut answer, a.flags);
-                answer
-            }
+            (Step::Answer(a), _) => local_reply(&a),
             _ => Answer::local(500, None, local_body(None)),
         };
     }
