@@ -12,7 +12,6 @@ pub mod budget;
 mod callgraph;
 pub mod experiment;
 pub mod export;
-mod histogram;
 pub mod import;
 pub mod metrics;
 pub mod model;
@@ -28,6 +27,6 @@ pub mod shard;
 pub mod tune;
 
 pub use callgraph::Edge;
-pub use histogram::Histogram;
+pub use mesh_rundir::Histogram;
 pub use model::Model;
 pub use run::{Run, RunError};

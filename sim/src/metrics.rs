@@ -5,12 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use mesh_engine::{ResponseFlag, ResponseFlags, Time};
+use mesh_engine::{ResponseFlags, Time};
 use rustc_hash::FxHashMap;
 
-use mesh_rundir::{CallCounts, CallRow, RunWriter, WindowRow};
+use mesh_rundir::{CallCounts, CallRow, Histogram, RunWriter, WindowRow};
 
-use crate::histogram::Histogram;
 use crate::model::Model;
 
 /// One row of `events.csv`.
@@ -32,18 +31,6 @@ pub struct EventRow {
 /// Answers on one edge of the call graph (the load, or a call a workload
 /// makes): what the calling application saw.
 pub type EdgeCounts = CallCounts;
-
-fn add(c: &mut EdgeCounts, status: u16, flags: ResponseFlags) {
-    c.requests += 1;
-    match status {
-        0..=399 => c.successes += 1,
-        400..=499 => c.errors_4xx += 1,
-        _ => c.errors_5xx += 1,
-    }
-    c.overflow += u64::from(flags.contains(ResponseFlag::UpstreamOverflow));
-    c.fault_aborts += u64::from(flags.contains(ResponseFlag::FaultInjected));
-    c.timeouts += u64::from(flags.contains(ResponseFlag::UpstreamRequestTimeout));
-}
 
 /// Whether Envoy's comma-separated flags `all` (`UT,URX`) include `f`.
 fn has_flag(all: &str, f: &str) -> bool {
@@ -75,6 +62,9 @@ pub struct Metrics {
     pub by_flag: BTreeMap<String, u64>,
     /// Latency of final answers.
     pub latency: Histogram,
+    /// The answer counters of `summary.csv` (requests, successes, 5xx,
+    /// flag columns), counted as the proxy's recorder counts them.
+    totals: mesh_rundir::Summary,
     /// Ejections (over all proxies).
     pub ejections: u64,
     /// Sum over ejections of the time ejected, in nanoseconds.
@@ -192,6 +182,7 @@ impl Metrics {
             by_status: vec![0; 600],
             by_flag: BTreeMap::new(),
             latency: Histogram::default(),
+            totals: mesh_rundir::Summary::default(),
             ejections: 0,
             ejected_host_ns: 0,
             healthy_ejected_ns: 0,
@@ -228,6 +219,7 @@ impl Metrics {
         flags: ResponseFlags,
     ) {
         self.requests += 1;
+        self.totals.add_answer(status, flags);
         if let Some(c) = self.by_status.get_mut(usize::from(status)) {
             *c += 1;
         }
@@ -254,9 +246,9 @@ impl Metrics {
         latency_ns: u64,
     ) {
         let e = edge as usize;
-        add(&mut self.edge_totals[e], status, flags);
+        self.edge_totals[e].add(status, flags);
         let w = &mut self.edge_windows[e];
-        add(&mut w.counts, status, flags);
+        w.counts.add(status, flags);
         w.latency.record_us(latency_ns / 1_000);
     }
 
@@ -550,12 +542,6 @@ impl Metrics {
             experiment: model.name.clone(),
             seed: model.seed,
             duration_ns: model.duration.as_nanos(),
-            requests: self.requests,
-            successes: self.successes(),
-            errors_5xx: self.errors_5xx(),
-            overflow: self.flag("UO"),
-            fault_aborts: self.flag("FI"),
-            timeouts: self.flag("UT"),
             latency_ms: [0.5, 0.9, 0.99, 0.999].map(|q| ms(l.quantile_us(q))),
             ejections: self.ejections,
             ejected_host_seconds,
@@ -567,17 +553,18 @@ impl Metrics {
                 sum as f64 / self.eject_delays_ns.len() as f64 / 1e9
             }),
             bad_pod_requests: self.bad_pod_requests,
+            ..self.totals.clone()
         }
     }
 
     /// Final answers with a status below 400.
     pub fn successes(&self) -> u64 {
-        self.by_status[..400].iter().sum()
+        self.totals.successes
     }
 
     /// Final answers with a 5xx status.
     pub fn errors_5xx(&self) -> u64 {
-        self.by_status[500..600].iter().sum()
+        self.totals.errors_5xx
     }
 
     /// Answers with this response flag.

@@ -70,7 +70,6 @@ impl ResponseFlag {
     pub const fn as_str(self) -> &'static str {
         ENVOY_FLAG_ORDER[self as usize]
     }
-
 }
 
 impl fmt::Display for ResponseFlag {

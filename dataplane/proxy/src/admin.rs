@@ -249,20 +249,21 @@ fn stats(sh: &Shared) -> String {
             &format!("listener=\"{l}\""),
             p.engine.retained_generations(),
         );
-        for (status, flags, n) in p
-            .stats
-            .responses
-            .iter()
-            .flat_map(|(s, m)| m.iter().map(move |(f, n)| (s, f, n)))
-        {
-            let flags = if flags.is_empty() { "-" } else { flags };
-            downstream.sample(
-                &format!(
-                    "listener=\"{l}\",status=\"{status}\",flags=\"{}\"",
-                    label(flags)
-                ),
-                n,
-            );
+        for (status, by_flags) in &p.stats.responses {
+            // In the order of the flags' text, whatever the map's.
+            let mut rows: Vec<(String, u64)> =
+                by_flags.iter().map(|(f, n)| (f.to_string(), *n)).collect();
+            rows.sort_unstable();
+            for (flags, n) in rows {
+                let flags = if flags.is_empty() { "-" } else { &flags };
+                downstream.sample(
+                    &format!(
+                        "listener=\"{l}\",status=\"{status}\",flags=\"{}\"",
+                        label(flags)
+                    ),
+                    n,
+                );
+            }
         }
         let ll = format!("listener=\"{l}\"");
         retries.sample(&ll, p.stats.retries);

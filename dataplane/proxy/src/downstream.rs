@@ -34,6 +34,11 @@ use crate::msg::{Answer, ConnInfo, Headers, Req};
 use crate::proxy::{Phase, Shared};
 use crate::rt::LocalExec;
 
+/// The flags of an answer to a request that was not valid HTTP or over
+/// the limits: Envoy's `DPE`.
+const DPE: mesh_engine::ResponseFlags =
+    mesh_engine::ResponseFlags::of(mesh_engine::ResponseFlag::DownstreamProtocolError);
+
 /// Most header lines in a request head.
 const MAX_HEADERS: usize = 100;
 /// Read buffer growth.
@@ -85,7 +90,7 @@ pub(crate) async fn serve(
             Err(End::Answer(status, why)) => {
                 let a = Answer::local(status, None, why);
                 let took = Duration::ZERO;
-                forward::account(&sh, li, &Req::unparsed(info), &a, "DPE", took);
+                forward::account(&sh, li, &Req::unparsed(info), &a, DPE, took);
                 let _ =
                     write_answer(&sh, &mut stream, &mut wbuf, &a, Version::H11, false, true).await;
                 return;
@@ -429,7 +434,7 @@ async fn serve_one(
     spans: &[Span],
     phase: &watch::Receiver<Phase>,
 ) -> io::Result<bool> {
-    let fail = |status, why| (Answer::local(status, None, why), "DPE");
+    let fail = |status, why| (Answer::local(status, None, why), DPE);
     let is_connect = &rbuf[head.method.0 as usize..head.method.1 as usize] == b"CONNECT";
     let early = match meta(rbuf, head, spans) {
         // RFC 9112 section 3.2: exactly one Host (HTTP/1.1 must send it).
@@ -471,7 +476,7 @@ async fn serve_one(
             if n > max_body as u64 {
                 let a = Answer::local(413, None, "request body too large");
                 let req = refused(rbuf, head, spans, info);
-                forward::account(sh, li, &req, &a, "DPE", Duration::ZERO);
+                forward::account(sh, li, &req, &a, DPE, Duration::ZERO);
                 write_answer(sh, stream, wbuf, &a, version, method_is_head, true).await?;
                 return Ok(false);
             }
@@ -506,7 +511,7 @@ async fn serve_one(
                         };
                         let a = Answer::local(s, None, why);
                         let req = refused(rbuf, head, spans, info);
-                        forward::account(sh, li, &req, &a, "DPE", Duration::ZERO);
+                        forward::account(sh, li, &req, &a, DPE, Duration::ZERO);
                         write_answer(sh, stream, wbuf, &a, version, method_is_head, true).await?;
                         return Ok(false);
                     }
@@ -849,7 +854,7 @@ async fn handle_h2(
                 conn: info,
                 connection_options: false,
             };
-            forward::account(&sh, li, &req, &a, "DPE", Duration::ZERO);
+            forward::account(&sh, li, &req, &a, DPE, Duration::ZERO);
             a
         }
     };

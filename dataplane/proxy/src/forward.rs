@@ -34,7 +34,7 @@ pub(crate) async fn handle(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer 
     let _in_flight = InFlight(sh.clone());
     let answer = route(sh, li, req).await;
     let took = sh.recent().saturating_since(started);
-    account(sh, li, req, &answer, &answer.flags, took);
+    account(sh, li, req, &answer, answer.flags, took);
     answer
 }
 
@@ -44,7 +44,7 @@ pub(crate) fn account(
     li: usize,
     req: &Req<'_>,
     answer: &Answer,
-    flags: &str,
+    flags: ResponseFlags,
     took: Duration,
 ) {
     sh.proxy(li).stats.count_response(answer.status, flags);
@@ -157,7 +157,7 @@ fn local_answer(sh: &Rc<Shared>, li: usize, a: &mesh_engine::Answer, req: &Req<'
     match (a.cause, a.route) {
         (None, Some(route)) => {
             let mut answer = respond(sh, li, route, a.status, req.path, req.authority);
-            set_flags(&mut answer, a.flags);
+            answer.flags = a.flags;
             answer
         }
         _ => local_reply(a),
@@ -167,17 +167,8 @@ fn local_answer(sh: &Rc<Shared>, li: usize, a: &mesh_engine::Answer, req: &Req<'
 /// Envoy's local reply for the flag that explains `a`, with its flags.
 fn local_reply(a: &mesh_engine::Answer) -> Answer {
     let mut answer = Answer::local(a.status, a.cause, local_body(a.cause));
-    set_flags(&mut answer, a.flags);
+    answer.flags = a.flags;
     answer
-}
-
-/// The answer's flags as the access log prints them.
-fn set_flags(answer: &mut Answer, flags: ResponseFlags) {
-    answer.flags.clear();
-    if !flags.is_empty() {
-        let mut buf = [0; 48];
-        answer.flags.push_str(flags.write_to(&mut buf));
-    }
 }
 
 /// A redirect or direct response of a route.
@@ -425,7 +416,7 @@ async fn attempts_loop(flight: &mut Flight, template: &Template<'_>) -> Answer {
         };
         return match (step, response) {
             (Step::Answer(a), Some(mut r)) if a.from_upstream => {
-                set_flags(&mut r, a.flags);
+                r.flags = a.flags;
                 r
             }
             (Step::Answer(a), _) => local_reply(&a),
@@ -644,7 +635,7 @@ async fn exchange_h2(
         headers,
         date,
         body,
-        flags: String::new(),
+        flags: ResponseFlags::NONE,
         upstream: None,
         attempts: 0,
     })
@@ -729,7 +720,7 @@ async fn exchange(
         headers: head.headers,
         date: head.date,
         body,
-        flags: String::new(),
+        flags: ResponseFlags::NONE,
         upstream: None,
         attempts: 0,
     })

@@ -45,8 +45,8 @@ pub(crate) struct Entry<'a> {
     pub(crate) path: &'a str,
     pub(crate) authority: &'a str,
     pub(crate) status: u16,
-    /// Envoy response flags, comma-separated; empty for none.
-    pub(crate) flags: &'a str,
+    /// Envoy response flags (written comma-separated, `-` for none).
+    pub(crate) flags: mesh_engine::ResponseFlags,
     /// The upstream of the last attempt; empty for none.
     pub(crate) upstream: &'a str,
     pub(crate) duration: std::time::Duration,
@@ -58,6 +58,8 @@ impl Entry<'_> {
     pub(crate) fn format(&self, format: AccessLog, time: &str) -> String {
         let ms = self.duration.as_secs_f64() * 1000.0;
         let mut s = String::with_capacity(160);
+        let mut buf = [0; 48];
+        let flags = self.flags.write_to(&mut buf);
         match format {
             AccessLog::Off => {}
             AccessLog::Text => {
@@ -74,7 +76,7 @@ impl Entry<'_> {
                     dash(self.method),
                     dash(self.path),
                     self.status,
-                    dash(self.flags),
+                    dash(flags),
                     dash(self.upstream),
                     self.attempts,
                     self.authority
@@ -90,7 +92,7 @@ impl Entry<'_> {
                 s.push_str(",\"authority\":");
                 json_str(&mut s, self.authority);
                 let _ = write!(s, ",\"status\":{},\"flags\":", self.status);
-                json_str(&mut s, self.flags);
+                json_str(&mut s, flags);
                 s.push_str(",\"upstream\":");
                 json_str(&mut s, self.upstream);
                 let _ = write!(
@@ -210,7 +212,7 @@ mod tests {
             path: "/a?\"q\"",
             authority: "echo",
             status: 503,
-            flags: "UO",
+            flags: mesh_engine::ResponseFlags::of(mesh_engine::ResponseFlag::UpstreamOverflow),
             upstream: "",
             duration: std::time::Duration::from_micros(1500),
             attempts: 1,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use mesh_engine::ResponseFlag;
+use mesh_engine::{ResponseFlag, ResponseFlags};
 
 use crate::hdr;
 
@@ -114,7 +114,8 @@ pub(crate) struct Answer {
     /// `headers` has a `Date`.
     pub(crate) date: bool,
     pub(crate) body: Bytes,
-    pub(crate) flags: String,
+    /// Envoy's response flags.
+    pub(crate) flags: ResponseFlags,
     pub(crate) upstream: Option<Rc<str>>,
     pub(crate) attempts: u32,
 }
@@ -133,7 +134,7 @@ impl Answer {
             headers,
             date: false,
             body: Bytes::from(format!("{body}\n")),
-            flags: flag.map(|f| f.as_str().to_owned()).unwrap_or_default(),
+            flags: flag.map_or(ResponseFlags::NONE, ResponseFlags::of),
             upstream: None,
             attempts: 0,
         }

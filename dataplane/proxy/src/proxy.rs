@@ -179,7 +179,13 @@ impl Shared {
     }
 
     /// Records a downstream answer that took `latency`, if recording.
-    pub(crate) fn record_answer(&self, li: usize, status: u16, flags: &str, latency: Duration) {
+    pub(crate) fn record_answer(
+        &self,
+        li: usize,
+        status: u16,
+        flags: mesh_engine::ResponseFlags,
+        latency: Duration,
+    ) {
         if let Some(r) = self.recorder.borrow_mut().as_mut() {
             r.answer(li, status, flags, latency);
         }
@@ -251,7 +257,7 @@ impl Shared {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Stats {
     /// Downstream responses by status and response flags.
-    pub(crate) responses: BTreeMap<u16, BTreeMap<String, u64>>,
+    pub(crate) responses: BTreeMap<u16, FxHashMap<mesh_engine::ResponseFlags, u64>>,
     pub(crate) overflow: u64,
     pub(crate) ejections: u64,
     pub(crate) returns: u64,
@@ -260,14 +266,13 @@ pub(crate) struct Stats {
 
 impl Stats {
     /// Counts a downstream answer (allocates only for a new combination).
-    pub(crate) fn count_response(&mut self, status: u16, flags: &str) {
-        let by_flags = self.responses.entry(status).or_default();
-        match by_flags.get_mut(flags) {
-            Some(n) => *n += 1,
-            None => {
-                by_flags.insert(flags.to_owned(), 1);
-            }
-        }
+    pub(crate) fn count_response(&mut self, status: u16, flags: mesh_engine::ResponseFlags) {
+        *self
+            .responses
+            .entry(status)
+            .or_default()
+            .entry(flags)
+            .or_default() += 1;
     }
 }
 

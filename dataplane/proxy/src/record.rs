@@ -21,8 +21,9 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
+use mesh_engine::ResponseFlags;
 use mesh_engine::Time;
-use mesh_rundir::{CallCounts, CallRow, EventRow, RunWriter, Summary, WindowRow};
+use mesh_rundir::{CallCounts, CallRow, EventRow, Histogram, RunWriter, Summary, WindowRow};
 use rustc_hash::FxHashMap;
 
 /// An event waiting for its window to be written.
@@ -35,111 +36,18 @@ pub(crate) struct RecEvent {
     pub(crate) detail: String,
 }
 
-/// Latencies in microseconds, for a window's percentiles.
-#[derive(Clone, Debug, Default)]
-struct Latencies(Vec<u32>);
-
-impl Latencies {
-    fn add(&mut self, d: Duration) {
-        self.0
-            .push(u32::try_from(d.as_micros()).unwrap_or(u32::MAX));
-    }
-
-    /// (p50, p99) in milliseconds; clears.
-    fn take_percentiles(&mut self) -> (f64, f64) {
-        if self.0.is_empty() {
-            return (0.0, 0.0);
-        }
-        self.0.sort_unstable();
-        let at = |q: f64| {
-            #[allow(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                clippy::cast_precision_loss
-            )]
-            let i = ((self.0.len() as f64 * q).ceil() as usize).clamp(1, self.0.len()) - 1;
-            f64::from(self.0[i]) / 1000.0
-        };
-        let r = (at(0.50), at(0.99));
-        self.0.clear();
-        r
-    }
-}
-
-/// A log-bucketed histogram of microseconds (1/128 relative error), for
-/// the run's answer latency percentiles in constant memory.
-#[derive(Clone, Debug)]
-struct Histogram {
-    buckets: Vec<u64>,
-    count: u64,
-}
-
-impl Histogram {
-    fn new() -> Self {
-        Self {
-            buckets: vec![0; 64 * 128],
-            count: 0,
-        }
-    }
-
-    /// Exact below 128 µs; above, 128 sub-buckets per power of two.
-    fn bucket(us: u64) -> usize {
-        if us < 128 {
-            return us as usize;
-        }
-        let shift = (63 - us.leading_zeros() - 7) as usize;
-        128 + shift * 128 + ((us >> shift) as usize - 128)
-    }
-
-    fn lower_bound(b: usize) -> u64 {
-        if b < 128 {
-            return b as u64;
-        }
-        let shift = (b - 128) / 128;
-        (((b - 128) % 128 + 128) as u64) << shift
-    }
-
-    fn add(&mut self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let b = Self::bucket(us).min(self.buckets.len() - 1);
-        self.buckets[b] += 1;
-        self.count += 1;
-    }
-
-    fn percentile_ms(&self, q: f64) -> f64 {
-        if self.count == 0 {
-            return 0.0;
-        }
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss
-        )]
-        let rank = ((self.count as f64 * q).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (b, n) in self.buckets.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                #[allow(clippy::cast_precision_loss)]
-                return Self::lower_bound(b) as f64 / 1000.0;
-            }
-        }
-        0.0
-    }
-}
-
 #[derive(Clone, Debug, Default)]
 struct EndpointWindow {
     requests: u64,
     successes: u64,
     errors: u64,
-    latency: Latencies,
+    latency: Histogram,
 }
 
 #[derive(Clone, Debug, Default)]
 struct EdgeWindow {
     counts: CallCounts,
-    latency: Latencies,
+    latency: Histogram,
 }
 
 /// The recorder of a running proxy.
@@ -197,7 +105,7 @@ impl Recorder {
                 experiment: "meshproxy-record".to_owned(),
                 ..Summary::default()
             },
-            answers: Histogram::new(),
+            answers: Histogram::default(),
             ejected_since: BTreeMap::new(),
             ejected_ns: 0,
             error: None,
@@ -216,47 +124,23 @@ impl Recorder {
         } else {
             w.errors += 1;
         }
-        w.latency.add(latency);
+        w.latency.record_us(micros(latency));
     }
 
     /// A downstream answer on listener `li`.
-    pub(crate) fn answer(&mut self, li: usize, status: u16, flags: &str, latency: Duration) {
-        let s = &mut self.summary;
-        s.requests += 1;
-        match status {
-            0..=399 => s.successes += 1,
-            500.. => s.errors_5xx += 1,
-            _ => {}
-        }
-        let has = |f: &str| flags.split(',').any(|x| x == f);
-        if has("UO") {
-            s.overflow += 1;
-        }
-        if has("FI") {
-            s.fault_aborts += 1;
-        }
-        if has("UT") {
-            s.timeouts += 1;
-        }
-        self.answers.add(latency);
+    pub(crate) fn answer(
+        &mut self,
+        li: usize,
+        status: u16,
+        flags: ResponseFlags,
+        latency: Duration,
+    ) {
+        self.summary.add_answer(status, flags);
+        let us = micros(latency);
+        self.answers.record_us(us);
         if let Some((_, e)) = self.edges.get_mut(li) {
-            let c = &mut e.counts;
-            c.requests += 1;
-            match status {
-                0..=399 => c.successes += 1,
-                400..=499 => c.errors_4xx += 1,
-                _ => c.errors_5xx += 1,
-            }
-            if has("UO") {
-                c.overflow += 1;
-            }
-            if has("FI") {
-                c.fault_aborts += 1;
-            }
-            if has("UT") {
-                c.timeouts += 1;
-            }
-            e.latency.add(latency);
+            e.counts.add(status, flags);
+            e.latency.record_us(us);
         }
     }
 
@@ -325,7 +209,8 @@ impl Recorder {
         }
         for (i, (address, service, version)) in self.endpoints.iter().enumerate() {
             let w = &mut self.windows[i];
-            let (p50, p99) = w.latency.take_percentiles();
+            let [p50, p99] = w.latency.quantiles_us([0.5, 0.99]).map(ms);
+            w.latency.clear();
             let (ejected_by, active) = state.get(i).copied().unwrap_or((0, 0));
             result = result.and_then(|()| {
                 self.writer.window(&WindowRow {
@@ -347,7 +232,8 @@ impl Recorder {
             w.errors = 0;
         }
         for (listener, e) in &mut self.edges {
-            let (p50, p99) = e.latency.take_percentiles();
+            let [p50, p99] = e.latency.quantiles_us([0.5, 0.99]).map(ms);
+            e.latency.clear();
             let counts = std::mem::take(&mut e.counts);
             result = result.and_then(|()| {
                 self.writer.call(&CallRow {
@@ -412,12 +298,7 @@ impl Recorder {
         }
         let s = &mut self.summary;
         s.duration_ns = now.as_nanos();
-        s.latency_ms = [
-            self.answers.percentile_ms(0.5),
-            self.answers.percentile_ms(0.9),
-            self.answers.percentile_ms(0.99),
-            self.answers.percentile_ms(0.999),
-        ];
+        s.latency_ms = self.answers.quantiles_us([0.5, 0.9, 0.99, 0.999]).map(ms);
         #[allow(clippy::cast_precision_loss)]
         {
             s.ejected_host_seconds = self.ejected_ns as f64 / 1e9;
@@ -455,30 +336,14 @@ pub(crate) fn endpoints_of(mesh: &mesh_engine::config::Config) -> Vec<(String, S
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A duration in whole microseconds, as the histograms count.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
 
-    #[test]
-    fn histogram_percentiles_are_within_one_percent() {
-        let mut h = Histogram::new();
-        for us in 1..=10_000u64 {
-            h.add(Duration::from_micros(us));
-        }
-        let p50 = h.percentile_ms(0.5);
-        let p99 = h.percentile_ms(0.99);
-        assert!((p50 - 5.0).abs() / 5.0 < 0.01, "{p50}");
-        assert!((p99 - 9.9).abs() / 9.9 < 0.01, "{p99}");
-        assert!(h.percentile_ms(0.001) <= 0.011);
-    }
-
-    #[test]
-    fn window_percentiles_pick_ranks() {
-        let mut l = Latencies::default();
-        for ms in 1..=100u64 {
-            l.add(Duration::from_millis(ms));
-        }
-        assert_eq!(l.take_percentiles(), (50.0, 99.0));
-        assert_eq!(l.take_percentiles(), (0.0, 0.0));
-    }
+/// Microseconds as milliseconds.
+fn ms(us: u64) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let v = us as f64 / 1000.0;
+    v
 }

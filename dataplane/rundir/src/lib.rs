@@ -7,6 +7,10 @@
 //! (neither links the other, and the engine stays free of I/O).
 //! `docs/run-format.md` documents every column.
 //!
+//! The counters and the latency histogram behind the files are here too
+//! ([`CallCounts::add`], [`Summary::add_answer`], [`Histogram`]), so the
+//! simulator and the recorder count and take percentiles the same way.
+//!
 //! A run directory holds:
 //! - `summary.csv`: one row per run ([`Summary`]);
 //! - `timeseries.csv`: one row per window per endpoint ([`WindowRow`]);
@@ -19,8 +23,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod histogram;
 mod read;
 mod write;
+
+pub use histogram::Histogram;
+use mesh_engine::{ResponseFlag, ResponseFlags};
 
 pub use read::{
     ReadError, RowCounts, RunDir, SummaryTable, Timeseries, TimeseriesWindow, read_calls,
@@ -138,6 +146,17 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Counts an answer to the client in the totals (`requests`,
+    /// `successes`, `errors_5xx` and the flag columns).
+    pub fn add_answer(&mut self, status: u16, flags: ResponseFlags) {
+        self.requests += 1;
+        self.successes += u64::from(status < 400);
+        self.errors_5xx += u64::from((500..600).contains(&status));
+        self.overflow += u64::from(flags.contains(ResponseFlag::UpstreamOverflow));
+        self.fault_aborts += u64::from(flags.contains(ResponseFlag::FaultInjected));
+        self.timeouts += u64::from(flags.contains(ResponseFlag::UpstreamRequestTimeout));
+    }
+
     /// The row's fields, in [`SUMMARY_COLUMNS`] order.
     pub fn record(&self) -> Vec<String> {
         vec![
@@ -215,6 +234,22 @@ pub struct CallCounts {
     pub timeouts: u64,
     /// Calls the application gave up on.
     pub app_timeouts: u64,
+}
+
+impl CallCounts {
+    /// Counts an answer the caller received: its status class, and the
+    /// flags the columns count (`UO`, `FI`, `UT`, alone or among others).
+    pub fn add(&mut self, status: u16, flags: ResponseFlags) {
+        self.requests += 1;
+        match status {
+            0..=399 => self.successes += 1,
+            400..=499 => self.errors_4xx += 1,
+            _ => self.errors_5xx += 1,
+        }
+        self.overflow += u64::from(flags.contains(ResponseFlag::UpstreamOverflow));
+        self.fault_aborts += u64::from(flags.contains(ResponseFlag::FaultInjected));
+        self.timeouts += u64::from(flags.contains(ResponseFlag::UpstreamRequestTimeout));
+    }
 }
 
 /// One edge of the call graph in one window: a `calls.csv` row.

@@ -41,7 +41,7 @@ fn the_overflow_reply_says_overloaded() {
         hdr::get(&a.headers, "x-envoy-overloaded"),
         Some(&b"true"[..])
     );
-    assert_eq!(a.flags, "UO");
+    assert_eq!(a.flags.to_string(), "UO");
 }
 
 #[test]
