@@ -113,9 +113,8 @@ pub struct Metrics {
     /// Open ejections per (proxy, pod), oldest first (a proxy can eject one
     /// pod in two clusters: a subset's and the service's).
     eject_since: FxHashMap<(usize, usize), Vec<Time>>,
-    /// This window's overflows: (proxy, cluster, first, count); few distinct
-    /// keys, found without allocating.
-    overflows: Vec<(String, String, Time, u64)>,
+    /// This window's overflows, one event per proxy and cluster.
+    overflows: mesh_rundir::Overflows,
     window: Duration,
 }
 
@@ -206,7 +205,7 @@ impl Metrics {
             pending: Vec::new(),
             ejected_by: vec![0; n],
             eject_since: FxHashMap::default(),
-            overflows: Vec::new(),
+            overflows: mesh_rundir::Overflows::default(),
             window: model.window,
         }
     }
@@ -360,17 +359,7 @@ impl Metrics {
     }
 
     pub(crate) fn overflow(&mut self, now: Time, proxy: &str, cluster: &str) {
-        // Aggregated: one `overflow` event per proxy and cluster per window.
-        if let Some(e) = self
-            .overflows
-            .iter_mut()
-            .find(|e| e.0 == proxy && e.1 == cluster)
-        {
-            e.3 += 1;
-        } else {
-            self.overflows
-                .push((proxy.to_owned(), cluster.to_owned(), now, 1));
-        }
+        self.overflows.add(now.as_nanos(), proxy, cluster);
     }
 
     pub(crate) fn event(&mut self, row: EventRow) {
@@ -496,18 +485,13 @@ impl Metrics {
             w.latency.clear();
         }
         self.keep(result);
-        let mut overflows = std::mem::take(&mut self.overflows);
-        overflows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-        for (proxy, cluster, first, count) in overflows {
+        for (first, proxy, cluster, detail) in self.overflows.take(self.window) {
             self.pending.push(EventRow {
-                time: first,
+                time: Time::from_nanos(first),
                 kind: "overflow",
                 proxy,
                 endpoint: cluster,
-                detail: format!(
-                    "count={count} window={}",
-                    mesh_engine::config::format_duration(self.window)
-                ),
+                detail,
             });
         }
         self.flush_events();

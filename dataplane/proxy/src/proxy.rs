@@ -873,57 +873,29 @@ impl Proxy {
 
 impl Proxy {
     fn record_event(&mut self, ev: &EngineEvent, now: Time) {
-        let proxy = self.listener.address.to_string();
         let e = &self.engine;
-        let row = match ev {
-            EngineEvent::Ejected {
-                upstream,
-                reason,
-                duration,
-            } => RecEvent {
-                time: now,
-                kind: "eject",
-                proxy,
-                endpoint: e.endpoint_address(*upstream).to_owned(),
-                detail: format!(
-                    "reason={} duration={} cluster={}",
-                    reason.as_str(),
-                    mesh_engine::config::format_duration(*duration),
-                    e.cluster_name(upstream.cluster)
-                ),
-            },
-            EngineEvent::Returned { upstream } => RecEvent {
-                time: now,
-                kind: "return",
-                proxy,
-                endpoint: e.endpoint_address(*upstream).to_owned(),
-                detail: format!("cluster={}", e.cluster_name(upstream.cluster)),
-            },
-            EngineEvent::Overflow { upstream } => RecEvent {
-                time: now,
-                kind: "overflow",
-                proxy,
-                endpoint: e.cluster_name(upstream.cluster).to_owned(),
-                detail: String::new(),
-            },
-            EngineEvent::Panic { cluster, in_panic } => RecEvent {
-                time: now,
-                kind: if *in_panic {
-                    "panic_start"
-                } else {
-                    "panic_end"
-                },
-                proxy,
-                endpoint: e.cluster_name(*cluster).to_owned(),
-                detail: String::new(),
-            },
-            EngineEvent::ConfigApplied { clusters, routes } => RecEvent {
-                time: now,
-                kind: "config_applied",
-                proxy,
-                endpoint: String::new(),
-                detail: format!("clusters={clusters} routes={routes}"),
-            },
+        let mut detail = mesh_rundir::engine_event_detail(ev);
+        let endpoint = match ev {
+            EngineEvent::Ejected { upstream, .. } | EngineEvent::Returned { upstream } => {
+                // An address can be in several clusters (a subset's and
+                // the service's): the recording names the cluster too.
+                if !detail.is_empty() {
+                    detail.push(' ');
+                }
+                detail.push_str("cluster=");
+                detail.push_str(e.cluster_name(upstream.cluster));
+                e.endpoint_address(*upstream).to_owned()
+            }
+            EngineEvent::Overflow { upstream } => e.cluster_name(upstream.cluster).to_owned(),
+            EngineEvent::Panic { cluster, .. } => e.cluster_name(*cluster).to_owned(),
+            EngineEvent::ConfigApplied { .. } => String::new(),
+        };
+        let row = RecEvent {
+            time: now,
+            kind: mesh_rundir::engine_event_kind(ev),
+            proxy: self.listener.address.to_string(),
+            endpoint,
+            detail,
         };
         if let Some(v) = self.recorded.as_mut() {
             v.push(row);

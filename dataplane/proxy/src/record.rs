@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use mesh_engine::ResponseFlags;
 use mesh_engine::Time;
-use mesh_rundir::{CallCounts, CallRow, EventRow, Histogram, RunWriter, Summary, WindowRow};
+use mesh_rundir::{
+    CallCounts, CallRow, EventRow, Histogram, Overflows, RunWriter, Summary, WindowRow,
+};
 use rustc_hash::FxHashMap;
 
 /// An event waiting for its window to be written.
@@ -64,7 +66,7 @@ pub(crate) struct Recorder {
     edges: Vec<(String, EdgeWindow)>,
     events: Vec<RecEvent>,
     /// This window's overflows per (listener, cluster).
-    overflows: BTreeMap<(String, String), (Time, u64)>,
+    overflows: Overflows,
     summary: Summary,
     answers: Histogram,
     /// When each (listener, cluster, endpoint) was ejected, while it is.
@@ -100,7 +102,7 @@ impl Recorder {
                 .map(|l| (l, EdgeWindow::default()))
                 .collect(),
             events: Vec::new(),
-            overflows: BTreeMap::new(),
+            overflows: Overflows::default(),
             summary: Summary {
                 experiment: "meshproxy-record".to_owned(),
                 ..Summary::default()
@@ -148,11 +150,7 @@ impl Recorder {
     pub(crate) fn event(&mut self, e: RecEvent) {
         match e.kind {
             "overflow" => {
-                let slot = self
-                    .overflows
-                    .entry((e.proxy, e.endpoint))
-                    .or_insert((e.time, 0));
-                slot.1 += 1;
+                self.overflows.add(e.time.as_nanos(), &e.proxy, &e.endpoint);
                 return;
             }
             "eject" => {
@@ -182,16 +180,13 @@ impl Recorder {
     pub(crate) fn close_window(&mut self, state: &[(u32, u32)]) {
         let t = self.window_end;
         let mut events = std::mem::take(&mut self.events);
-        for ((proxy, cluster), (first, count)) in std::mem::take(&mut self.overflows) {
+        for (first, proxy, cluster, detail) in self.overflows.take(self.window) {
             events.push(RecEvent {
-                time: first,
+                time: Time::from_nanos(first),
                 kind: "overflow",
                 proxy,
                 endpoint: cluster,
-                detail: format!(
-                    "count={count} window={}",
-                    mesh_engine::config::format_duration(self.window)
-                ),
+                detail,
             });
         }
         events.sort_by_key(|e| e.time);

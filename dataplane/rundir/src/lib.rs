@@ -23,10 +23,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod events;
 mod histogram;
 mod read;
 mod write;
 
+pub use events::{Overflows, engine_event_detail, engine_event_kind};
 pub use histogram::Histogram;
 use mesh_engine::{ResponseFlag, ResponseFlags};
 

@@ -72,60 +72,33 @@ impl<'m> Run<'m> {
         while let Some((now, ev)) = self.proxies[p].engine.poll_event() {
             let engine = &self.proxies[p].engine;
             let proxy = &self.model.proxies[p].name;
-            match ev {
-                EngineEvent::Ejected {
-                    upstream,
-                    reason,
-                    duration,
-                } => {
-                    let pod = self.pod_of(p, upstream);
+            let endpoint = match &ev {
+                EngineEvent::Ejected { upstream, .. } => {
+                    let pod = self.pod_of(p, *upstream);
                     self.metrics.ejected(now, p, pod);
-                    self.metrics.event(EventRow {
-                        time: now,
-                        kind: "eject",
-                        proxy: proxy.clone(),
-                        endpoint: self.pod_name(pod, engine.endpoint_address(upstream)),
-                        detail: format!(
-                            "reason={} duration={}",
-                            reason.as_str(),
-                            mesh_engine::config::format_duration(duration)
-                        ),
-                    });
+                    self.pod_name(pod, engine.endpoint_address(*upstream))
                 }
                 EngineEvent::Returned { upstream } => {
-                    let pod = self.pod_of(p, upstream);
+                    let pod = self.pod_of(p, *upstream);
                     self.metrics.returned(now, p, pod);
-                    self.metrics.event(EventRow {
-                        time: now,
-                        kind: "return",
-                        proxy: proxy.clone(),
-                        endpoint: self.pod_name(pod, engine.endpoint_address(upstream)),
-                        detail: String::new(),
-                    });
+                    self.pod_name(pod, engine.endpoint_address(*upstream))
                 }
                 EngineEvent::Overflow { upstream } => {
+                    // Tallied per window, not logged one by one.
                     let cluster = engine.cluster_name(upstream.cluster);
                     self.metrics.overflow(now, proxy, cluster);
+                    continue;
                 }
-                EngineEvent::Panic { cluster, in_panic } => {
-                    self.metrics.event(EventRow {
-                        time: now,
-                        kind: if in_panic { "panic_start" } else { "panic_end" },
-                        proxy: proxy.clone(),
-                        endpoint: engine.cluster_name(cluster).to_owned(),
-                        detail: String::new(),
-                    });
-                }
-                EngineEvent::ConfigApplied { clusters, routes } => {
-                    self.metrics.event(EventRow {
-                        time: now,
-                        kind: "config_applied",
-                        proxy: proxy.clone(),
-                        endpoint: String::new(),
-                        detail: format!("clusters={clusters} routes={routes}"),
-                    });
-                }
-            }
+                EngineEvent::Panic { cluster, .. } => engine.cluster_name(*cluster).to_owned(),
+                EngineEvent::ConfigApplied { .. } => String::new(),
+            };
+            self.metrics.event(EventRow {
+                time: now,
+                kind: mesh_rundir::engine_event_kind(&ev),
+                proxy: proxy.clone(),
+                endpoint,
+                detail: mesh_rundir::engine_event_detail(&ev),
+            });
         }
     }
 
