@@ -37,7 +37,7 @@ impl<'m> Run<'m> {
                     depth: 0,
                     next: 0,
                     pending: 0,
-                    reqs: [u32::MAX; MAX_CALLS],
+                    reqs: [None; MAX_CALLS],
                     failed: false,
                     ns: 0,
                     status: 0,
@@ -58,7 +58,7 @@ impl<'m> Run<'m> {
             depth: inbound_depth.saturating_add(1),
             next: 0,
             pending: 0,
-            reqs: [u32::MAX; MAX_CALLS],
+            reqs: [None; MAX_CALLS],
             failed: false,
             ns,
             status,
@@ -126,7 +126,7 @@ impl<'m> Run<'m> {
         if let Some(slot) = slot
             && self.job(id, generation, call).is_some()
         {
-            self.jobs[id as usize].reqs[usize::from(call)] = slot;
+            self.jobs[id as usize].reqs[usize::from(call)] = Some(slot);
         }
     }
 
@@ -144,7 +144,7 @@ impl<'m> Run<'m> {
             return;
         };
         j.pending &= !(1 << call);
-        j.reqs[usize::from(call)] = u32::MAX;
+        j.reqs[usize::from(call)] = None;
         let w = &self.model.calls.workloads[j.workload as usize];
         let n = u16::try_from(w.calls.len()).unwrap_or(0);
         if failed && !w.calls[usize::from(call)].ignore_errors {
@@ -153,10 +153,8 @@ impl<'m> Run<'m> {
             let reqs = j.reqs;
             j.pending = 0;
             self.jobs[id as usize] = j;
-            for slot in reqs {
-                if slot != u32::MAX {
-                    self.cancel(now, slot);
-                }
+            for slot in reqs.into_iter().flatten() {
+                self.cancel(now, slot);
             }
             self.finish_job(now, id);
             return;
@@ -182,7 +180,7 @@ impl<'m> Run<'m> {
             Ev::Served {
                 slot: j.slot,
                 attempt: j.attempt,
-                pod: j.pod,
+                pod: PodId::new(j.pod as usize),
                 status: if j.failed { 500 } else { j.status },
             },
         );

@@ -78,11 +78,12 @@ enum Ev {
     Delayed { slot: u32, attempt: u32 },
     /// A retry's back-off is over: pick its host and send it.
     Retry { slot: u32, attempt: u32 },
-    /// A pod finished serving an attempt.
+    /// A pod finished serving an attempt (`None`: a pod whose queue was
+    /// full answered at once, holding no slot).
     Served {
         slot: u32,
         attempt: u32,
-        pod: u32,
+        pod: Option<PodId>,
         status: u16,
     },
     /// A crashed pod refused the connection.
@@ -116,14 +117,39 @@ enum Ev {
     Window,
 }
 
+/// A modelled pod: its index in `Model::pods`, kept as index + 1 so that
+/// `Option<PodId>` (no pod: an address outside the topology) is four
+/// bytes, as the events need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PodId(std::num::NonZeroU32);
+
+impl PodId {
+    fn new(index: usize) -> Option<Self> {
+        u32::try_from(index + 1)
+            .ok()
+            .and_then(std::num::NonZeroU32::new)
+            .map(Self)
+    }
+
+    /// Its index in `Model::pods` (and `Run::pods`).
+    fn index(self) -> usize {
+        self.raw() as usize
+    }
+
+    /// Its index, as the connection pools key pods.
+    fn raw(self) -> u32 {
+        self.0.get() - 1
+    }
+}
+
 /// Who is waiting for a request's answer.
 #[derive(Clone, Copy, Debug)]
 enum Origin {
     /// The load; `connection`: a closed-loop connection to wake when done;
-    /// `user`: the user id index, `u32::MAX` without users.
+    /// `user`: the user's index, when the load has users.
     Load {
         connection: bool,
-        user: u32,
+        user: Option<u32>,
         /// The proxy's worker that accepted its connection.
         worker: u16,
     },
@@ -180,7 +206,8 @@ struct Req<'m> {
     /// Bumped with every attempt and on release, so stale events are
     /// ignored.
     attempt: u32,
-    pod: u32,
+    /// The pod serving its latest attempt (`None`: outside the topology).
+    pod: Option<PodId>,
     /// The proxy's worker that handles it (whose connection pools it uses).
     worker: u16,
 }
@@ -191,7 +218,7 @@ struct Ended {
     origin: Origin,
     edge: u32,
     start: Time,
-    pod: u32,
+    pod: Option<PodId>,
 }
 
 /// A pod serving one attempt of a request by making its calls (slab slot,
@@ -214,8 +241,8 @@ struct Job {
     next: u16,
     /// Bit `i`: call `i` is in flight.
     pending: u32,
-    /// The request slot of each call in flight (`u32::MAX`: answered locally).
-    reqs: [u32; MAX_CALLS],
+    /// The request slot of each call in flight (`None`: answered locally).
+    reqs: [Option<u32>; MAX_CALLS],
     failed: bool,
     /// The pod's own latency and answer, drawn when it started serving.
     ns: u64,
@@ -235,8 +262,9 @@ struct Proxy {
     /// owners (one per worker) in `Run::pools`.
     workers: u32,
     pool_base: u32,
-    /// (cluster, endpoint) → pod index.
-    pods_of: Vec<Vec<u32>>,
+    /// (cluster, endpoint) → its pod (`None`: an address outside the
+    /// topology, e.g. a ServiceEntry's).
+    pods_of: Vec<Vec<Option<PodId>>>,
     /// The destination port of each call-graph edge's authority through
     /// this proxy (see `edge_ports`); recomputed when a push reaches it.
     edge_ports: Vec<u16>,
@@ -286,7 +314,7 @@ fn stream(seed: u64, a: u64, b: u64) -> Pcg64Mcg {
     Pcg64Mcg::new((u128::from(next()) << 64) | u128::from(next()))
 }
 
-fn pods_of(engine: &Engine, index: &FxHashMap<&str, u32>) -> Vec<Vec<u32>> {
+fn pods_of(engine: &Engine, index: &FxHashMap<&str, u32>) -> Vec<Vec<Option<PodId>>> {
     (0..engine.cluster_count())
         .map(|c| {
             let id = mesh_engine::ClusterId(u32::try_from(c).unwrap_or(u32::MAX));
@@ -295,8 +323,7 @@ fn pods_of(engine: &Engine, index: &FxHashMap<&str, u32>) -> Vec<Vec<u32>> {
                     let up = engine.upstream(id, u32::try_from(e).unwrap_or(u32::MAX));
                     index
                         .get(engine.endpoint_address(up))
-                        .copied()
-                        .unwrap_or(u32::MAX)
+                        .and_then(|&i| PodId::new(i as usize))
                 })
                 .collect()
         })
@@ -545,7 +572,9 @@ impl<'m> Run<'m> {
                 pod,
                 status,
             } => {
-                self.pod_done(now, pod as usize);
+                if let Some(pod) = pod {
+                    self.pod_done(now, pod.index());
+                }
                 if self.current(slot, attempt) {
                     self.attempt_done(now, slot, Outcome::Status(status));
                 }
@@ -599,8 +628,7 @@ impl<'m> Run<'m> {
                 call,
             } => {
                 if let Some(j) = self.job(job, generation, call) {
-                    let slot = j.reqs[usize::from(call)];
-                    if slot != u32::MAX {
+                    if let Some(slot) = j.reqs[usize::from(call)] {
                         self.cancel(now, slot);
                     }
                     let spec =

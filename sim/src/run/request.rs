@@ -19,7 +19,7 @@ impl<'m> Run<'m> {
             proxy: 0,
             origin: Origin::Load {
                 connection: false,
-                user: u32::MAX,
+                user: None,
                 worker: 0,
             },
             edge: 0,
@@ -28,7 +28,7 @@ impl<'m> Run<'m> {
             start: Time::ZERO,
             ex: Exchange::default(),
             attempt: 0,
-            pod: 0,
+            pod: None,
             worker: 0,
         });
         self.headers.push(HeaderSet::EMPTY);
@@ -54,10 +54,10 @@ impl<'m> Run<'m> {
         let l = &m.load;
         let c = &m.calls;
         let mut headers = c.load_headers;
-        let mut user_index = u32::MAX;
+        let mut user_index = None;
         if l.users > 0 {
             let user = self.rng_users.random_range(0..l.users);
-            user_index = user;
+            user_index = Some(user);
             if let Some(h) = c.user_header {
                 headers.set(h, user);
             }
@@ -244,9 +244,9 @@ impl<'m> Run<'m> {
             .get(up.cluster.0 as usize)
             .and_then(|c| c.get(up.endpoint.0 as usize))
             .copied()
-            .unwrap_or(u32::MAX);
+            .flatten();
         self.reqs[slot as usize].pod = pod;
-        if pod == u32::MAX {
+        let Some(pod) = pod else {
             let engine = &mut self.proxies[p].engine;
             // An endpoint outside the topology (e.g. a ServiceEntry address
             // with no modelled pod): no connection can be made.
@@ -259,9 +259,9 @@ impl<'m> Run<'m> {
                 Admit::Queue { .. } | Admit::Stale => {}
             }
             return;
-        }
+        };
         let owner = self.owner_of(slot);
-        let key = self.pools.pool(owner, pod);
+        let key = self.pools.pool(owner, pod.raw());
         let ready = self.pools.ready(key);
         let empty = self.pools.empty(key);
         let engine = &mut self.proxies[p].engine;
@@ -277,7 +277,7 @@ impl<'m> Run<'m> {
             Admit::Queue { open_connection } => {
                 self.pools.wait(key, slot, attempt);
                 if open_connection {
-                    self.open_connection(now, (p, owner), pod, up);
+                    self.open_connection(now, (p, owner), pod.raw(), up);
                 }
             }
             Admit::Stale => {}
@@ -349,8 +349,8 @@ impl<'m> Run<'m> {
         r.conn_served = served;
         let (pod, attempt) = (r.pod, r.attempt);
         let owner = self.owner_of(slot);
-        if pod != u32::MAX
-            && let Some(key) = self.pools.existing(owner, pod)
+        if let Some(pod) = pod
+            && let Some(key) = self.pools.existing(owner, pod.raw())
         {
             self.pools.set_busy(key, self.pools.busy(key) + 1);
         }
@@ -358,21 +358,22 @@ impl<'m> Run<'m> {
             self.queue
                 .push(t, Class::Traffic, Ev::TryTimeout { slot, attempt });
         }
-        if pod == u32::MAX {
+        let Some(pod) = pod else {
             self.queue
                 .push(now, Class::Traffic, Ev::Refused { slot, attempt });
             return;
-        }
-        self.metrics.attempt(pod as usize);
-        let pod_state = &mut self.pods[pod as usize];
+        };
+        let pod = pod.index();
+        self.metrics.attempt(pod);
+        let pod_state = &mut self.pods[pod];
         if pod_state.mode == Mode::Crashed {
             self.queue
                 .push(now, Class::Traffic, Ev::Refused { slot, attempt });
             return;
         }
-        let spec = &self.model.pods[pod as usize];
+        let spec = &self.model.pods[pod];
         if pod_state.in_flight < spec.concurrency {
-            self.serve(now, pod as usize, slot, attempt);
+            self.serve(now, pod, slot, attempt);
         } else if (pod_state.waiting.len() as u64) < u64::from(spec.queue) {
             pod_state.waiting.push_back((slot, attempt));
         } else {
@@ -383,7 +384,7 @@ impl<'m> Run<'m> {
                 Ev::Served {
                     slot,
                     attempt,
-                    pod: u32::MAX,
+                    pod: None,
                     status: 503,
                 },
             );
@@ -398,9 +399,9 @@ impl<'m> Run<'m> {
         let Some(up) = r.ex.upstream() else {
             return;
         };
-        if pod == u32::MAX {
+        let Some(pod) = pod.map(PodId::raw) else {
             return;
-        }
+        };
         let limit = self.proxies[p]
             .engine
             .connection_pool(up)
@@ -461,7 +462,7 @@ impl<'m> Run<'m> {
             Ev::Served {
                 slot,
                 attempt,
-                pod: u32::try_from(pod).unwrap_or(u32::MAX),
+                pod: PodId::new(pod),
                 status,
             },
         );
@@ -491,13 +492,13 @@ impl<'m> Run<'m> {
             // Answered: the connection goes back to the pool; a reset,
             // refusal or timeout closes it.
             self.release_connection(now, slot, matches!(outcome, Outcome::Status(_)));
-            if pod != u32::MAX {
+            if let Some(pod) = pod {
                 let s = match outcome {
                     Outcome::Status(s) => s,
                     _ => 503,
                 };
                 self.metrics
-                    .attempt_result(pod as usize, s, since(start, now));
+                    .attempt_result(pod.index(), s, since(start, now));
             }
             self.drain(p);
         }
@@ -561,8 +562,8 @@ impl<'m> Run<'m> {
             } => {
                 self.metrics
                     .finish_request(now, since(r.start, now), a.status, a.flags);
-                if user != u32::MAX && r.pod != u32::MAX {
-                    self.metrics.user_served(user as usize, r.pod as usize);
+                if let (Some(user), Some(pod)) = (user, r.pod) {
+                    self.metrics.user_served(user as usize, pod.index());
                 }
                 if connection {
                     self.queue.push(
