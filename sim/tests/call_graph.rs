@@ -7,45 +7,18 @@
 //! Every number below is virtual time or a count from a seeded run: the same
 //! on every machine. Nothing measures the machine.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 
-use meshsim::Model;
 use meshsim::metrics::Metrics;
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn build(text: &str) -> Result<(Model, Vec<String>), Vec<String>> {
-    let file = meshsim::experiment::parse(text, None).map_err(|e| vec![e.to_string()])?;
-    match Model::build(&file, None) {
-        Ok((m, w)) => Ok((m, w.iter().map(ToString::to_string).collect())),
-        Err(e) => Err(e.iter().map(ToString::to_string).collect()),
-    }
-}
-
-fn run_text(text: &str) -> Metrics {
-    let (model, _) = build(text).unwrap_or_else(|e| panic!("{e:#?}"));
-    meshsim::Run::new(&model).run().expect("the run completes")
-}
+mod common;
+use common::{attempts, build, repo_root, run_text};
 
 fn run_file(name: &str) -> Metrics {
     let text = std::fs::read_to_string(repo_root().join("experiments").join(name)).unwrap();
     let (model, warnings) = build(&text).unwrap_or_else(|e| panic!("{name}: {e:#?}"));
     assert!(warnings.is_empty(), "{name}: {warnings:#?}");
     meshsim::Run::new(&model).run().expect("the run completes")
-}
-
-/// Attempts received per workload (`<service>-<version>`), over the run.
-fn attempts(m: &Metrics) -> BTreeMap<String, u64> {
-    let mut by = BTreeMap::new();
-    for w in &m.windows {
-        let workload = w.endpoint.rsplit_once('-').unwrap().0.to_owned();
-        *by.entry(workload).or_default() += w.requests;
-    }
-    by
 }
 
 /// The totals of the edge `source -> host`.

@@ -2,12 +2,10 @@
 //! push changes it at the moment it reaches the gateway, not before.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
+use common::repo_root;
 
 #[test]
 fn canary_split_is_90_10_then_50_50_from_when_the_push_reaches_the_gateway() {

@@ -3,30 +3,9 @@
 //! every kind giving a clear error and exit 2, never a panic.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-fn meshsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshsim"))
-        .args(args)
-        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .output()
-        .expect("meshsim runs")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn temp(name: &str, body: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("meshsim-check-yaml-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, body).unwrap();
-    p
-}
+mod common;
+use common::{meshsim, temp_file, text};
 
 /// A registry for the Bookinfo tasks' manifests (TOML, beside the YAML).
 const REGISTRY: &str = r#"
@@ -54,7 +33,7 @@ endpoints = [{ address = "10.0.3.1:9080", labels = { version = "v1" } }]
 
 #[test]
 fn a_directory_of_istio_yaml_is_one_config_and_its_findings_carry_codes_and_lines() {
-    let registry = temp("registry.toml", REGISTRY.as_bytes());
+    let registry = temp_file("registry.toml", REGISTRY.as_bytes());
     let o = meshsim(&[
         "check",
         registry.to_str().unwrap(),
@@ -75,11 +54,11 @@ fn a_directory_of_istio_yaml_is_one_config_and_its_findings_carry_codes_and_line
 
 #[test]
 fn json_output_and_fail_on_warning_for_ci() {
-    let bad = temp(
+    let bad = temp_file(
         "od.yaml",
         b"apiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata:\n  name: reviews\n  namespace: default\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection:\n      consecutive5xxErrors: 3\n",
     );
-    let registry = temp("registry-od.toml", REGISTRY.as_bytes());
+    let registry = temp_file("registry-od.toml", REGISTRY.as_bytes());
     let (r, b) = (registry.to_str().unwrap(), bad.to_str().unwrap());
     // A warning alone passes by default.
     let o = meshsim(&["check", r, b]);
@@ -147,7 +126,7 @@ fn hostile_yaml_gets_a_clear_error_never_a_panic() {
         ("unclosed.yaml", b"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a\n".to_vec(), "unclosed.yaml:"),
     ];
     for (name, body, expected) in cases {
-        let p = temp(name, &body);
+        let p = temp_file(name, &body);
         let o = meshsim(&["check", p.to_str().unwrap()]);
         let (out, err) = text(&o);
         assert_eq!(o.status.code(), Some(2), "{name}: {out}\n{err}");
@@ -161,11 +140,11 @@ fn hostile_yaml_gets_a_clear_error_never_a_panic() {
 
 #[test]
 fn anchors_and_aliases_in_a_manifest_are_read_like_kubectl_reads_them() {
-    let p = temp(
+    let p = temp_file(
         "anchors.yaml",
         b"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: reviews\nspec:\n  host: reviews\n  subsets:\n  - name: v1\n    labels: &v1 {version: v1}\n  - name: v1-again\n    labels: *v1\n",
     );
-    let registry = temp("registry-anchors.toml", REGISTRY.as_bytes());
+    let registry = temp_file("registry-anchors.toml", REGISTRY.as_bytes());
     let o = meshsim(&["check", registry.to_str().unwrap(), p.to_str().unwrap()]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
@@ -183,8 +162,8 @@ fn a_10_mb_manifest_file_is_read_in_one_go() {
         ));
         i += 1;
     }
-    let p = temp("big.yaml", body.as_bytes());
-    let registry = temp("registry-big.toml", REGISTRY.as_bytes());
+    let p = temp_file("big.yaml", body.as_bytes());
+    let registry = temp_file("registry-big.toml", REGISTRY.as_bytes());
     let o = meshsim(&["check", registry.to_str().unwrap(), p.to_str().unwrap()]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
@@ -197,7 +176,7 @@ fn a_10_mb_manifest_file_is_read_in_one_go() {
 
 #[test]
 fn an_experiment_is_checked_as_an_experiment() {
-    let empty = temp("empty.toml", b"\n");
+    let empty = temp_file("empty.toml", b"\n");
     let o = meshsim(&["check", empty.to_str().unwrap()]);
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(2));
@@ -210,7 +189,7 @@ fn an_experiment_is_checked_as_an_experiment() {
     )
     .unwrap()
     .replace("[load]", "[lod]");
-    let lod = temp("lod.toml", typo.as_bytes());
+    let lod = temp_file("lod.toml", typo.as_bytes());
     let o = meshsim(&["check", lod.to_str().unwrap()]);
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(2));
@@ -222,7 +201,7 @@ fn an_experiment_is_checked_as_an_experiment() {
 
 #[test]
 fn route_reads_the_registry_beside_a_directory_of_istio_yaml() {
-    let registry = temp("registry-route.toml", REGISTRY.as_bytes());
+    let registry = temp_file("registry-route.toml", REGISTRY.as_bytes());
     let r = registry.to_str().unwrap();
     let ask = |user: &str| {
         let o = meshsim(&[

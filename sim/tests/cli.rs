@@ -1,34 +1,10 @@
 //! End-to-end tests of the `meshsim` binary: exit codes and what a user reads.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn meshsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshsim"))
-        .args(args)
-        .current_dir(repo_root())
-        .output()
-        .expect("meshsim runs")
-}
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn temp_file(name: &str, body: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("meshsim-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, body).unwrap();
-    p
-}
+mod common;
+use common::{meshsim, repo_root, temp_file, text};
 
 #[test]
 fn check_accepts_the_shipped_bookinfo_config() {
@@ -592,7 +568,7 @@ fn topology_and_mesh_can_live_in_their_own_files() {
     );
     let experiment = temp_file(
         "parts-experiment.toml",
-        &format!(
+        format!(
             "name = \"one-bad-pod\"\nduration = \"300s\"\nseed = 1\ntopology = \"{}\"\nmesh = \"{}\"\n[load]\nclient = \"fortio\"\nhost = \"backend\"\nqps = 1000\n[[timeline]]\nat = \"60s\"\npod = \"backend-v1-3\"\nfail = {{ status = 503 }}\n",
             topology.file_name().unwrap().to_str().unwrap(),
             mesh.file_name().unwrap().to_str().unwrap()

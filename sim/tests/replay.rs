@@ -6,20 +6,10 @@
 //! meshsim --test replay` and review the diff.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-fn meshsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshsim"))
-        .args(args)
-        .current_dir(repo_root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("meshsim runs")
-}
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
+use common::{meshsim, repo_root};
 
 fn run_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("meshsim-replay-e2e-{}-{name}", std::process::id()));

@@ -3,16 +3,11 @@
 //! expected series; bad input is exit 2; and, when a `chromium` binary is
 //! on PATH, the page loads in headless Chromium.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn meshsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshsim"))
-        .args(args)
-        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .output()
-        .expect("meshsim runs")
-}
+mod common;
+use common::{fresh_path, meshsim};
 
 fn ok(o: &Output) {
     assert!(
@@ -21,12 +16,6 @@ fn ok(o: &Output) {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-}
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("meshsim-report-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
 }
 
 fn s(p: &Path) -> &str {
@@ -142,7 +131,7 @@ fn one_bad_pod(out: &Path) {
 
 #[test]
 fn a_run_report_has_each_chart_as_well_formed_svg_with_its_series() {
-    let dir = temp("run");
+    let dir = fresh_path("run");
     one_bad_pod(&dir);
     let html_path = dir.join("r.html");
     ok(&meshsim(&["report", s(&dir), "-o", s(&html_path)]));
@@ -174,8 +163,8 @@ fn a_run_report_has_each_chart_as_well_formed_svg_with_its_series() {
 
 #[test]
 fn a_comparison_overlays_both_runs_and_gives_every_difference() {
-    let a = temp("cmp-a");
-    let b = temp("cmp-b");
+    let a = fresh_path("cmp-a");
+    let b = fresh_path("cmp-b");
     one_bad_pod(&a);
     ok(&meshsim(&[
         "run",
@@ -210,7 +199,7 @@ fn a_comparison_overlays_both_runs_and_gives_every_difference() {
 
 #[test]
 fn a_sweep_report_has_a_heatmap_and_the_best_points() {
-    let dir = temp("sweep");
+    let dir = fresh_path("sweep");
     ok(&meshsim(&[
         "sweep",
         "sim/tests/data/report-sweep.toml",
@@ -231,7 +220,7 @@ fn a_sweep_report_has_a_heatmap_and_the_best_points() {
     assert!(html.contains("Best points by errors_5xx"));
     // One swept parameter: a line, not a heatmap (the second swept column
     // dropped from a copy of summary.csv).
-    let one = temp("sweep-one");
+    let one = fresh_path("sweep-one");
     std::fs::create_dir_all(&one).unwrap();
     let text = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     let dropped: String = text
@@ -261,7 +250,7 @@ fn a_sweep_report_has_a_heatmap_and_the_best_points() {
 
 #[test]
 fn a_tune_report_marks_the_recommendation_and_quotes_the_scenarios() {
-    let dir = temp("tune");
+    let dir = fresh_path("tune");
     ok(&meshsim(&[
         "tune",
         "sim/tests/data/tune-synthetic.toml",
@@ -285,7 +274,7 @@ fn a_tune_report_marks_the_recommendation_and_quotes_the_scenarios() {
 
 #[test]
 fn a_directory_that_is_not_a_run_is_bad_input() {
-    let dir = temp("empty");
+    let dir = fresh_path("empty");
     std::fs::create_dir_all(&dir).unwrap();
     let o = meshsim(&["report", s(&dir)]);
     assert_eq!(o.status.code(), Some(2));
@@ -309,7 +298,7 @@ fn headless_chromium_loads_the_report() {
         eprintln!("skipped: no chromium on PATH (.ci/run installs it)");
         return;
     };
-    let dir = temp("chromium");
+    let dir = fresh_path("chromium");
     one_bad_pod(&dir);
     let html = dir.join("r.html");
     ok(&meshsim(&["report", s(&dir), "-o", s(&html)]));

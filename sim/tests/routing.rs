@@ -4,30 +4,8 @@
 //! Every number below is virtual time or a count: the same on every
 //! machine.
 
-use meshsim::Model;
-use meshsim::metrics::Metrics;
-
-fn build(text: &str) -> (Model, Vec<String>) {
-    let file = meshsim::experiment::parse(text, None).unwrap_or_else(|e| panic!("{e}"));
-    match Model::build(&file, None) {
-        Ok((m, w)) => (m, w.iter().map(ToString::to_string).collect()),
-        Err(e) => panic!("{e:#?}"),
-    }
-}
-
-fn run(model: &Model) -> Metrics {
-    meshsim::Run::new(model).run().expect("the run completes")
-}
-
-/// Attempts received per version (`<service>-<version>`), over the run.
-fn attempts(m: &Metrics) -> std::collections::BTreeMap<String, u64> {
-    let mut by = std::collections::BTreeMap::new();
-    for w in &m.windows {
-        let workload = w.endpoint.rsplit_once('-').unwrap().0.to_owned();
-        *by.entry(workload).or_default() += w.requests;
-    }
-    by
-}
+mod common;
+use common::{attempts, build, run_model};
 
 /// `reviews` (v1, v2: one pod each, 1 ms), 100 uniform requests per second
 /// from one sidecar for `duration`, and `extra` TOML.
@@ -92,7 +70,8 @@ at = "995ms"
 {RULE}"#,
         vs.replace("[[virtualService", "[[timeline.push.virtualService")
     );
-    let (model, warnings) = build(&reviews("2s", 9080, &extra));
+    let (model, warnings) =
+        build(&reviews("2s", 9080, &extra)).unwrap_or_else(|e| panic!("{e:#?}"));
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
     assert!(
         warnings[0].contains(
@@ -100,7 +79,7 @@ at = "995ms"
         ),
         "{warnings:#?}"
     );
-    let m = run(&model);
+    let m = run_model(&model);
     assert_eq!(m.requests, 199);
     assert_eq!((m.by_status[503], m.by_status[200]), (99, 100));
     assert_eq!(m.flag("NC"), 99);
@@ -130,9 +109,10 @@ route = [
 ]
 "#
     );
-    let (model, warnings) = build(&reviews("100s", 9080, &extra));
+    let (model, warnings) =
+        build(&reviews("100s", 9080, &extra)).unwrap_or_else(|e| panic!("{e:#?}"));
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
-    let m = run(&model);
+    let m = run_model(&model);
     let nc = m.flag("NC");
     assert_eq!(m.by_status[503], nc);
     assert_eq!(m.by_status[200] + nc, m.requests);
@@ -167,20 +147,22 @@ route = [{{ destination = {{ host = "reviews", subset = "v1" }} }}]
 fn a_port_block_for_another_port_than_the_services_takes_no_traffic() {
     // reviews listens on 8080; 100 requests in 1 s (10 ms to 1,000 ms, the
     // last one still in flight at the end).
-    let (model, warnings) = build(&reviews("1s", 8080, &port_routes(9080)));
+    let (model, warnings) =
+        build(&reviews("1s", 8080, &port_routes(9080))).unwrap_or_else(|e| panic!("{e:#?}"));
     // The analyzer says so before anything runs (MSH0013).
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
     assert!(
         warnings[0].starts_with("virtualService[reviews].http[0].match[0].port: port 9080 is no port of the routed service (8080)"),
         "{warnings:#?}"
     );
-    let m = run(&model);
+    let m = run_model(&model);
     let pods = attempts(&m);
     assert_eq!((pods["reviews-v1"], pods["reviews-v2"]), (100, 0));
     assert_eq!((m.requests, m.by_status[200]), (99, 99));
     // The same block naming the service's port takes all of it.
-    let (model, _) = build(&reviews("1s", 8080, &port_routes(8080)));
-    let pods = attempts(&run(&model));
+    let (model, _) =
+        build(&reviews("1s", 8080, &port_routes(8080))).unwrap_or_else(|e| panic!("{e:#?}"));
+    let pods = attempts(&run_model(&model));
     assert_eq!((pods["reviews-v1"], pods["reviews-v2"]), (0, 100));
 }
 
@@ -243,9 +225,9 @@ fn a_gateway_with_two_server_ports_routes_each_by_the_port_the_request_arrives_o
         ("shop.example.com:8080", 0, 100),
         ("admin.example.com:80", 100, 0),
     ] {
-        let (model, warnings) = build(&edge(host));
+        let (model, warnings) = build(&edge(host)).unwrap_or_else(|e| panic!("{e:#?}"));
         assert!(warnings.is_empty(), "{warnings:#?}");
-        let m = run(&model);
+        let m = run_model(&model);
         let pods = attempts(&m);
         assert_eq!((pods["reviews-v1"], pods["reviews-v2"]), (v1, v2), "{host}");
         assert_eq!(m.by_status[200], 99, "{host}");

@@ -7,17 +7,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::meshsim;
+
 const EXPERIMENT: &str = "experiments/outlier-tuning.toml";
 /// Short runs: the sweep's 32 points × 2 seeds in a few seconds.
 const SHORT: &str = "duration=5s";
-
-fn meshsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshsim"))
-        .args(args)
-        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .output()
-        .expect("meshsim runs")
-}
 
 fn ok(o: &Output) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -4,28 +4,9 @@
 //! reproduces exactly, and bad `[tune]` input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn meshsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshsim"))
-        .args(args)
-        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .output()
-        .expect("meshsim runs")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("meshsim-tune-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
+mod common;
+use common::{fresh_path, meshsim, text};
 
 const SYNTH: &str = "sim/tests/data/tune-synthetic.toml";
 const C5XX: &str = "destinationRule.api.trafficPolicy.outlierDetection.consecutive5xxErrors";
@@ -47,7 +28,7 @@ fn tune(out: &Path, threads: &str) -> String {
 
 #[test]
 fn the_tuner_finds_the_analytic_best_and_the_same_bytes_on_any_thread_count() {
-    let one = temp("one");
+    let one = fresh_path("one");
     let report = tune(&one, "1");
     // consecutive5xxErrors = k + 1 = 4 (3 consecutive 503s of the blip must
     // not eject), and the smallest interval (the recovered pod back soonest).
@@ -70,7 +51,7 @@ fn the_tuner_finds_the_analytic_best_and_the_same_bytes_on_any_thread_count() {
     assert_eq!(col("feasible"), "true");
     assert_eq!(col("healthy_ejected_host_seconds"), "4.000", "{pareto}");
     // Two threads: the same bytes.
-    let two = temp("two");
+    let two = fresh_path("two");
     let report2 = tune(&two, "2");
     assert_eq!(
         report.replace(one.to_str().unwrap(), "D"),
@@ -103,7 +84,7 @@ fn the_tuner_finds_the_analytic_best_and_the_same_bytes_on_any_thread_count() {
         })
         .last()
         .unwrap();
-    let run_dir = temp("repro");
+    let run_dir = fresh_path("repro");
     let o = meshsim(&[
         "run",
         SYNTH,
@@ -163,7 +144,7 @@ fn bad_tune_input_names_the_field_and_exits_2() {
             "tune",
             p.to_str().unwrap(),
             "--out",
-            temp("bad").to_str().unwrap(),
+            fresh_path("bad").to_str().unwrap(),
         ]);
         let (_, err) = text(&o);
         assert_eq!(o.status.code(), Some(2), "{line}: {err}");
@@ -206,7 +187,7 @@ fn bad_tune_input_names_the_field_and_exits_2() {
 fn the_shipped_tune_runs_end_to_end_on_a_short_budget() {
     // Five scenarios, two candidates (the current settings and one), one
     // seed, 40 s: every scenario's timeline is read, built and run.
-    let out = temp("shipped");
+    let out = fresh_path("shipped");
     let o = meshsim(&[
         "tune",
         "experiments/tune-outlier.toml",
