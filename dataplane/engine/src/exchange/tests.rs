@@ -4,38 +4,16 @@ use std::time::Duration;
 
 use super::*;
 use crate::decision::ResetReason;
-use crate::tests::engine;
+use crate::tests::{engine, mesh, ms, vs};
 use crate::{ClusterId, EngineEvent};
 
-/// Two hosts, `10.0.0.1` and `10.0.0.2`, round robin; `route` is the
-/// virtual service's route block (retries, timeout, fault).
-fn mesh(route: &str, pool: &str) -> String {
-    format!(
-        r#"
-[[service]]
-name = "svc"
-port = 80
-endpoints = [{{ address = "10.0.0.1:80" }}, {{ address = "10.0.0.2:80" }}]
-
-[[destinationRule]]
-name = "svc"
-host = "svc"
-[destinationRule.trafficPolicy]
-loadBalancer = {{ simple = "ROUND_ROBIN" }}
-{pool}
-
-[[virtualService]]
-name = "svc"
-hosts = ["svc"]
-[[virtualService.http]]
-{route}
-route = [{{ destination = {{ host = "svc" }} }}]
-"#
-    )
-}
-
-fn ms(n: u64) -> Time {
-    Time::from_millis(n)
+/// Two hosts round robin (`pool`: more traffic policy), and a
+/// VirtualService whose route has `route` (retries, timeout, fault).
+fn two_hosts(route: &str, pool: &str) -> String {
+    let dr = format!(
+        "[destinationRule.trafficPolicy]\nloadBalancer = {{ simple = \"ROUND_ROBIN\" }}\n{pool}"
+    );
+    mesh(2, &dr, &vs(route))
 }
 
 fn req() -> Request<'static> {
@@ -74,7 +52,7 @@ fn assert_released(e: &Engine) {
 
 #[test]
 fn a_request_no_route_matches_is_answered_404_nr_at_once() {
-    let mut e = engine(&mesh("", ""));
+    let mut e = engine(&two_hosts("", ""));
     let (ex, step) = Exchange::start(&mut e, &Request::get("other", "/"), ms(0));
     let a = answer(step);
     assert_eq!(
@@ -87,9 +65,9 @@ fn a_request_no_route_matches_is_answered_404_nr_at_once() {
 
 #[test]
 fn an_answered_attempt_is_the_answer_with_no_flag() {
-    let mut e = engine(&mesh("", ""));
+    let mut e = engine(&two_hosts("", ""));
     let (mut ex, step) = Exchange::start(&mut e, &req(), ms(0));
-    assert!(forwarded_to(&e, step).starts_with("10.0.0."));
+    assert!(forwarded_to(&e, step).starts_with("10.1.0."));
     assert_eq!(ex.attempts(), 1);
     assert_eq!(
         ex.admit(&mut e, true, false, ms(0)),
@@ -106,7 +84,7 @@ fn an_answered_attempt_is_the_answer_with_no_flag() {
 #[test]
 fn per_try_timeouts_that_use_up_the_retries_answer_504_ut_urx() {
     let route = r#"retries = { attempts = 2, retryOn = "5xx", perTryTimeout = "100ms" }"#;
-    let mut e = engine(&mesh(route, ""));
+    let mut e = engine(&two_hosts(route, ""));
     let (mut ex, mut step) = Exchange::start(&mut e, &req(), ms(0));
     let mut now = ms(0);
     for attempt in 1..=3 {
@@ -146,7 +124,7 @@ fn per_try_timeouts_that_use_up_the_retries_answer_504_ut_urx() {
 #[test]
 fn a_retry_goes_to_the_other_host_and_its_answer_is_the_answer() {
     let route = r#"retries = { attempts = 2, retryOn = "5xx" }"#;
-    let mut e = engine(&mesh(route, ""));
+    let mut e = engine(&two_hosts(route, ""));
     let (mut ex, step) = Exchange::start(&mut e, &req(), ms(0));
     let first = forwarded_to(&e, step);
     assert!(matches!(
@@ -182,7 +160,7 @@ fn resets_answer_as_envoys_router_maps_their_reasons() {
         (ResetReason::RemoteReset, 503, "UR"),
         (ResetReason::ProtocolError, 502, "UPE"),
     ] {
-        let mut e = engine(&mesh("", ""));
+        let mut e = engine(&two_hosts("", ""));
         let (mut ex, _) = Exchange::start(&mut e, &req(), ms(0));
         let _ = ex.admit(&mut e, true, false, ms(0));
         let a = answer(ex.handle_response(&mut e, Outcome::Reset(reason), ms(1)));
@@ -192,7 +170,7 @@ fn resets_answer_as_envoys_router_maps_their_reasons() {
         );
     }
     // (Istio's default policy retries connect failures: none here.)
-    let mut e = engine(&mesh("retries = { attempts = 0 }", ""));
+    let mut e = engine(&two_hosts("retries = { attempts = 0 }", ""));
     let (mut ex, _) = Exchange::start(&mut e, &req(), ms(0));
     let _ = ex.admit(&mut e, true, false, ms(0));
     let a = answer(ex.handle_response(&mut e, Outcome::ConnectFailure, ms(1)));
@@ -203,7 +181,7 @@ fn resets_answer_as_envoys_router_maps_their_reasons() {
 fn an_overflow_is_answered_503_uo_and_never_retried() {
     let route = r#"retries = { attempts = 2, retryOn = "5xx" }"#;
     let pool = r#"connectionPool = { http = { http1MaxPendingRequests = 1 } }"#;
-    let mut e = engine(&mesh(route, pool));
+    let mut e = engine(&two_hosts(route, pool));
     // One queued request fills the pending queue; the next overflows.
     let (mut first, _) = Exchange::start(&mut e, &req(), ms(0));
     assert_eq!(
@@ -232,7 +210,7 @@ fn an_overflow_is_answered_503_uo_and_never_retried() {
 
 #[test]
 fn a_failed_connect_for_a_queued_attempt_is_its_connect_failure() {
-    let mut e = engine(&mesh("retries = { attempts = 0 }", ""));
+    let mut e = engine(&two_hosts("retries = { attempts = 0 }", ""));
     let (mut ex, _) = Exchange::start(&mut e, &req(), ms(0));
     assert!(matches!(
         ex.admit(&mut e, false, true, ms(0)),
@@ -247,7 +225,7 @@ fn a_failed_connect_for_a_queued_attempt_is_its_connect_failure() {
 fn an_injected_delay_holds_the_router_and_every_answer_says_di() {
     let route = r#"timeout = "1s"
 fault = { delay = { fixedDelay = "2s", percentage = { value = 100 } } }"#;
-    let mut e = engine(&mesh(route, ""));
+    let mut e = engine(&two_hosts(route, ""));
     let (mut ex, step) = Exchange::start(&mut e, &req(), ms(0));
     assert_eq!(step, Step::Delay { until: ms(2000) });
     assert_eq!(ex.phase(), Phase::Delayed);
@@ -272,7 +250,7 @@ fault = { delay = { fixedDelay = "2s", percentage = { value = 100 } } }"#;
 fn the_route_timeout_during_a_back_off_frees_the_retry_slot() {
     let route = r#"timeout = "50ms"
 retries = { attempts = 2, retryOn = "5xx" }"#;
-    let mut e = engine(&mesh(route, ""));
+    let mut e = engine(&two_hosts(route, ""));
     let (mut ex, _) = Exchange::start(&mut e, &req(), ms(0));
     let _ = ex.admit(&mut e, true, false, ms(0));
     let Step::Backoff { .. } = ex.handle_response(&mut e, Outcome::Status(500), ms(49)) else {
@@ -313,7 +291,7 @@ fn a_request_given_up_in_any_phase_leaves_nothing_held() {
         } else {
             route.to_owned()
         };
-        let mut e = engine(&mesh(&route, pool));
+        let mut e = engine(&two_hosts(&route, pool));
         let (mut ex, _) = Exchange::start(&mut e, &req(), ms(0));
         setup(&mut e, &mut ex);
         assert_eq!(ex.phase(), phase, "{name}");
@@ -332,7 +310,7 @@ fn a_request_given_up_in_any_phase_leaves_nothing_held() {
 
 #[test]
 fn calls_out_of_phase_are_stale_and_change_nothing() {
-    let mut e = engine(&mesh("", ""));
+    let mut e = engine(&two_hosts("", ""));
     let (mut ex, _) = Exchange::start(&mut e, &req(), ms(0));
     assert_eq!(
         ex.handle_response(&mut e, Outcome::Status(200), ms(1)),

@@ -157,3 +157,50 @@ route = [
     // Every first attempt's 503 was retried (`retryOn = "5xx"`).
     assert_eq!(retried, 1000);
 }
+
+/// The address of endpoint `i` (1-based) of [`mesh`].
+pub(crate) fn addr(i: usize) -> String {
+    format!("10.1.0.{i}:80")
+}
+
+/// Service `svc` with endpoints 10.1.0.1..=n, a DestinationRule whose body
+/// (TOML after `host = "svc"`) is `dr`, then `extra` (VirtualServices).
+pub(crate) fn mesh(n: usize, dr: &str, extra: &str) -> String {
+    let endpoints: String = (1..=n)
+        .map(|i| format!("  {{ address = \"{}\" }},\n", addr(i)))
+        .collect();
+    format!(
+        r#"
+[[service]]
+name = "svc"
+port = 80
+endpoints = [
+{endpoints}]
+
+[[destinationRule]]
+name = "svc"
+host = "svc"
+{dr}
+{extra}
+"#
+    )
+}
+
+/// A VirtualService for svc whose only route has these extra fields.
+pub(crate) fn vs(route_fields: &str) -> String {
+    format!(
+        r#"
+[[virtualService]]
+name = "svc"
+hosts = ["svc"]
+[[virtualService.http]]
+route = [{{ destination = {{ host = "svc" }} }}]
+{route_fields}
+"#
+    )
+}
+
+/// `v` milliseconds after the start.
+pub(crate) fn ms(v: u64) -> Time {
+    Time::from_millis(v)
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::{SEED, config, engine, sidecar};
+use super::{SEED, addr, config, engine, mesh, ms, sidecar, vs};
 use crate::{
     Admission, Admit, Answer, ClusterId, Decision, EjectReason, Engine, EngineEvent, EngineOptions,
     Exchange, Forward, MaxEjectionRule, Outcome, OutlierStats, RejectReason, Request, RequestState,
@@ -25,34 +25,6 @@ use crate::{
 
 /// The one cluster of [`mesh`].
 const CLUSTER: &str = "outbound|80||svc.default.svc.cluster.local";
-
-/// The address of endpoint `i` (1-based) of [`mesh`].
-fn addr(i: usize) -> String {
-    format!("10.1.0.{i}:80")
-}
-
-/// Service `svc` with endpoints 10.1.0.1..=n, a DestinationRule whose body
-/// (TOML after `host = "svc"`) is `dr`, then `extra` (VirtualServices).
-fn mesh(n: usize, dr: &str, extra: &str) -> String {
-    let endpoints: String = (1..=n)
-        .map(|i| format!("  {{ address = \"{}\" }},\n", addr(i)))
-        .collect();
-    format!(
-        r#"
-[[service]]
-name = "svc"
-port = 80
-endpoints = [
-{endpoints}]
-
-[[destinationRule]]
-name = "svc"
-host = "svc"
-{dr}
-{extra}
-"#
-    )
-}
 
 /// A DestinationRule body with this `outlierDetection` (TOML lines).
 fn od(fields: &str) -> String {
@@ -73,25 +45,7 @@ interval = "10s"
 baseEjectionTime = "30s"
 maxEjectionPercent = 100"#;
 
-/// A VirtualService for svc whose only route has these extra fields.
-fn vs(route_fields: &str) -> String {
-    format!(
-        r#"
-[[virtualService]]
-name = "svc"
-hosts = ["svc"]
-[[virtualService.http]]
-route = [{{ destination = {{ host = "svc" }} }}]
-{route_fields}
-"#
-    )
-}
-
 // === time ===
-
-fn ms(v: u64) -> Time {
-    Time::from_millis(v)
-}
 
 fn s(v: u64) -> Time {
     Time::from_secs(v)
