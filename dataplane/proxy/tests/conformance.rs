@@ -24,6 +24,19 @@ struct Pod {
     bad: bool,
 }
 
+/// A healthy pod of `version`.
+fn good(version: &'static str) -> Pod {
+    Pod {
+        version,
+        bad: false,
+    }
+}
+
+/// A pod of `version` that answers 503.
+fn bad(version: &'static str) -> Pod {
+    Pod { version, bad: true }
+}
+
 struct Scenario {
     pods: Vec<Pod>,
     /// DestinationRule and VirtualService tables for host `echo`.
@@ -173,20 +186,7 @@ fn proxy_events(p: &Proxy, echoes: &[Echo]) -> Vec<(String, String, Option<Durat
 #[test]
 fn one_bad_endpoint_is_ejected_and_returned_in_the_same_order_for_the_same_times() {
     let s = Scenario {
-        pods: vec![
-            Pod {
-                version: "v1",
-                bad: false,
-            },
-            Pod {
-                version: "v1",
-                bad: true,
-            },
-            Pod {
-                version: "v1",
-                bad: false,
-            },
-        ],
+        pods: vec![good("v1"), bad("v1"), good("v1")],
         istio: r#"
 [[destinationRule]]
 name = "echo"
@@ -256,16 +256,7 @@ route = [
 
 fn two_versions() -> Scenario {
     Scenario {
-        pods: vec![
-            Pod {
-                version: "v1",
-                bad: false,
-            },
-            Pod {
-                version: "v2",
-                bad: false,
-            },
-        ],
+        pods: vec![good("v1"), good("v2")],
         istio: WEIGHTED,
     }
 }
@@ -307,10 +298,7 @@ fn header_routing_sends_the_same_requests_to_the_same_version() {
 #[test]
 fn the_circuit_breaker_overflows_with_503_uo_and_never_ejects_in_both() {
     let s = Scenario {
-        pods: vec![Pod {
-            version: "v1",
-            bad: false,
-        }],
+        pods: vec![good("v1")],
         istio: r#"
 [[destinationRule]]
 name = "echo"
@@ -366,10 +354,7 @@ outlierDetection = { consecutive5xxErrors = 1, interval = "1s", baseEjectionTime
 #[test]
 fn per_try_timeouts_that_use_up_the_retries_are_504_ut_urx_in_both() {
     let s = Scenario {
-        pods: vec![Pod {
-            version: "v1",
-            bad: false,
-        }],
+        pods: vec![good("v1")],
         istio: r#"
 [[virtualService]]
 name = "echo"
@@ -406,16 +391,7 @@ route = [{ destination = { host = "echo" } }]
 #[test]
 fn a_retry_that_succeeds_on_another_host_is_a_plain_200_in_both() {
     let s = Scenario {
-        pods: vec![
-            Pod {
-                version: "v1",
-                bad: true,
-            },
-            Pod {
-                version: "v1",
-                bad: false,
-            },
-        ],
+        pods: vec![bad("v1"), good("v1")],
         istio: r#"
 [[destinationRule]]
 name = "echo"
