@@ -797,11 +797,35 @@ async fn handle_h2(
         .map(|a| a.as_str())
         .or_else(|| parts.headers.get("host").and_then(|h| h.to_str().ok()))
         .unwrap_or("");
-    let headers: Vec<(&str, &[u8])> = parts
+    // HTTP/2 clients may split `cookie` into crumbs, one field each; they
+    // are joined with "; " into one field (RFC 9113 section 8.2.3), as
+    // Envoy's codec does, before the limits and before an HTTP/1.1
+    // upstream sees them.
+    let mut cookie = Vec::new();
+    let mut crumbs = parts.headers.get_all(hyper::header::COOKIE).iter();
+    let joined = crumbs.next().is_some() && crumbs.next().is_some();
+    if joined {
+        for (i, v) in parts
+            .headers
+            .get_all(hyper::header::COOKIE)
+            .iter()
+            .enumerate()
+        {
+            if i > 0 {
+                cookie.extend_from_slice(b"; ");
+            }
+            cookie.extend_from_slice(v.as_bytes());
+        }
+    }
+    let mut headers: Vec<(&str, &[u8])> = parts
         .headers
         .iter()
+        .filter(|(k, _)| !(joined && *k == hyper::header::COOKIE))
         .map(|(k, v)| (k.as_str(), v.as_bytes()))
         .collect();
+    if joined {
+        headers.push(("cookie", &cookie));
+    }
     // The limits of an HTTP/1.1 head, as Envoy applies one
     // `max_request_headers_kb` and `max_request_headers_count` to both
     // protocols: more than 100 fields, or more than `--max-header-bytes`

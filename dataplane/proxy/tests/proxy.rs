@@ -839,6 +839,33 @@ fn http2_requests_with_too_many_or_too_large_headers_get_431_from_the_proxy_and_
     assert_eq!(stat(&p, &upstream), 2);
 }
 
+/// An HTTP/2 client's cookie crumbs (one field per cookie) reach an
+/// HTTP/1.1 upstream as one `cookie` field joined with "; " (RFC 9113
+/// section 8.2.3), as Envoy forwards them.
+#[test]
+fn http2_cookie_crumbs_reach_an_http1_upstream_as_one_cookie_field() {
+    let (up, heads) = scripted_upstream();
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n\n[[service]]\nname = \"echo\"\nport = 80\nendpoints = [{{ address = \"{up}\" }}]\n"
+    );
+    let p = Proxy::start(&config, &[]);
+    let crumbs = vec![
+        ("cookie".to_owned(), "a=1".to_owned()),
+        ("x-keep".to_owned(), "k".to_owned()),
+        ("cookie".to_owned(), "b=2".to_owned()),
+    ];
+    assert_eq!(h2_requests(p.addr, vec![("/crumbs", crumbs)]), [200]);
+    let heads = heads.lock().unwrap();
+    let h = heads
+        .iter()
+        .find(|h| h.starts_with("GET /crumbs HTTP/1.1\r\n"))
+        .unwrap()
+        .to_ascii_lowercase();
+    assert_eq!(h.matches("\r\ncookie:").count(), 1, "{h}");
+    assert!(h.contains("\r\ncookie: a=1; b=2\r\n"), "{h}");
+    assert!(h.contains("\r\nx-keep: k\r\n"), "{h}");
+}
+
 /// `GET`s with these extra headers on one h2c connection (hyper's client):
 /// the statuses.
 fn h2_requests(
