@@ -101,16 +101,106 @@ impl Scenario {
         load_extra: &str,
         latency: &str,
     ) -> meshsim::metrics::Metrics {
+        self.simulate_with_summary(connections, requests, load_extra, latency)
+            .0
+    }
+
+    /// As `simulate`, with the run's `summary.csv` row.
+    fn simulate_with_summary(
+        &self,
+        connections: u32,
+        requests: u64,
+        load_extra: &str,
+        latency: &str,
+    ) -> (meshsim::metrics::Metrics, mesh_rundir::Summary) {
         let text = self.experiment(connections, requests, load_extra, latency);
         let file = meshsim::experiment::parse(&text, Some("conformance.toml"))
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
         let (model, _) =
             meshsim::Model::build(&file, None).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
-        meshsim::Run::new(&model).run().expect("the run completes")
+        let m = meshsim::Run::new(&model).run().expect("the run completes");
+        let summary = m.summary(&model);
+        (m, summary)
     }
 
-    /// The meshecho pods (named as the simulator names them) and a proxy.
-    fn start(&self) -> (Vec<Echo>, Proxy) {
+    /// The proxy in front of meshecho pods, recording (`--record`), sent
+    /// `requests` GETs of `path` one after the other, then stopped: its
+    /// run directory.
+    fn record(&self, requests: u64, path: &str) -> mesh_rundir::RunDir {
+        let (_echoes, config) = self.upstreams();
+        let dir = common::temp_dir("conformance-record").join("run");
+        let mut p = Proxy::start(
+            &config,
+            &[
+                "--access-log",
+                "off",
+                "--record",
+                dir.to_str().unwrap(),
+                "--drain-time",
+                "0s",
+            ],
+        );
+        for _ in 0..requests {
+            let _ = p.get(path, &[]);
+        }
+        p.proc.signal("TERM");
+        assert!(p.proc.wait_exit().success());
+        mesh_rundir::RunDir::open(&dir).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// The `summary.csv` columns that count answers and ejections (the others
+/// are times and latencies, or the simulator's own: users, bad pods).
+const COUNTED: [&str; 8] = [
+    "requests",
+    "successes",
+    "errors_5xx",
+    "overflow",
+    "fault_aborts",
+    "timeouts",
+    "success_rate",
+    "ejections",
+];
+
+/// A simulated run and a recording agree on every counted summary column
+/// and on the kinds and details of the engines' events, in order.
+fn assert_same_run(
+    sim: &(meshsim::metrics::Metrics, mesh_rundir::Summary),
+    rec: &mesh_rundir::RunDir,
+) {
+    let row = sim.1.record();
+    for c in COUNTED {
+        let i = mesh_rundir::SUMMARY_COLUMNS
+            .iter()
+            .position(|n| *n == c)
+            .unwrap();
+        assert_eq!(
+            rec.summary.get(0, c),
+            Some(row[i].as_str()),
+            "summary column {c}"
+        );
+    }
+    // The engines' events (the simulator also logs its timeline's).
+    let world = ["fault_start", "fault_end", "load_change", "config_push"];
+    let sim_events: Vec<(&str, &str)> = sim
+        .0
+        .events
+        .iter()
+        .filter(|e| !world.contains(&e.kind))
+        .map(|e| (e.kind, e.detail.as_str()))
+        .collect();
+    let rec_events: Vec<(&str, &str)> = rec
+        .events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(sim_events, rec_events, "events");
+}
+
+impl Scenario {
+    /// The meshecho pods (named as the simulator names them, the bad ones
+    /// answering 503) and the proxy's config in front of them.
+    fn upstreams(&self) -> (Vec<Echo>, String) {
         let names = self.pod_names();
         let echoes: Vec<Echo> = self
             .pods
@@ -124,6 +214,12 @@ impl Scenario {
             .map(|(e, p)| (e, p.version))
             .collect();
         let config = common::service(&eps) + self.istio;
+        (echoes, config)
+    }
+
+    /// The meshecho pods (named as the simulator names them) and a proxy.
+    fn start(&self) -> (Vec<Echo>, Proxy) {
+        let (echoes, config) = self.upstreams();
         let proxy = Proxy::start(&config, &["--access-log", "off"]);
         (echoes, proxy)
     }
@@ -371,6 +467,9 @@ route = [{ destination = { host = "echo" } }]
     assert_eq!(m.by_flag.get("UT,URX"), Some(&10), "{:?}", m.by_flag);
     assert_eq!(m.flag("UT"), 10, "timeouts");
     // Proxy: the upstream answers after 200 ms too.
+    // Both, one summary: the same counted columns and events.
+    let sim = s.simulate_with_summary(1, 5, "", "200ms");
+    assert_same_run(&sim, &s.record(5, "/?delay=200ms"));
     let (_echoes, p) = s.start();
     for _ in 0..3 {
         assert_eq!(p.get("/?delay=200ms", &[]).status, 504);
@@ -409,6 +508,8 @@ route = [{ destination = { host = "echo" } }]
     let m = s.simulate(1, 40, "", "5ms");
     assert_eq!((m.requests, m.by_status[200]), (40, 40));
     assert!(m.by_flag.is_empty(), "{:?}", m.by_flag);
+    let sim = s.simulate_with_summary(1, 20, "", "5ms");
+    assert_same_run(&sim, &s.record(20, "/"));
     let (_echoes, p) = s.start();
     for _ in 0..20 {
         assert_eq!(p.get("/", &[]).status, 200);
