@@ -211,6 +211,12 @@ pub struct VersionModel {
     /// Requests waiting per pod beyond `concurrency` (then 503); unlimited when absent.
     #[serde(default)]
     pub queue: Option<u32>,
+    /// Time to set up a connection to one of its pods (TCP and the mesh's
+    /// mTLS handshake): requests queue in the caller's pool meanwhile, and
+    /// the connection counts against `maxConnections` from the start.
+    /// Instant when absent.
+    #[serde(default)]
+    pub connect_time: Option<IstioDuration>,
     /// This version's calls, replacing the service's `call` list (`call = []`:
     /// this version makes none).
     #[serde(default)]

@@ -125,6 +125,8 @@ pub(crate) struct PodSpec {
     pub(crate) error_status: u16,
     pub(crate) concurrency: u32,
     pub(crate) queue: u32,
+    /// Time to set up a connection to it (zero: instant).
+    pub(crate) connect: Duration,
 }
 
 /// A calling proxy.
@@ -316,6 +318,7 @@ impl Model {
                         error_status: v.error_status.unwrap_or(500),
                         concurrency: v.concurrency.unwrap_or(u32::MAX).max(1),
                         queue: v.queue.unwrap_or(u32::MAX),
+                        connect: v.connect_time.as_ref().map_or(Duration::ZERO, |d| d.value),
                     });
                 }
             }

@@ -1,7 +1,8 @@
 //! Envoy's per-host HTTP/1.1 connection pools, one per (proxy, pod) that
 //! ever talked: one request at a time per connection, connections reused
 //! until `maxRequestsPerConnection`, requests waiting for a connection in
-//! FIFO order. Connecting takes no virtual time.
+//! FIFO order. A connection being set up (a pod's `connectTime`) counts
+//! apart until it is ready.
 //!
 //! Laid out for a run with thousands of pools: a pool is four integers; its
 //! idle connections (a stack: the last one returned is reused first, as
@@ -21,6 +22,11 @@ struct Pool {
     /// The oldest and newest waiting requests.
     head: u32,
     tail: u32,
+    /// Connections being set up.
+    connecting: u32,
+    /// Requests in the waiting list (some may have left their request:
+    /// they are dropped when their turn comes).
+    waiting: u32,
 }
 
 /// An idle connection: the requests it has served.
@@ -78,6 +84,8 @@ impl Pools {
                 busy: 0,
                 head: NIL,
                 tail: NIL,
+                connecting: 0,
+                waiting: 0,
             });
         }
         PoolId(self.index[k])
@@ -94,10 +102,24 @@ impl Pools {
         self.pools[id.0 as usize].idle != NIL
     }
 
-    /// No connection at all, idle or busy.
+    /// No connection at all, idle, busy or being set up.
     pub(crate) fn empty(&self, id: PoolId) -> bool {
         let pl = &self.pools[id.0 as usize];
-        pl.idle == NIL && pl.busy == 0
+        pl.idle == NIL && pl.busy == 0 && pl.connecting == 0
+    }
+
+    /// Connections being set up.
+    pub(crate) fn connecting(&self, id: PoolId) -> u32 {
+        self.pools[id.0 as usize].connecting
+    }
+
+    pub(crate) fn set_connecting(&mut self, id: PoolId, n: u32) {
+        self.pools[id.0 as usize].connecting = n;
+    }
+
+    /// Entries in the waiting list.
+    pub(crate) fn waiting(&self, id: PoolId) -> u32 {
+        self.pools[id.0 as usize].waiting
     }
 
     pub(crate) fn busy(&self, id: PoolId) -> u32 {
@@ -152,6 +174,7 @@ impl Pools {
             i
         };
         let pl = &mut self.pools[id.0 as usize];
+        pl.waiting += 1;
         if pl.tail == NIL {
             pl.head = i;
         } else {
@@ -174,6 +197,7 @@ impl Pools {
             return;
         };
         pl.head = w.next;
+        pl.waiting = pl.waiting.saturating_sub(1);
         if pl.head == NIL {
             pl.tail = NIL;
         }
@@ -201,6 +225,22 @@ mod tests {
         assert_eq!(p.take_idle(id), None);
         assert_eq!(p.existing(1, 2), Some(id));
         assert_eq!(p.existing(0, 2), None);
+    }
+
+    #[test]
+    fn a_connection_being_set_up_keeps_the_pool_from_being_empty() {
+        let mut p = Pools::new(1, 1);
+        let id = p.pool(0, 0);
+        p.wait(id, 1, 1);
+        p.wait(id, 2, 1);
+        assert_eq!(p.waiting(id), 2);
+        p.set_connecting(id, 1);
+        assert!(!p.empty(id) && !p.ready(id));
+        p.set_connecting(id, 0);
+        p.put_idle(id, 0);
+        p.pop_waiting(id);
+        assert_eq!(p.waiting(id), 1);
+        assert!(p.ready(id));
     }
 
     #[test]

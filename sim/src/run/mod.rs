@@ -88,6 +88,8 @@ enum Ev {
     },
     /// A crashed pod refused the connection.
     Refused { slot: u32, attempt: u32 },
+    /// A connection of proxy worker `owner`'s pool to `pod` is set up.
+    Connected { proxy: u32, owner: u32, pod: PodId },
     /// The per-try timeout of an attempt.
     TryTimeout { slot: u32, attempt: u32 },
     /// The route timeout of a request.
@@ -578,6 +580,9 @@ impl<'m> Run<'m> {
                 if self.current(slot, attempt) {
                     self.attempt_done(now, slot, Outcome::Status(status));
                 }
+            }
+            Ev::Connected { proxy, owner, pod } => {
+                self.connected(now, (proxy as usize, owner as usize), pod.raw());
             }
             Ev::Refused { slot, attempt } => {
                 if self.current(slot, attempt) {

@@ -276,7 +276,9 @@ impl<'m> Run<'m> {
             }
             Admit::Queue { open_connection } => {
                 self.pools.wait(key, slot, attempt);
-                if open_connection {
+                // As Envoy's pool: a new connection unless the ones being
+                // set up will carry every waiting request.
+                if open_connection && self.pools.waiting(key) > self.pools.connecting(key) {
                     self.open_connection(now, (p, owner), pod.raw(), up);
                 }
             }
@@ -284,8 +286,9 @@ impl<'m> Run<'m> {
         }
     }
 
-    /// Opens a connection (ready at once) in the pool of proxy `p`'s worker
-    /// `owner` to `pod`, and serves the pool's queue.
+    /// Opens a connection in the pool of proxy `p`'s worker `owner` to
+    /// `pod`: ready at once (then the pool's queue is served), or after the
+    /// pod's `connectTime`. It counts against `maxConnections` from now.
     pub(super) fn open_connection(
         &mut self,
         now: Time,
@@ -294,7 +297,35 @@ impl<'m> Run<'m> {
         up: Upstream,
     ) {
         self.proxies[p].engine.connection_opened(up, now);
+        let connect = self.model.pods[pod as usize].connect;
+        if connect.is_zero() {
+            self.connected(now, (p, owner), pod);
+            return;
+        }
+        let key = self.pools.pool(owner, pod);
+        self.pools
+            .set_connecting(key, self.pools.connecting(key) + 1);
+        if let Some(pod) = PodId::new(pod as usize) {
+            self.queue.push(
+                now + connect,
+                Class::Traffic,
+                Ev::Connected {
+                    proxy: u32::try_from(p).unwrap_or(0),
+                    owner: u32::try_from(owner).unwrap_or(0),
+                    pod,
+                },
+            );
+        }
+    }
+
+    /// A connection of `owner`'s pool to `pod` is ready: it serves the
+    /// pool's queue.
+    pub(super) fn connected(&mut self, now: Time, (p, owner): (usize, usize), pod: u32) {
         if let Some(key) = self.pools.existing(owner, pod) {
+            let connecting = self.pools.connecting(key);
+            if connecting > 0 {
+                self.pools.set_connecting(key, connecting - 1);
+            }
             self.pools.put_idle(key, 0);
         }
         self.pump(now, (p, owner), pod);
@@ -320,6 +351,7 @@ impl<'m> Run<'m> {
             if !self.pools.ready(key) {
                 let empty = self.pools.empty(key);
                 if self.pools.busy(key) == 0
+                    && self.pools.connecting(key) == 0
                     && self.proxies[p].engine.may_open_connection(up, empty, now)
                 {
                     self.open_connection(now, (p, owner), pod, up);
