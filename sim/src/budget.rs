@@ -110,7 +110,7 @@ pub fn estimate(f: &ExperimentFile) -> Estimate {
             if v.call.as_ref().is_some_and(|c| !c.is_empty()) || !s.call.is_empty() {
                 // Each worker holds its own balancer and pools.
                 // (Capped as the model refuses more than 64.)
-                sidecars += n * u64::from(s.proxy_concurrency.unwrap_or(1).clamp(1, 64));
+                sidecars += n * u64::from(s.proxy_concurrency.unwrap_or(2).clamp(1, 64));
             }
             parts.push(Part {
                 field: format!("service.{}.version.{}.pods", s.name, v.name),
@@ -129,7 +129,7 @@ pub fn estimate(f: &ExperimentFile) -> Estimate {
     for (ci, c) in f.client.iter().enumerate() {
         let n = u64::from(c.pods.unwrap_or(1));
         // Each worker holds its own balancer and pools.
-        let workers = u64::from(c.proxy_concurrency.unwrap_or(1).clamp(1, 64));
+        let workers = u64::from(c.proxy_concurrency.unwrap_or(2).clamp(1, 64));
         parts.push(Part {
             field: format!("client.{}.pods", c.name),
             path: root.key("client").named(ci, &c.name).key("pods"),

@@ -153,7 +153,7 @@ pub struct ServiceModel {
     /// Versions (subset labels `version = <name>`).
     pub version: Vec<VersionModel>,
     /// Envoy worker threads of the sidecar of each of its pods that makes
-    /// calls (Istio's `concurrency`; 1 when absent).
+    /// calls (Istio's `concurrency`; 2 when absent, as Istio sets it).
     #[serde(default)]
     pub proxy_concurrency: Option<u32>,
 }
@@ -280,8 +280,9 @@ pub struct ClientModel {
     #[serde(default)]
     pub gateway: Option<String>,
     /// Envoy worker threads of each of these proxies (Istio's `concurrency`;
-    /// 1 when absent): each worker balances and pools connections on its
-    /// own, outlier detection and breakers are shared.
+    /// 2 when absent, as Istio sets a sidecar's): each worker balances and
+    /// pools connections on its own, outlier detection and breakers are
+    /// shared.
     #[serde(default)]
     pub proxy_concurrency: Option<u32>,
 }

@@ -674,7 +674,7 @@ pub(crate) fn hit(rng: &mut Pcg64Mcg, ppm: u32) -> bool {
 /// Envoy worker threads of a proxy (`proxyConcurrency`): 1 when absent.
 fn concurrency(v: Option<u32>, path: &FieldPath, errors: &mut Vec<ConfigError>) -> u32 {
     match v {
-        None => 1,
+        None => 2,
         Some(n @ 1..=64) => n,
         Some(n) => {
             errors.push(err(

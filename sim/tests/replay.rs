@@ -30,7 +30,7 @@ fn the_frame_of_one_bad_pod_at_75s_matches_its_snapshot() {
     let o = meshsim(&["replay", d, "--frame-at", "75s", "--size", "100x22"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let frame = String::from_utf8(o.stdout).unwrap();
-    // The headline, whatever the snapshot: the bad pod, ejected at 60.08 s
+    // The headline, whatever the snapshot: the bad pod, ejected at 60.07 s
     // for 30 s, has 15.1 s of its ejection left at 75 s.
     let bad = frame
         .lines()

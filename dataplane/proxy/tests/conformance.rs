@@ -82,7 +82,7 @@ impl Scenario {
             );
         }
         s += &format!(
-            "\n[[client]]\nname = \"load\"\n\n[load]\nclient = \"load\"\nhost = \"echo\"\nconnections = {connections}\nrequests = {requests}\n{load_extra}\n"
+            "\n[[client]]\nname = \"load\"\n# meshproxy runs one worker thread.\nproxyConcurrency = 1\n\n[load]\nclient = \"load\"\nhost = \"echo\"\nconnections = {connections}\nrequests = {requests}\n{load_extra}\n"
         );
         for (p, name) in self.pods.iter().zip(self.pod_names()) {
             if p.bad {
