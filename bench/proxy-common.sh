@@ -34,7 +34,8 @@ start_upstreams() {
 }
 
 # start_meshproxy LISTEN_PORT [ADMIN_PORT]: meshproxy over the upstreams,
-# outlier detection on, no access log (an admin listener if ADMIN_PORT).
+# outlier detection on, no access log, WORKERS worker threads (1 by
+# default; an admin listener if ADMIN_PORT).
 start_meshproxy() {
   {
     echo '[[listener]]'
@@ -52,7 +53,7 @@ start_meshproxy() {
   } >"$work/mesh.toml"
   local admin=()
   if [ -n "${2:-}" ]; then admin=(--admin "127.0.0.1:$2"); fi
-  "$bin/meshproxy" --config "$work/mesh.toml" --access-log off "${admin[@]}" >/dev/null 2>"$work/meshproxy.err" &
+  "$bin/meshproxy" --config "$work/mesh.toml" --access-log off --concurrency "${WORKERS:-1}" "${admin[@]}" >/dev/null 2>"$work/meshproxy.err" &
   meshproxy_pid=$!
   pids+=($meshproxy_pid)
 }

@@ -3,12 +3,12 @@
 # same run, on loopback. Not part of CI (it takes a few minutes and needs
 # wrk, nginx and haproxy: `apt-get install wrk nginx-light haproxy`).
 #
-#   [MESH_BIN=DIR] bench/proxy.sh [SECONDS_PER_ROUND] [ROUNDS] [CONNECTIONS]
+#   [MESH_BIN=DIR] [WORKERS=N] [WRK_THREADS=T] bench/proxy.sh [SECONDS_PER_ROUND] [ROUNDS] [CONNECTIONS]
 #
 # Setup: 5 meshecho upstreams (small keep-alive responses); each proxy runs
-# one worker (meshproxy: one thread; nginx: worker_processes 1; HAProxy:
-# nbthread 1), keeps connections to the upstreams alive, and balances over
-# the 5. meshproxy also runs outlier detection (consecutive5xxErrors 5). wrk
+# WORKERS workers, 1 by default (meshproxy: --concurrency N; nginx:
+# worker_processes N; HAProxy: nbthread N), keeps connections to the
+# upstreams alive, and balances over the 5. meshproxy also runs outlier detection (consecutive5xxErrors 5). wrk
 # (1 thread, C connections) drives each proxy in turn, ROUNDS times, rounds
 # interleaved; the script prints per round and the median: requests/s, the
 # proxy's CPU time per request (user + system, from /proc), and its RSS;
@@ -20,6 +20,8 @@ set -euo pipefail
 secs="${1:-10}"
 rounds="${2:-3}"
 conns="${3:-50}"
+workers="${WORKERS:-1}"
+wrk_threads="${WRK_THREADS:-1}"
 for t in wrk nginx haproxy; do
   command -v "$t" >/dev/null || { echo "bench/proxy.sh: $t not found (apt-get install wrk nginx-light haproxy)" >&2; exit 2; }
 done
@@ -27,10 +29,10 @@ done
 start_upstreams 19100
 start_meshproxy 19100
 
-# nginx: one worker, keep-alive upstream pool.
+# nginx: WORKERS workers, keep-alive upstream pool.
 mkdir -p "$work/nginx"
 {
-  echo "worker_processes 1; daemon off; pid $work/nginx/nginx.pid; error_log $work/nginx/error.log warn;"
+  echo "worker_processes $workers; daemon off; pid $work/nginx/nginx.pid; error_log $work/nginx/error.log warn;"
   echo "events { worker_connections 4096; }"
   echo "http { access_log off;"
   echo "  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx; fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;"
@@ -43,10 +45,10 @@ mkdir -p "$work/nginx"
 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
 pids+=($!)
 
-# HAProxy: one thread, connection reuse to the upstreams.
+# HAProxy: WORKERS threads, connection reuse to the upstreams.
 {
   echo "global"
-  echo "  nbthread 1"
+  echo "  nbthread $workers"
   echo "  maxconn 4096"
   echo "defaults"
   echo "  mode http"
@@ -62,26 +64,31 @@ pids+=($!)
   for p in "${ports[@]}"; do echo "  server s$p 127.0.0.1:$p"; done
 } >"$work/haproxy.cfg"
 haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 &
-pids+=($!)
+haproxy_pid=$!
+pids+=($haproxy_pid)
 sleep 1
 
+# The processes of a proxy (nginx: its workers; the others: one process,
+# whose /proc figures cover all its threads).
 pid_of() {
   case "$1" in
     meshproxy) echo "$meshproxy_pid" ;;
-    nginx) pgrep -f "nginx: worker process" | head -1 ;;
-    haproxy) echo "${pids[-1]}" ;;
+    nginx) pgrep -f "nginx: worker process" | xargs ;;
+    haproxy) echo "$haproxy_pid" ;;
   esac
 }
 port_of() { case "$1" in meshproxy) echo 19100 ;; nginx) echo 19200 ;; haproxy) echo 19300 ;; esac; }
-# CPU ticks (user + system) of a process.
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU ticks (user + system) of processes, summed.
+ticks() { local n=0 p; for p in "$@"; do n=$((n + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$n"; }
+rss_sum() { local n=0 p; for p in "$@"; do n=$((n + $(rss_kb "$p"))); done; echo "$n"; }
 hz=$(getconf CLK_TCK)
 
+echo "workers per proxy: $workers; wrk threads: $wrk_threads"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "meshproxy idle RSS: $(rss_kb "$meshproxy_pid") kB"
 # Warm up every proxy (connections to upstreams, caches).
 for t in meshproxy nginx haproxy; do
-  wrk -t1 -c"$conns" -d2s -H 'Host: echo' "http://127.0.0.1:$(port_of $t)/" >/dev/null
+  wrk -t"$wrk_threads" -c"$conns" -d2s -H 'Host: echo' "http://127.0.0.1:$(port_of $t)/" >/dev/null
 done
 
 declare -A rps cpu ratio
@@ -89,9 +96,11 @@ for r in $(seq "$rounds"); do
   declare -A this_rps this_cpu
   for t in meshproxy nginx haproxy; do
     pid="$(pid_of $t)"
-    before=$(ticks "$pid")
-    out="$(wrk -t1 -c"$conns" -d"${secs}s" -H 'Host: echo' "http://127.0.0.1:$(port_of $t)/")"
-    after=$(ticks "$pid")
+    # shellcheck disable=SC2086 # a list of PIDs
+    before=$(ticks $pid)
+    out="$(wrk -t"$wrk_threads" -c"$conns" -d"${secs}s" -H 'Host: echo' "http://127.0.0.1:$(port_of $t)/")"
+    # shellcheck disable=SC2086
+    after=$(ticks $pid)
     total=$(echo "$out" | awk '/requests in/ {print $1}')
     rate=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     errors=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
@@ -100,7 +109,8 @@ for r in $(seq "$rounds"); do
     cpu[$t]+="$us "
     this_rps[$t]=$rate
     this_cpu[$t]=$us
-    echo "round $r $t: $rate req/s, ${us} us CPU/request, RSS $(rss_kb "$pid") kB${errors:+, non-2xx $errors}"
+    # shellcheck disable=SC2086
+    echo "round $r $t: $rate req/s, ${us} us CPU/request, RSS $(rss_sum $pid) kB${errors:+, non-2xx $errors}"
   done
   # Same-round ratios: the machine's drift between rounds cancels out.
   for t in nginx haproxy; do
@@ -147,7 +157,7 @@ echo
 for c in 1 "$conns"; do
   sed -i "s/^address = .*/address = \"127.0.0.1:1911$((c > 1))\"/" "$work/outlier.toml"
   admin="127.0.0.1:1912$((c > 1))"
-  "$bin/meshproxy" --config "$work/outlier.toml" --admin "$admin" --access-log off >/dev/null 2>>"$work/outlier.err" &
+  "$bin/meshproxy" --config "$work/outlier.toml" --admin "$admin" --access-log off --concurrency "$workers" >/dev/null 2>>"$work/outlier.err" &
   pids+=($!)
   sleep 0.5
   out="$(wrk -t1 -c"$c" -d"${secs}s" -H 'Host: echo' "http://127.0.0.1:1911$((c > 1))/")"

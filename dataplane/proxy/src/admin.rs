@@ -4,7 +4,8 @@
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -12,11 +13,11 @@ use hyper::{Request, Response, StatusCode};
 use mesh_engine::ClusterId;
 use tokio::net::TcpListener;
 
-use crate::proxy::Shared;
+use crate::proxy::{Shared, lock};
 
 /// Serves the admin listener until the process exits: through a drain,
 /// so that `/ready` answers `503 DRAINING` and `/stats` stays readable.
-pub(crate) async fn serve(sh: Rc<Shared>, listener: TcpListener) {
+pub(crate) async fn serve(sh: Arc<Shared>, listener: TcpListener) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -48,7 +49,7 @@ fn text(status: u16, body: String, content_type: &'static str) -> Response<Full<
 pub(crate) fn answer(sh: &Shared, path: &str) -> Response<Full<Bytes>> {
     match path {
         "/ready" => {
-            if sh.ready.get() {
+            if sh.ready.load(Ordering::Acquire) {
                 text(200, "LIVE\n".into(), "text/plain")
             } else {
                 text(503, "DRAINING\n".into(), "text/plain")
@@ -56,7 +57,7 @@ pub(crate) fn answer(sh: &Shared, path: &str) -> Response<Full<Bytes>> {
         }
         "/stats" | "/stats/prometheus" => text(200, stats(sh), "text/plain; version=0.0.4"),
         "/clusters" => text(200, clusters(sh), "text/plain"),
-        "/config_dump" => text(200, sh.config_text.borrow().clone(), "application/toml"),
+        "/config_dump" => text(200, lock(&sh.config_text).clone(), "application/toml"),
         "/" => text(
             200,
             "meshproxy admin: /stats /clusters /config_dump /ready\n".into(),
@@ -239,11 +240,29 @@ fn stats(sh: &Shared) -> String {
         "counter",
         "Ejections refused by maxEjectionPercent, by cluster (Envoy's ejections_overflow).",
     );
-    downstream_active.sample("", sh.in_flight.get());
-    reloads.sample("result=\"ok\"", sh.reloads_ok.get());
-    reloads.sample("result=\"refused\"", sh.reloads_failed.get());
+    downstream_active.sample("", sh.in_flight.load(Ordering::Relaxed));
+    let mut cx_worker = Family::new(
+        "meshproxy_downstream_cx_active",
+        "gauge",
+        "Client connections open, by worker thread.",
+    );
+    let mut cx_worker_total = Family::new(
+        "meshproxy_downstream_cx_total",
+        "counter",
+        "Client connections accepted, by the worker thread they were given to.",
+    );
+    for (w, c) in sh.connections.iter().enumerate() {
+        let l = format!("worker=\"{w}\"");
+        cx_worker.sample(&l, c.active.load(Ordering::Relaxed));
+        cx_worker_total.sample(&l, c.total.load(Ordering::Relaxed));
+    }
+    reloads.sample("result=\"ok\"", sh.reloads_ok.load(Ordering::Relaxed));
+    reloads.sample(
+        "result=\"refused\"",
+        sh.reloads_failed.load(Ordering::Relaxed),
+    );
     for p in &sh.proxies {
-        let p = p.borrow();
+        let p = lock(p);
         let l = p.listener.address;
         generations.sample(
             &format!("listener=\"{l}\""),
@@ -323,6 +342,8 @@ fn stats(sh: &Shared) -> String {
     for f in [
         &downstream,
         &downstream_active,
+        &cx_worker,
+        &cx_worker_total,
         &reloads,
         &generations,
         &upstream,
@@ -356,7 +377,7 @@ fn stats(sh: &Shared) -> String {
 fn clusters(sh: &Shared) -> String {
     let mut out = String::new();
     for p in &sh.proxies {
-        let p = p.borrow();
+        let p = lock(p);
         let now = sh.now();
         for c in 0..p.engine.cluster_count() {
             let id = ClusterId(u32::try_from(c).unwrap_or(u32::MAX));

@@ -2,7 +2,7 @@
 //! cluster's connect timeout, then HTTP/1.1 as is or HTTP/2 with prior
 //! knowledge.
 
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_engine::Upstream;
@@ -14,7 +14,7 @@ use crate::pool::{Conn, H2Send};
 #[derive(Debug)]
 pub(crate) enum Target {
     Socket(std::net::SocketAddr),
-    Name(Rc<str>),
+    Name(Arc<str>),
 }
 
 pub(crate) async fn connect(target: Target, timeout: Duration, up: Upstream) -> Option<Conn> {

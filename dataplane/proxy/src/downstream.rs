@@ -18,6 +18,7 @@ use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -53,7 +54,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// (HTTP/1.1) or a GOAWAY is sent (HTTP/2); once it stops, an idle
 /// connection is closed and a request in progress is answered first.
 pub(crate) async fn serve(
-    sh: Rc<Shared>,
+    sh: Arc<Shared>,
     li: usize,
     info: ConnInfo,
     mut stream: TcpStream,
@@ -424,7 +425,7 @@ enum Version {
 /// request.
 #[allow(clippy::too_many_arguments)]
 async fn serve_one(
-    sh: &Rc<Shared>,
+    sh: &Arc<Shared>,
     li: usize,
     info: ConnInfo,
     stream: &mut TcpStream,
@@ -719,7 +720,7 @@ fn itoa3(status: u16) -> [u8; 3] {
 /// Serves an HTTP/2 connection (prior knowledge) with hyper; `read` holds
 /// the bytes already read from it (the preface, maybe more).
 async fn serve_h2(
-    sh: Rc<Shared>,
+    sh: Arc<Shared>,
     li: usize,
     info: ConnInfo,
     stream: TcpStream,
@@ -783,7 +784,7 @@ async fn serve_h2(
 
 /// One HTTP/2 request: the same [`forward::handle`] as HTTP/1.1.
 async fn handle_h2(
-    sh: Rc<Shared>,
+    sh: Arc<Shared>,
     li: usize,
     info: ConnInfo,
     req: hyper::Request<hyper::body::Incoming>,

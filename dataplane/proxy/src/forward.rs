@@ -10,7 +10,8 @@
 //! answers go back with their headers in wire form ([`Answer`]), whichever
 //! protocol the client speaks.
 
-use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,13 +25,13 @@ use crate::hdr;
 use crate::log::Entry;
 use crate::msg::{Answer, Req, local_body};
 use crate::pool::{Conn, Grant, Stream};
-use crate::proxy::{Acquire, Shared, spawn_connects};
+use crate::proxy::{Acquire, Local, Shared, spawn_connects};
 
 /// Handles one request end to end and accounts for it (counters, the
 /// recording, the access log); never fails (errors are answers).
-pub(crate) async fn handle(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
+pub(crate) async fn handle(sh: &Arc<Shared>, li: usize, req: &Req<'_>) -> Answer {
     let started = sh.now();
-    sh.in_flight.set(sh.in_flight.get() + 1);
+    sh.in_flight.fetch_add(1, Ordering::Relaxed);
     let _in_flight = InFlight(sh.clone());
     let answer = route(sh, li, req).await;
     let took = sh.recent().saturating_since(started);
@@ -47,7 +48,7 @@ pub(crate) fn account(
     flags: ResponseFlags,
     took: Duration,
 ) {
-    sh.proxy(li).stats.count_response(answer.status, flags);
+    sh.proxy(li).local().stats.count_response(answer.status, flags);
     sh.record_answer(li, answer.status, flags, took);
     Entry {
         method: req.method,
@@ -63,17 +64,15 @@ pub(crate) fn account(
 }
 
 /// Counts a request in flight until dropped.
-struct InFlight(Rc<Shared>);
+struct InFlight(Arc<Shared>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0
-            .in_flight
-            .set(self.0.in_flight.get().saturating_sub(1));
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
+async fn route(sh: &Arc<Shared>, li: usize, req: &Req<'_>) -> Answer {
     // The engine's view of the headers, on the stack for the usual few.
     let mut stack = [("", ""); 32];
     let mut n = 0;
@@ -102,8 +101,8 @@ async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
         port: req.conn.local.port(),
         source: Some(req.conn.remote),
         destination: Some(req.conn.local),
-        // One worker thread (see docs/proxy.md).
-        worker: 0,
+        // The worker this connection lives on (its balancer).
+        worker: u32::try_from(crate::proxy::worker()).unwrap_or(0),
     };
     let mut flight = Flight {
         sh: sh.clone(),
@@ -118,7 +117,8 @@ async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
         attempt_started: sh.recent(),
     };
     let mut step = {
-        let mut p = sh.proxy(li);
+        let mut held = sh.proxy(li);
+        let mut p = held.local();
         let now = sh.recent();
         // The port whose route table applies (`match.port`): a gateway's
         // is the listener's, as a Gateway server's is; a sidecar's is the
@@ -127,7 +127,7 @@ async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
         if p.listener.proxy.gateway.is_none() {
             ereq.port = p.engine.destination_port(req.authority).unwrap_or(80);
         }
-        let (ex, step) = Exchange::start(&mut p.engine, &ereq, now);
+        let (ex, step) = Exchange::start(p.engine, &ereq, now);
         flight.ex = ex;
         p.drain_events();
         step
@@ -136,9 +136,10 @@ async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
         // A client that goes away during the delay drops this future: the
         // flight's `Drop` lets the engine know, so the route is freed.
         tokio::time::sleep(until.saturating_since(sh.recent())).await;
-        let mut p = sh.proxy(li);
+        let mut held = sh.proxy(li);
+        let mut p = held.local();
         let now = sh.now();
-        step = flight.ex.handle_delay_over(&mut p.engine, &ereq, now);
+        step = flight.ex.handle_delay_over(p.engine, &ereq, now);
         p.drain_events();
     }
     match step {
@@ -153,7 +154,7 @@ async fn route(sh: &Rc<Shared>, li: usize, req: &Req<'_>) -> Answer {
 /// The proxy's own answer for an exchange that ended without an upstream
 /// response: a route's redirect or direct response, or Envoy's local
 /// reply for the flag that explains it; with all the request's flags.
-fn local_answer(sh: &Rc<Shared>, li: usize, a: &mesh_engine::Answer, req: &Req<'_>) -> Answer {
+fn local_answer(sh: &Arc<Shared>, li: usize, a: &mesh_engine::Answer, req: &Req<'_>) -> Answer {
     match (a.cause, a.route) {
         (None, Some(route)) => {
             let mut answer = respond(sh, li, route, a.status, req.path, req.authority);
@@ -173,14 +174,15 @@ fn local_reply(a: &mesh_engine::Answer) -> Answer {
 
 /// A redirect or direct response of a route.
 fn respond(
-    sh: &Rc<Shared>,
+    sh: &Arc<Shared>,
     li: usize,
     route: RouteId,
     status: u16,
     path: &str,
     authority: &str,
 ) -> Answer {
-    let p = sh.proxy(li);
+    let mut held = sh.proxy(li);
+    let p = held.local();
     let mut a = Answer::local(status, None, "");
     let Some(route) = p.engine.route(route) else {
         let flag = Some(ResponseFlag::NoRouteFound);
@@ -227,7 +229,7 @@ fn host_only(authority: &str) -> &str {
 /// away, or the request ended) settles what the engine and the pool are
 /// owed.
 struct Flight {
-    sh: Rc<Shared>,
+    sh: Arc<Shared>,
     li: usize,
     ex: Exchange,
     /// The pool of the latest attempt's host.
@@ -250,7 +252,7 @@ impl Flight {
     /// queue (or the grant already sent for it), or its connection or
     /// stream (`reset`: the attempt was sent and is cut short, so an
     /// HTTP/1.1 connection closes).
-    fn give_back(&mut self, p: &mut crate::proxy::Proxy, now: mesh_engine::Time, reset: bool) {
+    fn give_back(&mut self, p: &mut Local<'_>, now: mesh_engine::Time, reset: bool) {
         if let Some(id) = self.waiter.take()
             && !p.pools[self.pool].remove_waiter(id)
             && let Some(mut rx) = self.rx.take()
@@ -271,7 +273,7 @@ impl Flight {
     }
 
     /// Counts and records an attempt that got no status (a timeout).
-    fn count_failed_attempt(&self, p: &mut crate::proxy::Proxy) {
+    fn count_failed_attempt(&self, p: &mut Local<'_>) {
         p.pools[self.pool].stats.rq_class[0] += 1;
         self.sh
             .record_attempt(&p.pools[self.pool].address, 0, self.attempt_started);
@@ -281,16 +283,17 @@ impl Flight {
     /// reset (its connection closes), a queued one leaves the queue.
     fn route_timed_out(&mut self) -> Answer {
         let sh = self.sh.clone();
-        let mut p = sh.proxy(self.li);
+        let mut held = sh.proxy(self.li);
+        let mut p = held.local();
         let now = sh.now();
         let sent = self.ex.phase() == Phase::Sent;
-        let step = self.ex.handle_route_timeout(&mut p.engine, now);
+        let step = self.ex.handle_route_timeout(p.engine, now);
         if sent {
             self.count_failed_attempt(&mut p);
         }
         self.give_back(&mut p, now, true);
         p.drain_events();
-        drop(p);
+        drop(held);
         spawn_connects(&sh, self.li);
         match step {
             Step::Answer(a) => local_reply(&a),
@@ -309,16 +312,17 @@ impl Drop for Flight {
             return;
         }
         let sh = self.sh.clone();
-        let Ok(mut p) = sh.proxies[self.li].try_borrow_mut() else {
+        let Some(mut held) = sh.try_proxy(self.li) else {
             return;
         };
+        let mut p = held.local();
         let now = sh.now();
         // Envoy resets the upstream stream; outlier detection is not told
         // (the host did nothing wrong).
-        self.ex.cancel(&mut p.engine, now);
+        self.ex.cancel(p.engine, now);
         self.give_back(&mut p, now, true);
         p.drain_events();
-        drop(p);
+        drop(held);
         spawn_connects(&sh, self.li);
     }
 }
@@ -352,7 +356,8 @@ async fn forward(flight: &mut Flight, f: Forward, req: &Req<'_>) -> Answer {
     let sh = flight.sh.clone();
     let li = flight.li;
     let (set_cookie, template) = {
-        let p = sh.proxy(li);
+        let mut held = sh.proxy(li);
+        let p = held.local();
         let Some(route) = p.engine.route(f.route) else {
             // Not reached: the exchange just started holds its route.
             let flag = Some(ResponseFlag::NoRouteFound);
@@ -378,10 +383,7 @@ async fn forward(flight: &mut Flight, f: Forward, req: &Req<'_>) -> Answer {
         None => run.await,
     };
     answer.attempts = flight.ex.attempts();
-    {
-        let p = sh.proxy(li);
-        answer.upstream = Some(p.pools[flight.pool].address.clone());
-    }
+    answer.upstream = Some(sh.proxy(li).local().pools[flight.pool].address.clone());
     if let Some(c) = set_cookie
         && hdr::valid_value(c.as_bytes())
     {
@@ -400,11 +402,12 @@ async fn attempts_loop(flight: &mut Flight, template: &Template<'_>) -> Answer {
         let (step, response) = attempt(flight, template).await;
         let step = match step {
             Step::Backoff { until } => {
-                sh.proxy(li).stats.retries += 1;
+                sh.proxy(li).local().stats.retries += 1;
                 tokio::time::sleep(until.saturating_since(sh.recent())).await;
-                let mut p = sh.proxy(li);
+                let mut held = sh.proxy(li);
+                let mut p = held.local();
                 let now = sh.now();
-                let step = flight.ex.handle_backoff_over(&mut p.engine, now);
+                let step = flight.ex.handle_backoff_over(p.engine, now);
                 p.drain_events();
                 if let Step::Forward(f) = step {
                     flight.pool = p.pool_for(f.upstream, flight.client_h2);
@@ -435,9 +438,9 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>) -> (Step, Option<
     // the end of a retry's back-off): no new clock read.
     flight.attempt_started = sh.recent();
     let acq = {
-        let mut p = sh.proxy(li);
+        let mut held = sh.proxy(li);
         let now = sh.recent();
-        p.acquire(flight.pool, &mut flight.ex, now)
+        held.local().acquire(flight.pool, &mut flight.ex, now)
     };
     spawn_connects(&sh, li);
     let try_deadline = match acq {
@@ -460,21 +463,22 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>) -> (Step, Option<
             };
             flight.waiter = None;
             flight.rx = None;
-            let mut p = sh.proxy(li);
+            let mut held = sh.proxy(li);
+            let mut p = held.local();
             let now = sh.now();
             let admitted = match g {
                 Ok(Grant::Conn(c)) => {
                     flight.conn = Some(c);
-                    flight.ex.dequeue(&mut p.engine, now)
+                    flight.ex.dequeue(p.engine, now)
                 }
                 Ok(Grant::Stream(s)) => {
                     flight.stream = Some(s);
-                    flight.ex.dequeue(&mut p.engine, now)
+                    flight.ex.dequeue(p.engine, now)
                 }
                 // The pool's connection for it failed (or, not expected,
                 // the pool dropped it): a connect failure.
                 Ok(Grant::ConnectFailure) | Err(_) => {
-                    let step = flight.ex.handle_connect_failure(&mut p.engine, now);
+                    let step = flight.ex.handle_connect_failure(p.engine, now);
                     let overflowed = matches!(
                         step,
                         Step::Answer(a) if a.cause == Some(ResponseFlag::UpstreamOverflow)
@@ -501,7 +505,7 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>) -> (Step, Option<
                         p.release_stream(flight.pool, &s, false, now);
                     }
                     p.drain_events();
-                    drop(p);
+                    drop(held);
                     spawn_connects(&sh, li);
                     return match other {
                         Admit::Answer(a) => (Step::Answer(a), None),
@@ -534,7 +538,8 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>) -> (Step, Option<
     } else {
         return (Step::Stale, None);
     };
-    let mut p = sh.proxy(li);
+    let mut held = sh.proxy(li);
+    let mut p = held.local();
     let now = sh.now();
     let (step, response, keep) = match result {
         Some(result) => {
@@ -548,7 +553,7 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>) -> (Step, Option<
             // The per-try timeout: the attempt is reset.
             let step = flight
                 .ex
-                .handle_response(&mut p.engine, Outcome::Timeout, now);
+                .handle_response(p.engine, Outcome::Timeout, now);
             flight.count_failed_attempt(&mut p);
             (step, None, false)
         }
@@ -560,7 +565,7 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>) -> (Step, Option<
         p.release_stream(flight.pool, &s, true, now);
     }
     p.drain_events();
-    drop(p);
+    drop(held);
     spawn_connects(&sh, li);
     (step, response)
 }
@@ -580,7 +585,7 @@ async fn within<T>(
 /// recording: the upstream's answer, or (`Err`) a reset.
 fn report(
     sh: &Shared,
-    p: &mut crate::proxy::Proxy,
+    p: &mut Local<'_>,
     flight: &mut Flight,
     result: Result<Answer, Reset>,
     now: mesh_engine::Time,
@@ -597,7 +602,7 @@ fn report(
         status,
         flight.attempt_started,
     );
-    let step = flight.ex.handle_response(&mut p.engine, outcome, now);
+    let step = flight.ex.handle_response(p.engine, outcome, now);
     (step, result.ok())
 }
 

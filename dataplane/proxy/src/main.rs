@@ -51,6 +51,12 @@ struct Args {
     /// How often the config file is checked for changes (0s: only SIGHUP).
     #[arg(long, default_value = "1s", value_parser = parse_duration_or_zero)]
     watch_interval: Duration,
+    /// Worker threads, as Envoy's `--concurrency` (Istio's sidecars run 2);
+    /// 0: one per core. Each worker serves its own client connections with
+    /// its own load-balancer state and connection pools; outlier detection
+    /// and circuit-breaker counters are shared.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=1024))]
+    concurrency: u16,
     /// Seed of the engine's random streams.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -108,6 +114,10 @@ fn main() -> ExitCode {
         seed: args.seed,
         record: args.record.clone(),
         record_window: args.record_window,
+        concurrency: match args.concurrency {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            n => usize::from(n),
+        },
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -4,7 +4,7 @@
 //! form ([`Answer`]), whichever protocol the client speaks.
 
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use mesh_engine::{ResponseFlag, ResponseFlags};
@@ -116,7 +116,7 @@ pub(crate) struct Answer {
     pub(crate) body: Bytes,
     /// Envoy's response flags.
     pub(crate) flags: ResponseFlags,
-    pub(crate) upstream: Option<Rc<str>>,
+    pub(crate) upstream: Option<Arc<str>>,
     pub(crate) attempts: u32,
 }
 

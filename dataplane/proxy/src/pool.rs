@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -179,8 +179,8 @@ pub(crate) struct PoolStats {
 /// The connections of one proxy to one endpoint for one cluster.
 #[derive(Debug)]
 pub(crate) struct HostPool {
-    pub(crate) cluster: Rc<str>,
-    pub(crate) address: Rc<str>,
+    pub(crate) cluster: Arc<str>,
+    pub(crate) address: Arc<str>,
     /// `None` when the endpoint is a `host:port` (a DNS ServiceEntry),
     /// resolved at each connection attempt.
     pub(crate) socket: Option<SocketAddr>,
@@ -198,7 +198,7 @@ pub(crate) struct HostPool {
 }
 
 impl HostPool {
-    pub(crate) fn new(cluster: Rc<str>, address: Rc<str>, h2: bool) -> Self {
+    pub(crate) fn new(cluster: Arc<str>, address: Arc<str>, h2: bool) -> Self {
         Self {
             socket: address.parse().ok(),
             cluster,

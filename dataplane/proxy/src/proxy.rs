@@ -1,13 +1,18 @@
-//! One listener's proxy: its engine, its upstream pools and its counters,
-//! and the shared state of the process (clock, options, config).
+//! One listener's proxy: its engine, its counters and each worker's
+//! upstream pools, and the shared state of the process (clock, options,
+//! config).
 //!
-//! Everything runs on one thread: the state sits in `RefCell`s, borrowed
-//! only between two `await`s, never across one.
+//! As in Envoy, the process runs `--concurrency` workers, each a thread
+//! with its own event loop, and a client connection lives on one worker.
+//! A listener's engine (its routing, outlier detection and circuit
+//! breaker counters, and each worker's load-balancer state) is shared by
+//! the workers under one lock; its connection pools are the worker's own.
+//! The lock is taken only between two `await`s, never across one.
 
-use std::cell::{Cell, RefCell, RefMut};
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use mesh_engine::config::{Config, UpstreamProtocol};
@@ -49,6 +54,8 @@ pub struct Options {
     pub record: Option<std::path::PathBuf>,
     /// The recording's window.
     pub record_window: Duration,
+    /// Worker threads (Envoy's `--concurrency`; at least 1).
+    pub concurrency: usize,
 }
 
 impl Default for Options {
@@ -65,6 +72,7 @@ impl Default for Options {
             seed: 1,
             record: None,
             record_window: Duration::from_secs(1),
+            concurrency: 2,
         }
     }
 }
@@ -81,27 +89,63 @@ pub(crate) enum Phase {
     Stopped,
 }
 
-/// The process's shared state.
+/// The process's shared state, seen by every worker.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) options: Options,
     start: std::time::Instant,
-    last: Cell<Time>,
-    pub(crate) proxies: Vec<RefCell<Proxy>>,
+    /// The latest engine time read (nanoseconds), by any worker.
+    last: AtomicU64,
+    /// Each listener's proxy, in `[[listener]]` order.
+    pub(crate) proxies: Vec<Mutex<Proxy>>,
     /// The config text in force (for `/config_dump`) and its reload counters.
-    pub(crate) config_text: RefCell<String>,
-    pub(crate) reloads_ok: Cell<u64>,
-    pub(crate) reloads_failed: Cell<u64>,
+    pub(crate) config_text: Mutex<String>,
+    pub(crate) reloads_ok: AtomicU64,
+    pub(crate) reloads_failed: AtomicU64,
     /// False once draining: `/ready` answers 503.
-    pub(crate) ready: Cell<bool>,
+    pub(crate) ready: AtomicBool,
     /// Requests being handled.
-    pub(crate) in_flight: Cell<u64>,
+    pub(crate) in_flight: AtomicU64,
+    /// Client connections of each worker.
+    pub(crate) connections: Box<[Connections]>,
     /// Wakes the timer task after a reconfigure.
     pub(crate) timer_wake: tokio::sync::Notify,
-    /// The run-directory recorder (`--record`).
-    pub(crate) recorder: RefCell<Option<Recorder>>,
-    /// The `Date` of responses, formatted once a second.
-    date: RefCell<(u64, [u8; 29])>,
+    /// The run-directory recorder (`--record`). Lock order: a listener's
+    /// proxy (or all of them, in order) before the recorder.
+    pub(crate) recorder: Mutex<Option<Recorder>>,
+}
+
+/// A worker's client connections: open now, and accepted since the start.
+#[derive(Debug, Default)]
+pub(crate) struct Connections {
+    pub(crate) active: AtomicU64,
+    pub(crate) total: AtomicU64,
+}
+
+thread_local! {
+    /// The worker this thread runs (0 on the main thread).
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+    /// Proxies this thread holds locked (a `Drop` that runs meanwhile must
+    /// not lock one again).
+    static HOLDING: Cell<u32> = const { Cell::new(0) };
+    /// The `Date` of responses: (engine second, IMF-fixdate).
+    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+}
+
+/// Makes this thread worker `w` (its pools are the proxies' `w`th).
+pub(crate) fn set_worker(w: usize) {
+    WORKER.with(|c| c.set(w));
+}
+
+/// The worker of this thread.
+pub(crate) fn worker() -> usize {
+    WORKER.with(Cell::get)
+}
+
+/// Locks `m`, whatever a panicking holder left (the state stays usable:
+/// every update is a whole step).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Shared {
@@ -125,33 +169,41 @@ impl Shared {
                 }
             }
         });
+        let workers = options.concurrency.max(1);
+        let engine_options = mesh_engine::EngineOptions {
+            workers: u32::try_from(workers).unwrap_or(mesh_engine::MAX_WORKERS),
+            ..mesh_engine::EngineOptions::default()
+        };
         let proxies = listeners
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                let mut p = Proxy::new(
-                    l.clone(),
-                    Engine::new(mesh.clone(), l.proxy.clone(), options.seed + i as u64),
+                let engine = Engine::with_options(
+                    mesh.clone(),
+                    l.proxy.clone(),
+                    options.seed + i as u64,
+                    engine_options,
                 );
+                let mut p = Proxy::new(l.clone(), engine, workers);
                 if recorder.is_some() {
                     p.recorded = Some(Vec::new());
                 }
-                RefCell::new(p)
+                Mutex::new(p)
             })
             .collect();
         Self {
             options,
             start: std::time::Instant::now(),
-            last: Cell::new(Time::ZERO),
+            last: AtomicU64::new(0),
             proxies,
-            config_text: RefCell::new(text),
-            reloads_ok: Cell::new(0),
-            reloads_failed: Cell::new(0),
-            ready: Cell::new(true),
-            in_flight: Cell::new(0),
+            config_text: Mutex::new(text),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            ready: AtomicBool::new(true),
+            in_flight: AtomicU64::new(0),
+            connections: (0..workers).map(|_| Connections::default()).collect(),
             timer_wake: tokio::sync::Notify::new(),
-            recorder: RefCell::new(recorder),
-            date: RefCell::new((u64::MAX, [0; 29])),
+            recorder: Mutex::new(recorder),
         }
     }
 
@@ -159,21 +211,23 @@ impl Shared {
     /// wall clock is read once a second of the engine clock, so a date
     /// may lag up to a second, within the field's resolution.
     pub(crate) fn http_date(&self, f: impl FnOnce(&[u8])) {
-        let second = self.last.get().as_nanos() / 1_000_000_000;
-        let mut d = self.date.borrow_mut();
-        if d.0 != second {
-            let unix = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |t| t.as_secs());
-            *d = (second, crate::log::imf_fixdate(unix));
-        }
-        f(&d.1);
+        let second = self.recent().as_nanos() / 1_000_000_000;
+        DATE.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.0 != second {
+                let unix = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |t| t.as_secs());
+                *d = (second, crate::log::imf_fixdate(unix));
+            }
+            f(&d.1);
+        });
     }
 
     /// Records an upstream attempt started at `started` (`status` 0: no
     /// status), if recording (the clock is read only then).
     pub(crate) fn record_attempt(&self, address: &str, status: u16, started: Time) {
-        if let Some(r) = self.recorder.borrow_mut().as_mut() {
+        if let Some(r) = lock(&self.recorder).as_mut() {
             r.attempt(address, status, self.recent().saturating_since(started));
         }
     }
@@ -186,7 +240,7 @@ impl Shared {
         flags: mesh_engine::ResponseFlags,
         latency: Duration,
     ) {
-        if let Some(r) = self.recorder.borrow_mut().as_mut() {
+        if let Some(r) = lock(&self.recorder).as_mut() {
             r.answer(li, status, flags, latency);
         }
     }
@@ -194,21 +248,19 @@ impl Shared {
     /// Writes the recording's windows that ended by `now` (with `last`, also
     /// the window in progress).
     pub(crate) fn record_windows(&self, now: Time, last: bool) {
-        let mut rec = self.recorder.borrow_mut();
+        // The lock order: the proxies, then the recorder.
+        let mut proxies: Vec<MutexGuard<'_, Proxy>> = self.proxies.iter().map(lock).collect();
+        let mut rec = lock(&self.recorder);
         let Some(r) = rec.as_mut() else { return };
-        for p in &self.proxies {
-            if let Some(events) = p.borrow_mut().recorded.as_mut() {
+        for p in &mut proxies {
+            if let Some(events) = p.recorded.as_mut() {
                 for e in events.drain(..) {
                     r.event(e);
                 }
             }
         }
         while r.window_end <= now || last {
-            let state = r.endpoint_state(
-                self.proxies
-                    .iter()
-                    .map(|p| std::cell::Ref::map(p.borrow(), |p| &p.engine)),
-            );
+            let state = r.endpoint_state(proxies.iter().map(|p| &p.engine));
             r.close_window(&state);
             if last || r.failed() {
                 break;
@@ -220,7 +272,8 @@ impl Shared {
     pub(crate) fn finish_recording(&self) {
         let now = self.now();
         self.record_windows(now, true);
-        if let Some(r) = self.recorder.borrow_mut().take()
+        let taken = lock(&self.recorder).take();
+        if let Some(r) = taken
             && let Err(e) = r.finish(now)
         {
             eprintln!("meshproxy: --record: cannot write summary.csv: {e}");
@@ -233,23 +286,63 @@ impl Shared {
     ///
     /// [`now`]: Shared::now
     pub(crate) fn recent(&self) -> Time {
-        self.last.get()
+        Time::from_nanos(self.last.load(Ordering::Acquire))
     }
 
     /// The engine clock: nanoseconds since the process started, never
     /// going backwards. Read once per event (a request arriving, an
     /// upstream answering, a timer firing); see [`Shared::recent`].
+    ///
+    /// The clock is the process's: a worker reads it after it locks a
+    /// proxy, so each engine sees its times in order.
     pub(crate) fn now(&self) -> Time {
-        let t =
-            Time::from_nanos(u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        let t = t.max(self.last.get());
-        self.last.set(t);
-        t
+        let t = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let before = self.last.fetch_max(t, Ordering::AcqRel);
+        Time::from_nanos(t.max(before))
     }
 
-    /// The proxy of listener `i`, borrowed until the next `await`.
-    pub(crate) fn proxy(&self, i: usize) -> RefMut<'_, Proxy> {
-        self.proxies[i].borrow_mut()
+    /// The proxy of listener `i`, locked until dropped (never across an
+    /// `await`); [`Held::local`] is this worker's view of it.
+    pub(crate) fn proxy(&self, i: usize) -> Held<'_> {
+        let guard = lock(&self.proxies[i]);
+        HOLDING.with(|h| h.set(h.get() + 1));
+        Held {
+            guard,
+            worker: worker(),
+        }
+    }
+
+    /// The proxy of listener `i` locked, unless this thread holds a proxy
+    /// already (a `Drop` running inside a locked section).
+    pub(crate) fn try_proxy(&self, i: usize) -> Option<Held<'_>> {
+        if HOLDING.with(Cell::get) > 0 {
+            return None;
+        }
+        Some(self.proxy(i))
+    }
+}
+
+/// A listener's proxy locked by a worker.
+pub(crate) struct Held<'a> {
+    guard: MutexGuard<'a, Proxy>,
+    worker: usize,
+}
+
+impl Held<'_> {
+    /// This worker's view: the engine and counters, and its own pools.
+    pub(crate) fn local(&mut self) -> Local<'_> {
+        self.guard.local(self.worker)
+    }
+
+    /// The whole proxy (every worker's pools).
+    pub(crate) fn all(&mut self) -> &mut Proxy {
+        &mut self.guard
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        HOLDING.with(|h| h.set(h.get().saturating_sub(1)));
     }
 }
 
@@ -276,63 +369,127 @@ impl Stats {
     }
 }
 
-/// One listener's proxy.
+/// One listener's proxy: its engine (shared by the workers, as Envoy's
+/// cluster state is), its counters, and each worker's connection pools.
 #[derive(Debug)]
 pub(crate) struct Proxy {
     pub(crate) listener: ListenerSpec,
     pub(crate) engine: Engine,
-    pub(crate) pools: Vec<HostPool>,
+    pub(crate) stats: Stats,
+    /// Engine events for the recorder (`Some` when recording).
+    pub(crate) recorded: Option<Vec<RecEvent>>,
+    /// Each worker's pools.
+    workers: Vec<Pools>,
+}
+
+/// One worker's connection pools of one listener's proxy.
+#[derive(Debug, Default)]
+struct Pools {
+    pools: Vec<HostPool>,
     /// Pools of each (cluster, endpoint) of the engine's current config:
     /// for a client speaking HTTP/1.1, and one speaking HTTP/2 (the same
     /// pool unless the cluster follows the client's protocol).
     pool_of: Vec<Vec<[usize; 2]>>,
-    pub(crate) stats: Stats,
     next_waiter: u64,
     /// Connections the pools want opened (see [`spawn_connects`]).
     connects: Vec<Connect>,
-    /// Engine events for the recorder (`Some` when recording).
-    pub(crate) recorded: Option<Vec<RecEvent>>,
+}
+
+/// A worker's view of a listener's proxy: the shared engine and counters,
+/// and the worker's own pools.
+pub(crate) struct Local<'a> {
+    pub(crate) listener: &'a ListenerSpec,
+    pub(crate) engine: &'a mut Engine,
+    pub(crate) stats: &'a mut Stats,
+    recorded: &'a mut Option<Vec<RecEvent>>,
+    pub(crate) pools: &'a mut Vec<HostPool>,
+    pool_of: &'a mut Vec<Vec<[usize; 2]>>,
+    next_waiter: &'a mut u64,
+    connects: &'a mut Vec<Connect>,
 }
 
 impl Proxy {
-    fn new(listener: ListenerSpec, engine: Engine) -> Self {
+    fn new(listener: ListenerSpec, engine: Engine, workers: usize) -> Self {
         let mut p = Self {
             listener,
             engine,
-            pools: Vec::new(),
-            pool_of: Vec::new(),
             stats: Stats::default(),
-            next_waiter: 0,
-            connects: Vec::new(),
             recorded: None,
+            workers: (0..workers.max(1)).map(|_| Pools::default()).collect(),
         };
-        p.index_pools();
+        for w in &mut p.workers {
+            w.index(&p.engine);
+        }
         p
     }
 
+    /// Worker `w`'s view (the last worker's for a larger `w`).
+    pub(crate) fn local(&mut self, w: usize) -> Local<'_> {
+        let last = self.workers.len() - 1;
+        let pools = &mut self.workers[w.min(last)];
+        Local {
+            listener: &self.listener,
+            engine: &mut self.engine,
+            stats: &mut self.stats,
+            recorded: &mut self.recorded,
+            pools: &mut pools.pools,
+            pool_of: &mut pools.pool_of,
+            next_waiter: &mut pools.next_waiter,
+            connects: &mut pools.connects,
+        }
+    }
+
+    /// The counters of an upstream's pools, summed over the workers (and,
+    /// when the cluster follows the client's protocol, its two pools).
+    pub(crate) fn endpoint_stats(&self, up: Upstream) -> crate::pool::PoolStats {
+        let mut s = crate::pool::PoolStats::default();
+        for w in &self.workers {
+            let [a, b] = w.pool_of[up.cluster.0 as usize][up.endpoint.0 as usize];
+            let pools: &[usize] = if a == b { &[a] } else { &[a, b] };
+            for &i in pools {
+                let t = w.pools[i].stats;
+                s.rq_total += t.rq_total;
+                for (x, y) in s.rq_class.iter_mut().zip(t.rq_class) {
+                    *x += y;
+                }
+                s.cx_total += t.cx_total;
+                s.cx_connect_fail += t.cx_connect_fail;
+            }
+        }
+        s
+    }
+
+    /// Applies a new config, keeping outlier state and every worker's pools.
+    pub(crate) fn reconfigure(&mut self, mesh: Arc<Config>, now: Time) {
+        self.engine.reconfigure(mesh, now);
+        for w in &mut self.workers {
+            w.index(&self.engine);
+        }
+        self.local(0).drain_events();
+    }
+}
+
+impl Pools {
     /// Maps the engine's current (cluster, endpoint) pairs to pools, keeping
     /// the pools (and their connections) of pairs that stay. A pool speaks
     /// HTTP/1.1 or HTTP/2 as its cluster's `connectionPool.protocol` says;
     /// a cluster that follows the client's protocol has one of each.
-    fn index_pools(&mut self) {
-        let mut by_key: FxHashMap<(Rc<str>, Rc<str>, bool), usize> = self
+    fn index(&mut self, engine: &Engine) {
+        let mut by_key: FxHashMap<(Arc<str>, Arc<str>, bool), usize> = self
             .pools
             .iter()
             .enumerate()
             .map(|(i, p)| ((p.cluster.clone(), p.address.clone(), p.h2), i))
             .collect();
-        let mut pool_of = Vec::with_capacity(self.engine.cluster_count());
-        for c in 0..self.engine.cluster_count() {
+        let mut pool_of = Vec::with_capacity(engine.cluster_count());
+        for c in 0..engine.cluster_count() {
             let id = mesh_engine::ClusterId(u32::try_from(c).unwrap_or(u32::MAX));
-            let cluster: Rc<str> = Rc::from(self.engine.cluster_name(id));
-            let mut row = Vec::with_capacity(self.engine.endpoint_count(id));
-            for e in 0..self.engine.endpoint_count(id) {
-                let up = self
-                    .engine
-                    .upstream(id, u32::try_from(e).unwrap_or(u32::MAX));
-                let address: Rc<str> = Rc::from(self.engine.endpoint_address(up));
-                let protocol = self
-                    .engine
+            let cluster: Arc<str> = Arc::from(engine.cluster_name(id));
+            let mut row = Vec::with_capacity(engine.endpoint_count(id));
+            for e in 0..engine.endpoint_count(id) {
+                let up = engine.upstream(id, u32::try_from(e).unwrap_or(u32::MAX));
+                let address: Arc<str> = Arc::from(engine.endpoint_address(up));
+                let protocol = engine
                     .connection_pool(up)
                     .map_or(UpstreamProtocol::Http1, |c| c.protocol);
                 let h2 = match protocol {
@@ -355,35 +512,18 @@ impl Proxy {
         }
         self.pool_of = pool_of;
     }
+}
 
+impl Local<'_> {
     /// The pool of an upstream just handed out by the engine (current
     /// generation), for a client speaking HTTP/2 (`client_h2`) or not.
     pub(crate) fn pool_for(&self, up: Upstream, client_h2: bool) -> usize {
         self.pool_of[up.cluster.0 as usize][up.endpoint.0 as usize][usize::from(client_h2)]
     }
 
-    /// The counters of an upstream's pools, summed (one pool, or two when
-    /// the cluster follows the client's protocol).
-    pub(crate) fn endpoint_stats(&self, up: Upstream) -> crate::pool::PoolStats {
-        let [a, b] = self.pool_of[up.cluster.0 as usize][up.endpoint.0 as usize];
-        let mut s = self.pools[a].stats;
-        if b != a {
-            let t = self.pools[b].stats;
-            s.rq_total += t.rq_total;
-            for (x, y) in s.rq_class.iter_mut().zip(t.rq_class) {
-                *x += y;
-            }
-            s.cx_total += t.cx_total;
-            s.cx_connect_fail += t.cx_connect_fail;
-        }
-        s
-    }
-
-    /// Applies a new config, keeping outlier state and pools.
-    pub(crate) fn reconfigure(&mut self, mesh: Arc<Config>, now: Time) {
-        self.engine.reconfigure(mesh, now);
-        self.index_pools();
-        self.drain_events();
+    /// The connections this worker's pools want opened.
+    pub(crate) fn take_connects(&mut self) -> Vec<Connect> {
+        std::mem::take(self.connects)
     }
 
     /// Admission of the forwarded attempt of `ex` in pool `pool`: the
@@ -402,7 +542,7 @@ impl Proxy {
         let p = &self.pools[pool];
         let ready = !p.idle.is_empty();
         let empty = p.is_empty();
-        let out = match ex.admit(&mut self.engine, ready, empty, now) {
+        let out = match ex.admit(self.engine, ready, empty, now) {
             Admit::Send { try_deadline } => {
                 let p = &mut self.pools[pool];
                 match p.idle.pop() {
@@ -432,8 +572,8 @@ impl Proxy {
     /// waiter id and where its grant will come.
     fn enqueue(&mut self, pool: usize, up: Upstream) -> (u64, oneshot::Receiver<Grant>) {
         let (tx, rx) = oneshot::channel();
-        self.next_waiter += 1;
-        let id = self.next_waiter;
+        *self.next_waiter += 1;
+        let id = *self.next_waiter;
         self.pools[pool].waiters.push_back(Waiter { id, up, tx });
         (id, rx)
     }
@@ -639,7 +779,7 @@ impl Proxy {
         let p = &self.pools[pool];
         let ready = p.h2conns.iter().any(|c| l.has_capacity(c));
         let empty = p.is_empty();
-        match ex.admit(&mut self.engine, ready, empty, now) {
+        match ex.admit(self.engine, ready, empty, now) {
             Admit::Send { try_deadline } => match self.take_stream(pool, l) {
                 Some(s) => Acquire::Stream(s, try_deadline),
                 // Not reachable: `ready` said a connection has room.
@@ -871,9 +1011,9 @@ impl Proxy {
     }
 }
 
-impl Proxy {
+impl Local<'_> {
     fn record_event(&mut self, ev: &EngineEvent, now: Time) {
-        let e = &self.engine;
+        let e = &*self.engine;
         let mut detail = mesh_rundir::engine_event_detail(ev);
         let endpoint = match ev {
             EngineEvent::Ejected { upstream, .. } | EngineEvent::Returned { upstream } => {
@@ -930,22 +1070,24 @@ pub(crate) struct Connect {
     h2: bool,
 }
 
-/// Spawns the connection attempts proxy `li`'s pools asked for. Call after
-/// any pool method, once the proxy is no longer borrowed.
-pub(crate) fn spawn_connects(sh: &Rc<Shared>, li: usize) {
-    let todo = std::mem::take(&mut sh.proxy(li).connects);
+/// Spawns the connection attempts proxy `li`'s pools of this worker asked
+/// for. Call after any pool method, once the proxy is no longer locked.
+pub(crate) fn spawn_connects(sh: &Arc<Shared>, li: usize) {
+    let todo = sh.proxy(li).local().take_connects();
     for c in todo {
         let sh = sh.clone();
         tokio::task::spawn_local(async move {
             if c.h2 {
                 let max_head = sh.options.max_header_bytes;
                 let send = connect_h2(c.target, c.connect_timeout, max_head).await;
+                let mut p = sh.proxy(li);
                 let now = sh.now();
-                sh.proxy(li).connected_h2(c.pool, c.up, send, now);
+                p.local().connected_h2(c.pool, c.up, send, now);
             } else {
                 let conn = connect(c.target, c.connect_timeout, c.up).await;
+                let mut p = sh.proxy(li);
                 let now = sh.now();
-                sh.proxy(li).connected(c.pool, c.up, conn, now);
+                p.local().connected(c.pool, c.up, conn, now);
             }
             spawn_connects(&sh, li);
         });

@@ -82,7 +82,7 @@ impl Scenario {
             );
         }
         s += &format!(
-            "\n[[client]]\nname = \"load\"\n# meshproxy runs one worker thread.\nproxyConcurrency = 1\n\n[load]\nclient = \"load\"\nhost = \"echo\"\nconnections = {connections}\nrequests = {requests}\n{load_extra}\n"
+            "\n[[client]]\nname = \"load\"\n# Two worker threads, as meshproxy and Istio's sidecars by default.\nproxyConcurrency = 2\n\n[load]\nclient = \"load\"\nhost = \"echo\"\nconnections = {connections}\nrequests = {requests}\n{load_extra}\n"
         );
         for (p, name) in self.pods.iter().zip(self.pod_names()) {
             if p.bad {
@@ -404,9 +404,11 @@ connectionPool = { tcp = { maxConnections = 1 }, http = { http1MaxPendingRequest
 outlierDetection = { consecutive5xxErrors = 1, interval = "1s", baseEjectionTime = "30s", maxEjectionPercent = 100 }
 "#,
     };
-    // Simulator: three connections against one connection and one pending
-    // slot, 50 ms per request.
-    let m = s.simulate(3, 60, "path = \"/?delay=50ms\"", "50ms");
+    // Simulator: four connections against one pending slot and, with two
+    // workers, up to two upstream connections (`maxConnections` is the
+    // cluster's, but a worker's pool with no connection may always open
+    // one, as Envoy's), 50 ms per request.
+    let m = s.simulate(4, 80, "path = \"/?delay=50ms\"", "50ms");
     let overflow = m.by_flag.get("UO").copied().unwrap_or(0);
     assert!(overflow > 0, "simulator: no overflow");
     assert_eq!(
@@ -415,10 +417,10 @@ outlierDetection = { consecutive5xxErrors = 1, interval = "1s", baseEjectionTime
         "simulator: every 5xx is an overflow"
     );
     assert_eq!(m.ejections, 0, "simulator: an overflow ejected");
-    // Proxy: three clients in parallel, 20 requests each.
+    // Proxy: four clients in parallel, 20 requests each.
     let (_echoes, p) = s.start();
     let addr = p.addr;
-    let threads: Vec<_> = (0..3)
+    let threads: Vec<_> = (0..4)
         .map(|_| {
             std::thread::spawn(move || {
                 (0..20)

@@ -923,7 +923,8 @@ name = "echo"
 host = "echo"
 trafficPolicy = { connectionPool = { http = { maxRequestsPerConnection = 3, idleTimeout = "1s" } } }
 "#;
-    let p = Proxy::start(&reuse, &[]);
+    // One worker: its pool (each worker has its own, as in Envoy).
+    let p = Proxy::start(&reuse, &["--concurrency", "1"]);
     for _ in 0..9 {
         assert_eq!(p.get("/", &[]).status, 200);
     }
@@ -1404,7 +1405,11 @@ fn upstreams_are_spoken_to_in_http1_unless_the_rule_upgrades() {
 #[test]
 fn concurrent_requests_share_one_http2_upstream_connection() {
     let a = Echo::start("v1", &[]);
-    let p = Proxy::start(&http_pool(&a, r#"h2UpgradePolicy = "UPGRADE""#), &[]);
+    // One worker: its pool (each worker has its own, as in Envoy).
+    let p = Proxy::start(
+        &http_pool(&a, r#"h2UpgradePolicy = "UPGRADE""#),
+        &["--concurrency", "1"],
+    );
     let got = concurrently(&p, 16, "/?delay=500ms");
     assert!(
         got.iter().all(|(s, proto)| *s == 200 && proto == "HTTP/2"),
@@ -1422,7 +1427,7 @@ fn http2_connections_open_only_when_the_others_have_no_stream_left() {
             &a,
             r#"h2UpgradePolicy = "UPGRADE", maxConcurrentStreams = 2"#,
         ),
-        &[],
+        &["--concurrency", "1"],
     );
     let got = concurrently(&p, 6, "/?delay=1s");
     assert!(got.iter().all(|(s, _)| *s == 200), "{got:?}");
@@ -1433,7 +1438,7 @@ fn http2_connections_open_only_when_the_others_have_no_stream_left() {
             &a,
             r#"h2UpgradePolicy = "UPGRADE", maxRequestsPerConnection = 2"#,
         ),
-        &[],
+        &["--concurrency", "1"],
     );
     for _ in 0..5 {
         assert_eq!(p.get("/", &[]).header("x-meshecho-proto"), Some("HTTP/2"));
@@ -1597,4 +1602,74 @@ fn requests_the_proxy_must_not_route_are_refused_and_hosts_are_the_routed_author
         "GET /abcdeéx HTTP/1.1\r\nHost: echo\r\nConnection: close\r\n\r\n".as_bytes(),
     );
     assert_eq!(r.status, 200);
+}
+
+/// `--concurrency 2`: client connections are spread over the two workers
+/// (the one with the fewest open, ties in turn), and each worker has its
+/// own upstream connection pool, as each Envoy worker has: sixteen
+/// concurrent requests on sixteen connections open one HTTP/2 upstream
+/// connection per worker.
+#[test]
+fn each_worker_serves_half_the_connections_with_its_own_pool() {
+    let a = Echo::start("v1", &[]);
+    let p = Proxy::start(
+        &http_pool(&a, r#"h2UpgradePolicy = "UPGRADE""#),
+        &["--concurrency", "2"],
+    );
+    let got = concurrently(&p, 16, "/?delay=500ms");
+    assert!(
+        got.iter().all(|(s, proto)| *s == 200 && proto == "HTTP/2"),
+        "{got:?}"
+    );
+    assert_eq!(stat(&p, "meshproxy_downstream_cx_total{worker=\"0\"}"), 8);
+    assert_eq!(stat(&p, "meshproxy_downstream_cx_total{worker=\"1\"}"), 8);
+    assert_eq!(cx_total(&p), 2);
+}
+
+/// Outlier detection is the cluster's, shared by the workers (Envoy's):
+/// consecutive 5xx count across them. With `consecutive5xxErrors = 4`,
+/// four sequential requests, each on a new connection and so on
+/// alternate workers (two each), eject the endpoint at the fourth; a
+/// detector per worker would have seen two.
+#[test]
+fn outlier_detection_counts_the_errors_of_every_worker() {
+    let bad = Echo::start("bad", &["--status", "503"]);
+    let good = Echo::start("good", &[]);
+    let config = service(&[(&bad, "v1"), (&good, "v1")])
+        + r#"
+[[destinationRule]]
+name = "echo"
+host = "echo"
+[destinationRule.trafficPolicy]
+loadBalancer = { simple = "ROUND_ROBIN" }
+outlierDetection = { consecutive5xxErrors = 4, interval = "10s", baseEjectionTime = "30s", maxEjectionPercent = 100 }
+
+[[virtualService]]
+name = "echo"
+hosts = ["echo"]
+[[virtualService.http]]
+retries = { attempts = 0 }
+route = [{ destination = { host = "echo" } }]
+"#;
+    let p = Proxy::start(&config, &["--concurrency", "2"]);
+    let cluster = "outbound|80||echo.default.svc.cluster.local";
+    let mut errors = 0;
+    while errors < 4 {
+        assert_eq!(
+            p.cluster_field(cluster, bad.addr, "health_flags"),
+            "healthy",
+            "after {errors} errors"
+        );
+        if p.get("/", &[]).status == 503 {
+            errors += 1;
+        }
+    }
+    assert_eq!(
+        p.cluster_field(cluster, bad.addr, "health_flags"),
+        "/failed_outlier_check"
+    );
+    let w0 = stat(&p, "meshproxy_downstream_cx_total{worker=\"0\"}");
+    let w1 = stat(&p, "meshproxy_downstream_cx_total{worker=\"1\"}");
+    assert!(w0 >= 2 && w1 >= 2, "connections per worker: {w0}, {w1}");
+    assert_eq!(stat(&p, "meshproxy_outlier_ejections_total"), 1);
 }
