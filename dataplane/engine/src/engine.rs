@@ -173,6 +173,9 @@ pub struct ClusterStats {
     /// `upstream_rq_retry_limit_exceeded`: requests whose retries ran out
     /// (`URX`).
     pub upstream_rq_retry_limit_exceeded: u64,
+    /// `retry_or_shadow_abandoned`: requests whose body outgrew the buffer
+    /// kept for retries, so they were not retried whatever happened.
+    pub retry_or_shadow_abandoned: u64,
 }
 
 impl ClusterState {

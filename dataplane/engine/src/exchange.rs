@@ -139,6 +139,8 @@ pub struct Exchange {
     per_try: Option<Duration>,
     attempts: u32,
     flags: ResponseFlags,
+    /// The body outgrew the retry buffer: no retry.
+    retries_abandoned: bool,
 }
 
 /// An exchange that is over (holds nothing): a placeholder for a slot.
@@ -151,6 +153,7 @@ impl Default for Exchange {
             per_try: None,
             attempts: 0,
             flags: ResponseFlags::NONE,
+            retries_abandoned: false,
         }
     }
 }
@@ -281,7 +284,12 @@ impl Exchange {
             return Step::Stale;
         };
         engine.handle_response(state.upstream, outcome, now);
-        match engine.retry_decision(state, outcome, now) {
+        let decision = if self.retries_abandoned {
+            RetryDecision::Done { flag: None }
+        } else {
+            engine.retry_decision(state, outcome, now)
+        };
+        match decision {
             RetryDecision::Retry { backoff } => {
                 self.phase = Phase::BackingOff;
                 Step::Backoff {
@@ -383,6 +391,20 @@ impl Exchange {
             from_upstream: false,
             cause,
             route: self.route(),
+        }
+    }
+
+    /// The request's body outgrew the buffer kept to resend it, as Envoy's
+    /// router stops buffering past its buffer limit: the attempt in
+    /// progress is the last, whatever its outcome (no `URX` either). Call
+    /// once the body is being streamed; counts `retry_or_shadow_abandoned`.
+    pub fn abandon_retries(&mut self, engine: &mut Engine, now: Time) {
+        if self.retries_abandoned {
+            return;
+        }
+        self.retries_abandoned = true;
+        if let Some(state) = &self.state {
+            engine.abandon_retries(state, now);
         }
     }
 

@@ -48,7 +48,10 @@ pub(crate) fn account(
     flags: ResponseFlags,
     took: Duration,
 ) {
-    sh.proxy(li).local().stats.count_response(answer.status, flags);
+    sh.proxy(li)
+        .local()
+        .stats
+        .count_response(answer.status, flags);
     sh.record_answer(li, answer.status, flags, took);
     Entry {
         method: req.method,
@@ -551,9 +554,7 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>) -> (Step, Option<
         }
         None => {
             // The per-try timeout: the attempt is reset.
-            let step = flight
-                .ex
-                .handle_response(p.engine, Outcome::Timeout, now);
+            let step = flight.ex.handle_response(p.engine, Outcome::Timeout, now);
             flight.count_failed_attempt(&mut p);
             (step, None, false)
         }

@@ -247,10 +247,24 @@ enum Chunk {
     DataEnd,
     /// After the last chunk: trailer lines until an empty one (bytes seen).
     Trailers(usize),
+    /// The body is over.
+    End,
+}
+
+/// What [`BodyDecoder::next`] found in the buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Piece {
+    /// The next bytes of the body (taken out of the buffer, not copied).
+    Data(Bytes),
+    /// Nothing yet: read more.
+    More,
+    /// The body is over (bytes after it stay in the buffer).
+    Done,
 }
 
 /// Reads a body from the connection's read buffer, in as many steps as
-/// the bytes arrive.
+/// the bytes arrive: whole ([`BodyDecoder::decode`], up to a limit) or
+/// piece by piece as it streams through ([`BodyDecoder::next`]).
 #[derive(Debug)]
 pub(crate) struct BodyDecoder {
     framing: Framing,
@@ -276,58 +290,81 @@ impl BodyDecoder {
         }
     }
 
+    /// The framing it decodes.
+    pub(crate) fn framing(&self) -> Framing {
+        self.framing
+    }
+
     /// Consumes what it can of `buf`; the whole body once it is complete
     /// (bytes after it stay in `buf`). `eof`: no more bytes will come.
     pub(crate) fn decode(&mut self, buf: &mut BytesMut, eof: bool) -> Result<Option<Bytes>, Error> {
-        match self.framing {
-            Framing::Empty => Ok(Some(Bytes::new())),
-            Framing::Length(_) => self.length(buf, eof),
-            Framing::Chunked => self.chunked(buf, eof),
-            Framing::UntilClose => {
-                if self.out.len() + buf.len() > self.max {
-                    return Err(Error::TooLarge);
+        if let Framing::Length(_) = self.framing
+            && self.remaining > (self.max - self.out.len()) as u64
+        {
+            return Err(Error::TooLarge);
+        }
+        loop {
+            match self.next(buf, eof)? {
+                Piece::Data(b) => {
+                    if b.len() > self.max - self.out.len() {
+                        return Err(Error::TooLarge);
+                    }
+                    if !self.out.is_empty() {
+                        self.out.extend_from_slice(&b);
+                    } else if self.remaining == 0 && matches!(self.framing, Framing::Length(_)) {
+                        // The usual case: the whole body in one piece.
+                        return Ok(Some(b));
+                    } else {
+                        match b.try_into_mut() {
+                            Ok(m) => self.out = m,
+                            Err(b) => self.out.extend_from_slice(&b),
+                        }
+                    }
                 }
-                if self.out.is_empty() {
-                    self.out = buf.split();
-                } else {
-                    self.out.extend_from_slice(buf);
-                    buf.clear();
-                }
-                Ok(eof.then(|| self.out.split().freeze()))
+                Piece::More => return Ok(None),
+                Piece::Done => return Ok(Some(self.out.split().freeze())),
             }
         }
     }
 
-    fn length(&mut self, buf: &mut BytesMut, eof: bool) -> Result<Option<Bytes>, Error> {
-        if self.remaining > (self.max - self.out.len()) as u64 {
-            return Err(Error::TooLarge);
-        }
-        // `remaining` is at most `max` here, so it fits a usize.
-        let want = usize::try_from(self.remaining).map_err(|_| Error::TooLarge)?;
-        if self.out.is_empty() && buf.len() >= want {
-            // The usual case: the whole body is already here, no copy.
-            self.remaining = 0;
-            return Ok(Some(buf.split_to(want).freeze()));
-        }
-        let take = want.min(buf.len());
-        self.out.extend_from_slice(&buf[..take]);
-        buf.advance(take);
-        self.remaining -= take as u64;
-        if self.remaining == 0 {
-            Ok(Some(self.out.split().freeze()))
-        } else if eof {
-            Err(Error::Closed)
-        } else {
-            Ok(None)
+    /// The next piece of the body in `buf`, for a body streamed through
+    /// (no copy; nothing kept). `eof`: no more bytes will come. A chunk
+    /// whose size is over the decoder's limit is too large.
+    pub(crate) fn next(&mut self, buf: &mut BytesMut, eof: bool) -> Result<Piece, Error> {
+        match self.framing {
+            Framing::Empty => Ok(Piece::Done),
+            Framing::Length(_) => {
+                if self.remaining == 0 {
+                    return Ok(Piece::Done);
+                }
+                if buf.is_empty() {
+                    return piece_more(eof);
+                }
+                let take = usize::try_from(self.remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
+                self.remaining -= take as u64;
+                Ok(Piece::Data(buf.split_to(take).freeze()))
+            }
+            Framing::Chunked => self.next_chunked(buf, eof),
+            Framing::UntilClose => {
+                if !buf.is_empty() {
+                    Ok(Piece::Data(buf.split().freeze()))
+                } else if eof {
+                    Ok(Piece::Done)
+                } else {
+                    Ok(Piece::More)
+                }
+            }
         }
     }
 
-    fn chunked(&mut self, buf: &mut BytesMut, eof: bool) -> Result<Option<Bytes>, Error> {
+    fn next_chunked(&mut self, buf: &mut BytesMut, eof: bool) -> Result<Piece, Error> {
         loop {
             match self.chunk {
                 Chunk::Size => {
                     let Some(line) = take_line(buf, MAX_CHUNK_LINE)? else {
-                        return more(eof);
+                        return piece_more(eof);
                     };
                     let size = parse_chunk_size(&line)?;
                     if size > (self.max - self.out.len()) as u64 {
@@ -341,21 +378,20 @@ impl BodyDecoder {
                 }
                 Chunk::Data(left) => {
                     if buf.is_empty() {
-                        return more(eof);
+                        return piece_more(eof);
                     }
                     let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                    self.out.extend_from_slice(&buf[..take]);
-                    buf.advance(take);
                     let left = left - take as u64;
                     self.chunk = if left == 0 {
                         Chunk::DataEnd
                     } else {
                         Chunk::Data(left)
                     };
+                    return Ok(Piece::Data(buf.split_to(take).freeze()));
                 }
                 Chunk::DataEnd => {
                     let Some(line) = take_line(buf, 2)? else {
-                        return more(eof);
+                        return piece_more(eof);
                     };
                     if !line.is_empty() {
                         return Err(Error::Malformed("chunk data longer than its size"));
@@ -364,22 +400,27 @@ impl BodyDecoder {
                 }
                 Chunk::Trailers(seen) => {
                     let Some(line) = take_line(buf, MAX_TRAILERS.saturating_sub(seen))? else {
-                        return more(eof);
+                        return piece_more(eof);
                     };
                     if line.is_empty() {
-                        self.chunk = Chunk::Size;
-                        return Ok(Some(self.out.split().freeze()));
+                        self.chunk = Chunk::End;
+                        return Ok(Piece::Done);
                     }
                     self.chunk = Chunk::Trailers(seen + line.len() + 2);
                 }
+                Chunk::End => return Ok(Piece::Done),
             }
         }
     }
 }
 
 /// Incomplete: wait for more bytes, unless none will come.
-fn more(eof: bool) -> Result<Option<Bytes>, Error> {
-    if eof { Err(Error::Closed) } else { Ok(None) }
+fn piece_more(eof: bool) -> Result<Piece, Error> {
+    if eof {
+        Err(Error::Closed)
+    } else {
+        Ok(Piece::More)
+    }
 }
 
 /// Removes one line (LF or CRLF ended) from the front of `buf` and returns

@@ -102,6 +102,16 @@ impl Engine {
         d
     }
 
+    /// A request's body outgrew the buffer kept to resend it (Envoy's
+    /// retry and shadow buffer limit): it will not be retried. Counts
+    /// `retry_or_shadow_abandoned` on its cluster.
+    pub fn abandon_retries(&mut self, state: &RequestState, now: Time) {
+        self.guard.observe(now);
+        if let Some(c) = self.cluster_of(state.upstream) {
+            self.clusters[c].stats.retry_or_shadow_abandoned += 1;
+        }
+    }
+
     /// Ends a request's router state: releases the `maxRetries` slot of a
     /// retry that will not report to [`Engine::retry_decision`] (Envoy
     /// frees it when the retry state is destroyed), and the route's config

@@ -933,6 +933,7 @@ fn retries_are_counted_as_envoy_counts_them() {
             upstream_rq_retry: 3,
             upstream_rq_retry_success: 1,
             upstream_rq_retry_limit_exceeded: 1,
+            retry_or_shadow_abandoned: 0,
         }
     );
 }

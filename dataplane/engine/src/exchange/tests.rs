@@ -329,3 +329,27 @@ fn calls_out_of_phase_are_stale_and_change_nothing() {
     );
     assert_released(&e);
 }
+
+#[test]
+fn a_request_whose_body_outgrew_the_retry_buffer_answers_its_first_failure() {
+    let route = r#"retries = { attempts = 2, retryOn = "5xx" }"#;
+    let mut e = engine(&two_hosts(route, ""));
+    let (mut ex, step) = Exchange::start(&mut e, &req(), ms(0));
+    assert!(matches!(step, Step::Forward(_)));
+    assert!(matches!(
+        ex.admit(&mut e, true, false, ms(0)),
+        Admit::Send { .. }
+    ));
+    // The body streams past the buffer: Envoy's router drops its retry
+    // state, so the 503 is the answer, with no `URX`.
+    ex.abandon_retries(&mut e, ms(1));
+    let a = answer(ex.handle_response(&mut e, Outcome::Status(503), ms(5)));
+    assert_eq!(
+        (a.status, a.flags, a.from_upstream),
+        (503, ResponseFlags::NONE, true)
+    );
+    assert_eq!(ex.attempts(), 1);
+    let s = e.cluster_stats(ClusterId(0));
+    assert_eq!((s.retry_or_shadow_abandoned, s.upstream_rq_retry), (1, 0));
+    assert_released(&e);
+}
