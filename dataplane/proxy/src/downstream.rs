@@ -14,6 +14,7 @@
 //! and a client that goes away mid-request cancelling it (as Envoy resets
 //! the upstream stream).
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
@@ -23,13 +24,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::body::{BODY_IDLE, ChannelBody, ClientBody, H2Body, feed_upstream};
 use crate::forward;
-use crate::h1::{self, BodyDecoder, Framing};
+use crate::h1::{self, BodyDecoder, Framing, Piece};
 use crate::hdr::{self, push_decimal};
 use crate::msg::{Answer, ConnInfo, Headers, Req};
 use crate::proxy::{Phase, Shared};
@@ -89,11 +91,11 @@ pub(crate) async fn serve(
                 return;
             }
             Err(End::Answer(status, why)) => {
-                let a = Answer::local(status, None, why);
+                let mut a = Answer::local(status, None, why);
                 let took = Duration::ZERO;
                 forward::account(&sh, li, &Req::unparsed(info), &a, DPE, took);
-                let _ =
-                    write_answer(&sh, &mut stream, &mut wbuf, &a, Version::H11, false, true).await;
+                let v = Version::H11;
+                let _ = write_answer(&sh, &mut stream, &mut wbuf, &mut a, v, false, true).await;
                 return;
             }
         };
@@ -335,7 +337,12 @@ pub(crate) struct Meta {
 
 /// What the access log can tell of a request refused after its head was
 /// read: its method, target and `Host`, as Envoy logs `"POST /upload" 413`.
-pub(crate) fn refused<'a>(rbuf: &'a [u8], head: &Head, spans: &[Span], conn: ConnInfo) -> Req<'a> {
+pub(crate) fn refused<'a>(
+    rbuf: &'a [u8],
+    head: &Head,
+    spans: &[Span],
+    conn: ConnInfo,
+) -> Req<'a, 'a> {
     let text =
         |(a, b): (u32, u32)| std::str::from_utf8(&rbuf[a as usize..b as usize]).unwrap_or("");
     let authority = spans
@@ -453,7 +460,8 @@ async fn serve_one(
         Err((a, flags)) => {
             let req = refused(rbuf, head, spans, info);
             forward::account(sh, li, &req, &a, flags, Duration::ZERO);
-            write_answer(sh, stream, wbuf, &a, Version::H11, false, true).await?;
+            let mut a = a;
+            write_answer(sh, stream, wbuf, &mut a, Version::H11, false, true).await?;
             return Ok(false);
         }
     };
@@ -468,20 +476,31 @@ async fn serve_one(
     };
     let method_is_head = &rbuf[head.method.0 as usize..head.method.1 as usize] == b"HEAD";
     let max_body = sh.options.max_body_bytes;
+    let buffer = sh.options.buffer_limit;
+    let too_large = |n: u64| max_body.is_some_and(|m| n > m);
 
-    // The body: in the buffer behind the head, or read until it is.
+    // The body: in the buffer behind the head, or read until it is; or,
+    // beyond the buffer limit, streamed up as it comes (`Streamed`).
     let mut decoded: Option<Bytes> = None;
+    let mut streamed: Option<(Bytes, BytesMut, BodyDecoder)> = None;
+    let mut refusal: Option<(u16, &str)> = None;
     let body_end = match m.framing {
         Framing::Empty | Framing::UntilClose => head.len,
-        Framing::Length(n) => {
-            if n > max_body as u64 {
-                let a = Answer::local(413, None, "request body too large");
-                let req = refused(rbuf, head, spans, info);
-                forward::account(sh, li, &req, &a, DPE, Duration::ZERO);
-                write_answer(sh, stream, wbuf, &a, version, method_is_head, true).await?;
-                return Ok(false);
+        Framing::Length(n) if too_large(n) => {
+            refusal = Some((413, "request body too large"));
+            head.len
+        }
+        Framing::Length(n) if n > buffer as u64 => {
+            if rbuf.len() == head.len && m.expect_continue && version == Version::H11 {
+                stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
             }
-            // At most `max_body`, so it fits.
+            let rest = rbuf.split_off(head.len);
+            let decoder = BodyDecoder::new(Framing::Length(n), usize::MAX);
+            streamed = Some((Bytes::new(), rest, decoder));
+            head.len
+        }
+        Framing::Length(n) => {
+            // At most the buffer limit, so it fits.
             let end = head.len + n as usize;
             if rbuf.len() < end && m.expect_continue && version == Version::H11 {
                 stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
@@ -499,37 +518,52 @@ async fn serve_one(
             if m.expect_continue && rest.is_empty() {
                 stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
             }
-            let mut decoder = BodyDecoder::new(Framing::Chunked, max_body);
-            let body = loop {
-                match decoder.decode(&mut rest, false) {
-                    Ok(Some(b)) => break b,
-                    Ok(None) => {}
-                    Err(e) => {
-                        let (s, why) = if e == h1::Error::TooLarge {
-                            (413, "request body too large")
-                        } else {
-                            (400, "bad request body")
-                        };
-                        let a = Answer::local(s, None, why);
-                        let req = refused(rbuf, head, spans, info);
-                        forward::account(sh, li, &req, &a, DPE, Duration::ZERO);
-                        write_answer(sh, stream, wbuf, &a, version, method_is_head, true).await?;
-                        return Ok(false);
+            let mut decoder = BodyDecoder::new(Framing::Chunked, usize::MAX);
+            let mut got = BytesMut::new();
+            loop {
+                match decoder.next(&mut rest, false) {
+                    Ok(Piece::Data(b)) => {
+                        let n = got.len() + b.len();
+                        if too_large(n as u64) {
+                            refusal = Some((413, "request body too large"));
+                            break;
+                        }
+                        got.extend_from_slice(&b);
+                        if n > buffer {
+                            streamed = Some((got.split().freeze(), rest.split(), decoder));
+                            break;
+                        }
+                    }
+                    Ok(Piece::Done) => {
+                        decoded = Some(got.split().freeze());
+                        break;
+                    }
+                    Ok(Piece::More) => {
+                        if rest.capacity() - rest.len() < 1024 {
+                            rest.reserve(READ_CHUNK);
+                        }
+                        if read_body(stream, &mut rest).await? == 0 {
+                            return Ok(false);
+                        }
+                    }
+                    Err(_) => {
+                        refusal = Some((400, "bad request body"));
+                        break;
                     }
                 }
-                if rest.capacity() - rest.len() < 1024 {
-                    rest.reserve(READ_CHUNK);
-                }
-                if read_body(stream, &mut rest).await? == 0 {
-                    return Ok(false);
-                }
-            };
+            }
             // What follows the body (a pipelined request) goes back.
             rbuf.unsplit(rest);
-            decoded = Some(body);
             head.len
         }
     };
+    if let Some((status, why)) = refusal {
+        let mut a = Answer::local(status, None, why);
+        let req = refused(rbuf, head, spans, info);
+        forward::account(sh, li, &req, &a, DPE, Duration::ZERO);
+        write_answer(sh, stream, wbuf, &mut a, version, method_is_head, true).await?;
+        return Ok(false);
+    }
 
     // The request, as slices of the buffer.
     let text =
@@ -547,12 +581,49 @@ async fn serve_one(
         Some(b) => b,
         None => &rbuf[head.len..body_end],
     };
+    if let Some((prefix, rest, decoder)) = streamed {
+        // A body beyond the buffer limit goes up as the client sends it;
+        // the client is not watched meanwhile (its body is being read).
+        let body = ClientBody::h1(prefix, stream, rest, decoder).with_max(max_body);
+        let client = RefCell::new(Some(body));
+        let req = Req {
+            method,
+            path,
+            authority,
+            headers,
+            body: &[],
+            stream: Some(&client),
+            conn: info,
+            connection_options: m.connection_options,
+        };
+        let mut answer = forward::handle(sh, li, &req).await;
+        let client = client.into_inner();
+        // A body not read to its end (a local reply, a failed attempt)
+        // leaves the connection out of step: it closes.
+        let whole = client.as_ref().is_some_and(ClientBody::done);
+        let leftover = client.map(ClientBody::leftover).unwrap_or_default();
+        let close = !whole || !persistent || *phase.borrow() != Phase::Serving;
+        write_answer(
+            sh,
+            stream,
+            wbuf,
+            &mut answer,
+            version,
+            method_is_head,
+            close,
+        )
+        .await?;
+        rbuf.advance(body_end);
+        rbuf.extend_from_slice(&leftover);
+        return Ok(!close);
+    }
     let req = Req {
         method,
         path,
         authority,
         headers,
         body,
+        stream: None,
         conn: info,
         connection_options: m.connection_options,
     };
@@ -586,19 +657,24 @@ async fn serve_one(
             }
         }
     };
-    let Some(answer) = answer else {
+    let Some(mut answer) = answer else {
         return Ok(false);
     };
     let close = !persistent || *phase.borrow() != Phase::Serving;
-    write_answer(sh, stream, wbuf, &answer, version, method_is_head, close).await?;
+    write_answer(
+        sh,
+        stream,
+        wbuf,
+        &mut answer,
+        version,
+        method_is_head,
+        close,
+    )
+    .await?;
     rbuf.advance(body_end);
     rbuf.extend_from_slice(&early_bytes);
     Ok(!close)
 }
-
-/// Envoy's `stream_idle_timeout` default: a request body that stops
-/// arriving for this long ends the connection.
-const BODY_IDLE: Duration = Duration::from_secs(300);
 
 /// One read of a request body, cut (as a closed connection) after
 /// [`BODY_IDLE`] without a byte.
@@ -629,16 +705,25 @@ fn split_target<'a>(target: &'a str, host: &'a str) -> (&'a str, &'a str) {
 }
 
 /// Writes `answer` as an HTTP/1.x response; `close`: say so and end the
-/// connection afterwards.
+/// connection afterwards. A streamed body follows as the upstream sends
+/// it: with its length, or in chunked coding (HTTP/1.0: until close).
 async fn write_answer(
     sh: &Shared,
     stream: &mut TcpStream,
     wbuf: &mut Vec<u8>,
-    a: &Answer,
+    a: &mut Answer,
     version: Version,
     head_request: bool,
     close: bool,
 ) -> io::Result<()> {
+    let bodiless = a.status == 204 || a.status == 304 || a.status < 200;
+    let send_body = !bodiless && !head_request;
+    let mut upstream_body = a.stream.take().filter(|_| send_body);
+    // A streamed body of unknown length: chunked to HTTP/1.1, delimited by
+    // the close to HTTP/1.0.
+    let unknown = upstream_body.as_ref().is_some_and(|b| b.length().is_none());
+    let close = close || (unknown && version == Version::H10);
+    let chunked = unknown && !close;
     wbuf.clear();
     let status = hyper::StatusCode::from_u16(a.status).ok();
     let reason = status.and_then(|s| s.canonical_reason()).unwrap_or("");
@@ -658,18 +743,25 @@ async fn write_answer(
     } else if version == Version::H10 {
         wbuf.extend_from_slice(b"connection: keep-alive\r\n");
     }
-    let bodiless = a.status == 204 || a.status == 304 || a.status < 200;
     // A `HEAD` answer from upstream keeps the length it announced, if any
     // (its body is not there to measure); a local one has its own.
     let from_upstream_head = head_request && a.upstream.is_some() && a.attempts > 0;
-    if !(bodiless || from_upstream_head) {
+    if chunked {
+        wbuf.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    } else if !(bodiless || from_upstream_head || unknown) {
+        let length = match &upstream_body {
+            Some(b) => b.length().unwrap_or(0),
+            None => a.body.len() as u64,
+        };
         wbuf.extend_from_slice(b"content-length: ");
-        push_decimal(wbuf, a.body.len());
+        push_decimal(wbuf, usize::try_from(length).unwrap_or(usize::MAX));
         wbuf.extend_from_slice(b"\r\n");
     }
     wbuf.extend_from_slice(b"\r\n");
-    let send_body = !bodiless && !head_request;
-    if send_body && a.body.len() <= INLINE_BODY {
+    if let Some(body) = upstream_body.as_mut() {
+        stream.write_all(wbuf).await?;
+        stream_body(stream, body, chunked, wbuf).await?;
+    } else if send_body && a.body.len() <= INLINE_BODY {
         wbuf.extend_from_slice(&a.body);
         stream.write_all(wbuf).await?;
     } else {
@@ -686,6 +778,46 @@ async fn write_answer(
         linger(stream).await;
     }
     Ok(())
+}
+
+/// Copies a streamed response body to the client piece by piece (each
+/// written before the next is read), in chunks when `chunked`. An
+/// upstream that fails mid-body ends the client's connection without the
+/// body's end, so the client sees it cut.
+async fn stream_body(
+    stream: &mut TcpStream,
+    body: &mut crate::body::UpstreamBody,
+    chunked: bool,
+    scratch: &mut Vec<u8>,
+) -> io::Result<()> {
+    use std::io::Write as _;
+    loop {
+        match body.next().await {
+            Ok(Some(piece)) => {
+                if chunked {
+                    scratch.clear();
+                    let _ = write!(scratch, "{:x}\r\n", piece.len());
+                    stream.write_all(scratch).await?;
+                    stream.write_all(&piece).await?;
+                    stream.write_all(b"\r\n").await?;
+                } else {
+                    stream.write_all(&piece).await?;
+                }
+            }
+            Ok(None) => {
+                if chunked {
+                    stream.write_all(b"0\r\n\r\n").await?;
+                }
+                return Ok(());
+            }
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "upstream body ended early",
+                ));
+            }
+        }
+    }
 }
 
 /// After the last answer on a connection, reads and drops what the client
@@ -788,7 +920,7 @@ async fn handle_h2(
     li: usize,
     info: ConnInfo,
     req: hyper::Request<hyper::body::Incoming>,
-) -> hyper::Response<Full<Bytes>> {
+) -> hyper::Response<H2Body> {
     let (parts, body) = req.into_parts();
     let method = parts.method.as_str();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -840,42 +972,47 @@ async fn handle_h2(
             .map(|(k, v)| k.len() + v.len())
             .sum::<usize>();
     let too_large = headers.len() > MAX_HEADERS || head_bytes > sh.options.max_header_bytes;
+    let max_body = sh.options.max_body_bytes;
+    let length = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| h1::parse_decimal(v.as_bytes()));
+    // The body, read whole up to the buffer limit; beyond it, it streams.
     let read = if too_large {
-        Err(None)
+        Err((431, "request header fields too large"))
+    } else if length.is_some_and(|n| max_body.is_some_and(|m| n > m)) {
+        Err((413, "request body too large"))
     } else {
-        Limited::new(body, sh.options.max_body_bytes)
-            .collect()
-            .await
-            .map_err(Some)
+        read_h2_body(body, sh.options.buffer_limit, max_body).await
     };
-    let answer = match read {
-        Ok(b) => {
-            let body = b.to_bytes();
+    let mut answer = match read {
+        Ok((whole, rest)) => {
+            let client = rest.map(|rest| {
+                RefCell::new(Some(
+                    ClientBody::h2(whole.clone(), rest, length).with_max(max_body),
+                ))
+            });
             let req = Req {
                 method,
                 path,
                 authority,
                 headers: Headers::Pairs(&headers),
-                body: &body,
+                body: if client.is_some() { &[] } else { &whole },
+                stream: client.as_ref(),
                 conn: info,
                 connection_options: false,
             };
             forward::handle(&sh, li, &req).await
         }
-        Err(e) => {
-            let a = match e {
-                None => Answer::local(431, None, "request header fields too large"),
-                Some(e) if e.is::<http_body_util::LengthLimitError>() => {
-                    Answer::local(413, None, "request body too large")
-                }
-                Some(_) => Answer::local(400, None, "bad request body"),
-            };
+        Err((status, why)) => {
+            let a = Answer::local(status, None, why);
             let req = Req {
                 method,
                 path,
                 authority,
                 headers: Headers::Pairs(&headers),
                 body: &[],
+                stream: None,
                 conn: info,
                 connection_options: false,
             };
@@ -883,7 +1020,17 @@ async fn handle_h2(
             a
         }
     };
-    let mut r = hyper::Response::new(Full::new(answer.body.clone()));
+    // A streamed response body goes on through a channel, fed by a task
+    // of this worker as the client's flow control allows.
+    let body = match answer.stream.take() {
+        Some(up) => {
+            let (feed, channel) = ChannelBody::new(up.length());
+            feed_upstream(*up, feed);
+            H2Body::Right(channel)
+        }
+        None => H2Body::Left(Full::new(answer.body.clone())),
+    };
+    let mut r = hyper::Response::new(body);
     *r.status_mut() =
         hyper::StatusCode::from_u16(answer.status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
     let h = r.headers_mut();
@@ -896,6 +1043,33 @@ async fn handle_h2(
         }
     }
     r
+}
+
+/// An HTTP/2 client's request body read up to `buffer` bytes: whole, or
+/// what was read and the rest of the stream. `Err`: the status and reason
+/// of a refusal (over `max`, a reset or stalled stream).
+async fn read_h2_body(
+    mut body: hyper::body::Incoming,
+    buffer: usize,
+    max: Option<u64>,
+) -> Result<(Bytes, Option<hyper::body::Incoming>), (u16, &'static str)> {
+    let mut got = BytesMut::new();
+    loop {
+        match tokio::time::timeout(BODY_IDLE, body.frame()).await {
+            Err(_) | Ok(Some(Err(_))) => return Err((400, "bad request body")),
+            Ok(None) => return Ok((got.freeze(), None)),
+            Ok(Some(Ok(f))) => {
+                let Ok(d) = f.into_data() else { continue };
+                if max.is_some_and(|m| (got.len() + d.len()) as u64 > m) {
+                    return Err((413, "request body too large"));
+                }
+                got.extend_from_slice(&d);
+                if got.len() > buffer {
+                    return Ok((got.freeze(), Some(body)));
+                }
+            }
+        }
+    }
 }
 
 /// A connection with bytes already read from it put back in front.

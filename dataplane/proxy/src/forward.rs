@@ -14,12 +14,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
 use mesh_engine::config::{Action, HeaderOps, Match, StrMatch};
 use mesh_engine::exchange::Phase;
 use mesh_engine::{Admit, Exchange, Forward, Outcome, ResponseFlag, ResponseFlags, RouteId, Step};
 use tokio::sync::oneshot;
 
+use crate::body::{ChannelBody, ClientBody, H2Body, Home, UpstreamBody};
 use crate::h1;
 use crate::hdr;
 use crate::log::Entry;
@@ -29,7 +32,7 @@ use crate::proxy::{Acquire, Local, Shared, spawn_connects};
 
 /// Handles one request end to end and accounts for it (counters, the
 /// recording, the access log); never fails (errors are answers).
-pub(crate) async fn handle(sh: &Arc<Shared>, li: usize, req: &Req<'_>) -> Answer {
+pub(crate) async fn handle(sh: &Arc<Shared>, li: usize, req: &Req<'_, '_>) -> Answer {
     let started = sh.now();
     sh.in_flight.fetch_add(1, Ordering::Relaxed);
     let _in_flight = InFlight(sh.clone());
@@ -43,7 +46,7 @@ pub(crate) async fn handle(sh: &Arc<Shared>, li: usize, req: &Req<'_>) -> Answer
 pub(crate) fn account(
     sh: &Shared,
     li: usize,
-    req: &Req<'_>,
+    req: &Req<'_, '_>,
     answer: &Answer,
     flags: ResponseFlags,
     took: Duration,
@@ -75,7 +78,7 @@ impl Drop for InFlight {
     }
 }
 
-async fn route(sh: &Arc<Shared>, li: usize, req: &Req<'_>) -> Answer {
+async fn route(sh: &Arc<Shared>, li: usize, req: &Req<'_, '_>) -> Answer {
     // The engine's view of the headers, on the stack for the usual few.
     let mut stack = [("", ""); 32];
     let mut n = 0;
@@ -118,6 +121,7 @@ async fn route(sh: &Arc<Shared>, li: usize, req: &Req<'_>) -> Answer {
         stream: None,
         client_h2: req.conn.h2,
         attempt_started: sh.recent(),
+        deadline: None,
     };
     let mut step = {
         let mut held = sh.proxy(li);
@@ -157,7 +161,7 @@ async fn route(sh: &Arc<Shared>, li: usize, req: &Req<'_>) -> Answer {
 /// The proxy's own answer for an exchange that ended without an upstream
 /// response: a route's redirect or direct response, or Envoy's local
 /// reply for the flag that explains it; with all the request's flags.
-fn local_answer(sh: &Arc<Shared>, li: usize, a: &mesh_engine::Answer, req: &Req<'_>) -> Answer {
+fn local_answer(sh: &Arc<Shared>, li: usize, a: &mesh_engine::Answer, req: &Req<'_, '_>) -> Answer {
     match (a.cause, a.route) {
         (None, Some(route)) => {
             let mut answer = respond(sh, li, route, a.status, req.path, req.authority);
@@ -248,6 +252,9 @@ struct Flight {
     client_h2: bool,
     /// When the attempt in progress started (for the recorder).
     attempt_started: mesh_engine::Time,
+    /// When the route's timeout ends, if it has one (a streamed response
+    /// body is cut there).
+    deadline: Option<tokio::time::Instant>,
 }
 
 impl Flight {
@@ -343,11 +350,15 @@ pub(crate) enum Reset {
     /// Not a valid response (or over the proxy's limits): `ProtocolError`,
     /// 502 `UPE`.
     Protocol,
+    /// The client's streamed body failed: the downstream's doing, never
+    /// reported to the engine as an outcome (the exchange is cancelled).
+    Client,
 }
 
 impl Reset {
     fn reason(self) -> mesh_engine::ResetReason {
         match self {
+            Self::Client => mesh_engine::ResetReason::ConnectionTermination,
             Self::Termination => mesh_engine::ResetReason::ConnectionTermination,
             Self::Remote => mesh_engine::ResetReason::RemoteReset,
             Self::Protocol => mesh_engine::ResetReason::ProtocolError,
@@ -355,7 +366,7 @@ impl Reset {
     }
 }
 
-async fn forward(flight: &mut Flight, f: Forward, req: &Req<'_>) -> Answer {
+async fn forward(flight: &mut Flight, f: Forward, req: &Req<'_, '_>) -> Answer {
     let sh = flight.sh.clone();
     let li = flight.li;
     let (set_cookie, template) = {
@@ -377,6 +388,7 @@ async fn forward(flight: &mut Flight, f: Forward, req: &Req<'_>) -> Answer {
         flight.pool = p.pool_for(f.upstream, req.conn.h2);
         (p.engine.set_cookie_header(&f), template)
     };
+    flight.deadline = f.timeout.map(|t| tokio::time::Instant::now() + t);
     let run = attempts_loop(flight, &template);
     let mut answer = match f.timeout {
         Some(t) => match tokio::time::timeout(t, run).await {
@@ -398,7 +410,7 @@ async fn forward(flight: &mut Flight, f: Forward, req: &Req<'_>) -> Answer {
 
 /// The attempts of a forwarded request, with the back-offs between them,
 /// as its exchange says, to the answer.
-async fn attempts_loop(flight: &mut Flight, template: &Template<'_>) -> Answer {
+async fn attempts_loop(flight: &mut Flight, template: &Template<'_, '_>) -> Answer {
     let sh = flight.sh.clone();
     let li = flight.li;
     loop {
@@ -426,6 +438,8 @@ async fn attempts_loop(flight: &mut Flight, template: &Template<'_>) -> Answer {
                 r
             }
             (Step::Answer(a), _) => local_reply(&a),
+            // The client's streamed body failed.
+            (Step::Stale, Some(r)) => r,
             _ => Answer::local(500, None, local_body(None)),
         };
     }
@@ -434,7 +448,7 @@ async fn attempts_loop(flight: &mut Flight, template: &Template<'_>) -> Answer {
 /// One attempt: admission, a connection (at once, or after waiting in the
 /// pool's queue), the request and the whole response under the per-try
 /// timeout; what the exchange says next, with the upstream's response.
-async fn attempt(flight: &mut Flight, template: &Template<'_>) -> (Step, Option<Answer>) {
+async fn attempt(flight: &mut Flight, template: &Template<'_, '_>) -> (Step, Option<Answer>) {
     let sh = flight.sh.clone();
     let li = flight.li;
     // An attempt starts with the event that led to it (the request, or
@@ -443,7 +457,13 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>) -> (Step, Option<
     let acq = {
         let mut held = sh.proxy(li);
         let now = sh.recent();
-        held.local().acquire(flight.pool, &mut flight.ex, now)
+        let mut p = held.local();
+        if template.stream.is_some() {
+            // The body is too large to keep for a retry: this attempt is
+            // the last (Envoy's retry buffer overflow).
+            flight.ex.abandon_retries(p.engine, now);
+        }
+        p.acquire(flight.pool, &mut flight.ex, now)
     };
     spawn_connects(&sh, li);
     let try_deadline = match acq {
@@ -522,35 +542,56 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>) -> (Step, Option<
     // Envoy starts the per-try timeout when the pool hands out the
     // connection.
     let per_try = try_deadline.map(|t| t.saturating_since(sh.recent()));
+    // A body too large to keep goes up with this attempt as it is read.
+    let mut streamed = template.stream.and_then(|cell| cell.borrow_mut().take());
     let result = if let Some(c) = flight.conn.as_mut() {
         let limits = h1::Limits {
             max_head: sh.options.max_header_bytes,
-            max_body: sh.options.max_body_bytes,
+            buffer: sh.options.buffer_limit,
         };
-        within(per_try, exchange(c, template, n, limits)).await
+        within(per_try, exchange(c, template, n, limits, streamed.as_mut())).await
     } else if let Some(s) = flight.stream.as_ref() {
         let mut send = s.send.clone();
-        let max_body = sh.options.max_body_bytes;
-        within(per_try, async {
-            match template.h2_request(n) {
-                Ok(req) => exchange_h2(&mut send, req, max_body).await,
-                Err(()) => Err(Reset::Protocol),
-            }
-        })
+        let buffer = sh.options.buffer_limit;
+        within(
+            per_try,
+            exchange_h2(&mut send, template, n, buffer, streamed.as_mut()),
+        )
         .await
     } else {
         return (Step::Stale, None);
     };
+    // Why a streamed body failed, if it did (over `--max-body-bytes`: 413).
+    let body_failure = streamed.as_ref().and_then(ClientBody::failure);
+    if let (Some(cell), Some(b)) = (template.stream, streamed) {
+        *cell.borrow_mut() = Some(b);
+    }
     let mut held = sh.proxy(li);
     let mut p = held.local();
     let now = sh.now();
-    let (step, response, keep) = match result {
+    let (step, reply, keep) = match result {
+        Some(Err(Reset::Client)) => {
+            // The client's streamed body failed: the request is over and
+            // the upstream is not to blame (Envoy resets the stream).
+            flight.ex.cancel(p.engine, now);
+            flight.give_back(&mut p, now, true);
+            p.drain_events();
+            drop(held);
+            spawn_connects(&sh, li);
+            let mut a = if body_failure == Some(h1::Error::TooLarge) {
+                Answer::local(413, None, "request body too large")
+            } else {
+                Answer::local(400, None, "bad request body")
+            };
+            a.flags = ResponseFlags::of(ResponseFlag::DownstreamProtocolError);
+            return (Step::Stale, Some(a));
+        }
         Some(result) => {
             let answered = result.is_ok();
-            let (step, response) = report(&sh, &mut p, flight, result, now);
+            let (step, reply) = report(&sh, &mut p, flight, result, now);
             // A connection is kept if answered and not marked finished by
             // the exchange.
-            (step, response, answered)
+            (step, reply, answered)
         }
         None => {
             // The per-try timeout: the attempt is reset.
@@ -559,6 +600,10 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>) -> (Step, Option<
             (step, None, false)
         }
     };
+    let response = reply.map(|r| {
+        let final_answer = matches!(step, Step::Answer(a) if a.from_upstream);
+        streaming(flight, r, final_answer)
+    });
     if let Some(c) = flight.conn.take() {
         p.release(flight.pool, c, keep, now);
     }
@@ -569,6 +614,60 @@ async fn attempt(flight: &mut Flight, template: &Template<'_>) -> (Step, Option<
     drop(held);
     spawn_connects(&sh, li);
     (step, response)
+}
+
+/// An upstream's response and, when its body outgrew the buffer, what
+/// reads the rest.
+struct Reply {
+    answer: Answer,
+    rest: Option<Rest>,
+}
+
+/// The unread rest of a response body.
+enum Rest {
+    /// HTTP/1.1: read so far, the decoder, the upstream lets the
+    /// connection carry another request.
+    H1(VecDeque<Bytes>, h1::BodyDecoder, bool),
+    /// HTTP/2: read so far, the stream's body, its `content-length`.
+    H2(VecDeque<Bytes>, hyper::body::Incoming, Option<u64>),
+}
+
+/// The answer of a reply. When the body streams on and this is the final
+/// answer, the attempt's connection (or stream) goes along with it, to go
+/// back to its pool at the body's end; when the attempt is retried
+/// instead, its connection closes (the rest is never read).
+fn streaming(flight: &mut Flight, r: Reply, final_answer: bool) -> Answer {
+    let Reply { mut answer, rest } = r;
+    let Some(rest) = rest else {
+        return answer;
+    };
+    if !final_answer {
+        if let Some(c) = flight.conn.as_mut() {
+            c.finished = true;
+        }
+        return answer;
+    }
+    let home = || Home {
+        sh: flight.sh.clone(),
+        li: flight.li,
+        pool: flight.pool,
+        deadline: flight.deadline,
+    };
+    match rest {
+        Rest::H1(prefix, decoder, keep_alive) => {
+            if let Some(c) = flight.conn.take() {
+                let body = UpstreamBody::h1(home(), prefix, c, decoder, keep_alive);
+                answer.stream = Some(Box::new(body));
+            }
+        }
+        Rest::H2(prefix, incoming, length) => {
+            if let Some(s) = flight.stream.take() {
+                let body = UpstreamBody::h2(home(), prefix, s, incoming, length);
+                answer.stream = Some(Box::new(body));
+            }
+        }
+    }
+    answer
 }
 
 /// `fut`'s output, or `None` if `limit` passes first.
@@ -588,13 +687,13 @@ fn report(
     sh: &Shared,
     p: &mut Local<'_>,
     flight: &mut Flight,
-    result: Result<Answer, Reset>,
+    result: Result<Reply, Reset>,
     now: mesh_engine::Time,
-) -> (Step, Option<Answer>) {
+) -> (Step, Option<Reply>) {
     let stats = &mut p.pools[flight.pool].stats;
     stats.rq_total += 1;
     let (status, outcome) = match &result {
-        Ok(resp) => (resp.status, Outcome::Status(resp.status)),
+        Ok(r) => (r.answer.status, Outcome::Status(r.answer.status)),
         Err(r) => (0, Outcome::Reset(r.reason())),
     };
     stats.rq_class[usize::from(status / 100).min(5)] += 1;
@@ -607,44 +706,107 @@ fn report(
     (step, result.ok())
 }
 
-/// Sends a request on an HTTP/2 connection and reads the whole response
-/// into an [`Answer`] (headers in wire form, hop-by-hop ones and the
-/// length dropped).
+/// Sends attempt `n` on an HTTP/2 connection (its body whole, or
+/// `streamed` through a channel as the client sends it) and reads the
+/// response into an [`Answer`] (headers in wire form, hop-by-hop ones and
+/// the length dropped), its body up to `buffer` bytes.
 async fn exchange_h2(
     send: &mut crate::pool::H2Send,
-    req: hyper::Request<http_body_util::Full<Bytes>>,
-    max_body: usize,
-) -> Result<Answer, Reset> {
-    use http_body_util::BodyExt as _;
-    let resp = send.send_request(req).await.map_err(|e| h2_reset(&e))?;
-    let (parts, body) = resp.into_parts();
+    template: &Template<'_, '_>,
+    n: u32,
+    buffer: usize,
+    streamed: Option<&mut ClientBody<'_>>,
+) -> Result<Reply, Reset> {
+    let resp = match streamed {
+        None => {
+            let whole = http_body_util::Full::new(Bytes::copy_from_slice(template.body));
+            let req = template
+                .h2_request(n, H2Body::Left(whole))
+                .map_err(|()| Reset::Protocol)?;
+            send.send_request(req).await.map_err(|e| h2_reset(&e))?
+        }
+        Some(body) => {
+            let (feed, channel) = ChannelBody::new(body.length());
+            let req = template
+                .h2_request(n, H2Body::Right(channel))
+                .map_err(|()| Reset::Protocol)?;
+            let pump = async move {
+                loop {
+                    match body.next().await {
+                        Ok(Some(b)) => {
+                            if feed.send(Ok(b)).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                        Ok(None) => return Ok(()),
+                        Err(_) => {
+                            let _ = feed
+                                .send(Err(std::io::Error::other("client body failed")))
+                                .await;
+                            return Err(());
+                        }
+                    }
+                }
+            };
+            let (resp, pumped) = tokio::join!(send.send_request(req), pump);
+            if pumped.is_err() {
+                return Err(Reset::Client);
+            }
+            resp.map_err(|e| h2_reset(&e))?
+        }
+    };
+    let (parts, mut incoming) = resp.into_parts();
     let mut headers = Vec::with_capacity(256);
     let mut date = false;
+    let mut length = None;
     for (k, v) in &parts.headers {
         let k = k.as_str();
-        if k == "content-length" || hdr::is_hop_by_hop(k.as_bytes()) {
+        if k == "content-length" {
+            length = h1::parse_decimal(v.as_bytes());
+            continue;
+        }
+        if hdr::is_hop_by_hop(k.as_bytes()) {
             continue;
         }
         date |= k == "date";
         hdr::push(&mut headers, k.as_bytes(), v.as_bytes());
     }
-    let body = http_body_util::Limited::new(body, max_body)
-        .collect()
-        .await
-        .map_err(|e| match e.downcast_ref::<hyper::Error>() {
-            Some(e) => h2_reset(e),
-            None => Reset::Protocol,
-        })?
-        .to_bytes();
-    Ok(Answer {
+    let mut answer = Answer {
         status: parts.status.as_u16(),
         headers,
         date,
-        body,
+        body: Bytes::new(),
         flags: ResponseFlags::NONE,
         upstream: None,
         attempts: 0,
-    })
+        stream: None,
+    };
+    let mut joined = BytesMut::new();
+    loop {
+        use http_body_util::BodyExt as _;
+        match incoming.frame().await {
+            None => {
+                answer.body = joined.freeze();
+                return Ok(Reply { answer, rest: None });
+            }
+            Some(Err(e)) => return Err(h2_reset(&e)),
+            Some(Ok(f)) => {
+                let Ok(b) = f.into_data() else { continue };
+                if joined.len() + b.len() > buffer {
+                    let mut prefix = VecDeque::with_capacity(2);
+                    if !joined.is_empty() {
+                        prefix.push_back(joined.freeze());
+                    }
+                    prefix.push_back(b);
+                    return Ok(Reply {
+                        answer,
+                        rest: Some(Rest::H2(prefix, incoming, length)),
+                    });
+                }
+                joined.extend_from_slice(&b);
+            }
+        }
+    }
 }
 
 /// Why an HTTP/2 exchange failed, as Envoy's codec tells its router: the
@@ -678,27 +840,36 @@ fn h2_reset(e: &hyper::Error) -> Reset {
 /// Bodies up to this size go out in the same `write` as the head.
 const INLINE_BODY: usize = 64 << 10;
 
-/// Sends attempt `n` of the request on a connection and reads the whole
-/// response. A connection that may not carry another request afterwards
-/// (the upstream closes it, HTTP/1.0, bytes after the response, any
-/// error) is marked finished, so the pool closes it.
+/// Sends attempt `n` of the request on a connection (its body whole, or
+/// `streamed` as the client sends it) and reads the response, its body up
+/// to the buffer limit. A connection that may not carry another request
+/// afterwards (the upstream closes it, HTTP/1.0, bytes after the response,
+/// any error) is marked finished, so the pool closes it.
 async fn exchange(
     conn: &mut Conn,
-    template: &Template<'_>,
+    template: &Template<'_, '_>,
     n: u32,
     limits: h1::Limits,
-) -> Result<Answer, Reset> {
+    streamed: Option<&mut ClientBody<'_>>,
+) -> Result<Reply, Reset> {
     conn.wbuf.clear();
     template.write_head(n, &mut conn.wbuf);
-    let inline = template.body.len() <= INLINE_BODY;
-    if inline {
-        conn.wbuf.extend_from_slice(template.body);
-    }
+    let body = match streamed {
+        Some(body) => h1::Outgoing::Stream {
+            body,
+            chunked: template.chunked,
+        },
+        None if template.body.len() <= INLINE_BODY => {
+            conn.wbuf.extend_from_slice(template.body);
+            h1::Outgoing::Whole(None)
+        }
+        None => h1::Outgoing::Whole(Some(template.body)),
+    };
     let result = h1::exchange(
         &mut conn.stream,
         &mut conn.rbuf,
         &conn.wbuf,
-        (!inline).then_some(template.body),
+        body,
         template.head_request,
         limits,
     )
@@ -706,29 +877,40 @@ async fn exchange(
     if conn.wbuf.capacity() > INLINE_BODY * 2 {
         conn.wbuf = Vec::new();
     }
-    let (head, body) = match result {
+    let r = match result {
         Ok(r) => r,
         Err(e) => {
             conn.finished = true;
             return Err(match e {
                 h1::Error::Closed => Reset::Termination,
+                h1::Error::Downstream => Reset::Client,
                 h1::Error::Malformed(_) | h1::Error::TooLarge | h1::Error::Upgrade => {
                     Reset::Protocol
                 }
             });
         }
     };
-    if !head.keep_alive || !conn.rbuf.is_empty() {
-        conn.finished = true;
-    }
-    Ok(Answer {
-        status: head.status,
-        headers: head.headers,
-        date: head.date,
-        body,
-        flags: ResponseFlags::NONE,
-        upstream: None,
-        attempts: 0,
+    let rest = match r.rest {
+        Some((prefix, decoder)) => Some(Rest::H1(prefix, decoder, r.head.keep_alive)),
+        None => {
+            if !r.head.keep_alive || !conn.rbuf.is_empty() {
+                conn.finished = true;
+            }
+            None
+        }
+    };
+    Ok(Reply {
+        answer: Answer {
+            status: r.head.status,
+            headers: r.head.headers,
+            date: r.head.date,
+            body: r.body,
+            flags: ResponseFlags::NONE,
+            upstream: None,
+            attempts: 0,
+            stream: None,
+        },
+        rest,
     })
 }
 
@@ -742,18 +924,22 @@ fn skipped(name: &str) -> bool {
 }
 
 /// The upstream request of every attempt, built once.
-struct Template<'a> {
+struct Template<'a, 'b> {
     /// Request line and headers, without `x-envoy-attempt-count` and the
     /// blank line that ends the head.
     head: Vec<u8>,
     body: &'a [u8],
+    /// Or the body, streamed by the (only) attempt.
+    stream: Option<&'a std::cell::RefCell<Option<ClientBody<'b>>>>,
+    /// The streamed body goes in chunked coding (its length unknown).
+    chunked: bool,
     /// A `HEAD` request: the response has no body whatever it says.
     head_request: bool,
     response_ops: Vec<HeaderOps>,
 }
 
-impl<'a> Template<'a> {
-    fn new(req: &Req<'a>, route: &mesh_engine::config::HttpRoute, dest: &HeaderOps) -> Self {
+impl<'a, 'b> Template<'a, 'b> {
+    fn new(req: &Req<'a, 'b>, route: &mesh_engine::config::HttpRoute, dest: &HeaderOps) -> Self {
         let rewritten = route
             .rewrite
             .as_ref()
@@ -825,16 +1011,32 @@ impl<'a> Template<'a> {
             }
             head.extend_from_slice(&block);
         }
-        // The body is whole: its length goes out as `content-length`, also
-        // `0` for the methods that define content (RFC 9110 section 8.6).
-        if !req.body.is_empty() || matches!(req.method, "POST" | "PUT" | "PATCH") {
-            head.extend_from_slice(b"content-length: ");
-            crate::hdr::push_decimal(&mut head, req.body.len());
-            head.extend_from_slice(b"\r\n");
+        // A whole body's length goes out as `content-length`, also `0` for
+        // the methods that define content (RFC 9110 section 8.6); a
+        // streamed one keeps the client's length, or goes chunked.
+        let streamed_length = req
+            .stream
+            .map(|cell| cell.borrow().as_ref().and_then(ClientBody::length));
+        let chunked = matches!(streamed_length, Some(None));
+        match streamed_length {
+            Some(Some(n)) => {
+                head.extend_from_slice(b"content-length: ");
+                crate::hdr::push_decimal(&mut head, usize::try_from(n).unwrap_or(usize::MAX));
+                head.extend_from_slice(b"\r\n");
+            }
+            Some(None) => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            None if !req.body.is_empty() || matches!(req.method, "POST" | "PUT" | "PATCH") => {
+                head.extend_from_slice(b"content-length: ");
+                crate::hdr::push_decimal(&mut head, req.body.len());
+                head.extend_from_slice(b"\r\n");
+            }
+            None => {}
         }
         Self {
             head,
             body: req.body,
+            stream: req.stream,
+            chunked,
             head_request: req.method == "HEAD",
             response_ops: [&route.headers, dest]
                 .into_iter()
@@ -852,9 +1054,9 @@ impl<'a> Template<'a> {
         out.extend_from_slice(b"\r\n\r\n");
     }
 
-    /// Attempt `attempt` as an HTTP/2 request: the same head (its `Host`
-    /// becomes the `:authority`), the body copied once per attempt.
-    fn h2_request(&self, attempt: u32) -> Result<hyper::Request<http_body_util::Full<Bytes>>, ()> {
+    /// Attempt `attempt` as an HTTP/2 request with `body`: the same head
+    /// (its `Host` becomes the `:authority`; no `transfer-encoding`).
+    fn h2_request(&self, attempt: u32, body: H2Body) -> Result<hyper::Request<H2Body>, ()> {
         let end = self.head.windows(2).position(|w| w == b"\r\n").ok_or(())?;
         let line = std::str::from_utf8(&self.head[..end]).map_err(|_| ())?;
         let mut words = line.split(' ');
@@ -864,14 +1066,14 @@ impl<'a> Template<'a> {
         for (k, v) in hdr::lines(&self.head[end + 2..]) {
             if k == b"host" {
                 authority = v;
-            } else {
+            } else if k != b"transfer-encoding" {
                 b = b.header(k, v);
             }
         }
         let authority = std::str::from_utf8(authority).map_err(|_| ())?;
         b.uri(format!("http://{authority}{target}"))
             .header("x-envoy-attempt-count", attempt)
-            .body(http_body_util::Full::new(Bytes::copy_from_slice(self.body)))
+            .body(body)
             .map_err(|_| ())
     }
 

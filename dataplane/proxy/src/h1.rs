@@ -12,9 +12,13 @@
 //! copied once from the read buffer; `Content-Length` bodies are slices of
 //! the read buffer, not copies.
 
+use std::collections::VecDeque;
+use std::io::Write as _;
+
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::body::ClientBody;
 use crate::hdr;
 
 /// Why a response could not be read; each is a `Reset` outcome.
@@ -28,6 +32,9 @@ pub(crate) enum Error {
     TooLarge,
     /// `101 Switching Protocols`: upgrades are not proxied.
     Upgrade,
+    /// The client's body, streamed up, failed (the client went away,
+    /// stalled or sent a malformed body): not the upstream's doing.
+    Downstream,
 }
 
 /// How the body of a response is delimited (RFC 9112 section 6.3).
@@ -467,23 +474,52 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, Error> {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
     pub(crate) max_head: usize,
-    pub(crate) max_body: usize,
+    /// The most of a response body read before the answer goes on: a
+    /// larger body streams ([`Response::rest`]).
+    pub(crate) buffer: usize,
 }
 
-/// Writes `request` (then `body`, if the caller kept it apart) and reads
-/// the response. Bytes after the response stay in `rbuf` (an upstream
-/// that sent them is not to be trusted with another request).
+/// The request body an exchange sends after the head.
+pub(crate) enum Outgoing<'b, 'c> {
+    /// Whole (`None`: in the head's buffer already, or none).
+    Whole(Option<&'b [u8]>),
+    /// Streamed from the client as it is read, in chunked coding when its
+    /// length is not known.
+    Stream {
+        body: &'b mut ClientBody<'c>,
+        chunked: bool,
+    },
+}
+
+/// A response read up to the buffer limit.
+#[derive(Debug)]
+pub(crate) struct Response {
+    pub(crate) head: Head,
+    /// The whole body (empty when it streams).
+    pub(crate) body: Bytes,
+    /// The body went past the buffer limit: what was read of it, and the
+    /// decoder that reads the rest from the connection.
+    pub(crate) rest: Option<(VecDeque<Bytes>, BodyDecoder)>,
+}
+
+/// Writes `request` and its body, then reads the response: the head, and
+/// the body up to `limits.buffer` (beyond it, the rest is left to stream).
+/// Bytes after a whole response stay in `rbuf` (an upstream that sent
+/// them is not to be trusted with another request). A failure of a
+/// streamed client body is [`Error::Downstream`].
 pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     rbuf: &mut BytesMut,
     request: &[u8],
-    body: Option<&[u8]>,
+    body: Outgoing<'_, '_>,
     head_request: bool,
     limits: Limits,
-) -> Result<(Head, Bytes), Error> {
+) -> Result<Response, Error> {
     io.write_all(request).await.map_err(|_| Error::Closed)?;
-    if let Some(b) = body {
-        io.write_all(b).await.map_err(|_| Error::Closed)?;
+    match body {
+        Outgoing::Whole(None) => {}
+        Outgoing::Whole(Some(b)) => io.write_all(b).await.map_err(|_| Error::Closed)?,
+        Outgoing::Stream { body, chunked } => send_stream(io, body, chunked).await?,
     }
     let head = loop {
         if let Some(h) = parse_head(rbuf, head_request, limits.max_head)? {
@@ -493,13 +529,84 @@ pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(Error::Closed);
         }
     };
-    let mut decoder = BodyDecoder::new(head.framing, limits.max_body);
+    let mut decoder = BodyDecoder::new(head.framing, usize::MAX);
+    // The body in one piece (no copy), or copied together.
+    let mut first: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    let mut total = 0usize;
     let mut eof = false;
     loop {
-        if let Some(b) = decoder.decode(rbuf, eof)? {
-            return Ok((head, b));
+        match decoder.next(rbuf, eof)? {
+            Piece::Data(b) => {
+                total = total.saturating_add(b.len());
+                if total > limits.buffer {
+                    let mut prefix = VecDeque::with_capacity(2);
+                    if let Some(f) = first.take() {
+                        prefix.push_back(f);
+                    } else if !joined.is_empty() {
+                        prefix.push_back(joined.split().freeze());
+                    }
+                    prefix.push_back(b);
+                    return Ok(Response {
+                        head,
+                        body: Bytes::new(),
+                        rest: Some((prefix, decoder)),
+                    });
+                }
+                match first.take() {
+                    None if joined.is_empty() => first = Some(b),
+                    None => joined.extend_from_slice(&b),
+                    Some(f) => {
+                        joined.reserve(f.len() + b.len());
+                        joined.extend_from_slice(&f);
+                        joined.extend_from_slice(&b);
+                    }
+                }
+            }
+            Piece::More => eof = fill(io, rbuf).await? == 0,
+            Piece::Done => {
+                let body = first.unwrap_or_else(|| joined.freeze());
+                return Ok(Response {
+                    head,
+                    body,
+                    rest: None,
+                });
+            }
         }
-        eof = fill(io, rbuf).await? == 0;
+    }
+}
+
+/// Sends a client's body as it reads it, each piece as a chunk when
+/// `chunked`, then the last chunk.
+async fn send_stream<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    body: &mut ClientBody<'_>,
+    chunked: bool,
+) -> Result<(), Error> {
+    let mut size = Vec::with_capacity(20);
+    loop {
+        match body.next().await {
+            Ok(Some(piece)) => {
+                if chunked {
+                    size.clear();
+                    let _ = write!(size, "{:x}\r\n", piece.len());
+                    io.write_all(&size).await.map_err(|_| Error::Closed)?;
+                }
+                io.write_all(&piece).await.map_err(|_| Error::Closed)?;
+                if chunked {
+                    io.write_all(b"\r\n").await.map_err(|_| Error::Closed)?;
+                }
+            }
+            Ok(None) => {
+                if chunked {
+                    io.write_all(b"0\r\n\r\n")
+                        .await
+                        .map_err(|_| Error::Closed)?;
+                }
+                return Ok(());
+            }
+            Err(_) => return Err(Error::Downstream),
+        }
     }
 }
 
@@ -797,22 +904,23 @@ mod tests {
             let mut rbuf = BytesMut::new();
             let limits = Limits {
                 max_head: 1 << 10,
-                max_body: 1 << 10,
+                buffer: 1 << 10,
             };
             let (r, _server) = tokio::join!(
                 exchange(
                     &mut client,
                     &mut rbuf,
                     b"GET / HTTP/1.1\r\n\r\n",
-                    None,
+                    Outgoing::Whole(None),
                     false,
                     limits
                 ),
                 upstream
             );
-            let (h, body) = r.unwrap();
-            assert_eq!(h.status, 200);
-            assert_eq!(&body[..], b"abc");
+            let r = r.unwrap();
+            assert_eq!(r.head.status, 200);
+            assert_eq!(&r.body[..], b"abc");
+            assert!(r.rest.is_none());
             assert!(rbuf.is_empty());
         });
     }
@@ -832,9 +940,17 @@ mod tests {
             let mut rbuf = BytesMut::new();
             let limits = Limits {
                 max_head: 1 << 10,
-                max_body: 1 << 10,
+                buffer: 1 << 10,
             };
-            let r = exchange(&mut client, &mut rbuf, b"", None, false, limits).await;
+            let r = exchange(
+                &mut client,
+                &mut rbuf,
+                b"",
+                Outgoing::Whole(None),
+                false,
+                limits,
+            )
+            .await;
             assert_eq!(r.unwrap_err(), Error::Closed);
         });
     }

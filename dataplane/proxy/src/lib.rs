@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod body;
 pub mod config;
 mod connect;
 mod downstream;

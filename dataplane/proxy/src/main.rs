@@ -42,9 +42,16 @@ struct Args {
     /// requests before it is closed, as Envoy's `idle_timeout` (0s: never).
     #[arg(long, default_value = "1h", value_parser = parse_duration_or_zero)]
     idle_timeout: Duration,
-    /// Largest request or response body buffered, in bytes.
-    #[arg(long, default_value_t = 16 << 20)]
-    max_body_bytes: usize,
+    /// Largest request body accepted, in bytes (larger: 413); 0: no limit,
+    /// as Envoy.
+    #[arg(long, default_value_t = 0)]
+    max_body_bytes: u64,
+    /// The most of a body held in memory, in bytes (Envoy's buffer limit):
+    /// a request body up to it is kept so that a retry can resend it, a
+    /// response body up to it is read before the answer goes on; larger
+    /// ones stream through, and such a request is not retried.
+    #[arg(long, default_value_t = 1 << 20)]
+    buffer_limit: usize,
     /// Largest request header block, in bytes.
     #[arg(long, default_value_t = 64 << 10)]
     max_header_bytes: usize,
@@ -104,7 +111,8 @@ fn main() -> ExitCode {
     }
     let options = Options {
         access_log: args.access_log,
-        max_body_bytes: args.max_body_bytes,
+        max_body_bytes: (args.max_body_bytes > 0).then_some(args.max_body_bytes),
+        buffer_limit: args.buffer_limit,
         max_header_bytes: args.max_header_bytes,
         header_read_timeout: args.header_read_timeout,
         idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),

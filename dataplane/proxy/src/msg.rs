@@ -3,12 +3,14 @@
 //! ([`ConnInfo`]), and the answer that goes back with its headers in wire
 //! form ([`Answer`]), whichever protocol the client speaks.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use mesh_engine::{ResponseFlag, ResponseFlags};
 
+use crate::body::{ClientBody, UpstreamBody};
 use crate::hdr;
 
 /// The downstream connection a request came on.
@@ -45,20 +47,23 @@ impl ConnInfo {
 
 /// A downstream request, whole, as slices of where it was read.
 #[derive(Debug)]
-pub(crate) struct Req<'a> {
+pub(crate) struct Req<'a, 'b> {
     pub(crate) method: &'a str,
     /// Path and query.
     pub(crate) path: &'a str,
     pub(crate) authority: &'a str,
     /// Names in lower case, in the order received.
     pub(crate) headers: Headers<'a>,
+    /// The body, when it was read whole (within `--buffer-limit`).
     pub(crate) body: &'a [u8],
+    /// Or the body, streamed: taken by the attempt that forwards it.
+    pub(crate) stream: Option<&'a RefCell<Option<ClientBody<'b>>>>,
     pub(crate) conn: ConnInfo,
     /// A `Connection` header names more hop-by-hop fields (HTTP/1.1 only).
     pub(crate) connection_options: bool,
 }
 
-impl Req<'_> {
+impl Req<'_, '_> {
     /// A request too malformed to have a method or a path (for the log).
     pub(crate) fn unparsed(conn: ConnInfo) -> Self {
         Self {
@@ -67,6 +72,7 @@ impl Req<'_> {
             authority: "",
             headers: Headers::Pairs(&[]),
             body: &[],
+            stream: None,
             conn,
             connection_options: false,
         }
@@ -118,6 +124,9 @@ pub(crate) struct Answer {
     pub(crate) flags: ResponseFlags,
     pub(crate) upstream: Option<Arc<str>>,
     pub(crate) attempts: u32,
+    /// The rest of a body too large to hold, streamed from the upstream
+    /// after `body` (the part read already).
+    pub(crate) stream: Option<Box<UpstreamBody>>,
 }
 
 impl Answer {
@@ -137,6 +146,7 @@ impl Answer {
             flags: flag.map_or(ResponseFlags::NONE, ResponseFlags::of),
             upstream: None,
             attempts: 0,
+            stream: None,
         }
     }
 }

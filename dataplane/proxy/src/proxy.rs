@@ -31,8 +31,12 @@ use crate::record::{RecEvent, Recorder};
 pub struct Options {
     /// Access log format.
     pub access_log: AccessLog,
-    /// Largest request or response body buffered (bytes).
-    pub max_body_bytes: usize,
+    /// Largest request body accepted (bytes; 413 beyond; `None`: no limit).
+    pub max_body_bytes: Option<u64>,
+    /// The most of a body held in memory (Envoy's buffer limit): a request
+    /// body up to it is kept for retries, a response body up to it is read
+    /// before the answer goes on; larger ones stream.
+    pub buffer_limit: usize,
     /// Largest total size of request headers (bytes).
     pub max_header_bytes: usize,
     /// Time a client has to send its request headers.
@@ -62,7 +66,8 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             access_log: AccessLog::Text,
-            max_body_bytes: 16 << 20,
+            max_body_bytes: None,
+            buffer_limit: 1 << 20,
             max_header_bytes: 64 << 10,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(3600)),
@@ -320,6 +325,11 @@ impl Shared {
         }
         Some(self.proxy(i))
     }
+}
+
+/// This thread holds a proxy locked.
+pub(crate) fn holding() -> bool {
+    HOLDING.with(Cell::get) > 0
 }
 
 /// A listener's proxy locked by a worker.
