@@ -215,6 +215,11 @@ fn stats(sh: &Shared) -> String {
         "counter",
         "Requests whose retries ran out (URX), by cluster (Envoy's upstream_rq_retry_limit_exceeded).",
     );
+    let mut retry_abandoned = Family::new(
+        "meshproxy_cluster_retry_or_shadow_abandoned_total",
+        "counter",
+        "Requests not retried because their body outgrew --buffer-limit and streamed (Envoy's retry_or_shadow_abandoned).",
+    );
     let mut panic = Family::new(
         "meshproxy_cluster_lb_healthy_panic_total",
         "counter",
@@ -303,6 +308,7 @@ fn stats(sh: &Shared) -> String {
             retry.sample(&cl, s.upstream_rq_retry);
             retry_success.sample(&cl, s.upstream_rq_retry_success);
             retry_exceeded.sample(&cl, s.upstream_rq_retry_limit_exceeded);
+            retry_abandoned.sample(&cl, s.retry_or_shadow_abandoned);
             panic.sample(&cl, s.lb_healthy_panic);
             if let Some(o) = p.engine.outlier_stats(id) {
                 for reason in [
@@ -363,6 +369,7 @@ fn stats(sh: &Shared) -> String {
         &retry,
         &retry_success,
         &retry_exceeded,
+        &retry_abandoned,
         &panic,
         &enforced,
         &active,

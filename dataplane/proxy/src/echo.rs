@@ -5,7 +5,7 @@
 //! | --- | --- |
 //! | `status=503` or `status=503:20,500:5` | a status, or statuses with percent chances (the rest: 200) |
 //! | `delay=150ms` or `delay=10ms:20,1s:1` | a delay before answering, or delays with percent chances |
-//! | `size=N` or `size=N:P,…` | a body of N bytes (default: the request body echoed back) |
+//! | `size=N` or `size=N:P,…` | a body of N bytes, streamed (up to 1 TiB); the request body is read and dropped, its length and FNV-1a hash answered in `x-meshecho-received` and `x-meshecho-fnv` (default: the request body echoed back, up to 16 MiB) |
 //! | `close=true` or `close=P` | close the connection after the answer (always, or with P percent chance) |
 //! | `header=K:V` | add a response header (repeatable) |
 //! | `reset=true` | no answer: reset the request after any delay (HTTP/1.1: the connection closes; HTTP/2: `RST_STREAM`) |
@@ -27,8 +27,10 @@ use rand_pcg::Pcg64Mcg;
 
 /// The longest delay a request may ask for.
 pub const MAX_DELAY: Duration = Duration::from_secs(60);
-/// The largest body a request may ask for.
-pub const MAX_SIZE: usize = 16 << 20;
+/// The largest body a request may ask for (`size`, streamed).
+pub const MAX_SIZE: usize = 1 << 40;
+/// The largest request body echoed back (held whole).
+pub const MAX_ECHO: usize = 16 << 20;
 
 /// How the server behaves when a request does not say otherwise.
 #[derive(Clone, Debug, PartialEq)]
@@ -297,7 +299,7 @@ impl EchoState {
     async fn answer(
         &self,
         req: hyper::Request<hyper::body::Incoming>,
-    ) -> Option<hyper::Response<http_body_util::Full<bytes::Bytes>>> {
+    ) -> Option<hyper::Response<EchoBody>> {
         use http_body_util::BodyExt;
         let query = req.uri().query().unwrap_or("").to_owned();
         let proto = match req.version() {
@@ -313,13 +315,27 @@ impl EchoState {
             let mut rng = self.rng.borrow_mut();
             decide(&ask, &self.defaults, self.started.elapsed(), &mut rng)
         };
+        let mut received = None;
         let body = match answer.size {
-            Some(n) => bytes::Bytes::from(vec![b'x'; n]),
-            None => match http_body_util::Limited::new(req.into_body(), MAX_SIZE)
+            Some(n) => {
+                // The request body is read as it comes and dropped.
+                let mut body = req.into_body();
+                let (mut len, mut fnv) = (0u64, FNV_OFFSET);
+                while let Some(f) = body.frame().await {
+                    let Ok(f) = f else { return None };
+                    if let Ok(d) = f.into_data() {
+                        len += d.len() as u64;
+                        fnv = fnv1a(fnv, &d);
+                    }
+                }
+                received = Some((len, fnv));
+                EchoBody::Right(Repeat { left: n as u64 })
+            }
+            None => match http_body_util::Limited::new(req.into_body(), MAX_ECHO)
                 .collect()
                 .await
             {
-                Ok(b) => b.to_bytes(),
+                Ok(b) => EchoBody::Left(http_body_util::Full::new(b.to_bytes())),
                 Err(_) => {
                     return Some(text(
                         413,
@@ -335,10 +351,16 @@ impl EchoState {
         if ask.reset {
             return None;
         }
-        let mut resp = hyper::Response::new(http_body_util::Full::new(body));
+        let mut resp = hyper::Response::new(body);
         *resp.status_mut() =
             hyper::StatusCode::from_u16(answer.status).unwrap_or(hyper::StatusCode::OK);
         let h = resp.headers_mut();
+        if let Some((len, fnv)) = received {
+            h.insert("x-meshecho-received", len.into());
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("{fnv:016x}")) {
+                h.insert("x-meshecho-fnv", v);
+            }
+        }
         if let Ok(v) = hyper::header::HeaderValue::from_str(&self.defaults.name) {
             h.insert("x-meshecho-name", v);
         }
@@ -377,12 +399,64 @@ impl fmt::Display for Reset {
 
 impl std::error::Error for Reset {}
 
-fn text(
-    status: u16,
-    body: String,
-    name: &str,
-) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
-    let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+/// The body of an answer: whole, or `size` bytes generated as they go.
+type EchoBody = http_body_util::Either<http_body_util::Full<bytes::Bytes>, Repeat>;
+
+/// `left` more bytes of `x`, 64 KiB at a time (no allocation).
+#[derive(Debug)]
+struct Repeat {
+    left: u64,
+}
+
+static XS: [u8; 64 << 10] = [b'x'; 64 << 10];
+
+impl hyper::body::Body for Repeat {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.left.min(XS.len() as u64) as usize;
+        self.left -= n as u64;
+        let piece = bytes::Bytes::from_static(&XS[..n]);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.left)
+    }
+}
+
+/// FNV-1a (64 bits): the hash of a received body, for tests to check it
+/// arrived intact.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Continues an FNV-1a hash with `data`.
+pub fn fnv1a(mut h: u64, data: &[u8]) -> u64 {
+    for &b in data {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// FNV-1a of `data` (what `x-meshecho-fnv` reports for a body).
+pub fn fnv1a_of(data: &[u8]) -> u64 {
+    fnv1a(FNV_OFFSET, data)
+}
+
+fn text(status: u16, body: String, name: &str) -> hyper::Response<EchoBody> {
+    let full = http_body_util::Full::new(bytes::Bytes::from(body));
+    let mut resp = hyper::Response::new(EchoBody::Left(full));
     *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
     if let Ok(v) = hyper::header::HeaderValue::from_str(name) {
         resp.headers_mut().insert("x-meshecho-name", v);
