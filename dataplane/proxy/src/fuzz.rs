@@ -126,6 +126,34 @@ pub fn chunked(data: &[u8]) {
     };
     let (whole, split) = (decode(data.len().max(1)), decode(step));
     assert_eq!(whole, split, "reads of {step} bytes decide otherwise");
+    // Streamed piece by piece (no limit), the pieces make the same body.
+    let streamed = || {
+        let mut decoder = BodyDecoder::new(Framing::Chunked, usize::MAX);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut reads = data.chunks(step);
+        let mut fed = 0;
+        loop {
+            let next = reads.next();
+            if let Some(r) = next {
+                buf.extend_from_slice(r);
+                fed += r.len();
+            }
+            loop {
+                match decoder.next(&mut buf, next.is_none()) {
+                    Ok(h1::Piece::Data(b)) => out.extend_from_slice(&b),
+                    Ok(h1::Piece::More) => break,
+                    Ok(h1::Piece::Done) => {
+                        return Ok((bytes::Bytes::from(out), fed - buf.len()));
+                    }
+                    Err(e) => return Err(kind(&e)),
+                }
+            }
+        }
+    };
+    if whole != Err(Read::TooLarge) {
+        assert_eq!(whole, streamed(), "streamed in reads of {step} bytes");
+    }
 }
 
 #[cfg(test)]
