@@ -12,18 +12,16 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::pin::Pin;
+use std::io::Write as _;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt as _;
-use hyper::body::{Frame, SizeHint};
-use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
+use crate::chan::Feed;
 use crate::h1::{self, BodyDecoder, Piece};
 use crate::pool::{Conn, Stream};
 use crate::proxy::{Shared, spawn_connects};
@@ -34,10 +32,6 @@ const READ: usize = 64 << 10;
 /// Envoy's `stream_idle_timeout` default: a body that stops arriving for
 /// this long ends the request (as a closed connection).
 pub(crate) const BODY_IDLE: Duration = Duration::from_secs(300);
-
-/// Pieces in flight between a streamed body's reader and the HTTP/2
-/// connection that sends them.
-const CHANNEL: usize = 4;
 
 /// The rest of a client's request body, read as it is forwarded.
 pub(crate) struct ClientBody<'a> {
@@ -464,53 +458,6 @@ async fn within<T>(
     }
 }
 
-/// A body fed piece by piece through a channel: a streamed body on its way
-/// into an HTTP/2 stream (hyper polls it), with back-pressure (the channel
-/// holds a few pieces). An `Err` from the feeder resets the stream.
-#[derive(Debug)]
-pub(crate) struct ChannelBody {
-    rx: mpsc::Receiver<Result<Bytes, io::Error>>,
-    length: Option<u64>,
-}
-
-/// The feeding end of a [`ChannelBody`].
-pub(crate) type Feed = mpsc::Sender<Result<Bytes, io::Error>>;
-
-impl ChannelBody {
-    /// A body of `length` bytes if known, and its feeding end.
-    pub(crate) fn new(length: Option<u64>) -> (Feed, Self) {
-        let (tx, rx) = mpsc::channel(CHANNEL);
-        (tx, Self { rx, length })
-    }
-}
-
-impl hyper::body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(Frame::data(b)))),
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self.length {
-            Some(n) => SizeHint::with_exact(n),
-            None => SizeHint::default(),
-        }
-    }
-}
-
-/// A body an HTTP/2 peer is sent: whole, or fed through a channel.
-pub(crate) type H2Body = http_body_util::Either<http_body_util::Full<Bytes>, ChannelBody>;
-
 /// Feeds a streamed response body into an HTTP/2 client's stream, on a
 /// task of this worker; the client's flow control holds it back.
 pub(crate) fn feed_upstream(mut body: UpstreamBody, feed: Feed) {
@@ -532,4 +479,68 @@ pub(crate) fn feed_upstream(mut body: UpstreamBody, feed: Feed) {
             }
         }
     });
+}
+
+/// Why sending a streamed request body stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SendError {
+    /// The client's body failed (gone, stalled, malformed, too large).
+    Client,
+    /// The upstream connection failed.
+    Upstream,
+}
+
+/// Writes `head` to an HTTP/1.1 upstream, then the client's body as it
+/// reads it, each piece as a chunk when `chunked`, then the last chunk.
+pub(crate) async fn send_h1<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    head: &[u8],
+    body: &mut ClientBody<'_>,
+    chunked: bool,
+) -> Result<(), SendError> {
+    let up = |_| SendError::Upstream;
+    io.write_all(head).await.map_err(up)?;
+    let mut size = Vec::with_capacity(20);
+    loop {
+        match body.next().await {
+            Ok(Some(piece)) => {
+                if chunked {
+                    size.clear();
+                    let _ = write!(size, "{:x}\r\n", piece.len());
+                    io.write_all(&size).await.map_err(up)?;
+                }
+                io.write_all(&piece).await.map_err(up)?;
+                if chunked {
+                    io.write_all(b"\r\n").await.map_err(up)?;
+                }
+            }
+            Ok(None) => {
+                if chunked {
+                    io.write_all(b"0\r\n\r\n").await.map_err(up)?;
+                }
+                return Ok(());
+            }
+            Err(_) => return Err(SendError::Client),
+        }
+    }
+}
+
+/// Feeds a client's body into an HTTP/2 upstream stream's channel as it
+/// reads it. `Err`: the client's body failed (the stream is reset).
+pub(crate) async fn feed_client(body: &mut ClientBody<'_>, feed: Feed) -> Result<(), ()> {
+    loop {
+        match body.next().await {
+            Ok(Some(b)) => {
+                if feed.send(Ok(b)).await.is_err() {
+                    // The stream is over (the upstream answered or reset).
+                    return Ok(());
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(_) => {
+                let _ = feed.send(Err(io::Error::other("client body failed"))).await;
+                return Err(());
+            }
+        }
+    }
 }

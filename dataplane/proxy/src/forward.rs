@@ -14,21 +14,21 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use std::collections::VecDeque;
-
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use mesh_engine::config::{Action, HeaderOps, Match, StrMatch};
 use mesh_engine::exchange::Phase;
 use mesh_engine::{Admit, Exchange, Forward, Outcome, ResponseFlag, ResponseFlags, RouteId, Step};
 use tokio::sync::oneshot;
 
-use crate::body::{ChannelBody, ClientBody, H2Body, Home, UpstreamBody};
+use crate::body::{ClientBody, Home, UpstreamBody};
+use crate::chan::H2Body;
 use crate::h1;
 use crate::hdr;
 use crate::log::Entry;
 use crate::msg::{Answer, Req, local_body};
 use crate::pool::{Conn, Grant, Stream};
 use crate::proxy::{Acquire, Local, Shared, spawn_connects};
+use upstream::{Reply, Reset, Rest, exchange, exchange_h2};
 
 /// Handles one request end to end and accounts for it (counters, the
 /// recording, the access log); never fails (errors are answers).
@@ -337,35 +337,6 @@ impl Drop for Flight {
     }
 }
 
-/// Why an attempt got no whole response, as Envoy's stream reset reasons
-/// (`Router::Filter::onUpstreamReset`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Reset {
-    /// The connection closed (FIN or RST) first: Envoy's
-    /// `ConnectionTermination`, 503 `UC` — an HTTP/1.1 upstream, or a whole
-    /// HTTP/2 connection, that goes away.
-    Termination,
-    /// The upstream reset the HTTP/2 stream: `RemoteReset`, 503 `UR`.
-    Remote,
-    /// Not a valid response (or over the proxy's limits): `ProtocolError`,
-    /// 502 `UPE`.
-    Protocol,
-    /// The client's streamed body failed: the downstream's doing, never
-    /// reported to the engine as an outcome (the exchange is cancelled).
-    Client,
-}
-
-impl Reset {
-    fn reason(self) -> mesh_engine::ResetReason {
-        match self {
-            Self::Client => mesh_engine::ResetReason::ConnectionTermination,
-            Self::Termination => mesh_engine::ResetReason::ConnectionTermination,
-            Self::Remote => mesh_engine::ResetReason::RemoteReset,
-            Self::Protocol => mesh_engine::ResetReason::ProtocolError,
-        }
-    }
-}
-
 async fn forward(flight: &mut Flight, f: Forward, req: &Req<'_, '_>) -> Answer {
     let sh = flight.sh.clone();
     let li = flight.li;
@@ -616,22 +587,6 @@ async fn attempt(flight: &mut Flight, template: &Template<'_, '_>) -> (Step, Opt
     (step, response)
 }
 
-/// An upstream's response and, when its body outgrew the buffer, what
-/// reads the rest.
-struct Reply {
-    answer: Answer,
-    rest: Option<Rest>,
-}
-
-/// The unread rest of a response body.
-enum Rest {
-    /// HTTP/1.1: read so far, the decoder, the upstream lets the
-    /// connection carry another request.
-    H1(VecDeque<Bytes>, h1::BodyDecoder, bool),
-    /// HTTP/2: read so far, the stream's body, its `content-length`.
-    H2(VecDeque<Bytes>, hyper::body::Incoming, Option<u64>),
-}
-
 /// The answer of a reply. When the body streams on and this is the final
 /// answer, the attempt's connection (or stream) goes along with it, to go
 /// back to its pool at the body's end; when the attempt is retried
@@ -704,214 +659,6 @@ fn report(
     );
     let step = flight.ex.handle_response(p.engine, outcome, now);
     (step, result.ok())
-}
-
-/// Sends attempt `n` on an HTTP/2 connection (its body whole, or
-/// `streamed` through a channel as the client sends it) and reads the
-/// response into an [`Answer`] (headers in wire form, hop-by-hop ones and
-/// the length dropped), its body up to `buffer` bytes.
-async fn exchange_h2(
-    send: &mut crate::pool::H2Send,
-    template: &Template<'_, '_>,
-    n: u32,
-    buffer: usize,
-    streamed: Option<&mut ClientBody<'_>>,
-) -> Result<Reply, Reset> {
-    let resp = match streamed {
-        None => {
-            let whole = http_body_util::Full::new(Bytes::copy_from_slice(template.body));
-            let req = template
-                .h2_request(n, H2Body::Left(whole))
-                .map_err(|()| Reset::Protocol)?;
-            send.send_request(req).await.map_err(|e| h2_reset(&e))?
-        }
-        Some(body) => {
-            let (feed, channel) = ChannelBody::new(body.length());
-            let req = template
-                .h2_request(n, H2Body::Right(channel))
-                .map_err(|()| Reset::Protocol)?;
-            let pump = async move {
-                loop {
-                    match body.next().await {
-                        Ok(Some(b)) => {
-                            if feed.send(Ok(b)).await.is_err() {
-                                return Ok(());
-                            }
-                        }
-                        Ok(None) => return Ok(()),
-                        Err(_) => {
-                            let _ = feed
-                                .send(Err(std::io::Error::other("client body failed")))
-                                .await;
-                            return Err(());
-                        }
-                    }
-                }
-            };
-            let (resp, pumped) = tokio::join!(send.send_request(req), pump);
-            if pumped.is_err() {
-                return Err(Reset::Client);
-            }
-            resp.map_err(|e| h2_reset(&e))?
-        }
-    };
-    let (parts, mut incoming) = resp.into_parts();
-    let mut headers = Vec::with_capacity(256);
-    let mut date = false;
-    let mut length = None;
-    for (k, v) in &parts.headers {
-        let k = k.as_str();
-        if k == "content-length" {
-            length = h1::parse_decimal(v.as_bytes());
-            continue;
-        }
-        if hdr::is_hop_by_hop(k.as_bytes()) {
-            continue;
-        }
-        date |= k == "date";
-        hdr::push(&mut headers, k.as_bytes(), v.as_bytes());
-    }
-    let mut answer = Answer {
-        status: parts.status.as_u16(),
-        headers,
-        date,
-        body: Bytes::new(),
-        flags: ResponseFlags::NONE,
-        upstream: None,
-        attempts: 0,
-        stream: None,
-    };
-    let mut joined = BytesMut::new();
-    loop {
-        use http_body_util::BodyExt as _;
-        match incoming.frame().await {
-            None => {
-                answer.body = joined.freeze();
-                return Ok(Reply { answer, rest: None });
-            }
-            Some(Err(e)) => return Err(h2_reset(&e)),
-            Some(Ok(f)) => {
-                let Ok(b) = f.into_data() else { continue };
-                if joined.len() + b.len() > buffer {
-                    let mut prefix = VecDeque::with_capacity(2);
-                    if !joined.is_empty() {
-                        prefix.push_back(joined.freeze());
-                    }
-                    prefix.push_back(b);
-                    return Ok(Reply {
-                        answer,
-                        rest: Some(Rest::H2(prefix, incoming, length)),
-                    });
-                }
-                joined.extend_from_slice(&b);
-            }
-        }
-    }
-}
-
-/// Why an HTTP/2 exchange failed, as Envoy's codec tells its router: the
-/// upstream reset the stream (`RST_STREAM`: `RemoteReset`, `UR`); the
-/// connection went away (closed, an I/O error, the peer's GOAWAY:
-/// `ConnectionTermination`, `UC`); anything else is this side's protocol
-/// error (`UPE`).
-fn h2_reset(e: &hyper::Error) -> Reset {
-    if e.is_canceled() || e.is_closed() {
-        return Reset::Termination;
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(h) = s.downcast_ref::<h2::Error>() {
-            return if h.is_io() || (h.is_go_away() && h.is_remote()) {
-                Reset::Termination
-            } else if h.is_reset() && h.is_remote() {
-                Reset::Remote
-            } else {
-                Reset::Protocol
-            };
-        }
-        if s.is::<std::io::Error>() {
-            return Reset::Termination;
-        }
-        source = s.source();
-    }
-    Reset::Remote
-}
-
-/// Bodies up to this size go out in the same `write` as the head.
-const INLINE_BODY: usize = 64 << 10;
-
-/// Sends attempt `n` of the request on a connection (its body whole, or
-/// `streamed` as the client sends it) and reads the response, its body up
-/// to the buffer limit. A connection that may not carry another request
-/// afterwards (the upstream closes it, HTTP/1.0, bytes after the response,
-/// any error) is marked finished, so the pool closes it.
-async fn exchange(
-    conn: &mut Conn,
-    template: &Template<'_, '_>,
-    n: u32,
-    limits: h1::Limits,
-    streamed: Option<&mut ClientBody<'_>>,
-) -> Result<Reply, Reset> {
-    conn.wbuf.clear();
-    template.write_head(n, &mut conn.wbuf);
-    let body = match streamed {
-        Some(body) => h1::Outgoing::Stream {
-            body,
-            chunked: template.chunked,
-        },
-        None if template.body.len() <= INLINE_BODY => {
-            conn.wbuf.extend_from_slice(template.body);
-            h1::Outgoing::Whole(None)
-        }
-        None => h1::Outgoing::Whole(Some(template.body)),
-    };
-    let result = h1::exchange(
-        &mut conn.stream,
-        &mut conn.rbuf,
-        &conn.wbuf,
-        body,
-        template.head_request,
-        limits,
-    )
-    .await;
-    if conn.wbuf.capacity() > INLINE_BODY * 2 {
-        conn.wbuf = Vec::new();
-    }
-    let r = match result {
-        Ok(r) => r,
-        Err(e) => {
-            conn.finished = true;
-            return Err(match e {
-                h1::Error::Closed => Reset::Termination,
-                h1::Error::Downstream => Reset::Client,
-                h1::Error::Malformed(_) | h1::Error::TooLarge | h1::Error::Upgrade => {
-                    Reset::Protocol
-                }
-            });
-        }
-    };
-    let rest = match r.rest {
-        Some((prefix, decoder)) => Some(Rest::H1(prefix, decoder, r.head.keep_alive)),
-        None => {
-            if !r.head.keep_alive || !conn.rbuf.is_empty() {
-                conn.finished = true;
-            }
-            None
-        }
-    };
-    Ok(Reply {
-        answer: Answer {
-            status: r.head.status,
-            headers: r.head.headers,
-            date: r.head.date,
-            body: r.body,
-            flags: ResponseFlags::NONE,
-            upstream: None,
-            attempts: 0,
-            stream: None,
-        },
-        rest,
-    })
 }
 
 /// Headers never copied from the request to the upstream: hop-by-hop
@@ -1117,6 +864,8 @@ fn rewrite_path(path: &str, matches: &[Match], rw: &mesh_engine::config::Rewrite
     }
     out
 }
+
+mod upstream;
 
 #[cfg(test)]
 mod tests;

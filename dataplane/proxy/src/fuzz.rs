@@ -43,8 +43,7 @@ enum Read {
 
 fn kind(e: &h1::Error) -> Read {
     match e {
-        // (Not from reading a response: the client's streamed body.)
-        h1::Error::Closed | h1::Error::Downstream => Read::Closed,
+        h1::Error::Closed => Read::Closed,
         h1::Error::Malformed(_) => Read::Malformed,
         h1::Error::TooLarge => Read::TooLarge,
         h1::Error::Upgrade => Read::Upgrade,

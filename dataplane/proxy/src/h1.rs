@@ -13,12 +13,10 @@
 //! the read buffer, not copies.
 
 use std::collections::VecDeque;
-use std::io::Write as _;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::body::ClientBody;
 use crate::hdr;
 
 /// Why a response could not be read; each is a `Reset` outcome.
@@ -32,9 +30,6 @@ pub(crate) enum Error {
     TooLarge,
     /// `101 Switching Protocols`: upgrades are not proxied.
     Upgrade,
-    /// The client's body, streamed up, failed (the client went away,
-    /// stalled or sent a malformed body): not the upstream's doing.
-    Downstream,
 }
 
 /// How the body of a response is delimited (RFC 9112 section 6.3).
@@ -479,18 +474,6 @@ pub(crate) struct Limits {
     pub(crate) buffer: usize,
 }
 
-/// The request body an exchange sends after the head.
-pub(crate) enum Outgoing<'b, 'c> {
-    /// Whole (`None`: in the head's buffer already, or none).
-    Whole(Option<&'b [u8]>),
-    /// Streamed from the client as it is read, in chunked coding when its
-    /// length is not known.
-    Stream {
-        body: &'b mut ClientBody<'c>,
-        chunked: bool,
-    },
-}
-
 /// A response read up to the buffer limit.
 #[derive(Debug)]
 pub(crate) struct Response {
@@ -502,25 +485,33 @@ pub(crate) struct Response {
     pub(crate) rest: Option<(VecDeque<Bytes>, BodyDecoder)>,
 }
 
-/// Writes `request` and its body, then reads the response: the head, and
-/// the body up to `limits.buffer` (beyond it, the rest is left to stream).
-/// Bytes after a whole response stay in `rbuf` (an upstream that sent
-/// them is not to be trusted with another request). A failure of a
-/// streamed client body is [`Error::Downstream`].
+/// Writes `request` (then `body`, if the caller kept it apart) and reads
+/// the response: see [`read_response`].
 pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     rbuf: &mut BytesMut,
     request: &[u8],
-    body: Outgoing<'_, '_>,
+    body: Option<&[u8]>,
     head_request: bool,
     limits: Limits,
 ) -> Result<Response, Error> {
     io.write_all(request).await.map_err(|_| Error::Closed)?;
-    match body {
-        Outgoing::Whole(None) => {}
-        Outgoing::Whole(Some(b)) => io.write_all(b).await.map_err(|_| Error::Closed)?,
-        Outgoing::Stream { body, chunked } => send_stream(io, body, chunked).await?,
+    if let Some(b) = body {
+        io.write_all(b).await.map_err(|_| Error::Closed)?;
     }
+    read_response(io, rbuf, head_request, limits).await
+}
+
+/// Reads a response: the head, and the body up to `limits.buffer`
+/// (beyond it, the rest is left to stream). Bytes after a whole response
+/// stay in `rbuf` (an upstream that sent them is not to be trusted with
+/// another request).
+pub(crate) async fn read_response<S: AsyncRead + Unpin>(
+    io: &mut S,
+    rbuf: &mut BytesMut,
+    head_request: bool,
+    limits: Limits,
+) -> Result<Response, Error> {
     let head = loop {
         if let Some(h) = parse_head(rbuf, head_request, limits.max_head)? {
             break h;
@@ -572,40 +563,6 @@ pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                     rest: None,
                 });
             }
-        }
-    }
-}
-
-/// Sends a client's body as it reads it, each piece as a chunk when
-/// `chunked`, then the last chunk.
-async fn send_stream<S: AsyncWrite + Unpin>(
-    io: &mut S,
-    body: &mut ClientBody<'_>,
-    chunked: bool,
-) -> Result<(), Error> {
-    let mut size = Vec::with_capacity(20);
-    loop {
-        match body.next().await {
-            Ok(Some(piece)) => {
-                if chunked {
-                    size.clear();
-                    let _ = write!(size, "{:x}\r\n", piece.len());
-                    io.write_all(&size).await.map_err(|_| Error::Closed)?;
-                }
-                io.write_all(&piece).await.map_err(|_| Error::Closed)?;
-                if chunked {
-                    io.write_all(b"\r\n").await.map_err(|_| Error::Closed)?;
-                }
-            }
-            Ok(None) => {
-                if chunked {
-                    io.write_all(b"0\r\n\r\n")
-                        .await
-                        .map_err(|_| Error::Closed)?;
-                }
-                return Ok(());
-            }
-            Err(_) => return Err(Error::Downstream),
         }
     }
 }
@@ -911,7 +868,7 @@ mod tests {
                     &mut client,
                     &mut rbuf,
                     b"GET / HTTP/1.1\r\n\r\n",
-                    Outgoing::Whole(None),
+                    None,
                     false,
                     limits
                 ),
@@ -942,15 +899,7 @@ mod tests {
                 max_head: 1 << 10,
                 buffer: 1 << 10,
             };
-            let r = exchange(
-                &mut client,
-                &mut rbuf,
-                b"",
-                Outgoing::Whole(None),
-                false,
-                limits,
-            )
-            .await;
+            let r = exchange(&mut client, &mut rbuf, b"", None, false, limits).await;
             assert_eq!(r.unwrap_err(), Error::Closed);
         });
     }

@@ -22,6 +22,7 @@
 
 mod admin;
 mod body;
+mod chan;
 pub mod config;
 mod connect;
 mod downstream;

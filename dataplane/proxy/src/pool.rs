@@ -91,7 +91,7 @@ impl Conn {
 
 /// The sending half of an upstream HTTP/2 connection (hyper's); its
 /// connection task runs apart and ends when the connection closes.
-pub(crate) type H2Send = hyper::client::conn::http2::SendRequest<crate::body::H2Body>;
+pub(crate) type H2Send = hyper::client::conn::http2::SendRequest<crate::chan::H2Body>;
 
 /// An open upstream HTTP/2 connection of an HTTP/2 pool.
 pub(crate) struct H2Conn {
