@@ -5,7 +5,7 @@
 //!
 //! The estimate is a sum of per-item costs measured on the release build
 //! (see BENCHMARKS.md, "Memory estimate"): per pod (its state, its window
-//! histogram, its name), per pair of proxy and endpoint (each proxy's
+//! latencies, its name), per pair of proxy and endpoint (each proxy's
 //! engine holds every endpoint; the simulator a pool slot), and per request
 //! in flight (Little's law: arrival rate × mean latency, slowed as the
 //! timeline slows pods). It errs high; only what cannot fit is refused.
@@ -16,8 +16,9 @@ use mesh_engine::config::FieldPath;
 
 use crate::experiment::{ExperimentFile, LatencyModel};
 
-/// Bytes of one pod: its state, window histogram (21 KB of buckets), names.
-const POD: u64 = 24 * 1024;
+/// Bytes of one pod: its state, its window's latencies (up to 16 KiB one
+/// by one, then a 21 KiB histogram), names.
+const POD: u64 = 40 * 1024;
 /// Bytes of one endpoint in one proxy's engine, plus the pool slot.
 const PROXY_ENDPOINT: u64 = 160;
 /// Bytes one request in flight can take at the peak: its slot in the

@@ -8,7 +8,7 @@ use std::time::Duration;
 use mesh_engine::{ResponseFlags, Time};
 use rustc_hash::FxHashMap;
 
-use mesh_rundir::{CallCounts, CallRow, Histogram, RunWriter, WindowRow};
+use mesh_rundir::{CallCounts, CallRow, Histogram, RunWriter, Samples, WindowRow};
 
 use crate::model::Model;
 
@@ -48,7 +48,9 @@ struct PodWindow {
     requests: u64,
     successes: u64,
     errors: u64,
-    latency: Histogram,
+    /// One value per attempt, kept as its bucket: a pod's window is
+    /// touched at one place per attempt (many pods, few attempts each).
+    latency: Samples,
 }
 
 /// All metrics of one run.

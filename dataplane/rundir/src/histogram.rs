@@ -75,13 +75,18 @@ fn value_of(i: usize) -> u64 {
 impl Histogram {
     /// Records a latency in microseconds.
     pub fn record_us(&mut self, us: u64) {
-        let i = index(us);
+        self.record_bucket(index(us));
+        self.max_us = self.max_us.max(us);
+    }
+
+    /// Counts one more value in bucket `i` (its maximum kept apart).
+    #[inline]
+    fn record_bucket(&mut self, i: usize) {
         self.counts[i] += 1;
         self.nonempty[i / 64] |= 1 << (i % 64);
         self.lo = self.lo.min(i);
         self.hi = self.hi.max(i + 1);
         self.total += 1;
-        self.max_us = self.max_us.max(us);
     }
 
     /// Number of values.
@@ -184,9 +189,151 @@ impl Histogram {
     }
 }
 
+/// A window's latencies kept as their histogram buckets (2 bytes each),
+/// for quantiles that are exactly a [`Histogram`]'s: the same buckets, the
+/// same ranks, the same values. Recording appends to one buffer (one
+/// cache line, where a `Histogram` touches its counters, its bitmap and
+/// its header), so many small per-window histograms (one per endpoint)
+/// stay cheap; quantiles select instead of walking buckets. Past
+/// [`Samples::SPILL`] values in a window it turns into a `Histogram`, so
+/// its memory is bounded whatever the rate. The buffers are kept across
+/// [`Samples::clear`]: no allocation once warm.
+#[derive(Clone, Debug, Default)]
+pub struct Samples {
+    buckets: Vec<u16>,
+    max_us: u64,
+    /// The window's values once there were too many to keep one by one.
+    spill: Option<Box<Histogram>>,
+    spilled: bool,
+}
+
+impl Samples {
+    /// Values kept one by one in a window (16 KiB) before the histogram
+    /// takes over.
+    pub const SPILL: usize = 8 << 10;
+
+    /// Records a latency in microseconds.
+    #[inline]
+    pub fn record_us(&mut self, us: u64) {
+        self.max_us = self.max_us.max(us);
+        if self.spilled {
+            if let Some(h) = self.spill.as_mut() {
+                h.record_us(us);
+            }
+        } else if self.buckets.len() < Self::SPILL {
+            // `index` is below `BUCKETS`, which fits a u16.
+            self.buckets.push(index(us) as u16);
+        } else {
+            self.spill_over();
+            if let Some(h) = self.spill.as_mut() {
+                h.record_us(us);
+            }
+        }
+    }
+
+    #[cold]
+    fn spill_over(&mut self) {
+        let h = self.spill.get_or_insert_with(Box::default);
+        for &b in &self.buckets {
+            h.record_bucket(usize::from(b));
+        }
+        h.max_us = h.max_us.max(self.max_us);
+        self.buckets.clear();
+        self.spilled = true;
+    }
+
+    /// Number of values.
+    pub fn count(&self) -> u64 {
+        match &self.spill {
+            Some(h) if self.spilled => h.count(),
+            _ => self.buckets.len() as u64,
+        }
+    }
+
+    /// The values at several quantiles (ascending), in microseconds, as
+    /// [`Histogram::quantiles_us`] gives them for the same values; 0 when
+    /// empty. Reorders the buffer.
+    pub fn quantiles_us<const N: usize>(&mut self, qs: [f64; N]) -> [u64; N] {
+        if let Some(h) = &self.spill
+            && self.spilled
+        {
+            return h.quantiles_us(qs);
+        }
+        let mut out = [0u64; N];
+        let total = self.buckets.len() as u64;
+        if total == 0 {
+            return out;
+        }
+        // Each rank's bucket; the buffer left of the previous one holds
+        // smaller ones, so each selection runs on what is right of it.
+        let mut from = 0usize;
+        for (o, q) in out.iter_mut().zip(qs) {
+            #[allow(
+                clippy::cast_precision_loss,
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss
+            )]
+            let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+            // At most `total`, itself a `usize`.
+            let k = (rank - 1) as usize;
+            let b = if k < from {
+                // A rank below the previous one (`qs` not ascending).
+                *self.buckets[..from].select_nth_unstable(k).1
+            } else {
+                let b = *self.buckets[from..].select_nth_unstable(k - from).1;
+                from = k;
+                b
+            };
+            *o = value_of(usize::from(b)).min(self.max_us);
+        }
+        out
+    }
+
+    /// Empties it, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.buckets.clear();
+        self.max_us = 0;
+        if self.spilled {
+            if let Some(h) = self.spill.as_mut() {
+                h.clear();
+            }
+            self.spilled = false;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn samples_give_a_histograms_quantiles_exactly() {
+        let mut h = Histogram::default();
+        let mut s = Samples::default();
+        let mut x = 29u64;
+        let qs = [0.0, 0.5, 0.9, 0.99, 1.0];
+        assert_eq!(s.quantiles_us(qs), h.quantiles_us(qs));
+        for round in 0..200u64 {
+            // Some windows past the spill, most below.
+            let n = if round % 17 == 5 {
+                Samples::SPILL as u64 + 700
+            } else {
+                round % 37
+            };
+            for _ in 0..n {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let us = (x >> 33) % (1 << (round % 34 + 1));
+                h.record_us(us);
+                s.record_us(us);
+            }
+            assert_eq!(s.count(), h.count());
+            assert_eq!(s.quantiles_us(qs), h.quantiles_us(qs), "round {round}");
+            if round % 3 == 0 {
+                h.clear();
+                s.clear();
+            }
+        }
+    }
 
     #[test]
     fn every_value_is_reported_within_one_percent() {

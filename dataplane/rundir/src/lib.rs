@@ -29,7 +29,7 @@ mod read;
 mod write;
 
 pub use events::{Overflows, engine_event_detail, engine_event_kind};
-pub use histogram::Histogram;
+pub use histogram::{Histogram, Samples};
 use mesh_engine::{ResponseFlag, ResponseFlags};
 
 pub use read::{
