@@ -110,9 +110,17 @@ pub struct Engine {
 #[derive(Debug)]
 struct Routing {
     generation: u32,
-    table: RouteTable,
+    /// A pure function of (config, proxy, generation): shared by engines
+    /// of identical proxies ([`SharedRoutes`]).
+    compiled: Arc<Compiled>,
     /// The uid of each cluster of this generation's config.
     cluster_uids: Vec<u32>,
+}
+
+/// What a proxy's routing compiles to from a config.
+#[derive(Debug)]
+struct Compiled {
+    table: RouteTable,
     /// Hash keys of each route: one per destination whose cluster hashes
     /// (§4.7), each flagged when equal to the previous one.
     hash_keys: Vec<Vec<(HashKey, bool)>>,
@@ -126,11 +134,32 @@ impl Routing {
         let (hash_keys, seeds) = route_extras(config, &table);
         Self {
             generation,
-            table,
+            compiled: Arc::new(Compiled {
+                table,
+                hash_keys,
+                seeds,
+            }),
             cluster_uids: Vec::new(),
-            hash_keys,
-            seeds,
         }
+    }
+}
+
+/// An engine's compiled route tables (its first config generation), for
+/// engines of identical proxies to share: a simulation of many sidecars
+/// that see the same mesh keeps one copy, which stays in the cache.
+/// Routing is a pure function of the config and the proxy, so sharing it
+/// changes nothing an engine decides.
+#[derive(Clone, Debug)]
+pub struct SharedRoutes {
+    config: Arc<Config>,
+    proxy: ProxySpec,
+    compiled: Arc<Compiled>,
+}
+
+impl SharedRoutes {
+    /// The proxy they were compiled for.
+    pub fn proxy(&self) -> &ProxySpec {
+        &self.proxy
     }
 }
 
@@ -295,8 +324,50 @@ impl Engine {
         seed: u64,
         options: EngineOptions,
     ) -> Self {
+        Self::build(config, proxy, seed, options, None)
+    }
+
+    /// As [`Engine::with_options`], sharing the route tables `routes` of
+    /// another engine when they were compiled from the same config (the
+    /// same `Arc`) for an equal proxy; otherwise compiling its own.
+    pub fn with_shared_routes(
+        config: Arc<Config>,
+        proxy: ProxySpec,
+        seed: u64,
+        options: EngineOptions,
+        routes: &SharedRoutes,
+    ) -> Self {
+        let shared = (Arc::ptr_eq(&config, &routes.config) && proxy == routes.proxy)
+            .then(|| routes.compiled.clone());
+        Self::build(config, proxy, seed, options, shared)
+    }
+
+    /// This engine's route tables of its first config generation, for
+    /// [`Engine::with_shared_routes`]; `None` after a reconfigure.
+    pub fn shared_routes(&self) -> Option<SharedRoutes> {
+        (self.routing.generation == 0).then(|| SharedRoutes {
+            config: self.config.clone(),
+            proxy: self.proxy.clone(),
+            compiled: self.routing.compiled.clone(),
+        })
+    }
+
+    fn build(
+        config: Arc<Config>,
+        proxy: ProxySpec,
+        seed: u64,
+        options: EngineOptions,
+        compiled: Option<Arc<Compiled>>,
+    ) -> Self {
         let mut rng_lb = Stream::new(seed, Component::LoadBalancer);
-        let routing = Routing::new(&config, &proxy, 0);
+        let routing = match compiled {
+            Some(compiled) => Routing {
+                generation: 0,
+                compiled,
+                cluster_uids: Vec::new(),
+            },
+            None => Routing::new(&config, &proxy, 0),
+        };
         let clusters = build_clusters(&config, &mut rng_lb, options, Time::ZERO);
         let mut engine = Self {
             config,
@@ -329,7 +400,7 @@ impl Engine {
     /// Decides what to do with a request. Allocates nothing in steady state.
     pub fn handle_request(&mut self, req: &Request<'_>, now: Time) -> Decision {
         self.guard.observe(now);
-        let Some(route_id) = self.routing.table.select(req) else {
+        let Some(route_id) = self.routing.compiled.table.select(req) else {
             return Decision::Reject(Reject {
                 reason: RejectReason::NoRoute,
                 status: 404,
@@ -337,7 +408,7 @@ impl Engine {
                 delay: None,
             });
         };
-        let route = self.routing.table.route(route_id);
+        let route = self.routing.compiled.table.route(route_id);
         match &route.action {
             Action::Route(_) => {}
             Action::Redirect(r) => {
@@ -406,7 +477,7 @@ impl Engine {
                 delay,
             });
         };
-        let route = routing.table.route(route_id);
+        let route = routing.compiled.table.route(route_id);
         let Action::Route(destinations) = &route.action else {
             return Decision::Respond(Respond {
                 route: route_id,
@@ -443,7 +514,7 @@ impl Engine {
                     });
             match sticky {
                 Some(h) => {
-                    let seeds = &routing.seeds[route_id.index as usize];
+                    let seeds = &routing.compiled.seeds[route_id.index as usize];
                     affinity::rendezvous(
                         h,
                         seeds.iter().zip(destinations).map(|(s, d)| (*s, d.weight)),
@@ -500,7 +571,7 @@ impl Engine {
             // Istio writes one policy per destination, usually all the same
             // key: hash each distinct key once, fold it once per policy.
             let mut last = KeyHash::Absent;
-            for (key, same_as_previous) in &routing.hash_keys[route_id.index as usize] {
+            for (key, same_as_previous) in &routing.compiled.hash_keys[route_id.index as usize] {
                 let kh = if *same_as_previous {
                     last
                 } else {

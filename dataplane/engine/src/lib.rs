@@ -162,7 +162,9 @@ pub use decision::{
     ClusterId, Decision, Delay, EjectReason, EndpointId, EngineEvent, Forward, Outcome, Reject,
     RejectReason, ResetReason, Respond, Upstream,
 };
-pub use engine::{ClusterStats, Engine, EngineOptions, MAX_WORKERS, RequestState, RetryDecision};
+pub use engine::{
+    ClusterStats, Engine, EngineOptions, MAX_WORKERS, RequestState, RetryDecision, SharedRoutes,
+};
 pub use exchange::{Admit, Answer, Exchange, Step};
 pub use flags::{ENVOY_FLAG_ORDER, ResponseFlag, ResponseFlags};
 pub use outlier::{MaxEjectionRule, OutlierStats};

@@ -343,20 +343,28 @@ impl<'m> Run<'m> {
             .map(|(i, p)| (p.address.as_str(), u32::try_from(i).unwrap_or(u32::MAX)))
             .collect();
         let mut owners = 0u32;
+        // Proxies that see the mesh alike (the same spec) share one copy of
+        // their route tables: it stays in the cache across their requests.
+        let mut routes: Vec<mesh_engine::SharedRoutes> = Vec::new();
         let proxies = model
             .proxies
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let engine = Engine::with_options(
-                    model.config.clone(),
-                    p.spec.clone(),
-                    seed ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
-                    mesh_engine::EngineOptions {
-                        workers: p.workers,
-                        ..mesh_engine::EngineOptions::default()
-                    },
-                );
+                let seed = seed ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
+                let options = mesh_engine::EngineOptions {
+                    workers: p.workers,
+                    ..mesh_engine::EngineOptions::default()
+                };
+                let config = model.config.clone();
+                let engine = match routes.iter().find(|r| r.proxy() == &p.spec) {
+                    Some(r) => Engine::with_shared_routes(config, p.spec.clone(), seed, options, r),
+                    None => {
+                        let e = Engine::with_options(config, p.spec.clone(), seed, options);
+                        routes.extend(e.shared_routes());
+                        e
+                    }
+                };
                 let pods_of = pods_of(&engine, &index);
                 let edge_ports = edge_ports(&engine, &model.calls.edges);
                 let pool_base = owners;

@@ -69,7 +69,7 @@ impl Engine {
             now,
             EngineEvent::ConfigApplied {
                 clusters: u32::try_from(clusters.len()).unwrap_or(u32::MAX),
-                routes: u32::try_from(routing.table.routes().len()).unwrap_or(u32::MAX),
+                routes: u32::try_from(routing.compiled.table.routes().len()).unwrap_or(u32::MAX),
             },
         ));
         self.generation += 1;

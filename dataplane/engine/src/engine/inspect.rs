@@ -20,14 +20,14 @@ impl Engine {
     /// first server whose hosts cover it (or of the first server). `None`
     /// for a sidecar and a host it does not know. Allocates nothing.
     pub fn destination_port(&self, authority: &str) -> Option<u16> {
-        self.routing.table.destination_port(authority)
+        self.routing.compiled.table.destination_port(authority)
     }
 
     /// A route (header operations, rewrite, retries…) of the current
     /// table, or of an earlier one while a request holds it or until the
     /// next `reconfigure`; `None` after.
     pub fn route(&self, id: RouteId) -> Option<&HttpRoute> {
-        routing_of(&self.routing, &self.retired, id).map(|r| r.table.route(id))
+        routing_of(&self.routing, &self.retired, id).map(|r| r.compiled.table.route(id))
     }
 
     /// Istio's name of a cluster, e.g. `outbound|9080|v1|reviews.default.svc.cluster.local`.
@@ -133,8 +133,9 @@ impl Engine {
     /// cookie, as Envoy writes it: `name="<16 hex>"; Max-Age=N; Path=p; HttpOnly`.
     pub fn set_cookie_header(&self, forward: &Forward) -> Option<String> {
         let value = forward.set_cookie?;
-        let (name, path, ttl) = routing_of(&self.routing, &self.retired, forward.route)?.hash_keys
-            [forward.route.index as usize]
+        let (name, path, ttl) = routing_of(&self.routing, &self.retired, forward.route)?
+            .compiled
+            .hash_keys[forward.route.index as usize]
             .iter()
             .find_map(|(k, _)| match k {
                 HashKey::Cookie {

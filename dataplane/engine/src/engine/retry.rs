@@ -53,7 +53,7 @@ impl Engine {
         let Some(routing) = routing_of(&self.routing, &self.retired, state.route) else {
             return RetryDecision::Done { flag: None };
         };
-        let route = routing.table.route(state.route);
+        let route = routing.compiled.table.route(state.route);
         let Some(policy) = &route.retries else {
             return RetryDecision::Done { flag: None };
         };
@@ -149,8 +149,8 @@ impl Engine {
         let Some((c, _)) = self.locate(state.upstream) else {
             return no_host;
         };
-        let route =
-            routing_of(&self.routing, &self.retired, route_id).map(|r| r.table.route(route_id));
+        let route = routing_of(&self.routing, &self.retired, route_id)
+            .map(|r| r.compiled.table.route(route_id));
         let (avoid, max_attempts) = match route.and_then(|r| r.retries.as_ref()) {
             Some(p) => (p.previous_hosts, p.host_selection_retry_max_attempts),
             None => (false, 0),

@@ -1021,3 +1021,43 @@ fn workers_balance_on_their_own_and_share_outlier_detection_and_the_breaker() {
         Some((_, EngineEvent::Ejected { upstream, .. })) if upstream == host
     ));
 }
+
+/// Engines of equal proxies built on the same config share one copy of
+/// their route tables, and decide exactly as an engine with its own; an
+/// engine of another proxy, or of another config, compiles its own.
+#[test]
+fn engines_sharing_route_tables_decide_as_engines_with_their_own() {
+    let toml = crate::tests::mesh(3, "", &crate::tests::vs(""));
+    let cfg = Arc::new(config(&toml));
+    let own = Engine::new(cfg.clone(), crate::tests::sidecar(), 7);
+    let routes = own.shared_routes().expect("a new engine's routes");
+    let mut own = own;
+    let mut shared = Engine::with_shared_routes(
+        cfg.clone(),
+        crate::tests::sidecar(),
+        7,
+        EngineOptions::default(),
+        &routes,
+    );
+    assert!(Arc::ptr_eq(&own.routing.compiled, &shared.routing.compiled));
+    for i in 0..30u64 {
+        let now = Time::from_nanos(i * 1_000_000);
+        let a = own.handle_request(&req(), now);
+        let b = shared.handle_request(&req(), now);
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "request {i}");
+    }
+    let other = ProxySpec {
+        namespace: "elsewhere".into(),
+        ..crate::tests::sidecar()
+    };
+    let e = Engine::with_shared_routes(cfg, other, 7, EngineOptions::default(), &routes);
+    assert!(!Arc::ptr_eq(&e.routing.compiled, &routes.compiled));
+    let e = Engine::with_shared_routes(
+        Arc::new(config(&toml)),
+        crate::tests::sidecar(),
+        7,
+        EngineOptions::default(),
+        &routes,
+    );
+    assert!(!Arc::ptr_eq(&e.routing.compiled, &routes.compiled));
+}
