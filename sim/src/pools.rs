@@ -4,7 +4,8 @@
 //! FIFO order. A connection being set up (a pod's `connectTime`) counts
 //! apart until it is ready.
 //!
-//! Laid out for a run with thousands of pools: a pool is seven integers; its
+//! Laid out for a run with thousands of pools: a pool is eight words, in
+//! one table indexed by (proxy, pod); its
 //! idle connections (a stack: the last one returned is reused first, as
 //! Envoy does) and its waiting requests (a queue) are linked lists through
 //! two arenas shared by all pools, so a pool's first use allocates nothing
@@ -33,6 +34,21 @@ struct Pool {
     /// Requests in the waiting list (some may have left their request:
     /// they are dropped when their turn comes).
     waiting: u32,
+    /// Its (proxy, pod) ever talked.
+    used: bool,
+}
+
+impl Pool {
+    const UNUSED: Self = Self {
+        top: NIL,
+        idle: NIL,
+        busy: 0,
+        head: NIL,
+        tail: NIL,
+        connecting: 0,
+        waiting: 0,
+        used: false,
+    };
 }
 
 /// An idle connection: the requests it has served.
@@ -57,9 +73,9 @@ pub(crate) struct PoolId(u32);
 /// Every pool of a run.
 #[derive(Debug)]
 pub(crate) struct Pools {
-    /// The pool of (proxy, pod) at `proxy * pods + pod`, `NIL` until used.
-    index: Vec<u32>,
     pods: usize,
+    /// The pool of (proxy, pod) at `proxy * pods + pod` (one lookup, no
+    /// index in between: a request reads its pool's one cache line).
     pools: Vec<Pool>,
     conns: Vec<Conn>,
     free_conn: u32,
@@ -70,9 +86,8 @@ pub(crate) struct Pools {
 impl Pools {
     pub(crate) fn new(proxies: usize, pods: usize) -> Self {
         Self {
-            index: vec![NIL; proxies * pods],
             pods,
-            pools: Vec::new(),
+            pools: vec![Pool::UNUSED; proxies * pods],
             conns: Vec::new(),
             free_conn: NIL,
             waits: Vec::new(),
@@ -80,28 +95,18 @@ impl Pools {
         }
     }
 
-    /// The pool of (proxy `p`, `pod`), made on first use.
+    /// The pool of (proxy `p`, `pod`), in use from now on.
     pub(crate) fn pool(&mut self, p: usize, pod: u32) -> PoolId {
         let k = p * self.pods + pod as usize;
-        if self.index[k] == NIL {
-            self.index[k] = u32::try_from(self.pools.len()).unwrap_or(NIL);
-            self.pools.push(Pool {
-                top: NIL,
-                idle: NIL,
-                busy: 0,
-                head: NIL,
-                tail: NIL,
-                connecting: 0,
-                waiting: 0,
-            });
-        }
-        PoolId(self.index[k])
+        self.pools[k].used = true;
+        PoolId(u32::try_from(k).unwrap_or(NIL))
     }
 
     /// The pool of (proxy `p`, `pod`) if it was ever used.
     pub(crate) fn existing(&self, p: usize, pod: u32) -> Option<PoolId> {
-        let i = *self.index.get(p * self.pods + pod as usize)?;
-        (i != NIL).then_some(PoolId(i))
+        let k = p * self.pods + pod as usize;
+        let used = self.pools.get(k)?.used;
+        used.then(|| PoolId(u32::try_from(k).unwrap_or(NIL)))
     }
 
     /// An idle connection is there.
