@@ -101,7 +101,11 @@ const LIMIT: &str = "65536";
 #[test]
 fn bodies_beyond_the_buffer_limit_stream_both_ways_over_http1_with_their_length() {
     let a = Echo::start("v1", &[]);
-    let p = Proxy::start(&service(&[(&a, "v1")]), &["--buffer-limit", LIMIT]);
+    // One worker: one pool, to see its connection come back.
+    let p = Proxy::start(
+        &service(&[(&a, "v1")]),
+        &["--buffer-limit", LIMIT, "--concurrency", "1"],
+    );
     let dir = common::temp_dir("streaming");
     let (file, fnv) = write_body(&dir, 6 << 20);
     let upload = format!("@{}", file.display());
@@ -112,9 +116,18 @@ fn bodies_beyond_the_buffer_limit_stream_both_ways_over_http1_with_their_length(
         got.headers.get("content-length").map(String::as_str),
         Some("5000000")
     );
-    // The connection to the upstream went back to its pool, reused next.
+    // The connection to the upstream went back to its pool at the body's
+    // end, and the next streamed answer reuses it.
     let again = curl(&p, "/?size=3000000", &[]);
     assert_eq!((again.status, again.len), (200, 3_000_000));
+    let opened: u64 = p
+        .admin("/stats")
+        .body
+        .lines()
+        .filter(|l| l.starts_with("meshproxy_upstream_cx_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(opened, 1);
 }
 
 #[test]
