@@ -321,10 +321,27 @@ impl Drop for Flight {
         if self.ex.phase() == Phase::Done && !holds {
             return;
         }
-        let sh = self.sh.clone();
-        let Some(mut held) = sh.try_proxy(self.li) else {
+        if crate::proxy::holding() {
+            // Dropped inside a locked section (this thread holds a proxy):
+            // settled just after, by a task of this worker.
+            let rest = Flight {
+                sh: self.sh.clone(),
+                li: self.li,
+                ex: std::mem::take(&mut self.ex),
+                pool: self.pool,
+                waiter: self.waiter.take(),
+                rx: self.rx.take(),
+                conn: self.conn.take(),
+                stream: self.stream.take(),
+                client_h2: self.client_h2,
+                attempt_started: self.attempt_started,
+                deadline: self.deadline,
+            };
+            tokio::task::spawn_local(async move { drop(rest) });
             return;
-        };
+        }
+        let sh = self.sh.clone();
+        let mut held = sh.proxy(self.li);
         let mut p = held.local();
         let now = sh.now();
         // Envoy resets the upstream stream; outlier detection is not told

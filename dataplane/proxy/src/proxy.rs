@@ -316,15 +316,6 @@ impl Shared {
             worker: worker(),
         }
     }
-
-    /// The proxy of listener `i` locked, unless this thread holds a proxy
-    /// already (a `Drop` running inside a locked section).
-    pub(crate) fn try_proxy(&self, i: usize) -> Option<Held<'_>> {
-        if HOLDING.with(Cell::get) > 0 {
-            return None;
-        }
-        Some(self.proxy(i))
-    }
 }
 
 /// This thread holds a proxy locked.
