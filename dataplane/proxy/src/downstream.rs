@@ -67,15 +67,13 @@ pub(crate) async fn serve(
     let mut first = true;
     let mut idle = IdleTimer::new(&sh);
     loop {
-        let read = read_head(
-            &sh,
-            &mut stream,
-            &mut rbuf,
-            &mut spans,
-            (&mut phase, &mut idle),
+        let wait = Wait {
+            phase: &mut phase,
+            idle: &mut idle,
             deadline,
             first,
-        );
+        };
+        let read = read_head(&sh, &mut stream, &mut rbuf, &mut spans, wait);
         let head = match read.await {
             Ok(h) => h,
             Err(End::Quiet) => return,
@@ -89,23 +87,23 @@ pub(crate) async fn serve(
                 let mut a = Answer::local(status, None, why);
                 let took = Duration::ZERO;
                 forward::account(&sh, li, &Req::unparsed(info), &a, DPE, took);
-                let v = Version::H11;
-                let _ = write_answer(&sh, &mut stream, &mut wbuf, &mut a, v, false, true).await;
+                let how = Reply {
+                    version: Version::H11,
+                    head_request: false,
+                    close: true,
+                };
+                let _ = write_answer(&sh, &mut stream, &mut wbuf, &mut a, how).await;
                 return;
             }
         };
         first = false;
-        let one = serve_one(
-            &sh,
+        let client = Client {
+            sh: &sh,
             li,
             info,
-            &mut stream,
-            &mut rbuf,
-            &mut wbuf,
-            &head,
-            &spans,
-            &phase,
-        );
+            phase: &phase,
+        };
+        let one = serve_one(client, &mut stream, &mut rbuf, &mut wbuf, &head, &spans);
         // (Once the proxy stops, `read_head` ends an idle connection.)
         match one.await {
             Ok(true) => {}
@@ -183,18 +181,32 @@ pub(crate) struct Head {
 /// read buffer.
 pub(crate) type Span = (u32, u32, u32, u32);
 
+/// What waiting for a request head watches: the proxy's phase (an idle
+/// connection ends when it stops), the idle timer, the header-read
+/// deadline (if the head is due by then), and whether it is the
+/// connection's first (which may be the HTTP/2 preface).
+struct Wait<'a> {
+    phase: &'a mut watch::Receiver<Phase>,
+    idle: &'a mut IdleTimer,
+    deadline: Option<Instant>,
+    first: bool,
+}
+
 /// Reads until a whole request head is in `rbuf`, its headers' places in
 /// `spans`.
-#[allow(clippy::too_many_arguments)]
 async fn read_head(
     sh: &Shared,
     stream: &mut TcpStream,
     rbuf: &mut BytesMut,
     spans: &mut Vec<Span>,
-    (phase, idle_timer): (&mut watch::Receiver<Phase>, &mut IdleTimer),
-    mut deadline: Option<Instant>,
-    first: bool,
+    wait: Wait<'_>,
 ) -> Result<Head, End> {
+    let Wait {
+        phase,
+        idle: idle_timer,
+        mut deadline,
+        first,
+    } = wait;
     let max_head = sh.options.max_header_bytes;
     loop {
         if !rbuf.is_empty() {
@@ -422,21 +434,33 @@ enum Version {
     H11,
 }
 
+/// Who a client connection is: the proxy and listener it came to, its
+/// addresses, and the proxy's phase.
+#[derive(Clone, Copy)]
+struct Client<'a> {
+    sh: &'a Arc<Shared>,
+    li: usize,
+    info: ConnInfo,
+    phase: &'a watch::Receiver<Phase>,
+}
+
 /// Serves the request whose head is parsed: reads its body, forwards it,
 /// writes the answer. `Ok(true)`: the connection may carry another
 /// request.
-#[allow(clippy::too_many_arguments)]
 async fn serve_one(
-    sh: &Arc<Shared>,
-    li: usize,
-    info: ConnInfo,
+    client: Client<'_>,
     stream: &mut TcpStream,
     rbuf: &mut BytesMut,
     wbuf: &mut Vec<u8>,
     head: &Head,
     spans: &[Span],
-    phase: &watch::Receiver<Phase>,
 ) -> io::Result<bool> {
+    let Client {
+        sh,
+        li,
+        info,
+        phase,
+    } = client;
     let fail = |status, why| (Answer::local(status, None, why), DPE);
     let is_connect = &rbuf[head.method.0 as usize..head.method.1 as usize] == b"CONNECT";
     let early = match meta(rbuf, head, spans) {
@@ -456,7 +480,12 @@ async fn serve_one(
             let req = refused(rbuf, head, spans, info);
             forward::account(sh, li, &req, &a, flags, Duration::ZERO);
             let mut a = a;
-            write_answer(sh, stream, wbuf, &mut a, Version::H11, false, true).await?;
+            let how = Reply {
+                version: Version::H11,
+                head_request: false,
+                close: true,
+            };
+            write_answer(sh, stream, wbuf, &mut a, how).await?;
             return Ok(false);
         }
     };
@@ -556,7 +585,12 @@ async fn serve_one(
         let mut a = Answer::local(status, None, why);
         let req = refused(rbuf, head, spans, info);
         forward::account(sh, li, &req, &a, DPE, Duration::ZERO);
-        write_answer(sh, stream, wbuf, &mut a, version, method_is_head, true).await?;
+        let how = Reply {
+            version,
+            head_request: method_is_head,
+            close: true,
+        };
+        write_answer(sh, stream, wbuf, &mut a, how).await?;
         return Ok(false);
     }
 
@@ -598,16 +632,12 @@ async fn serve_one(
         let whole = client.as_ref().is_some_and(ClientBody::done);
         let leftover = client.map(ClientBody::leftover).unwrap_or_default();
         let close = !whole || !persistent || *phase.borrow() != Phase::Serving;
-        write_answer(
-            sh,
-            stream,
-            wbuf,
-            &mut answer,
+        let how = Reply {
             version,
-            method_is_head,
+            head_request: method_is_head,
             close,
-        )
-        .await?;
+        };
+        write_answer(sh, stream, wbuf, &mut answer, how).await?;
         rbuf.advance(body_end);
         rbuf.extend_from_slice(&leftover);
         return Ok(!close);
@@ -656,16 +686,12 @@ async fn serve_one(
         return Ok(false);
     };
     let close = !persistent || *phase.borrow() != Phase::Serving;
-    write_answer(
-        sh,
-        stream,
-        wbuf,
-        &mut answer,
+    let how = Reply {
         version,
-        method_is_head,
+        head_request: method_is_head,
         close,
-    )
-    .await?;
+    };
+    write_answer(sh, stream, wbuf, &mut answer, how).await?;
     rbuf.advance(body_end);
     rbuf.extend_from_slice(&early_bytes);
     Ok(!close)
@@ -699,6 +725,15 @@ fn split_target<'a>(target: &'a str, host: &'a str) -> (&'a str, &'a str) {
     (host, target)
 }
 
+/// How an answer goes out: the client's HTTP version, whether it asked
+/// `HEAD` (no body), whether the connection closes after it.
+#[derive(Clone, Copy)]
+struct Reply {
+    version: Version,
+    head_request: bool,
+    close: bool,
+}
+
 /// Writes `answer` as an HTTP/1.x response; `close`: say so and end the
 /// connection afterwards. A streamed body follows as the upstream sends
 /// it: with its length, or in chunked coding (HTTP/1.0: until close).
@@ -707,10 +742,13 @@ async fn write_answer(
     stream: &mut TcpStream,
     wbuf: &mut Vec<u8>,
     a: &mut Answer,
-    version: Version,
-    head_request: bool,
-    close: bool,
+    how: Reply,
 ) -> io::Result<()> {
+    let Reply {
+        version,
+        head_request,
+        close,
+    } = how;
     let bodiless = a.status == 204 || a.status == 304 || a.status < 200;
     let send_body = !bodiless && !head_request;
     let mut upstream_body = a.stream.take().filter(|_| send_body);
