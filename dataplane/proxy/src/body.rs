@@ -166,45 +166,15 @@ impl<'a> ClientBody<'a> {
     }
 
     async fn read(&mut self) -> Result<Option<Bytes>, h1::Error> {
+        let idle = Some(BODY_IDLE);
         match &mut self.source {
             ClientSource::H1 {
                 stream,
                 buf,
                 decoder,
                 eof,
-            } => loop {
-                match decoder.next(buf, *eof)? {
-                    Piece::Data(b) => return Ok(Some(b)),
-                    Piece::Done => return Ok(None),
-                    Piece::More => {
-                        if buf.capacity() - buf.len() < READ / 4 {
-                            buf.reserve(READ);
-                        }
-                        let n = tokio::time::timeout(BODY_IDLE, stream.read_buf(buf))
-                            .await
-                            .map_err(|_| h1::Error::Closed)?
-                            .map_err(|_| h1::Error::Closed)?;
-                        *eof = n == 0;
-                    }
-                }
-            },
-            ClientSource::H2(incoming) => loop {
-                let frame = tokio::time::timeout(BODY_IDLE, incoming.frame())
-                    .await
-                    .map_err(|_| h1::Error::Closed)?;
-                match frame {
-                    None => return Ok(None),
-                    Some(Err(_)) => return Err(h1::Error::Closed),
-                    Some(Ok(f)) => {
-                        if let Ok(b) = f.into_data()
-                            && !b.is_empty()
-                        {
-                            return Ok(Some(b));
-                        }
-                        // Trailers, or an empty frame: read on.
-                    }
-                }
-            },
+            } => next_h1(stream, buf, decoder, eof, idle).await,
+            ClientSource::H2(incoming) => next_h2(incoming, idle).await,
         }
     }
 
@@ -345,37 +315,9 @@ impl UpstreamBody {
                     let Some(conn) = conn.as_mut() else {
                         return Err(h1::Error::Closed);
                     };
-                    loop {
-                        match decoder.next(&mut conn.rbuf, *eof)? {
-                            Piece::Data(b) => return Ok(Some(b)),
-                            Piece::Done => return Ok(None),
-                            Piece::More => {
-                                if conn.rbuf.capacity() - conn.rbuf.len() < READ / 4 {
-                                    conn.rbuf.reserve(READ);
-                                }
-                                let n = conn
-                                    .stream
-                                    .read_buf(&mut conn.rbuf)
-                                    .await
-                                    .map_err(|_| h1::Error::Closed)?;
-                                *eof = n == 0;
-                            }
-                        }
-                    }
+                    next_h1(&mut conn.stream, &mut conn.rbuf, decoder, eof, None).await
                 }
-                UpstreamSource::H2 { incoming, .. } => loop {
-                    match incoming.frame().await {
-                        None => return Ok(None),
-                        Some(Err(_)) => return Err(h1::Error::Closed),
-                        Some(Ok(f)) => {
-                            if let Ok(b) = f.into_data()
-                                && !b.is_empty()
-                            {
-                                return Ok(Some(b));
-                            }
-                        }
-                    }
-                },
+                UpstreamSource::H2 { incoming, .. } => next_h2(incoming, None).await,
             }
         })
         .await;
@@ -442,6 +384,64 @@ impl UpstreamBody {
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
         self.give_back();
+    }
+}
+
+/// The next piece of an HTTP/1.1 body: from `buf`, reading `stream` into
+/// it as needed (each read given up after `idle`, as a closed
+/// connection); `None` once the body is over.
+async fn next_h1(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    decoder: &mut BodyDecoder,
+    eof: &mut bool,
+    idle: Option<Duration>,
+) -> Result<Option<Bytes>, h1::Error> {
+    loop {
+        match decoder.next(buf, *eof)? {
+            Piece::Data(b) => return Ok(Some(b)),
+            Piece::Done => return Ok(None),
+            Piece::More => {
+                if buf.capacity() - buf.len() < READ / 4 {
+                    buf.reserve(READ);
+                }
+                let read = async { stream.read_buf(buf).await.map_err(|_| h1::Error::Closed) };
+                let n = match idle {
+                    Some(t) => tokio::time::timeout(t, read)
+                        .await
+                        .map_err(|_| h1::Error::Closed)??,
+                    None => read.await?,
+                };
+                *eof = n == 0;
+            }
+        }
+    }
+}
+
+/// The next data of an HTTP/2 stream's body (trailers and empty frames
+/// skipped; each wait given up after `idle`); `None` once it is over.
+async fn next_h2(
+    incoming: &mut hyper::body::Incoming,
+    idle: Option<Duration>,
+) -> Result<Option<Bytes>, h1::Error> {
+    loop {
+        let frame = match idle {
+            Some(t) => tokio::time::timeout(t, incoming.frame())
+                .await
+                .map_err(|_| h1::Error::Closed)?,
+            None => incoming.frame().await,
+        };
+        match frame {
+            None => return Ok(None),
+            Some(Err(_)) => return Err(h1::Error::Closed),
+            Some(Ok(f)) => {
+                if let Ok(b) = f.into_data()
+                    && !b.is_empty()
+                {
+                    return Ok(Some(b));
+                }
+            }
+        }
     }
 }
 

@@ -610,7 +610,9 @@ async fn serve_one(
         Some(b) => b,
         None => &rbuf[head.len..body_end],
     };
-    if let Some((prefix, rest, decoder)) = streamed {
+    // The answer; whether the request's body was read to its end; the
+    // bytes read past it (the next request's).
+    let (mut answer, whole, after) = if let Some((prefix, rest, decoder)) = streamed {
         // A body beyond the buffer limit goes up as the client sends it;
         // the client is not watched meanwhile (its body is being read).
         let body = ClientBody::h1(prefix, stream, rest, decoder).with_max(max_body);
@@ -625,67 +627,59 @@ async fn serve_one(
             conn: info,
             connection_options: m.connection_options,
         };
-        let mut answer = forward::handle(sh, li, &req).await;
+        let answer = forward::handle(sh, li, &req).await;
         let client = client.into_inner();
-        // A body not read to its end (a local reply, a failed attempt)
-        // leaves the connection out of step: it closes.
         let whole = client.as_ref().is_some_and(ClientBody::done);
         let leftover = client.map(ClientBody::leftover).unwrap_or_default();
-        let close = !whole || !persistent || *phase.borrow() != Phase::Serving;
-        let how = Reply {
-            version,
-            head_request: method_is_head,
-            close,
+        (answer, whole, leftover)
+    } else {
+        let req = Req {
+            method,
+            path,
+            authority,
+            headers,
+            body,
+            stream: None,
+            conn: info,
+            connection_options: m.connection_options,
         };
-        write_answer(sh, stream, wbuf, &mut answer, how).await?;
-        rbuf.advance(body_end);
-        rbuf.extend_from_slice(&leftover);
-        return Ok(!close);
-    }
-    let req = Req {
-        method,
-        path,
-        authority,
-        headers,
-        body,
-        stream: None,
-        conn: info,
-        connection_options: m.connection_options,
-    };
-
-    // Forward it, watching the client: one that goes away cancels the
-    // request; bytes it sends meanwhile (a pipelined request) are kept.
-    let mut early_bytes = Vec::new();
-    let answer = {
-        let fut = forward::handle(sh, li, &req);
-        tokio::pin!(fut);
-        let mut watching = true;
-        loop {
-            tokio::select! {
-                biased;
-                a = &mut fut => break Some(a),
-                r = stream.readable(), if watching => {
-                    if r.is_err() {
-                        break None;
-                    }
-                    let mut chunk = [0u8; 4096];
-                    match stream.try_read(&mut chunk) {
-                        Ok(0) => break None,
-                        Ok(k) => {
-                            early_bytes.extend_from_slice(&chunk[..k]);
-                            watching = early_bytes.len() < sh.options.max_header_bytes;
+        // Forward it, watching the client: one that goes away cancels the
+        // request; bytes it sends meanwhile (a pipelined request) are kept.
+        let mut early_bytes = BytesMut::new();
+        let answer = {
+            let fut = forward::handle(sh, li, &req);
+            tokio::pin!(fut);
+            let mut watching = true;
+            loop {
+                tokio::select! {
+                    biased;
+                    a = &mut fut => break Some(a),
+                    r = stream.readable(), if watching => {
+                        if r.is_err() {
+                            break None;
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(_) => break None,
+                        let mut chunk = [0u8; 4096];
+                        match stream.try_read(&mut chunk) {
+                            Ok(0) => break None,
+                            Ok(k) => {
+                                early_bytes.extend_from_slice(&chunk[..k]);
+                                watching = early_bytes.len() < sh.options.max_header_bytes;
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(_) => break None,
+                        }
                     }
                 }
             }
-        }
+        };
+        let Some(answer) = answer else {
+            return Ok(false);
+        };
+        (answer, true, early_bytes)
     };
-    let Some(mut answer) = answer else {
-        return Ok(false);
-    };
-    let close = !persistent || *phase.borrow() != Phase::Serving;
+    // A body not read to its end (a local reply, a failed attempt) leaves
+    // the connection out of step: it closes.
+    let close = !whole || !persistent || *phase.borrow() != Phase::Serving;
     let how = Reply {
         version,
         head_request: method_is_head,
@@ -693,7 +687,7 @@ async fn serve_one(
     };
     write_answer(sh, stream, wbuf, &mut answer, how).await?;
     rbuf.advance(body_end);
-    rbuf.extend_from_slice(&early_bytes);
+    rbuf.extend_from_slice(&after);
     Ok(!close)
 }
 
