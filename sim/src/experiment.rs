@@ -226,7 +226,7 @@ pub struct VersionModel {
     pub call_mode: Option<String>,
 }
 
-/// A latency distribution (rand_distr).
+/// A latency distribution (see `sample`: exact, pure-Rust samplers).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LatencyModel {

@@ -22,6 +22,7 @@ mod queue;
 pub mod replay;
 pub mod report;
 pub mod run;
+mod sample;
 pub mod setpath;
 pub mod shard;
 pub mod tune;

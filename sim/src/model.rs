@@ -8,32 +8,60 @@ use std::time::Duration;
 use mesh_engine::config::{self, Config, ConfigError, FieldPath};
 use mesh_engine::{ProxySpec, Time};
 use rand::RngExt as _;
-use rand_distr::{Distribution, Exp, LogNormal, Normal, Pareto, Uniform};
+use rand::distr::{Distribution, Uniform};
 use rand_pcg::Pcg64Mcg;
 
 use crate::callgraph::{self, CallGraph};
 use crate::experiment::{self as x, ExperimentFile, err, positive};
+use crate::sample;
 
-/// A latency distribution, sampled in nanoseconds.
+/// A latency distribution, sampled in nanoseconds (see [`crate::sample`]:
+/// every draw is pure-Rust float math, the same on any machine).
 #[derive(Clone, Debug)]
 pub(crate) enum Latency {
     Constant(u64),
-    Exponential(Exp<f64>),
-    LogNormal(LogNormal<f64>),
-    Normal(Normal<f64>),
+    /// Mean, in nanoseconds.
+    Exponential {
+        mean: f64,
+        z: &'static sample::Ziggurat,
+    },
+    /// ln of the median in nanoseconds (μ), and σ.
+    LogNormal {
+        mu: f64,
+        sigma: f64,
+        z: &'static sample::Ziggurat,
+    },
+    /// Mean and standard deviation, in nanoseconds.
+    Normal {
+        mean: f64,
+        stddev: f64,
+        z: &'static sample::Ziggurat,
+    },
     Uniform(Uniform<f64>),
-    Pareto(Pareto<f64>),
+    /// Scale (the minimum), in nanoseconds, and -1 / shape.
+    Pareto {
+        scale: f64,
+        inv_neg_shape: f64,
+    },
 }
 
 impl Latency {
     pub(crate) fn sample_ns(&self, rng: &mut Pcg64Mcg) -> u64 {
-        let v = match self {
-            Self::Constant(ns) => return *ns,
-            Self::Exponential(d) => d.sample(rng),
-            Self::LogNormal(d) => d.sample(rng),
-            Self::Normal(d) => d.sample(rng),
-            Self::Uniform(d) => d.sample(rng),
-            Self::Pareto(d) => d.sample(rng),
+        let v = match *self {
+            Self::Constant(ns) => return ns,
+            Self::Exponential { mean, z } => mean * sample::standard_exponential(z, rng),
+            Self::LogNormal { mu, sigma, z } => {
+                libm::exp(mu + sigma * sample::standard_normal(z, rng))
+            }
+            Self::Normal { mean, stddev, z } => mean + stddev * sample::standard_normal(z, rng),
+            Self::Uniform(ref d) => d.sample(rng),
+            Self::Pareto {
+                scale,
+                inv_neg_shape,
+            } => {
+                // 1 - u is in (0, 1) too: u^(-1/shape) ≥ 1.
+                scale * libm::pow(sample::open01(rng), inv_neg_shape)
+            }
         };
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let ns = v.max(0.0) as u64;
@@ -66,27 +94,57 @@ fn latency(m: &x::LatencyModel, path: &FieldPath, errors: &mut Vec<ConfigError>)
             let ns = need(&m.value, "value") as u64;
             Ok(Latency::Constant(ns))
         }
-        "exponential" => Exp::new(1.0 / need(&m.mean, "mean").max(1.0))
-            .map(Latency::Exponential)
-            .map_err(|e| e.to_string()),
+        "exponential" => {
+            let mean = need(&m.mean, "mean");
+            if mean > 0.0 {
+                Ok(Latency::Exponential {
+                    mean,
+                    z: sample::exponential_table(),
+                })
+            } else {
+                Err("`mean` must be positive".to_owned())
+            }
+        }
         "lognormal" => {
             let median = need(&m.median, "median").max(1.0);
-            LogNormal::new(libm::log(median), m.sigma.unwrap_or(0.5))
-                .map(Latency::LogNormal)
-                .map_err(|e| e.to_string())
+            match m.sigma.unwrap_or(0.5) {
+                sigma if sigma >= 0.0 && sigma.is_finite() => Ok(Latency::LogNormal {
+                    mu: libm::log(median),
+                    sigma,
+                    z: sample::normal_table(),
+                }),
+                sigma => Err(format!("`sigma` must be 0 or more, found {sigma}")),
+            }
         }
-        "normal" => Normal::new(need(&m.mean, "mean"), need(&m.stddev, "stddev"))
-            .map(Latency::Normal)
-            .map_err(|e| e.to_string()),
+        "normal" => {
+            let (mean, stddev) = (need(&m.mean, "mean"), need(&m.stddev, "stddev"));
+            if stddev.is_finite() {
+                Ok(Latency::Normal {
+                    mean,
+                    stddev,
+                    z: sample::normal_table(),
+                })
+            } else {
+                Err("`stddev` must be finite".to_owned())
+            }
+        }
         "uniform" => {
             let (lo, hi) = (need(&m.min, "min"), need(&m.max, "max"));
             Uniform::new_inclusive(lo, hi)
                 .map(Latency::Uniform)
                 .map_err(|e| e.to_string())
         }
-        "pareto" => Pareto::new(need(&m.scale, "scale"), m.shape.unwrap_or(2.0))
-            .map(Latency::Pareto)
-            .map_err(|e| e.to_string()),
+        "pareto" => match (need(&m.scale, "scale"), m.shape.unwrap_or(2.0)) {
+            (scale, shape) if scale > 0.0 && shape > 0.0 && shape.is_finite() => {
+                Ok(Latency::Pareto {
+                    scale,
+                    inv_neg_shape: -1.0 / shape,
+                })
+            }
+            (_, shape) => Err(format!(
+                "`scale` must be positive and `shape` positive and finite, found shape {shape}"
+            )),
+        },
         other => Err(format!(
             "expected one of constant, exponential, lognormal, normal, uniform, pareto, found \"{other}\""
         )),

@@ -163,18 +163,27 @@ impl Exchange {
     /// injected delay, or answers it locally).
     pub fn start(engine: &mut Engine, req: &Request<'_>, now: Time) -> (Self, Step) {
         let mut ex = Self::default();
-        let step = match engine.handle_request(req, now) {
+        let step = ex.begin(engine, req, now);
+        (ex, step)
+    }
+
+    /// [`Exchange::start`] in place: `self`, an exchange that is over (a
+    /// reused slot), becomes the new request's. A caller that keeps its
+    /// exchanges in slots saves moving one per request.
+    pub fn begin(&mut self, engine: &mut Engine, req: &Request<'_>, now: Time) -> Step {
+        debug_assert_eq!(self.phase, Phase::Done, "an exchange in progress");
+        *self = Self::default();
+        match engine.handle_request(req, now) {
             Decision::Delay(d) => {
-                ex.phase = Phase::Delayed;
-                ex.delay = Some(d);
-                ex.flags.insert(ResponseFlag::DelayInjected);
+                self.phase = Phase::Delayed;
+                self.delay = Some(d);
+                self.flags.insert(ResponseFlag::DelayInjected);
                 Step::Delay {
                     until: now + d.delay,
                 }
             }
-            d => ex.decided(engine, d, now),
-        };
-        (ex, step)
+            d => self.decided(engine, d, now),
+        }
     }
 
     /// The injected delay is over: the router runs now (abort, weighted

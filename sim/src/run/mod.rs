@@ -437,7 +437,7 @@ impl<'m> Run<'m> {
         if m.load.qps.is_some() {
             let first = self.interarrival();
             self.queue
-                .push_lone(Time::ZERO + first, Class::Traffic, Ev::Arrival);
+                .push_lone(Time::from_nanos(first), Class::Traffic, Ev::Arrival);
         }
         if let Some(c) = m.load.connections {
             let n = m.load.proxies.len().max(1);
@@ -516,18 +516,21 @@ impl<'m> Run<'m> {
         (self.proxies[r.proxy as usize].pool_base + u32::from(r.worker)) as usize
     }
 
-    fn interarrival(&mut self) -> Duration {
+    /// Nanoseconds to the next open-loop arrival.
+    fn interarrival(&mut self) -> u64 {
         let per_sec = self.qps.max(1e-9);
         let secs = if self.model.load.uniform {
             1.0 / per_sec
         } else {
-            // Exponential inter-arrival times: a Poisson process.
+            // Exponential inter-arrival times: a Poisson process, by
+            // inversion. libm's pure-Rust `log`: the platform's may differ
+            // in the last bit between machines, and runs must not. (The
+            // ziggurat of `sample` would be cheaper, but every run's
+            // arrivals, and with them every shipped result, would move.)
             let u: f64 = self.rng_arrivals.random::<f64>();
-            // libm's pure-Rust `log`: the platform's may differ in the last
-            // bit between CPUs, and runs must be identical on any machine.
             -libm::log(1.0 - u) / per_sec
         };
-        Duration::from_secs_f64(secs)
+        u64::try_from(Duration::from_secs_f64(secs).as_nanos()).unwrap_or(u64::MAX)
     }
 
     fn arm_tick(&mut self, p: usize) {
@@ -559,9 +562,9 @@ impl<'m> Run<'m> {
                     let worker = self.pick_worker(proxy);
                     self.start_request(now, proxy, false, worker);
                 }
-                let next = self.interarrival();
+                let next = now.as_nanos().saturating_add(self.interarrival());
                 self.queue
-                    .push_lone(now + next, Class::Traffic, Ev::Arrival);
+                    .push_lone(Time::from_nanos(next), Class::Traffic, Ev::Arrival);
             }
             Ev::Connection { proxy, worker } => {
                 self.start_request(now, proxy as usize, true, worker as u16);

@@ -93,37 +93,45 @@ impl<'m> Run<'m> {
             edge,
             ..
         } = *call;
+        // The exchange starts in the slot it will live in (a local answer
+        // gives the slot back at once).
+        let slot = self.alloc();
         let p = &mut self.proxies[proxy];
         let port = p.edge_ports[edge as usize];
         let table = &self.model.calls.headers;
-        let (ex, step) =
-            with_app_request(table, port, call.to, &call.headers, call.worker, |req| {
-                Exchange::start(&mut p.engine, req, now)
-            });
+        let ex = &mut self.reqs[slot as usize].ex;
+        let step = with_app_request(table, port, call.to, &call.headers, call.worker, |req| {
+            ex.begin(&mut p.engine, req, now)
+        });
         match step {
             Step::Forward(f) => {
-                let slot = self.occupy(now, call, ex);
+                self.occupy(now, slot, call);
                 self.forwarded(now, slot, f.timeout);
                 Some(slot)
             }
             Step::Delay { until } => {
                 // The fault filter holds the request; the router runs after.
-                let slot = self.occupy(now, call, ex);
+                self.occupy(now, slot, call);
                 let attempt = self.reqs[slot as usize].attempt;
                 self.queue
                     .push(until, Class::Traffic, Ev::Delayed { slot, attempt });
                 Some(slot)
             }
             Step::Answer(a) => {
+                self.free.push(slot);
                 self.local_answer(now, (proxy, origin, edge), a.status, a.flags);
                 None
             }
-            Step::Backoff { .. } | Step::Stale => None,
+            Step::Backoff { .. } | Step::Stale => {
+                self.free.push(slot);
+                None
+            }
         }
     }
 
-    /// Takes a slot for a request that the sidecar holds or forwards.
-    pub(super) fn occupy(&mut self, now: Time, call: &Call<'m>, ex: Exchange) -> u32 {
+    /// Fills `slot` for a request that the sidecar holds or forwards (its
+    /// exchange has begun there).
+    pub(super) fn occupy(&mut self, now: Time, slot: u32, call: &Call<'m>) {
         let Call {
             proxy,
             worker,
@@ -134,7 +142,6 @@ impl<'m> Run<'m> {
             ..
         } = *call;
         let headers = &call.headers;
-        let slot = self.alloc();
         let r = &mut self.reqs[slot as usize];
         r.live = true;
         r.generation = r.generation.wrapping_add(1);
@@ -147,12 +154,10 @@ impl<'m> Run<'m> {
         }
         r.depth = depth;
         r.start = now;
-        r.ex = ex;
         r.attempt = r.attempt.wrapping_add(1);
         r.authority = authority;
         r.path = path;
         r.worker = worker;
-        slot
     }
 
     /// The router forwarded `slot`: arm its route timeout and send its
