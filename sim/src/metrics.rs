@@ -212,6 +212,7 @@ impl Metrics {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn finish_request(
         &mut self,
         _now: Time,
@@ -239,6 +240,7 @@ impl Metrics {
     }
 
     /// An answer on `edge` reached the calling application.
+    #[inline(always)]
     pub(crate) fn edge_answer(
         &mut self,
         edge: u32,
@@ -281,6 +283,7 @@ impl Metrics {
         *last = v;
     }
 
+    #[inline(always)]
     pub(crate) fn attempt(&mut self, pod: usize) {
         self.pods[pod].requests += 1;
         if self.health[pod].open().is_some() {
@@ -320,6 +323,7 @@ impl Metrics {
         self.healthy_ejected_ns += total - self.health[pod].bad_ns(since, until);
     }
 
+    #[inline(always)]
     pub(crate) fn attempt_result(&mut self, pod: usize, status: u16, latency_ns: u64) {
         let w = &mut self.pods[pod];
         if status < 500 {

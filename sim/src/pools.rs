@@ -139,6 +139,7 @@ impl Pools {
     }
 
     /// Takes the idle connection returned last; the requests it has served.
+    #[inline(always)]
     pub(crate) fn take_idle(&mut self, id: PoolId) -> Option<u32> {
         let pl = &mut self.pools[id.0 as usize];
         let served = pl.top;
@@ -160,6 +161,7 @@ impl Pools {
     }
 
     /// An idle connection that has served `served` requests.
+    #[inline(always)]
     pub(crate) fn put_idle(&mut self, id: PoolId, served: u32) {
         let pl = self.pools[id.0 as usize];
         if pl.top != NIL {

@@ -131,6 +131,7 @@ impl<'m> Run<'m> {
 
     /// Fills `slot` for a request that the sidecar holds or forwards (its
     /// exchange has begun there).
+    #[inline(always)]
     pub(super) fn occupy(&mut self, now: Time, slot: u32, call: &Call<'m>) {
         let Call {
             proxy,
@@ -162,6 +163,7 @@ impl<'m> Run<'m> {
 
     /// The router forwarded `slot`: arm its route timeout and send its
     /// first attempt.
+    #[inline(always)]
     pub(super) fn forwarded(&mut self, now: Time, slot: u32, timeout: Option<Duration>) {
         let r = &self.reqs[slot as usize];
         if let Some(t) = timeout {
@@ -381,6 +383,7 @@ impl<'m> Run<'m> {
 
     /// The attempt of `slot` runs on a connection that has served `served`
     /// requests: the per-try timeout starts, and the pod gets it.
+    #[inline(always)]
     pub(super) fn attach(&mut self, now: Time, slot: u32, served: u32, try_deadline: Option<Time>) {
         let r = &mut self.reqs[slot as usize];
         r.conn_served = served;
@@ -430,6 +433,7 @@ impl<'m> Run<'m> {
 
     /// The connection of `slot`'s attempt is free again: kept (answered, under
     /// `maxRequestsPerConnection`) or closed (reset, refused, or used up).
+    #[inline(always)]
     pub(super) fn release_connection(&mut self, now: Time, slot: u32, keep: bool) {
         let r = &self.reqs[slot as usize];
         let (p, pod, conn_served) = (r.proxy as usize, r.pod, r.conn_served);
@@ -459,6 +463,7 @@ impl<'m> Run<'m> {
         self.pump(now, (p, owner), pod);
     }
 
+    #[inline(always)]
     pub(super) fn serve(&mut self, now: Time, pod: usize, slot: u32, attempt: u32) {
         let spec = &self.model.pods[pod];
         let state = &mut self.pods[pod];
@@ -505,6 +510,7 @@ impl<'m> Run<'m> {
         );
     }
 
+    #[inline(always)]
     pub(super) fn pod_done(&mut self, now: Time, pod: usize) {
         let Some(state) = self.pods.get_mut(pod) else {
             return;
@@ -579,6 +585,7 @@ impl<'m> Run<'m> {
     }
 
     /// Records the final answer of a request and frees its slot.
+    #[inline(always)]
     pub(super) fn end(&mut self, now: Time, slot: u32, a: Answer) {
         let req = &self.reqs[slot as usize];
         let r = Ended {
@@ -622,6 +629,7 @@ impl<'m> Run<'m> {
     }
 
     /// Frees a request's slot; its pending events become stale.
+    #[inline(always)]
     pub(super) fn release(&mut self, slot: u32) {
         let req = &mut self.reqs[slot as usize];
         req.live = false;
