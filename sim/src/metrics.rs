@@ -62,7 +62,8 @@ pub struct Metrics {
     /// Final answers by their Envoy response flags, as the access log
     /// prints them (`UT,DI`).
     pub by_flag: BTreeMap<String, u64>,
-    /// Latency of final answers.
+    /// Latency of final answers (the load edge's windows, merged as each
+    /// closes: complete once the run is over).
     pub latency: Histogram,
     /// The answer counters of `summary.csv` (requests, successes, 5xx,
     /// flag columns), counted as the proxy's recorder counts them.
@@ -86,7 +87,8 @@ pub struct Metrics {
     /// The edges of the call graph: 0 is the load, then every call of
     /// every version (see [`crate::Edge`]).
     pub edges: Vec<crate::Edge>,
-    /// Totals per edge over the run.
+    /// Totals per edge over the run (its windows' counts, added as each
+    /// closes: complete once the run is over).
     pub edge_totals: Vec<EdgeCounts>,
     /// Closed windows of every edge, when kept in memory.
     pub call_windows: Vec<CallRow>,
@@ -212,14 +214,11 @@ impl Metrics {
         }
     }
 
+    /// A final answer of the load. (Its latency is the load edge's, edge
+    /// 0, recorded by [`Metrics::edge_answer`]: each window's joins
+    /// `latency` when it closes.)
     #[inline(always)]
-    pub(crate) fn finish_request(
-        &mut self,
-        _now: Time,
-        latency_ns: u64,
-        status: u16,
-        flags: ResponseFlags,
-    ) {
+    pub(crate) fn finish_request(&mut self, status: u16, flags: ResponseFlags) {
         self.requests += 1;
         self.totals.add_answer(status, flags);
         if let Some(c) = self.by_status.get_mut(usize::from(status)) {
@@ -236,7 +235,6 @@ impl Metrics {
                 }
             }
         }
-        self.latency.record_us(latency_ns / 1_000);
     }
 
     /// An answer on `edge` reached the calling application.
@@ -248,19 +246,16 @@ impl Metrics {
         flags: ResponseFlags,
         latency_ns: u64,
     ) {
-        let e = edge as usize;
-        self.edge_totals[e].add(status, flags);
-        let w = &mut self.edge_windows[e];
+        // Counted in the window; the window's counts join the edge's totals
+        // when it closes.
+        let w = &mut self.edge_windows[edge as usize];
         w.counts.add(status, flags);
         w.latency.record_us(latency_ns / 1_000);
     }
 
     /// The calling application gave up on a call on `edge` after `latency`.
     pub(crate) fn edge_app_timeout(&mut self, edge: u32, latency: Duration) {
-        let e = edge as usize;
-        self.edge_totals[e].requests += 1;
-        self.edge_totals[e].app_timeouts += 1;
-        let w = &mut self.edge_windows[e];
+        let w = &mut self.edge_windows[edge as usize];
         w.counts.requests += 1;
         w.counts.app_timeouts += 1;
         w.latency
@@ -486,6 +481,11 @@ impl Metrics {
                     latency_ms_p50: row.latency_ms_p50,
                     latency_ms_p99: row.latency_ms_p99,
                 }),
+            }
+            self.edge_totals[edge].merge(&w.counts);
+            if edge == 0 {
+                // The load's answers: the run's latency.
+                self.latency.merge(&w.latency);
             }
             w.counts = EdgeCounts::default();
             w.latency.clear();

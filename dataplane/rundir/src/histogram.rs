@@ -170,6 +170,21 @@ impl Histogram {
         })
     }
 
+    /// Adds every value of `other`: the histogram of both sets of values
+    /// (exactly what recording them all here would have made).
+    pub fn merge(&mut self, other: &Self) {
+        for i in other.buckets() {
+            self.counts[i] += other.counts[i];
+            self.nonempty[i / 64] |= 1 << (i % 64);
+        }
+        if other.total > 0 {
+            self.lo = self.lo.min(other.lo);
+            self.hi = self.hi.max(other.hi);
+            self.total += other.total;
+            self.max_us = self.max_us.max(other.max_us);
+        }
+    }
+
     /// Empties the histogram.
     pub fn clear(&mut self) {
         if self.total > 0 {
@@ -305,6 +320,28 @@ impl Samples {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merged_windows_are_the_histogram_of_all_their_values() {
+        let mut all = Histogram::default();
+        let mut merged = Histogram::default();
+        let mut window = Histogram::default();
+        let mut x = 7u64;
+        let qs = [0.0, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0];
+        for round in 0..60u64 {
+            // Empty windows too, and ranges that move.
+            for _ in 0..(round * 13) % 101 {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let us = (x >> 33) % (1 << (round % 30 + 1));
+                all.record_us(us);
+                window.record_us(us);
+            }
+            merged.merge(&window);
+            window.clear();
+            assert_eq!(merged.count(), all.count());
+            assert_eq!(merged.quantiles_us(qs), all.quantiles_us(qs), "round {round}");
+        }
+    }
 
     #[test]
     fn samples_give_a_histograms_quantiles_exactly() {

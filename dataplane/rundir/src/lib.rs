@@ -252,6 +252,18 @@ impl CallCounts {
         self.fault_aborts += u64::from(flags.contains(ResponseFlag::FaultInjected));
         self.timeouts += u64::from(flags.contains(ResponseFlag::UpstreamRequestTimeout));
     }
+
+    /// Adds `other`'s counts (a window's, into a run's totals).
+    pub fn merge(&mut self, other: &Self) {
+        self.requests += other.requests;
+        self.successes += other.successes;
+        self.errors_4xx += other.errors_4xx;
+        self.errors_5xx += other.errors_5xx;
+        self.overflow += other.overflow;
+        self.fault_aborts += other.fault_aborts;
+        self.timeouts += other.timeouts;
+        self.app_timeouts += other.app_timeouts;
+    }
 }
 
 /// One edge of the call graph in one window: a `calls.csv` row.

@@ -211,7 +211,7 @@ impl<'m> Run<'m> {
                 connection, worker, ..
             } => {
                 self.metrics.edge_answer(edge, status, flags, 0);
-                self.metrics.finish_request(now, 0, status, flags);
+                self.metrics.finish_request(status, flags);
                 if connection {
                     self.queue.push(
                         next_send(now, now, self.model.load.turnaround),
@@ -604,8 +604,7 @@ impl<'m> Run<'m> {
                 user,
                 worker,
             } => {
-                self.metrics
-                    .finish_request(now, since(r.start, now), a.status, a.flags);
+                self.metrics.finish_request(a.status, a.flags);
                 if let (Some(user), Some(pod)) = (user, r.pod) {
                     self.metrics.user_served(user as usize, pod.index());
                 }
