@@ -339,7 +339,11 @@ mod tests {
             merged.merge(&window);
             window.clear();
             assert_eq!(merged.count(), all.count());
-            assert_eq!(merged.quantiles_us(qs), all.quantiles_us(qs), "round {round}");
+            assert_eq!(
+                merged.quantiles_us(qs),
+                all.quantiles_us(qs),
+                "round {round}"
+            );
         }
     }
 
