@@ -212,6 +212,8 @@ struct Req<'m> {
     pod: Option<PodId>,
     /// The proxy's worker that handles it (whose connection pools it uses).
     worker: u16,
+    /// That worker's connection-pool owner (see `Proxy::pool_base`).
+    owner: u32,
 }
 
 /// What `end` needs of a request once its slot is freed.
@@ -512,8 +514,7 @@ impl<'m> Run<'m> {
     /// The connection-pool owner of `slot`'s request: its proxy's worker.
     #[inline]
     fn owner_of(&self, slot: u32) -> usize {
-        let r = &self.reqs[slot as usize];
-        (self.proxies[r.proxy as usize].pool_base + u32::from(r.worker)) as usize
+        self.reqs[slot as usize].owner as usize
     }
 
     /// Nanoseconds to the next open-loop arrival.
@@ -557,8 +558,12 @@ impl<'m> Run<'m> {
                 }
                 let n = self.model.load.proxies.len();
                 if n > 0 {
-                    let proxy = self.model.load.proxies.start + self.next_proxy % n;
+                    // In turn (a counter kept below n: no division).
+                    let proxy = self.model.load.proxies.start + self.next_proxy;
                     self.next_proxy += 1;
+                    if self.next_proxy >= n {
+                        self.next_proxy = 0;
+                    }
                     let worker = self.pick_worker(proxy);
                     self.start_request(now, proxy, false, worker);
                 }

@@ -30,6 +30,7 @@ impl<'m> Run<'m> {
             attempt: 0,
             pod: None,
             worker: 0,
+            owner: 0,
         });
         self.headers.push(HeaderSet::EMPTY);
         u32::try_from(self.reqs.len() - 1).unwrap_or(u32::MAX)
@@ -159,6 +160,7 @@ impl<'m> Run<'m> {
         r.authority = authority;
         r.path = path;
         r.worker = worker;
+        r.owner = self.proxies[proxy].pool_base + u32::from(worker);
     }
 
     /// The router forwarded `slot`: arm its route timeout and send its
