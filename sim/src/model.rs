@@ -59,8 +59,8 @@ impl Latency {
                 scale,
                 inv_neg_shape,
             } => {
-                // 1 - u is in (0, 1) too: u^(-1/shape) ≥ 1.
-                scale * libm::pow(sample::open01(rng), inv_neg_shape)
+                // u in (0, 1], so u^(-1/shape) ≥ 1: values from `scale` up.
+                scale * libm::pow(sample::open_closed01(rng), inv_neg_shape)
             }
         };
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -95,25 +95,24 @@ fn latency(m: &x::LatencyModel, path: &FieldPath, errors: &mut Vec<ConfigError>)
             Ok(Latency::Constant(ns))
         }
         "exponential" => {
-            let mean = need(&m.mean, "mean");
-            if mean > 0.0 {
-                Ok(Latency::Exponential {
-                    mean,
-                    z: sample::exponential_table(),
-                })
-            } else {
-                Err("`mean` must be positive".to_owned())
-            }
+            // A mean below a nanosecond counts as one, as before; kept as
+            // 1 / (1 / mean), bit for bit the scale of earlier versions.
+            let mean = 1.0 / (1.0 / need(&m.mean, "mean").max(1.0));
+            Ok(Latency::Exponential {
+                mean,
+                z: sample::exponential_table(),
+            })
         }
         "lognormal" => {
             let median = need(&m.median, "median").max(1.0);
             match m.sigma.unwrap_or(0.5) {
-                sigma if sigma >= 0.0 && sigma.is_finite() => Ok(Latency::LogNormal {
+                // A negative σ draws as its opposite (the normal is symmetric).
+                sigma if sigma.is_finite() => Ok(Latency::LogNormal {
                     mu: libm::log(median),
                     sigma,
                     z: sample::normal_table(),
                 }),
-                sigma => Err(format!("`sigma` must be 0 or more, found {sigma}")),
+                sigma => Err(format!("`sigma` must be a finite number, found {sigma}")),
             }
         }
         "normal" => {
@@ -135,15 +134,16 @@ fn latency(m: &x::LatencyModel, path: &FieldPath, errors: &mut Vec<ConfigError>)
                 .map_err(|e| e.to_string())
         }
         "pareto" => match (need(&m.scale, "scale"), m.shape.unwrap_or(2.0)) {
-            (scale, shape) if scale > 0.0 && shape > 0.0 && shape.is_finite() => {
-                Ok(Latency::Pareto {
-                    scale,
-                    inv_neg_shape: -1.0 / shape,
-                })
+            (scale, _) if scale.is_nan() || scale <= 0.0 => {
+                Err("`scale` must be positive".to_owned())
             }
-            (_, shape) => Err(format!(
-                "`scale` must be positive and `shape` positive and finite, found shape {shape}"
-            )),
+            (_, shape) if shape.is_nan() || shape <= 0.0 => {
+                Err(format!("`shape` must be positive, found {shape}"))
+            }
+            (scale, shape) => Ok(Latency::Pareto {
+                scale,
+                inv_neg_shape: -1.0 / shape,
+            }),
         },
         other => Err(format!(
             "expected one of constant, exponential, lognormal, normal, uniform, pareto, found \"{other}\""

@@ -94,6 +94,23 @@ pub(crate) fn exponential_table() -> &'static Ziggurat {
 /// 2^-52.
 const EPS52: f64 = 1.0 / 4_503_599_627_370_496.0;
 
+/// A uniform draw in [0, 1): the top 53 bits (as `rand`'s `f64`).
+#[inline]
+fn unit<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let u = (rng.next_u64() >> 11) as f64 * (0.5 * EPS52);
+    u
+}
+
+/// A uniform draw in (0, 1]: the top 53 bits, plus one step (as `rand`'s
+/// `OpenClosed01`).
+#[inline]
+pub(crate) fn open_closed01<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let u = ((rng.next_u64() >> 11) + 1) as f64 * (0.5 * EPS52);
+    u
+}
+
 /// A uniform draw in (0, 1), never 0 or 1: 52 random bits, centred in
 /// their interval.
 #[inline]
@@ -120,7 +137,7 @@ pub(crate) fn standard_normal<R: Rng + ?Sized>(z: &Ziggurat, rng: &mut R) -> f64
         if i == 0 {
             return normal_tail(rng, u < 0.0);
         }
-        if z.f[i + 1] + (z.f[i] - z.f[i + 1]) * open01(rng) < normal_pdf(x) {
+        if z.f[i + 1] + (z.f[i] - z.f[i + 1]) * unit(rng) < normal_pdf(x) {
             return x;
         }
     }
@@ -161,7 +178,7 @@ pub(crate) fn standard_exponential<R: Rng + ?Sized>(z: &Ziggurat, rng: &mut R) -
             // (it is memoryless): inverted directly.
             return EXP_R - libm::log(open01(rng));
         }
-        if z.f[i + 1] + (z.f[i] - z.f[i + 1]) * open01(rng) < exp_pdf(x) {
+        if z.f[i + 1] + (z.f[i] - z.f[i + 1]) * unit(rng) < exp_pdf(x) {
             return x;
         }
     }
@@ -241,11 +258,14 @@ mod tests {
     }
 
     #[test]
-    fn open01_never_returns_an_end() {
-        let mut zero = ZeroRng;
+    fn the_uniforms_keep_to_their_intervals() {
+        let (mut zero, mut ones) = (ZeroRng, OnesRng);
         assert!(open01(&mut zero) > 0.0);
-        let mut ones = OnesRng;
         assert!(open01(&mut ones) < 1.0);
+        assert_eq!(unit(&mut zero), 0.0);
+        assert!(unit(&mut ones) < 1.0);
+        assert!(open_closed01(&mut zero) > 0.0);
+        assert_eq!(open_closed01(&mut ones), 1.0);
     }
 
     struct ZeroRng;
