@@ -8,7 +8,9 @@
 //! latencies, its name), per pair of proxy and endpoint (each proxy's
 //! engine holds every endpoint; the simulator a pool slot), and per request
 //! in flight (Little's law: arrival rate × mean latency, slowed as the
-//! timeline slows pods). It errs high; only what cannot fit is refused.
+//! timeline slows pods), and per timer a request leaves queued (its route
+//! and per-try timeouts fire long after most answers). It errs high; only
+//! what cannot fit is refused.
 
 use std::path::Path;
 
@@ -29,6 +31,9 @@ const PROXY_ENDPOINT: u64 = 160;
 /// queue's doubling: `load.qps=1e9` passed the estimate and was killed
 /// for want of memory at 24 GB.)
 pub(crate) const IN_FLIGHT: u64 = 1_280;
+/// Bytes of one timer event waiting in the queue after its request ended
+/// (a 32-byte entry, three times over as the queue's vectors double).
+const TIMER: u64 = 96;
 /// Bytes of one user of the load (last version seen, switched or not).
 const USER: u64 = 8;
 /// The rest: the program, tables, buffers.
@@ -99,6 +104,22 @@ fn bytes_of(x: f64) -> u64 {
     }
 }
 
+/// Seconds a request's timer events can outlive it: the longest route
+/// `timeout` plus the longest `perTryTimeout` of the experiment's
+/// VirtualServices (0 when none is set), at most the run's duration.
+fn lingering_timers_secs(f: &ExperimentFile) -> f64 {
+    let secs = |d: &Option<mesh_engine::config::IstioDuration>| {
+        d.as_ref().map_or(0.0, |d| d.value.as_secs_f64())
+    };
+    let routes = || f.virtual_service.iter().flat_map(|vs| &vs.http);
+    let route = routes().map(|r| secs(&r.timeout)).fold(0.0, f64::max);
+    let per_try = routes()
+        .filter_map(|r| r.retries.as_ref())
+        .map(|t| secs(&t.per_try_timeout))
+        .fold(0.0, f64::max);
+    (route + per_try).min(f.duration.value.as_secs_f64())
+}
+
 /// Estimates what running `f` needs.
 pub fn estimate(f: &ExperimentFile) -> Estimate {
     let mut parts = Vec::new();
@@ -163,12 +184,15 @@ pub fn estimate(f: &ExperimentFile) -> Estimate {
         .fold(1.0f64, f64::max);
     if let Some(qps) = f.load.qps {
         let in_flight = qps * slowest * slow;
+        // A request's route and per-try timeout events stay queued until
+        // they fire, long after most answers: qps × those timeouts more.
+        let timers = qps * lingering_timers_secs(f);
         parts.push(Part {
             field: "load.qps".to_owned(),
             path: root.key("load").key("qps"),
             value: format!("{qps}"),
-            bytes: bytes_of(in_flight * IN_FLIGHT as f64),
-            unit: "per request in flight (qps × mean latency)",
+            bytes: bytes_of(in_flight * IN_FLIGHT as f64 + timers * TIMER as f64),
+            unit: "per request in flight (qps × mean latency) and per timer pending (qps × the longest route and per-try timeouts)",
         });
     }
     if let Some(c) = f.load.connections {
@@ -320,6 +344,29 @@ qps = 1000
         let (field, msg) = check(&e, 4 << 30, "this machine's memory").unwrap();
         assert_eq!(field.to_string(), "load.qps");
         assert!(msg.contains("qps × mean latency"), "{msg}");
+    }
+
+    #[test]
+    fn route_and_per_try_timeouts_count_the_timers_they_keep_queued() {
+        let plain = estimate(&experiment(BASE_EXPERIMENT)).bytes;
+        let text = format!(
+            "{BASE_EXPERIMENT}{}",
+            r#"
+[[virtualService]]
+name = "backend"
+hosts = ["backend"]
+[[virtualService.http]]
+timeout = "60s"
+retries = { attempts = 2, perTryTimeout = "10s" }
+"#
+        );
+        let timed = estimate(&experiment(&text)).bytes;
+        // 1,000 qps × 70 s of timers × 96 bytes, but the run lasts 10 s.
+        assert_eq!(timed - plain, 1_000 * 10 * TIMER);
+        let long = estimate(&experiment(
+            &text.replace("\"10s\"\n[[service]]", "\"300s\"\n[[service]]"),
+        ));
+        assert_eq!(long.bytes - plain, 1_000 * 70 * TIMER);
     }
 
     #[test]
