@@ -120,27 +120,45 @@ pub(crate) fn open01<R: Rng + ?Sized>(rng: &mut R) -> f64 {
     u
 }
 
+/// One draw of a ziggurat: a layer from the low 8 bits of one word and
+/// the abscissa from its top 52, as a value in [-1, 1) for a `SYMMETRIC`
+/// density (sign included) or in (0, 1); accepted at once inside the layer
+/// below, by rejection in the wedge (`pdf`), and by `tail(rng, u)` beyond
+/// the base layer.
+#[inline(always)]
+fn ziggurat<R: Rng + ?Sized, const SYMMETRIC: bool>(
+    z: &Ziggurat,
+    rng: &mut R,
+    pdf: fn(f64) -> f64,
+    tail: impl Fn(&mut R, f64) -> f64,
+) -> f64 {
+    loop {
+        let bits = rng.next_u64();
+        let i = (bits & 0xff) as usize;
+        #[allow(clippy::cast_precision_loss)]
+        let u = if SYMMETRIC {
+            (bits >> 12) as f64 * (2.0 * EPS52) - 1.0
+        } else {
+            ((bits >> 12) as f64 + 0.5) * EPS52
+        };
+        let x = u * z.x[i];
+        if (if SYMMETRIC { x.abs() } else { x }) < z.x[i + 1] {
+            return x;
+        }
+        if i == 0 {
+            return tail(rng, u);
+        }
+        if z.f[i + 1] + (z.f[i] - z.f[i + 1]) * unit(rng) < pdf(x) {
+            return x;
+        }
+    }
+}
+
 /// A draw of the standard normal distribution N(0, 1), with `z` its
 /// ziggurat ([`normal_table`]).
 #[inline]
 pub(crate) fn standard_normal<R: Rng + ?Sized>(z: &Ziggurat, rng: &mut R) -> f64 {
-    loop {
-        let bits = rng.next_u64();
-        let i = (bits & 0xff) as usize;
-        // The top 52 bits, as a value in [-1, 1).
-        #[allow(clippy::cast_precision_loss)]
-        let u = (bits >> 12) as f64 * (2.0 * EPS52) - 1.0;
-        let x = u * z.x[i];
-        if x.abs() < z.x[i + 1] {
-            return x;
-        }
-        if i == 0 {
-            return normal_tail(rng, u < 0.0);
-        }
-        if z.f[i + 1] + (z.f[i] - z.f[i + 1]) * unit(rng) < normal_pdf(x) {
-            return x;
-        }
-    }
+    ziggurat::<R, true>(z, rng, normal_pdf, |rng, u| normal_tail(rng, u < 0.0))
 }
 
 /// Beyond the base layer: Marsaglia's tail method.
@@ -163,25 +181,9 @@ fn normal_tail<R: Rng + ?Sized>(rng: &mut R, negative: bool) -> f64 {
 /// its ziggurat ([`exponential_table`]).
 #[inline]
 pub(crate) fn standard_exponential<R: Rng + ?Sized>(z: &Ziggurat, rng: &mut R) -> f64 {
-    loop {
-        let bits = rng.next_u64();
-        let i = (bits & 0xff) as usize;
-        // The top 52 bits, as a value in (0, 1).
-        #[allow(clippy::cast_precision_loss)]
-        let u = ((bits >> 12) as f64 + 0.5) * EPS52;
-        let x = u * z.x[i];
-        if x < z.x[i + 1] {
-            return x;
-        }
-        if i == 0 {
-            // Beyond r, the distribution is r plus an exponential draw
-            // (it is memoryless): inverted directly.
-            return EXP_R - libm::log(open01(rng));
-        }
-        if z.f[i + 1] + (z.f[i] - z.f[i + 1]) * unit(rng) < exp_pdf(x) {
-            return x;
-        }
-    }
+    // Beyond r, the distribution is r plus an exponential draw (it is
+    // memoryless): inverted directly.
+    ziggurat::<R, false>(z, rng, exp_pdf, |rng, _| EXP_R - libm::log(open01(rng)))
 }
 
 #[cfg(test)]
